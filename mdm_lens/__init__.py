@@ -1,0 +1,1 @@
+"""mdm-lens: hooks, samplers and tracing for masked diffusion language models."""
