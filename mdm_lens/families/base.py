@@ -1,0 +1,41 @@
+"""What a model family must declare so the wrapper can hook, sample and fold it."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Literal
+
+from torch import nn
+
+SiteKind = Literal["output", "input"]
+
+
+@dataclass(frozen=True)
+class Site:
+    """A canonical hook site: the tensor is the output (or first input) of the module at `module_path`.
+
+    `linear` names the nn.Linear / nn.Embedding whose output *is* this tensor (None when no single
+    layer writes it); folding an affine map into that layer's weights is then exact.
+    """
+
+    name: str
+    module_path: str
+    kind: SiteKind = "output"
+    layer: int | None = None
+    width: int = 0
+    linear: str | None = None
+
+
+@dataclass
+class FamilySpec:
+    """One model family: ids, chat use, recommended sampling and its site table."""
+
+    name: str                                   # "llada", "dream", "diffusion_gemma"
+    model_types: tuple[str, ...]                # config.json model_type values that select it
+    architectures: tuple[str, ...]              # config.json architectures values that select it
+    default_mask_id: int
+    sampler: str                                # "llada" or "dream": which reference sampler
+    recommended: dict[str, Any] = field(default_factory=dict)   # sampler kwargs defaults
+    logits_shift: bool = False                  # Dream: state at j-1 predicts token j
+    build_sites: Callable[[nn.Module], list[Site]] | None = None
+    # layers whose weights write into the residual stream, for folding directional ablation
+    residual_writers: Callable[[nn.Module], list[str]] | None = None

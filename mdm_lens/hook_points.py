@@ -1,0 +1,15 @@
+"""Identity modules that give a name to tensors that are no module's output (e.g. resid_mid)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class HookPoint(nn.Module):
+    """Returns its input; exists so torch forward hooks can read or replace the tensor.
+
+    It has no parameters, so it never changes a checkpoint's state-dict keys.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
