@@ -55,3 +55,38 @@ class StepContext:
             m = m.to(device)
         self._on_device[key] = m
         return m
+
+
+def build_context(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, *,
+                  prompt_length: int | None, logits_shift: bool, main_rows: int | None = None,
+                  step: int | None = None, num_steps: int | None = None, block: int | None = None,
+                  num_blocks: int | None = None) -> StepContext:
+    """Derive every mask from the ids actually fed to the model (so CFG / extra rows are covered).
+
+    Without `prompt_length` (a plain forward) every non-padding position counts as prompt.
+    """
+    bsz, pos = input_ids.shape
+    padding = (attention_mask == 0) if attention_mask is not None else torch.zeros_like(input_ids, dtype=torch.bool)
+    if attention_mask is not None and attention_mask.dim() != 2:
+        padding = torch.zeros_like(input_ids, dtype=torch.bool)
+    if prompt_length is None:
+        response = torch.zeros_like(padding)
+    else:
+        response = (torch.arange(pos, device=input_ids.device) >= prompt_length).expand(bsz, pos)
+    prompt = ~response & ~padding
+    is_mask = input_ids == mask_id
+    masked = is_mask & response if prompt_length is not None else is_mask
+    if logits_shift:
+        predicts = torch.zeros_like(masked)
+        predicts[:, :-1] = masked[:, 1:]
+    else:
+        predicts = masked
+    rows = bsz if main_rows is None else main_rows
+    t = None
+    if prompt_length is not None:
+        n_resp = response[:rows].sum()
+        t = float(masked[:rows].sum() / n_resp) if int(n_resp) > 0 else 0.0
+    return StepContext(
+        in_sampler=step is not None, step=step, num_steps=num_steps, t=t, block=block,
+        num_blocks=num_blocks, prompt_mask=prompt, response_mask=response, masked=masked, padding=padding,
+        predicts_masked=predicts, main_rows=rows, input_ids=input_ids)

@@ -1,0 +1,209 @@
+"""HookedMDM: a masked diffusion LM with named, step-aware hook sites."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator
+
+import torch
+from jaxtyping import Float, Int
+from torch import nn
+
+from .cache import ActivationCache, Reducer, StepCache, StepFilter
+from .context import StepContext, build_context
+from .families.base import FamilySpec, Site
+from .hooking import HookSpec, attach_hooks
+from .sites import unknown_site_error
+
+# Augmenter: (input_ids, attention_mask, position_ids) -> extra (ids, mask) rows to run in the same batch.
+Augmenter = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None] | None"]
+
+
+class HookedMDM(nn.Module):
+    """Wraps a native masked diffusion model: canonical sites, step context, samplers, caches.
+
+    With no hook attached the forward is the bare model's plus a flag check, so an unhooked
+    generation runs at native speed.
+    """
+
+    def __init__(self, model: nn.Module, spec: FamilySpec, tokenizer=None, config: dict | None = None,
+                 name_or_path: str | None = None):
+        super().__init__()
+        self.model = model
+        self.spec = spec
+        self.tokenizer = tokenizer
+        self.config = dict(config or {})
+        self.name_or_path = name_or_path
+        self.sites: dict[str, Site] = {s.name: s for s in spec.build_sites(model)}
+        self.mask_id = int(self.config.get("mask_token_id") or getattr(tokenizer, "mask_token_id", None)
+                           or spec.default_mask_id)
+        self._n_hooks = 0
+        self._step_info = None          # set by the sampler's on_step before each forward
+        self._prompt_length: int | None = None
+        self._ctx: StepContext | None = None
+        self._augmenters: list[Augmenter] = []
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_pretrained(cls, name_or_path: str, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
+                        device_map: Any = None) -> "HookedMDM":
+        """A hub id, a local folder in hub layout, or a packaged organism's short name (e.g. "tiny-if")."""
+        from .loading import load_model
+        from .organisms import resolve as resolve_organism
+        path = resolve_organism(name_or_path) or name_or_path
+        model, tokenizer, spec, config = load_model(path, dtype=dtype, device=device, device_map=device_map)
+        return cls(model, spec, tokenizer, config, name_or_path=name_or_path)
+
+    @classmethod
+    def from_config(cls, config: dict, tokenizer=None, seed: int = 0, dtype: torch.dtype | None = None) -> "HookedMDM":
+        """A randomly initialised model of any family (tests, benchmarks)."""
+        from .families import detect_family
+        from .loading import build_random_model
+        model = build_random_model(config, seed=seed)
+        if dtype is not None:
+            model = model.to(dtype)
+        return cls(model, detect_family(config), tokenizer, config)
+
+    # ------------------------------------------------------------------ sites
+    @property
+    def hook_names(self) -> list[str]:
+        return list(self.sites)
+
+    @property
+    def n_layers(self) -> int:
+        return 1 + max((s.layer for s in self.sites.values() if s.layer is not None), default=-1)
+
+    def site(self, name: str) -> Site:
+        try:
+            return self.sites[name]
+        except KeyError:
+            raise unknown_site_error(name, self.hook_names) from None
+
+    def site_module(self, name: str) -> nn.Module:
+        return self.model.get_submodule(self.site(name).module_path)
+
+    @property
+    def input_device(self) -> torch.device:
+        emb = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
+        p = emb.weight if emb is not None else next(self.model.parameters())
+        return p.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    # ------------------------------------------------------------------ hooks
+    def _current_ctx(self) -> StepContext:
+        if self._ctx is None:
+            raise RuntimeError("hook called outside HookedMDM.forward; call the wrapper, not the inner model")
+        return self._ctx
+
+    @contextmanager
+    def hooks(self, spec: HookSpec) -> Iterator["HookedMDM"]:
+        """`with model.hooks({site: fn})`: fn(act, ctx) -> replacement or None; removed on exit, always."""
+        with attach_hooks(self.model, self.sites, spec, self._current_ctx, self.site):
+            self._n_hooks += 1
+            try:
+                yield self
+            finally:
+                self._n_hooks -= 1
+
+    @contextmanager
+    def augment_batch(self, fn: Augmenter) -> Iterator[None]:
+        """Run extra rows (e.g. a masked reference) in the same forward; their logits are dropped."""
+        self._augmenters.append(fn)
+        try:
+            yield
+        finally:
+            self._augmenters.remove(fn)
+
+    def steer(self, plan):
+        """Apply a plan (anything with `attach(model)`, or a dict site -> fn) for the `with` block."""
+        if hasattr(plan, "attach"):
+            return plan.attach(self)
+        return self.hooks(plan)
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, input_ids: Int[torch.Tensor, "batch pos"], attention_mask: torch.Tensor | None = None,
+                position_ids: torch.Tensor | None = None, prompt_length: int | None = None
+                ) -> Float[torch.Tensor, "batch pos vocab"]:
+        main = input_ids.shape[0]
+        if self._augmenters:
+            input_ids, attention_mask, position_ids = self._augment(input_ids, attention_mask, position_ids)
+        kwargs = {}
+        if attention_mask is not None:
+            kwargs["attention_mask"] = attention_mask
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        if self._n_hooks == 0:
+            out = self.model(input_ids, **kwargs)
+        else:
+            info = self._step_info
+            plen = info.prompt_length if info is not None else prompt_length
+            prev = self._ctx
+            self._ctx = build_context(
+                input_ids, attention_mask, self.mask_id, prompt_length=plen, logits_shift=self.spec.logits_shift,
+                main_rows=main, step=getattr(info, "step", None), num_steps=getattr(info, "num_steps", None),
+                block=getattr(info, "block", None), num_blocks=getattr(info, "num_blocks", None))
+            try:
+                out = self.model(input_ids, **kwargs)
+            finally:
+                self._ctx = prev
+        logits = out.logits if hasattr(out, "logits") else out
+        return logits[:main] if logits.shape[0] != main else logits
+
+    def _augment(self, ids, mask, pos):
+        extras = [fn(ids, mask, pos) for fn in self._augmenters]
+        extras = [e for e in extras if e is not None]
+        if not extras:
+            return ids, mask, pos
+        ex_ids = torch.cat([e[0].to(ids.device) for e in extras])
+        ex_mask = [e[1] if e[1] is not None else torch.ones_like(e[0]) for e in extras]
+        ex_mask = torch.cat([m.to(ids.device) for m in ex_mask])
+        base_mask = mask if mask is not None else torch.ones_like(ids)
+        new_mask = torch.cat([base_mask, ex_mask.to(base_mask.dtype)])
+        if pos is not None:
+            ex_pos = (ex_mask.long().cumsum(-1) - 1).clamp_min(0)
+            pos = torch.cat([pos, ex_pos.to(pos.device, pos.dtype)])
+        all_ones = bool(new_mask.all())
+        return torch.cat([ids, ex_ids]), (None if all_ones and mask is None else new_mask), pos
+
+    # ------------------------------------------------------------------ caching
+    def run_with_cache(self, input_ids: torch.Tensor, names: Iterable[str] | None = None,
+                       attention_mask: torch.Tensor | None = None, prompt_length: int | None = None,
+                       ) -> tuple[torch.Tensor, ActivationCache]:
+        """One forward; returns logits and the activations of `names` (all sites by default)."""
+        names = list(self.hook_names if names is None else names)
+        cache = ActivationCache()
+
+        def make(name):
+            def fn(act, ctx):
+                cache[name] = act.detach()
+            return fn
+        with torch.no_grad(), self.hooks({n: make(n) for n in names}):
+            logits = self(input_ids.to(self.input_device), attention_mask=attention_mask, prompt_length=prompt_length)
+        return logits, cache
+
+    @contextmanager
+    def cache_steps(self, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
+                    scope: str = "all", device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+                    ) -> Iterator[StepCache]:
+        """`with model.cache_steps([...]) as cache: model.generate(...)`; then `cache[site, step]`."""
+        names = list(names)
+        for n in names:
+            self.site(n)
+        cache = StepCache(names, steps=steps, reduce=reduce, scope=scope, device=device, dtype=dtype)
+        with self.hooks(cache.hook_fns()):
+            yield cache
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
+                 progress: bool = False, **sampler_kwargs):
+        """Generate with the family's reference sampler and recommended settings (overridable)."""
+        from .generation import run_generation
+        return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, **sampler_kwargs)
+
+    def generate_with_cache(self, prompts, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
+                            scope: str = "all", **kwargs):
+        with self.cache_steps(names, steps=steps, reduce=reduce, scope=scope) as cache:
+            out = self.generate(prompts, **kwargs)
+        return out, cache
