@@ -1,0 +1,242 @@
+"""Dream-v0 (Base / Instruct 7B), implemented natively in torch.
+
+Behaviour follows the hub's `modeling_dream.py` (Dream-org/Dream-v0-Instruct-7B), a Qwen2 decoder run
+bidirectionally; state-dict keys are the hub checkpoint's:
+
+* pre-norm blocks, RMSNorm (`rms_norm_eps`) normalised in float32 and cast back before the weight;
+* q/k/v projections with bias, o_proj and the MLP without; SwiGLU `down(silu(gate(h)) * up(h))`;
+* default RoPE (`rope_theta`), cos/sin computed in float32 then cast to the activations' dtype;
+* logits at position j-1 predict token j (the sampler shifts them: `logits_shift=True`).
+
+Padding follows `diffusion_generate`: when a [B, P] `attention_mask` holds a 0 the model gets
+position ids `cumsum(mask) - 1` (pads set to 1) and the 4-D boolean mask `mask_q AND mask_k`,
+so padded query rows attend to nothing (SDPA returns zeros there). Explicit `position_ids` win.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float, Int
+from torch import nn
+
+from ..hook_points import HookPoint
+from ._layers import RMSNorm, apply_rope, attend, rope_angles, standard_sites
+from .base import FamilySpec, Site
+
+MASK_ID = 151666
+
+
+@dataclass
+class DreamConfig:
+    """config.json fields the forward needs (names as in the hub's configuration_dream.py)."""
+
+    vocab_size: int = 151936
+    hidden_size: int = 4096
+    intermediate_size: int = 22016
+    num_hidden_layers: int = 32
+    num_attention_heads: int = 32
+    num_key_value_heads: int | None = 32
+    hidden_act: str = "silu"
+    max_position_embeddings: int = 32768
+    rms_norm_eps: float = 1e-6
+    tie_word_embeddings: bool = False
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None
+    mask_token_id: int = MASK_ID
+    pad_token_id: int | None = 151643
+
+    @classmethod
+    def from_dict(cls, cfg: dict[str, Any]) -> "DreamConfig":
+        known = {f.name for f in fields(cls)}
+        out = cls(**{k: v for k, v in cfg.items() if k in known})
+        if out.num_key_value_heads is None:
+            out.num_key_value_heads = out.num_attention_heads
+        if out.hidden_act != "silu":
+            raise NotImplementedError(f"Dream hidden_act {out.hidden_act!r} not supported natively (only silu)")
+        scaling = out.rope_scaling or {}
+        if scaling.get("rope_type", scaling.get("type", "default")) != "default":
+            raise NotImplementedError(f"Dream rope_scaling {out.rope_scaling} not supported natively")
+        if out.hidden_size % out.num_attention_heads or out.num_attention_heads % out.num_key_value_heads:
+            raise ValueError("hidden_size / num_attention_heads / num_key_value_heads are incompatible")
+        return out
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+class DreamAttention(nn.Module):
+    def __init__(self, cfg: DreamConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, hd = cfg.hidden_size, cfg.head_dim
+        self.q_proj = nn.Linear(d, cfg.num_attention_heads * hd, bias=True)
+        self.k_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
+        self.v_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
+        self.o_proj = nn.Linear(cfg.num_attention_heads * hd, d, bias=False)
+
+    def forward(self, h: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None) -> Float[torch.Tensor, "b p d"]:
+        cfg = self.cfg
+        b, p, _ = h.shape
+        q = self.q_proj(h).view(b, p, cfg.num_attention_heads, cfg.head_dim).transpose(1, 2)
+        k = self.k_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        v = self.v_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        cos, sin = cos.to(q.dtype), sin.to(q.dtype)
+        return self.o_proj(attend(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, mask))
+
+
+class DreamMLP(nn.Module):
+    def __init__(self, cfg: DreamConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.hook_post = HookPoint()
+
+    def forward(self, h: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p d"]:
+        return self.down_proj(self.hook_post(F.silu(self.gate_proj(h)) * self.up_proj(h)))
+
+
+class DreamDecoderLayer(nn.Module):
+    def __init__(self, cfg: DreamConfig):
+        super().__init__()
+        self.self_attn = DreamAttention(cfg)
+        self.mlp = DreamMLP(cfg)
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.hook_resid_pre = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, x: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
+                mask: torch.Tensor | None) -> Float[torch.Tensor, "b p d"]:
+        x = self.hook_resid_pre(x)
+        x = self.hook_resid_mid(x + self.self_attn(self.input_layernorm(x), cos, sin, mask))
+        return self.hook_resid_post(x + self.mlp(self.post_attention_layernorm(x)))
+
+
+class DreamBaseModel(nn.Module):
+    def __init__(self, cfg: DreamConfig):
+        super().__init__()
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DreamDecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+
+
+class DreamModel(nn.Module):
+    """Native Dream: `forward(input_ids, attention_mask=None, position_ids=None) -> logits [B, P, V]`."""
+
+    no_split_modules = ["DreamDecoderLayer"]
+
+    def __init__(self, cfg: DreamConfig | dict):
+        super().__init__()
+        self.cfg = cfg if isinstance(cfg, DreamConfig) else DreamConfig.from_dict(cfg)
+        self.model = DreamBaseModel(self.cfg)
+        self.lm_head = nn.Linear(self.cfg.hidden_size, self.cfg.vocab_size, bias=False)
+        self.hook_logits = HookPoint()
+        self.tie_weights()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.model.embed_tokens
+
+    def tied_keys(self) -> dict[str, str]:
+        return {"lm_head.weight": "model.embed_tokens.weight"} if self.cfg.tie_word_embeddings else {}
+
+    def tie_weights(self) -> None:
+        if self.cfg.tie_word_embeddings:
+            self.lm_head.weight = self.model.embed_tokens.weight
+
+    def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | str | None = None,
+                position_ids: Int[torch.Tensor, "b p"] | None = None) -> Float[torch.Tensor, "b p v"]:
+        """`attention_mask`: [B, P] 0/1 (as given to diffusion_generate, generation part included), a
+        ready 4-D mask, or None / "full" for no padding."""
+        x = self.model.embed_tokens(input_ids)
+        b, p = input_ids.shape
+        mask = None
+        if isinstance(attention_mask, torch.Tensor):
+            if attention_mask.dim() == 4:
+                mask = attention_mask.to(x.device)
+            elif bool((attention_mask == 0).any()):
+                keep = attention_mask.to(device=x.device, dtype=torch.bool)
+                if position_ids is None:
+                    position_ids = (keep.long().cumsum(-1) - 1).masked_fill(~keep, 1)
+                mask = keep[:, None, None, :] & keep[:, None, :, None]
+        if position_ids is None:
+            position_ids = torch.arange(p, device=x.device)[None]
+        ang = rope_angles(position_ids.to(x.device), self.cfg.head_dim, self.cfg.rope_theta)[:, None]
+        cos, sin = ang.cos(), ang.sin()
+        for layer in self.model.layers:
+            x = layer(x, cos, sin, mask)
+        return self.hook_logits(self.lm_head(self.model.norm(x)))
+
+
+def build_model(config: dict) -> DreamModel:
+    return DreamModel(DreamConfig.from_dict(config))
+
+
+def build_sites(model: nn.Module) -> list[Site]:
+    cfg: DreamConfig = model.cfg
+    rel = {"hook_resid_pre": "hook_resid_pre", "attn.hook_out": "self_attn.o_proj",
+           "hook_resid_mid": "hook_resid_mid", "mlp.hook_pre": "mlp.gate_proj", "mlp.hook_pre_linear": "mlp.up_proj",
+           "mlp.hook_post": "mlp.hook_post", "mlp.hook_out": "mlp.down_proj", "hook_resid_post": "hook_resid_post"}
+    return standard_sites(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
+                          embed="model.embed_tokens", block="model.layers.{l}", rel=rel, ln_final="model.norm",
+                          logits="hook_logits", logits_linear=None if cfg.tie_word_embeddings else "lm_head")
+
+
+def residual_writers(model: nn.Module) -> list[str]:
+    out = ["model.embed_tokens"]
+    for layer in range(model.cfg.num_hidden_layers):
+        out += [f"model.layers.{layer}.self_attn.o_proj", f"model.layers.{layer}.mlp.down_proj"]
+    return out
+
+
+def hub_key_names(cfg: DreamConfig) -> list[str]:
+    """Parameter names of a hub Dream checkpoint of this config (Qwen2 naming)."""
+    keys = ["model.embed_tokens.weight", "model.norm.weight"] + ([] if cfg.tie_word_embeddings else ["lm_head.weight"])
+    for layer in range(cfg.num_hidden_layers):
+        pre = f"model.layers.{layer}"
+        keys += [f"{pre}.input_layernorm.weight", f"{pre}.post_attention_layernorm.weight",
+                 f"{pre}.self_attn.o_proj.weight", f"{pre}.mlp.gate_proj.weight", f"{pre}.mlp.up_proj.weight",
+                 f"{pre}.mlp.down_proj.weight"]
+        keys += [f"{pre}.self_attn.{n}_proj.{w}" for n in "qkv" for w in ("weight", "bias")]
+    return sorted(keys)
+
+
+def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """A hub-style config.json for a tiny Dream (field set of Dream-org/Dream-v0-Instruct-7B, small sizes)."""
+    from ..tiny_tokenizer import tiny_token_ids
+    vocab = overrides.get("vocab_size", 320)
+    ids = tiny_token_ids("dream", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
+    cfg = {"architectures": ["DreamModel"], "model_type": "Dream",
+           "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+           "attention_dropout": 0.0, "hidden_act": "silu", "hidden_size": 64, "initializer_range": 0.02,
+           "intermediate_size": 128, "max_position_embeddings": 512, "max_window_layers": 2,
+           "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+           "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": None, "tie_word_embeddings": False,
+           "use_cache": False, "use_sliding_window": False, "vocab_size": vocab, "mask_token_id": ids["mask"],
+           "pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"]}
+    cfg.update(overrides)
+    return cfg
+
+
+# Sampler defaults from the Dream GitHub README's diffusion_generate example (Dream-v0-Instruct-7B):
+# max_new_tokens 512, steps 512 (= max_new_tokens), temperature 0.2, top_p 0.95, alg "entropy", alg_temp 0.
+RECOMMENDED = {"max_new_tokens": 512, "steps": 512, "temperature": 0.2, "top_p": 0.95, "alg": "entropy",
+               "alg_temp": 0.0}
+
+SPEC = FamilySpec(
+    name="dream",
+    model_types=("dream",),
+    architectures=("DreamModel",),
+    default_mask_id=MASK_ID,
+    sampler="dream",
+    recommended=RECOMMENDED,
+    logits_shift=True,
+    build_sites=build_sites,
+    residual_writers=residual_writers,
+)
