@@ -137,6 +137,9 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     spec = detect_family(config)
     tokenizer = _load_tokenizer(folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
+    native_loader = getattr(family_module(spec), "from_pretrained", None)
+    if native_loader is not None:       # a family served by transformers' own classes and loader
+        return native_loader(str(folder), dtype, device, device_map).eval(), tokenizer, spec, config
     model = _build_meta(config, spec)
     files = _weight_files(folder)
     dtype = dtype or _checkpoint_dtype(files)
@@ -184,7 +187,9 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
 def build_random_model(config: dict, seed: int = 0) -> nn.Module:
     """A seeded random model of the family named by config: N(0, 0.02) linear/embedding weights, zero biases."""
     spec = detect_family(config)
-    model = family_module(spec).build_model(config)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)                     # construction-time init of non-linear parameters
+        model = family_module(spec).build_model(config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():        # norms keep their constructed identity values
@@ -202,6 +207,11 @@ def save_pretrained(model: nn.Module, tokenizer, config: dict, folder: str | os.
     """Write hub layout: config.json, model.safetensors or shards of <= shard_size bytes + index json."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    if hasattr(model, "save_pretrained"):       # a transformers model: its own writer handles tied weights
+        model.save_pretrained(str(folder), max_shard_size=shard_size or "50GB")
+        if tokenizer is not None:
+            tokenizer.save_pretrained(str(folder))
+        return folder
     (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
     tied = set(getattr(model, "tied_keys", lambda: {})())
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in tied}
