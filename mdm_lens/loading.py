@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,9 @@ def _load_tokenizer(folder: Path):
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()    # AutoConfig grumbles about the unknown model_type; we never use it
     try:
-        return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
     except Exception as first:                         # e.g. tokenizer_class DreamTokenizer (remote code)
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             from transformers import Qwen2Tokenizer

@@ -18,7 +18,7 @@ DEFAULT_WORDS = (
     "write wrote answer question word words sentence sentences letter letters list end start response "
     "capital lowercase uppercase title json bullet point points paragraph paragraphs section highlight "
     "comma quote quotation postscript language english include exclude keyword keywords times least "
-    "exactly at_least less_than please story poem email essay summary name city country day time year "
+    "exactly helpful less_than please story poem email essay summary name city country day time year "
     "people man woman child world life hand part place case week company program number group "
     "good new old great high small large big long little own other right left same different important "
     "very also just only then now here there so than too well even back still way again never always "
