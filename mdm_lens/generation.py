@@ -38,6 +38,11 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
                    progress: bool = False, **overrides) -> GenerationOutput:
     from .sampling import dream_generate, llada_generate
 
+    if model.spec.sampler not in ("llada", "dream"):
+        raise NotImplementedError(
+            f"HookedMDM.generate runs the LLaDA and Dream reference samplers; the {model.spec.name} family uses "
+            "transformers' own sampler: call model.model.generate(...) for it (its forward, caches and "
+            "run_with_cache work through HookedMDM)")
     ids = special_ids(model)
     input_ids, attn = encode_prompts(prompts, model.tokenizer, chat=chat, pad_id=ids["pad"])
     if bool((input_ids == model.mask_id).any()):
