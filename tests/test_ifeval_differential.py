@@ -165,7 +165,7 @@ def _targeted(rng: random.Random, iid: str, kw: dict) -> str:
     elif iid == "keywords:frequency":
         text = " ".join([rng.choice(EN)] + [kw["keyword"]] * rng.randint(0, kw["frequency"] + 1))
     elif iid == "keywords:letter_frequency":
-        text = rng.choice(EN) + " " + kw["letter"] * rng.randint(0, kw["let_frequency"] + 2)
+        text = rng.choice(EN) + " " + kw["letter"] * rng.randint(0, kw["let_frequency"] + 2) + rng.choice(["", " İİİİ"])
     elif iid == "language:response_language":
         text = FOREIGN.get(kw["language"]) or rng.choice(EN)
     elif iid in ("length_constraints:number_paragraphs",):
@@ -222,7 +222,7 @@ def _kwargs(rng: random.Random, iid: str) -> dict:
         "keywords:existence": lambda: {"keywords": rng.sample(KEYWORDS, rng.randint(1, 3))},
         "keywords:frequency": lambda: {"keyword": rng.choice(KEYWORDS), "frequency": rng.randint(1, 4), "relation": rel},
         "keywords:forbidden_words": lambda: {"forbidden_words": rng.sample(KEYWORDS, rng.randint(1, 3))},
-        "keywords:letter_frequency": lambda: {"letter": rng.choice("aeiostzqA"), "let_frequency": rng.randint(1, 12), "let_relation": rel},
+        "keywords:letter_frequency": lambda: {"letter": rng.choice("aeiiostzqAI"), "let_frequency": rng.randint(1, 12), "let_relation": rel},
         "language:response_language": lambda: {"language": rng.choice(sorted(set(FOREIGN) & ifeval.LANGUAGE_CODES) + ["en"])},
         "length_constraints:number_sentences": lambda: {"num_sentences": rng.randint(1, 8), "relation": rel},
         "length_constraints:number_paragraphs": lambda: {"num_paragraphs": n},
@@ -239,7 +239,10 @@ def _kwargs(rng: random.Random, iid: str) -> dict:
     }.get(iid, lambda: {})()
 
 
-EDGE = ["", " ", "\n", "*", "***", "******", "\"", "\"\"", "```json\n```", "{}", "<<>>", "P.S.", "\n\n\n", "a\n\nb"]
+EDGE = ["", " ", "\n", "*", "***", "******", "\"", "\"\"", "```json\n```", "{}", "<<>>", "P.S.", "\n\n\n", "a\n\nb",
+        "\n\n* a\n*\nfoo\n-", " - x\n-\n  -- y", "Section1Section 2 SECTION 3\nSection  4", "p.p.s\np. p. s x",
+        "***a***b******c", "<<<x>>> <<y>>", "İİİ zzz IIII", "A.B.C. D.E. Hello. world", "\"Hi\" she said.\n\n\"Bye\"",
+        "```json\n{\"a\": 1}\n```\nextra", "```Json[1]```", "Hello *** World *** !", "*a* **b** ***c*** ****"]
 
 
 def _cases(seed: int = 20240611, per_id: int = 120):
@@ -279,6 +282,31 @@ def test_differential_against_lm_eval(official):
     for mode in compared:  # the generator must produce both outcomes in bulk
         assert 0.2 < passed[mode] / compared[mode] < 0.8
     assert not mismatches, mismatches[:5]
+
+
+SHARED = next((p for p in (os.path.join(os.path.dirname(__file__), "..", "shared", "ifeval"),
+                           os.path.join(os.path.dirname(__file__), "..", "..", "shared", "ifeval"))
+               if os.path.isdir(p)), None)
+
+
+def test_differential_on_real_ifeval_kwargs(official):
+    """The 163 single-instruction IFEval prompts from shared/: their own kwargs, realistic texts."""
+    if SHARED is None:
+        pytest.skip("shared/ifeval not present")
+    rng = random.Random(7)
+    pairs = ifeval.load_contrastive_pairs(os.path.join(SHARED, "ifeval_single_instr_format.jsonl"))
+    compared = 0
+    for pair in pairs:
+        ids, kws = list(pair.instruction_id_list), [dict(k) for k in pair.kwargs]
+        inp = official.InputExample(key=pair.key, instruction_id_list=ids, prompt=pair.prompt, kwargs=kws)
+        for response in (pair.prompt, pair.prompt_without_instruction, pair.prompt.upper(),
+                         _targeted(rng, ids[0], kws[0]), _random_response(rng)):
+            for loose, harness in ((False, official.test_instruction_following_strict),
+                                   (True, official.test_instruction_following_loose)):
+                theirs = harness(inp, response).follow_instruction_list
+                assert ifeval.check(response, ids, kws, pair.prompt, loose=loose) == theirs, (ids, kws, response)
+                compared += len(ids)
+    print(f"\nIFEval differential on shared prompts: {compared} verdicts, all equal")
 
 
 def test_per_id_both_outcomes():

@@ -3,7 +3,8 @@
 Same contract as ``_checks_text``: response plus validated kwargs in, verdict
 out, with the official regular expressions' behaviour (``\\s`` may span
 newlines in bullet matching, section splitters and postscript markers are
-regular expressions, ``**double**`` highlights count twice, ...).
+regular expressions, ``**double**`` highlights are found by a second pattern
+alongside ``*single*`` ones, ...).
 """
 
 from __future__ import annotations
