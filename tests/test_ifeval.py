@@ -26,6 +26,7 @@ CASES = [
     ("keywords:letter_frequency", {"letter": "Z", "let_frequency": 2, "let_relation": REL_GE}, "Zig zag", True),
     ("keywords:letter_frequency", {"letter": "z", "let_frequency": 2, "let_relation": REL_LT}, "Zig zag", False),
     ("keywords:letter_frequency", {"letter": "i", "let_frequency": 1, "let_relation": REL_GE}, "İ", True),  # lower()
+    ("keywords:letter_frequency", {"letter": "#", "let_frequency": 2, "let_relation": REL_GE}, "#ai #ml", True),  # key 1122
     ("language:response_language", {"language": "fr"},
      "Bonjour, je m'appelle Marie et j'habite à Paris depuis dix ans.", True),
     ("language:response_language", {"language": "fr"}, "The weather is lovely today and we walk.", False),
@@ -129,8 +130,9 @@ def test_bad_ids_and_kwargs_raise_value_errors():
         ifeval.check("hi", ["length_constraints:number_words"], [{"num_words": 3, "relation": "at most"}])
     with pytest.raises(ValueError, match="language"):
         ifeval.check("hi", ["language:response_language"], [{"language": "xx"}])
-    with pytest.raises(ValueError, match="letter"):
-        ifeval.check("hi", ["keywords:letter_frequency"], [{"letter": "ab", "let_frequency": 1, "let_relation": REL_LT}])
+    for bad_letter in ("ab", " ", 3):
+        with pytest.raises(ValueError, match="letter"):
+            ifeval.check("hi", ["keywords:letter_frequency"], [{"letter": bad_letter, "let_frequency": 1, "let_relation": REL_LT}])
     with pytest.raises(ValueError, match="one dict per instruction"):
         ifeval.check("hi", ["punctuation:no_comma"], [{}, {}])
     with pytest.raises(ValueError, match="list of ids"):

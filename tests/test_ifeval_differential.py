@@ -222,6 +222,7 @@ def _kwargs(rng: random.Random, iid: str) -> dict:
         "keywords:existence": lambda: {"keywords": rng.sample(KEYWORDS, rng.randint(1, 3))},
         "keywords:frequency": lambda: {"keyword": rng.choice(KEYWORDS), "frequency": rng.randint(1, 4), "relation": rel},
         "keywords:forbidden_words": lambda: {"forbidden_words": rng.sample(KEYWORDS, rng.randint(1, 3))},
+        # Letters only: lm-eval replaces non-letters ('#', '!' in the dataset) with a random letter.
         "keywords:letter_frequency": lambda: {"letter": rng.choice("aeiiostzqAI"), "let_frequency": rng.randint(1, 12), "let_relation": rel},
         "language:response_language": lambda: {"language": rng.choice(sorted(set(FOREIGN) & ifeval.LANGUAGE_CODES) + ["en"])},
         "length_constraints:number_sentences": lambda: {"num_sentences": rng.randint(1, 8), "relation": rel},
