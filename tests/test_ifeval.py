@@ -244,3 +244,14 @@ def test_contrastive_pairs_formats_and_attach(tmp_path):
     bad = _write_jsonl(tmp_path / "bad.jsonl", [{"key": 1, "text": "x"}])
     with pytest.raises(ValueError, match="expected"):
         ifeval.load_contrastive_pairs(bad)
+
+
+def test_evaluate_matches_check_per_prompt():
+    records = [{"key": i, "prompt": f"p{i}", "instruction_id_list": [iid], "kwargs": [kw]}
+               for i, (iid, kw, _, _) in enumerate(CASES)]
+    responses = ["Intro line\n" + resp + "\n**end**" for _, _, resp, _ in CASES]
+    result = ifeval.evaluate(records, responses)
+    for record, response, row in zip(records, responses, result.per_prompt):
+        assert row["strict"] == ifeval.check(response, record["instruction_id_list"], record["kwargs"])
+        assert row["loose"] == ifeval.check(response, record["instruction_id_list"], record["kwargs"], loose=True)
+    assert result.inst_level_loose >= result.inst_level_strict
