@@ -1,45 +1,86 @@
 """The step context: where in the denoising loop a hook call happens."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 from jaxtyping import Bool
-
 
 _SCOPE_FIELDS = {"prompt": "prompt_mask", "response": "response_mask", "masked": "masked",
                  "predicts_masked": "predicts_masked", "padding": "padding"}
 SCOPES = ("all", *_SCOPE_FIELDS)
 
 
-@dataclass
 class StepContext:
-    """Passed to every hook call.
+    """Passed to every hook call; masks are derived lazily from the ids actually fed to the model.
 
-    Outside a sampler (a plain forward) `in_sampler` is False and step / num_steps / t / block are None.
-    Masks are `[batch, pos]` over the rows of the forward actually run (CFG doubles the batch, reference
-    alignment appends rows: `main_rows` says how many leading rows are the generation itself).
-    `predicts_masked` marks positions whose hidden state predicts a still-masked token: equal to `masked`
-    for LLaDA, shifted one position left for Dream (its logits at j-1 predict token j).
+    Outside a sampler (a plain forward) `in_sampler` is False and step / num_steps / block are None
+    (t too, unless a `prompt_length` was given). Masks are `[batch, pos]` over the rows of the forward
+    actually run (CFG doubles the batch, reference alignment appends rows: `main_rows` says how many
+    leading rows are the generation itself). `predicts_masked` marks positions whose hidden state
+    predicts a still-masked token: `masked` for LLaDA, shifted one left for Dream (logits at j-1 predict j).
+    Nothing is computed until a hook reads it, so hooks that ignore the context cost nothing extra.
     """
 
-    in_sampler: bool
-    step: int | None
-    num_steps: int | None
-    t: float | None
-    block: int | None
-    num_blocks: int | None
-    prompt_mask: Bool[torch.Tensor, "batch pos"]
-    response_mask: Bool[torch.Tensor, "batch pos"]
-    masked: Bool[torch.Tensor, "batch pos"]
-    padding: Bool[torch.Tensor, "batch pos"]
-    predicts_masked: Bool[torch.Tensor, "batch pos"]
-    main_rows: int
-    input_ids: torch.Tensor | None = None
-    _on_device: dict = field(default_factory=dict, repr=False)
+    def __init__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, *,
+                 prompt_length: int | None, logits_shift: bool, main_rows: int | None = None,
+                 step: int | None = None, num_steps: int | None = None, block: int | None = None,
+                 num_blocks: int | None = None):
+        self.input_ids = input_ids
+        self.attention_mask = attention_mask
+        self.mask_id = mask_id
+        self.prompt_length = prompt_length
+        self.logits_shift = logits_shift
+        self.main_rows = input_ids.shape[0] if main_rows is None else main_rows
+        self.step, self.num_steps, self.block, self.num_blocks = step, num_steps, block, num_blocks
+        self.in_sampler = step is not None
+        self._on_device: dict = {}
+
+    def __repr__(self) -> str:
+        return (f"StepContext(step={self.step}, num_steps={self.num_steps}, t={self.t}, block={self.block}, "
+                f"shape={tuple(self.input_ids.shape)}, main_rows={self.main_rows})")
+
+    @cached_property
+    def padding(self) -> Bool[torch.Tensor, "batch pos"]:
+        am = self.attention_mask
+        if am is None or am.dim() != 2:
+            return torch.zeros_like(self.input_ids, dtype=torch.bool)
+        return am.to(self.input_ids.device) == 0
+
+    @cached_property
+    def response_mask(self) -> Bool[torch.Tensor, "batch pos"]:
+        bsz, pos = self.input_ids.shape
+        if self.prompt_length is None:
+            return torch.zeros((bsz, pos), dtype=torch.bool, device=self.input_ids.device)
+        return (torch.arange(pos, device=self.input_ids.device) >= self.prompt_length).expand(bsz, pos)
+
+    @cached_property
+    def prompt_mask(self) -> Bool[torch.Tensor, "batch pos"]:
+        return ~self.response_mask & ~self.padding
+
+    @cached_property
+    def masked(self) -> Bool[torch.Tensor, "batch pos"]:
+        is_mask = self.input_ids == self.mask_id
+        return is_mask & self.response_mask if self.prompt_length is not None else is_mask
+
+    @cached_property
+    def predicts_masked(self) -> Bool[torch.Tensor, "batch pos"]:
+        if not self.logits_shift:
+            return self.masked
+        out = torch.zeros_like(self.masked)
+        out[:, :-1] = self.masked[:, 1:]
+        return out
+
+    @cached_property
+    def t(self) -> float | None:
+        """Fraction of the generation rows' response positions still masked (None in a plain forward)."""
+        if self.prompt_length is None:
+            return None
+        n_resp = int(self.response_mask[: self.main_rows].sum())
+        return float(self.masked[: self.main_rows].sum()) / n_resp if n_resp > 0 else 0.0
 
     def scope_mask(self, scope: str, device: torch.device | None = None) -> Bool[torch.Tensor, "batch pos"]:
-        """Boolean mask for a token scope: all / prompt / response / masked / predicts_masked."""
+        """Boolean mask for a token scope: all / prompt / response / masked / predicts_masked / padding."""
         key = (scope, device)
         hit = self._on_device.get(key)
         if hit is not None:
@@ -49,44 +90,13 @@ class StepContext:
         elif scope in _SCOPE_FIELDS:
             m = getattr(self, _SCOPE_FIELDS[scope])
         else:
-            raise ValueError(
-                f"unknown token scope {scope!r}; use one of 'all', 'prompt', 'response', 'masked', 'predicts_masked'")
-        if device is not None and m.device != device:
+            raise ValueError(f"unknown token scope {scope!r}; use one of {SCOPES}")
+        if device is not None and m.device != torch.device(device):
             m = m.to(device)
         self._on_device[key] = m
         return m
 
 
-def build_context(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, *,
-                  prompt_length: int | None, logits_shift: bool, main_rows: int | None = None,
-                  step: int | None = None, num_steps: int | None = None, block: int | None = None,
-                  num_blocks: int | None = None) -> StepContext:
-    """Derive every mask from the ids actually fed to the model (so CFG / extra rows are covered).
-
-    Without `prompt_length` (a plain forward) every non-padding position counts as prompt.
-    """
-    bsz, pos = input_ids.shape
-    padding = (attention_mask == 0) if attention_mask is not None else torch.zeros_like(input_ids, dtype=torch.bool)
-    if attention_mask is not None and attention_mask.dim() != 2:
-        padding = torch.zeros_like(input_ids, dtype=torch.bool)
-    if prompt_length is None:
-        response = torch.zeros_like(padding)
-    else:
-        response = (torch.arange(pos, device=input_ids.device) >= prompt_length).expand(bsz, pos)
-    prompt = ~response & ~padding
-    is_mask = input_ids == mask_id
-    masked = is_mask & response if prompt_length is not None else is_mask
-    if logits_shift:
-        predicts = torch.zeros_like(masked)
-        predicts[:, :-1] = masked[:, 1:]
-    else:
-        predicts = masked
-    rows = bsz if main_rows is None else main_rows
-    t = None
-    if prompt_length is not None:
-        n_resp = response[:rows].sum()
-        t = float(masked[:rows].sum() / n_resp) if int(n_resp) > 0 else 0.0
-    return StepContext(
-        in_sampler=step is not None, step=step, num_steps=num_steps, t=t, block=block,
-        num_blocks=num_blocks, prompt_mask=prompt, response_mask=response, masked=masked, padding=padding,
-        predicts_masked=predicts, main_rows=rows, input_ids=input_ids)
+def build_context(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, **kwargs) -> StepContext:
+    """Kept for callers that build a context by hand (tests, analyses)."""
+    return StepContext(input_ids, attention_mask, mask_id, **kwargs)

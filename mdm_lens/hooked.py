@@ -9,7 +9,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from .cache import ActivationCache, Reducer, StepCache, StepFilter
-from .context import StepContext, build_context
+from .context import StepContext
 from .families.base import FamilySpec, Site
 from .hooking import HookSpec, attach_hooks
 from .sites import unknown_site_error
@@ -140,7 +140,7 @@ class HookedMDM(nn.Module):
             info = self._step_info
             plen = info.prompt_length if info is not None else prompt_length
             prev = self._ctx
-            self._ctx = build_context(
+            self._ctx = StepContext(
                 input_ids, attention_mask, self.mask_id, prompt_length=plen, logits_shift=self.spec.logits_shift,
                 main_rows=main, step=getattr(info, "step", None), num_steps=getattr(info, "num_steps", None),
                 block=getattr(info, "block", None), num_blocks=getattr(info, "num_blocks", None))
