@@ -51,7 +51,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     device = model.input_device
     input_ids = input_ids.to(device)
     attn = attn.to(device) if attn is not None else None
-    kwargs = {**model.spec.recommended, **overrides}
+    kwargs = {**model.spec.recommended, **model.config.get("mdm_lens_sampler", {}), **overrides}
     bar = None
     if progress:
         from tqdm.auto import tqdm
