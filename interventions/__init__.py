@@ -1,0 +1,10 @@
+"""Steering rules as composable intervention objects, with the optimal-transport math written here."""
+from .affine import AffineMap
+from .estimators import (ESTIMATORS, ActAdd, BuresOT, DirectionalAblation, GaussianOT, LinearACT, MeanACT,
+                         ProjectionClamp, fit_map)
+from .plan import Plan, fit_incremental
+from .restrict import Restricted, TimestepSchedule, fit_schedule, restrict, support_bounds
+
+__all__ = ["AffineMap", "ActAdd", "BuresOT", "DirectionalAblation", "ESTIMATORS", "GaussianOT", "LinearACT",
+           "MeanACT", "Plan", "ProjectionClamp", "Restricted", "TimestepSchedule", "fit_incremental", "fit_map",
+           "fit_schedule", "restrict", "support_bounds"]

@@ -1,0 +1,90 @@
+"""Plans on disk: one safetensors file, JSON metadata in its header; nothing is ever unpickled."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from .affine import AffineMap
+from .restrict import Restricted, TimestepSchedule
+
+FORMAT, VERSION = "mdm-lens-plan", 1
+
+
+def _encode(m, prefix: str, tensors: dict) -> dict:
+    if isinstance(m, AffineMap):
+        for k, v in m.tensors().items():
+            tensors[f"{prefix}::{k}"] = v.contiguous()
+        return m.header()
+    if isinstance(m, Restricted):
+        head = {"type": "restricted", "scope": m.scope, "steps": m.steps, "t_range": m.t_range,
+                "inner": _encode(m.inner, prefix + "::inner", tensors)}
+        if m.bounds is not None:
+            tensors[f"{prefix}::lo"], tensors[f"{prefix}::hi"] = (b.double().contiguous() for b in m.bounds)
+            head["bounds"] = True
+        return head
+    if isinstance(m, TimestepSchedule):
+        return {"type": "schedule", "entries": [[lo, hi, _encode(x, f"{prefix}::{i}", tensors)]
+                                                for i, (lo, hi, x) in enumerate(m.entries)]}
+    raise TypeError(f"cannot save a {type(m).__name__}; only AffineMap, Restricted and TimestepSchedule are stored")
+
+
+def _decode(head: dict, prefix: str, f) -> object:
+    kind = head.get("type")
+    if kind == "affine":
+        names = [k for k in ("omega", "beta", "U", "V") if f"{prefix}::{k}" in f.keys()]
+        return AffineMap.from_parts(head, {k: f.get_tensor(f"{prefix}::{k}") for k in names})
+    if kind == "restricted":
+        bounds = (f.get_tensor(f"{prefix}::lo"), f.get_tensor(f"{prefix}::hi")) if head.get("bounds") else None
+        return Restricted(_decode(head["inner"], prefix + "::inner", f), head["scope"],
+                          tuple(head["steps"]) if head["steps"] else None,
+                          tuple(head["t_range"]) if head["t_range"] else None, bounds)
+    if kind == "schedule":
+        return TimestepSchedule([(lo, hi, _decode(h, f"{prefix}::{i}", f)) for i, (lo, hi, h) in enumerate(head["entries"])])
+    raise ValueError(f"unknown intervention type {kind!r} in plan file")
+
+
+def save_plan(plan, path, metadata: dict | None = None) -> None:
+    from mdm_lens import __version__
+    tensors: dict[str, torch.Tensor] = {}
+    sites = {}
+    for site, ms in plan.maps.items():
+        sites[site] = [_encode(m, f"{site}::{i}", tensors) for i, m in enumerate(ms)]
+    if plan.extras:
+        raise TypeError("plans with reference alignment cannot be saved (they hold a reference sequence); "
+                        "save the reference ids and re-create it")
+    header = {"format": FORMAT, "version": str(VERSION), "package_version": __version__,
+              "sites": json.dumps(sites), "plan_meta": json.dumps(plan.meta, default=str),
+              "user": json.dumps(metadata or {}, default=str)}
+    folder = os.path.dirname(os.path.abspath(path)) or "."
+    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=header)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def load_plan(path):
+    from .plan import Plan
+    p = Path(path)
+    try:
+        f = safe_open(str(p), framework="pt")
+    except Exception as e:
+        raise ValueError(f"{p} is not an mdm-lens plan file (not safetensors: {e})") from None
+    with f:
+        meta = f.metadata() or {}
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{p} is not an mdm-lens plan file (no '{FORMAT}' format tag in its metadata)")
+        sites = json.loads(meta["sites"])
+        plan = Plan({s: [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)] for s, hs in sites.items()},
+                    json.loads(meta.get("plan_meta", "{}")))
+    plan.meta["file_metadata"] = json.loads(meta.get("user", "{}"))
+    return plan
