@@ -1,0 +1,138 @@
+"""Folding affine maps into weights: steered generation at unsteered speed, exactly undoable.
+
+A map on a site that *is* a linear layer's output (Site.linear) folds into that layer: W' = ωW, b' = ωb + β
+(a bias is added where the layer has none); on `hook_embed` the embedding rows become ωe + β. A
+directional ablation folds on the residual stream only when the plan ablates the same direction at every
+residual site: then orthogonalising every residual writer (embedding, attention out, MLP down) is the same
+computation (Arditi et al.). Anything whose effect depends on position or step is refused, with the reason.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .affine import AffineMap
+from .plan import Plan
+
+RESIDUAL = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+
+
+def _composed(site: str, ms: list) -> AffineMap:
+    out = None
+    for m in ms:
+        if not isinstance(m, AffineMap):
+            why = {"Restricted": "a token scope, step window or support bounds",
+                   "TimestepSchedule": "a per-timestep schedule"}.get(type(m).__name__, f"a {type(m).__name__}")
+            raise ValueError(f"cannot fold site {site!r}: it has {why}, whose effect depends on position or step; "
+                             "apply it with model.steer(plan) instead")
+        out = m if out is None else out.then(m)
+    return out
+
+
+def _is_ablation(m: AffineMap) -> torch.Tensor | None:
+    """The unit direction v if m is I − v vᵀ with β = 0, else None."""
+    if m.kind != "lowrank" or m.U.shape[1] != 1 or abs(m.scale - 1) > 1e-12 or m.beta.abs().max() > 1e-12:
+        return None
+    u, v = m.U[:, 0], m.V[:, 0]
+    return v if torch.allclose(u, -v, atol=1e-10) and abs(float(v.norm()) - 1) < 1e-8 else None
+
+
+@dataclass
+class FoldHandle:
+    """Restores the original weights bit for bit (`restore()`, or leaving the `with` block)."""
+
+    model: nn.Module
+    saved: dict = field(default_factory=dict)           # path -> (weight clone, bias clone or None)
+
+    def restore(self) -> None:
+        with torch.no_grad():
+            for path, (w, b) in self.saved.items():
+                mod = self.model.model.get_submodule(path)
+                mod.weight.data = w
+                if b is None:
+                    if getattr(mod, "bias", None) is not None:
+                        mod.register_parameter("bias", None)
+                else:
+                    mod.bias.data = b
+        self.saved = {}
+
+    def __enter__(self) -> "FoldHandle":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.restore()
+
+
+def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap]]:
+    """Validate everything first; returns (layer path, map) pairs. Nothing is modified here."""
+    plan.check(model)
+    if plan.extras:
+        raise ValueError("cannot fold reference alignment: it reads a reference sequence at every step")
+    writes, ablations = [], {}
+    for site, ms in plan.maps.items():
+        m = _composed(site, ms)
+        info = model.site(site)
+        if info.name.split(".")[-1] in RESIDUAL:
+            v = _is_ablation(m)
+            if v is None:
+                raise ValueError(f"cannot fold {site!r}: on the residual stream only a directional ablation "
+                                 "(same direction at every residual site) folds exactly")
+            ablations[site] = v
+        elif info.linear is not None:
+            writes.append((info.linear, m))
+        else:
+            raise ValueError(f"cannot fold {site!r}: no single linear layer writes it (e.g. mlp.hook_post is an "
+                             "activation product); steer it with hooks instead")
+    if ablations:
+        wanted = {f"blocks.{l}.{r}" for l in range(model.n_layers) for r in RESIDUAL}
+        missing = sorted(wanted - set(ablations))
+        vs = list(ablations.values())
+        if missing or any(not torch.allclose(vs[0], v, atol=1e-8) for v in vs[1:]):
+            raise ValueError("a residual directional ablation folds only when the same direction is ablated at "
+                             f"every residual site; missing or different at {missing[:4] or 'some sites'}. "
+                             "Build it with interventions.fold.ablation_everywhere(model, direction)")
+        writers = model.spec.residual_writers(model.model) if model.spec.residual_writers else None
+        if not writers:
+            raise ValueError(f"the {model.spec.name} family declares no residual writers, so ablation cannot fold")
+        proj = AffineMap(vs[0].numel(), "lowrank", U=-vs[0][:, None], V=vs[0][:, None])
+        writes += [(w, proj) for w in writers]
+    return writes
+
+
+def fold(model, plan: Plan) -> FoldHandle:
+    """Write the plan into the weights; returns a handle that restores them (also a context manager)."""
+    writes = _plan_writes(model, plan)
+    handle = FoldHandle(model)
+    try:
+        with torch.no_grad():
+            for path, m in writes:
+                mod = model.model.get_submodule(path)
+                if path not in handle.saved:
+                    b = getattr(mod, "bias", None)
+                    handle.saved[path] = (mod.weight.data.clone(), None if b is None else b.data.clone())
+                W = mod.weight.data.to(torch.float64)
+                if isinstance(mod, nn.Embedding):
+                    mod.weight.data = m(W).to(mod.weight.dtype)
+                    continue
+                Wn = m.linear(W.T).T                                  # ω applied along the output dim
+                b = mod.bias.data.to(torch.float64) if mod.bias is not None else torch.zeros(W.shape[0], dtype=torch.float64)
+                bn = m(b)
+                mod.weight.data = Wn.to(mod.weight.dtype)
+                if mod.bias is None:
+                    mod.bias = nn.Parameter(bn.to(mod.weight.dtype), requires_grad=False)
+                else:
+                    mod.bias.data = bn.to(mod.bias.dtype)
+    except Exception:
+        handle.restore()
+        raise
+    return handle
+
+
+def ablation_everywhere(model, direction: torch.Tensor) -> Plan:
+    """Directional ablation of one direction at every residual site (Arditi et al.; foldable)."""
+    v = torch.as_tensor(direction, dtype=torch.float64)
+    v = v / v.norm()
+    m = AffineMap(v.numel(), "lowrank", U=-v[:, None], V=v[:, None], meta={"estimator": "directional_ablation"})
+    return Plan({f"blocks.{l}.{r}": m for l in range(model.n_layers) for r in RESIDUAL})
