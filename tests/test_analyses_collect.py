@@ -1,0 +1,63 @@
+"""Collection: planted differences show up where planted; pooling/scope semantics; errors; save/load."""
+import pytest
+import torch
+
+from analyses.collect import Activations, collect, collect_contrastive
+
+PROMPTS = ["hello world", "the cat is good", "a dog and a cat", "write a story"]
+
+
+def test_planted_shift_appears_at_its_layer_and_after(tiny_llada):
+    sites = [f"blocks.{l}.hook_resid_post" for l in range(2)] + ["blocks.0.hook_resid_pre"]
+    src = collect(tiny_llada, PROMPTS, sites, gen_length=8, progress=False)
+    shift = torch.zeros(64)
+    shift[5] = 3.0
+    with tiny_llada.hooks({"blocks.1.attn.hook_out": lambda a, ctx: a + shift}):
+        tgt = collect(tiny_llada, PROMPTS, sites, gen_length=8, progress=False)
+    d0 = (tgt["blocks.0.hook_resid_post"] - src["blocks.0.hook_resid_post"]).abs().max()
+    d1 = (tgt["blocks.1.hook_resid_post"].mean(0) - src["blocks.1.hook_resid_post"].mean(0))
+    assert d0 == 0
+    assert d1[5] > 2.0 and d1.abs().argmax() == 5
+
+
+def test_pooling_and_scope(tiny_llada):
+    site = "blocks.1.mlp.hook_out"
+    ids = tiny_llada.tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True,
+                                                   tokenize=True, return_dict=False)
+    full = torch.tensor([list(ids) + [tiny_llada.mask_id] * 8])
+    _, cache = tiny_llada.run_with_cache(full, [site], prompt_length=len(ids))
+    act = cache[site][0].double()
+    mean_full = collect(tiny_llada, PROMPTS[:1], [site], gen_length=8, progress=False)[site][0]
+    torch.testing.assert_close(mean_full, act.mean(0))
+    resp = collect(tiny_llada, PROMPTS[:1], [site], scope="response", gen_length=8, progress=False)[site][0]
+    torch.testing.assert_close(resp, act[len(ids):].mean(0))
+    last = collect(tiny_llada, PROMPTS[:1], [site], pooling="last", scope="prompt", gen_length=8, progress=False)[site][0]
+    torch.testing.assert_close(last, act[len(ids) - 1])
+    rows = collect(tiny_llada, PROMPTS[:2], [site], pooling="none", scope="response", gen_length=8, progress=False)
+    assert rows[site].shape == (16, 64) and rows[site].dtype == torch.float64
+
+
+def test_batched_equals_unbatched_with_padding(tiny_llada):
+    site = "blocks.0.mlp.hook_pre"
+    a = collect(tiny_llada, PROMPTS, [site], gen_length=8, batch_size=4, progress=False)[site]
+    b = collect(tiny_llada, PROMPTS, [site], gen_length=8, batch_size=1, progress=False)[site]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_collect_at_denoising_steps(tiny_llada):
+    acts = collect(tiny_llada, PROMPTS[:2], ["blocks.0.hook_resid_post"], at_steps=[0, 2], gen_length=4,
+                   progress=False, block_length=4, steps=4)
+    assert acts["blocks.0.hook_resid_post"].shape == (4, 64)
+
+
+def test_errors_and_roundtrip(tiny_llada, tmp_path):
+    with pytest.raises(ValueError, match="empty prompt set"):
+        collect(tiny_llada, [], ["hook_embed"], progress=False)
+    with pytest.raises(KeyError, match="closest"):
+        collect(tiny_llada, PROMPTS, ["blocks.9.hook_resid_post"], progress=False)
+    with pytest.raises(ValueError, match="unknown pooling"):
+        collect(tiny_llada, PROMPTS, ["hook_embed"], pooling="max", progress=False)
+    src, tgt = collect_contrastive(tiny_llada, PROMPTS, PROMPTS[::-1], ["hook_embed"], gen_length=4, progress=False)
+    src.save(tmp_path / "a.safetensors")
+    back = Activations.load(tmp_path / "a.safetensors")
+    assert torch.equal(back["hook_embed"], src["hook_embed"]) and back.meta["gen_length"] == 4
