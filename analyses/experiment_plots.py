@@ -3,10 +3,7 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+from .plotting import plt
 
 
 def _label(method: str) -> str:

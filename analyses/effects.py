@@ -1,0 +1,119 @@
+"""What a steering plan does at every denoising step: activation change, KL on still-masked positions,
+share of newly unmasked tokens that differ, and which positions flip first."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from .plotting import plt
+
+
+@dataclass
+class StepEffects:
+    """Per-step records plus `[step, position]` unmask-order maps of both runs."""
+
+    records: list[dict] = field(default_factory=list)
+    unmask_step_base: torch.Tensor | None = None     # [batch, gen] step at which each position was decoded
+    unmask_step_steer: torch.Tensor | None = None
+    differs: torch.Tensor | None = None               # [batch, gen] final tokens differ
+
+    def plot(self, path: str) -> str:
+        steps = [r["step"] for r in self.records]
+        fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
+        sites = sorted({k[len("delta_norm:"):] for r in self.records for k in r if k.startswith("delta_norm:")})
+        for s in sites:
+            axes[0].plot(steps, [r.get(f"delta_norm:{s}", 0.0) for r in self.records], label=s)
+        axes[0].set_title("‖T(h) − h‖ per position")
+        if sites:
+            axes[0].legend(fontsize=6)
+        axes[1].plot(steps, [r["kl_masked"] for r in self.records])
+        axes[1].set_title("KL(steered ‖ unsteered), masked positions")
+        axes[2].plot(steps, [r["differ_share"] for r in self.records])
+        axes[2].set_title("share of newly unmasked tokens that differ")
+        for ax in axes[:3]:
+            ax.set_xlabel("denoising step")
+        if self.unmask_step_steer is not None:
+            im = axes[3].imshow(self.unmask_step_steer.float().mean(0, keepdim=True).T.numpy()
+                                if self.unmask_step_steer.shape[0] > 1 else self.unmask_step_steer.T.numpy(),
+                                aspect="auto", cmap="viridis")
+            axes[3].set_title("step each position was decoded (steered)")
+            axes[3].set_ylabel("response position")
+            fig.colorbar(im, ax=axes[3])
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return path
+
+
+def _run(model, prompts, plan, seed, sampler_kwargs, sites):
+    logps, inputs, deltas = {}, {}, {}
+    pre: dict = {}
+
+    def spy_logits(act, ctx):
+        rows = act[: ctx.main_rows].float()
+        logps[ctx.step] = F.log_softmax(rows, -1).cpu()
+        inputs[ctx.step] = ctx.input_ids[: ctx.main_rows].to("cpu", copy=True)   # the sampler edits x in place
+
+    def before(site):
+        def fn(act, ctx):
+            pre[site] = act.detach().clone()
+        return fn
+
+    def after(site):
+        def fn(act, ctx):
+            d = (act.float() - pre[site].float())[: ctx.main_rows]
+            deltas.setdefault(ctx.step, {})[site] = float(d.norm(dim=-1).mean())
+        return fn
+
+    with model.hooks({s: before(s) for s in sites}):
+        with (model.steer(plan) if plan is not None else _null()):
+            with model.hooks({"hook_logits": spy_logits, **{s: after(s) for s in sites}}):
+                out = model.generate(prompts, seed=seed, **sampler_kwargs)
+    return out, logps, inputs, deltas
+
+
+class _null:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *a):
+        return None
+
+
+def _unmask_steps(inputs: dict, plen: int, mask_id: int, final: torch.Tensor) -> torch.Tensor:
+    steps = sorted(inputs)
+    gen = final.shape[1]
+    when = torch.full(final.shape, len(steps), dtype=torch.long)
+    for s in reversed(steps):
+        still = inputs[s][:, plen:] == mask_id
+        when = torch.where(still, when, torch.minimum(when, torch.full_like(when, s)))
+    # a position masked at the last forward was decoded by that step
+    return when.clamp_max(len(steps) - 1)[:, :gen]
+
+
+def step_effects(model, prompts, plan, *, seed: int = 0, **sampler_kwargs) -> StepEffects:
+    """Same prompts and seed, unsteered vs steered; one record per denoising step."""
+    sites = list(getattr(plan, "sites", []))
+    base, lp_b, in_b, _ = _run(model, prompts, None, seed, sampler_kwargs, [])
+    steer, lp_s, in_s, deltas = _run(model, prompts, plan, seed, sampler_kwargs, sites)
+    plen = base.prompt_length
+    when_b = _unmask_steps(in_b, plen, model.mask_id, base.tokens)
+    when_s = _unmask_steps(in_s, plen, model.mask_id, steer.tokens)
+    out = StepEffects(unmask_step_base=when_b, unmask_step_steer=when_s, differs=base.tokens != steer.tokens)
+    for s in sorted(lp_s):
+        masked = (in_s[s] == model.mask_id) & (in_b[s] == model.mask_id)
+        masked[:, :plen] = False
+        if masked.any():
+            p_s, p_b = lp_s[s][masked], lp_b[s][masked]
+            kl = float((p_s.exp() * (p_s - p_b)).sum(-1).mean())
+        else:
+            kl = 0.0
+        new_s = when_s == s
+        differ = float((base.tokens != steer.tokens)[new_s].float().mean()) if new_s.any() else 0.0
+        t = float((in_s[s][:, plen:] == model.mask_id).float().mean())
+        rec = {"step": s, "t": t, "kl_masked": max(kl, 0.0), "differ_share": differ}
+        rec.update({f"delta_norm:{k}": v for k, v in deltas.get(s, {}).items()})
+        out.records.append(rec)
+    return out
