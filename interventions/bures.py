@@ -11,6 +11,7 @@ import torch
 from jaxtyping import Float
 
 F64 = torch.float64
+RHO_FLOOR = 1e-6
 
 
 def _sym_sqrt(M: torch.Tensor, inverse: bool = False) -> torch.Tensor:
@@ -26,8 +27,7 @@ def _gram_stats(X: torch.Tensor) -> tuple[float, float, float]:
     G = X @ X.T
     mu = float(torch.diagonal(G).sum()) / (n * d)
     fro2 = float((G * G).sum()) / n**2
-    X2 = X * X
-    beta_raw = float((X2 @ X2.T).sum())
+    beta_raw = float(((X * X).sum(1) ** 2).sum())          # Σ_ij (X²ᵀX²)_ij = Σ_k ‖x_k‖⁴
     return mu, fro2, beta_raw
 
 
@@ -66,13 +66,12 @@ def bures_fit(A: torch.Tensor, B: torch.Tensor, shrinkage) -> tuple[float, torch
         Sa_w, Sb_w, va, vb = Sa + lam * eye, Sb + lam * eye, lam, lam
         info = {"ridge": lam}
     else:
-        ra, rb = shrinkage_intensity(Ac, shrinkage), shrinkage_intensity(Bc, shrinkage)
-        mua = float(torch.diagonal(Sa).sum()) / d
-        mub = float(torch.diagonal(Sb).sum()) / d
+        # ρ is floored so the off-span scale stays defined (it is then sqrt(μ_b / μ_a))
+        ra = max(shrinkage_intensity(Ac, shrinkage), RHO_FLOOR)
+        rb = max(shrinkage_intensity(Bc, shrinkage), RHO_FLOOR)
+        mua = max(float(torch.diagonal(Sa).sum()) / d, 1e-300)
+        mub = max(float(torch.diagonal(Sb).sum()) / d, 1e-300)
         va, vb = ra * mua, rb * mub
-        if va <= 0 or vb <= 0:
-            raise ValueError(f"shrinkage {shrinkage!r} gave a zero off-span variance (ρ_a={ra:.3g}, ρ_b={rb:.3g}); "
-                             "use a ridge value instead")
         Sa_w, Sb_w = (1 - ra) * Sa + va * eye, (1 - rb) * Sb + vb * eye
         info = {"rho_a": ra, "rho_b": rb, "mu_a": mua, "mu_b": mub}
     c = (vb / va) ** 0.5
