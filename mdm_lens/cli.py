@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_bench(sub)
     import importlib
     import importlib.util
-    for modname in ("analyses.cli", "analyses.demo_cli", "analyses.experiment_cli"):
+    for modname in ("analyses.cli", "analyses.demo_cli"):
         if importlib.util.find_spec(modname) is not None:
             importlib.import_module(modname).add_parsers(sub)
     return parser
