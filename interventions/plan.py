@@ -20,6 +20,13 @@ class Plan:
     the sum applies a then b (T_b ∘ T_a). `strength`, `scope` and `window` return new plans.
     """
 
+    @classmethod
+    def of(cls, *extras) -> "Plan":
+        """A plan of whole-model interventions (e.g. ReferenceAlignment), addable to site plans."""
+        p = cls()
+        p.extras = list(extras)
+        return p
+
     def __init__(self, maps: Mapping[str, Any] | None = None, meta: dict | None = None):
         self.maps: dict[str, list] = {s: _as_list(v) for s, v in (maps or {}).items()}
         self.meta = dict(meta or {})
