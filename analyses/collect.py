@@ -1,6 +1,6 @@
 """Contrastive activation collection as the steering papers do it: pooled per prompt, inside the hook.
 
-At t = 1 the response is fully masked (`[p0; r_1]`, one forward per batch); with `steps=` activations come
+At t = 1 the response is fully masked (`[p0; r_1]`, one forward per batch); with `at_steps=` activations come
 from a real denoising run at those steps (`at_steps`). Pooling ('mean', 'last', 'none') runs in the hook over the scope
 ('full' = every non-pad position, 'prompt', 'response'), so memory is `[n, d]` per site whatever the
 sequence length. Accumulation is float64.

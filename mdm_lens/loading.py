@@ -18,7 +18,7 @@ from torch import nn
 
 from .families import detect_family, family_module
 from .families.base import FamilySpec
-from .tiny_tokenizer import build_test_tokenizer, tiny_token_ids
+from .tiny_tokenizer import build_test_tokenizer
 
 __all__ = ["load_model", "build_random_model", "save_pretrained", "tiny_config", "build_test_tokenizer",
            "resolve_mask_id", "read_config"]

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from interventions import (AffineMap, LinearACT, MeanACT, Plan, Restricted, TimestepSchedule, ablation_everywhere,
+from interventions import (AffineMap, LinearACT, MeanACT, Plan, TimestepSchedule, ablation_everywhere,
                            fold, restrict, support_bounds)
 from mdm_lens.context import StepContext
 

@@ -2,7 +2,6 @@
 import random
 
 import pytest
-import torch
 
 from analyses import ifeval
 from mdm_lens.organism.corpus import (KINDS, TOPICS, calibration_pairs, eval_items, make_example, topic_rate,
