@@ -8,18 +8,16 @@ sequence length. Accumulation is float64.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from typing import Iterable, Sequence
 
 import torch
 from jaxtyping import Float
 from safetensors import safe_open
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from mdm_lens.generation import special_ids
 from mdm_lens.prompts import encode_prompts
+from mdm_lens.safefile import save_safetensors_atomic
 
 POOLINGS = ("mean", "last", "none")
 SCOPES = {"full": "all", "prompt": "prompt", "response": "response"}
@@ -45,14 +43,7 @@ class Activations:
 
     def save(self, path) -> None:
         meta = {"format": "mdm-lens-activations", "meta": json.dumps(self.meta, default=str)}
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)) or ".", suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file({k: v.contiguous() for k, v in self.data.items()}, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        save_safetensors_atomic(self.data, path, meta)
 
     @classmethod
     def load(cls, path) -> "Activations":

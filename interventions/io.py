@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
+from mdm_lens.safefile import save_safetensors_atomic
 
 from .affine import AffineMap
 from .restrict import Restricted, TimestepSchedule
@@ -61,15 +59,7 @@ def save_plan(plan, path, metadata: dict | None = None) -> None:
     header = {"format": FORMAT, "version": str(VERSION), "package_version": __version__,
               "sites": json.dumps(sites), "plan_meta": json.dumps(plan.meta, default=str),
               "user": json.dumps(metadata or {}, default=str)}
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    save_safetensors_atomic(tensors, path, header)
 
 
 def load_plan(path):

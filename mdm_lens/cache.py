@@ -3,15 +3,14 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from typing import Callable, Iterable, Union
 
 import torch
 from jaxtyping import Float
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .context import SCOPES, StepContext
+from .safefile import save_safetensors_atomic
 
 StepFilter = Union[None, Iterable[int], Callable[[StepContext], bool]]
 Reducer = Union[None, str, Callable[[torch.Tensor, StepContext], torch.Tensor]]
@@ -109,15 +108,7 @@ class StepCache:
         meta = {"format": "mdm-lens-stepcache", "index": json.dumps(index),
                 "t": json.dumps({str(k): v for k, v in self.t.items()}),
                 "names": json.dumps(self.names), "scope": self.scope, "reduce": str(self.reduce)}
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=meta)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+        save_safetensors_atomic(tensors, path, meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "StepCache":
