@@ -18,9 +18,9 @@ from .plotting import plt
 from .stats import wilson_interval
 from .tasks import organism_tasks
 
-KINDS = ("change_case:english_lowercase", "punctuation:no_comma", "startend:end_checker", "detectable_format:title")
+KINDS = ("change_case:english_lowercase", "punctuation:no_comma", "change_case:english_capital", "startend:end_checker")
 PAIR = ("change_case:english_lowercase", "punctuation:no_comma")
-FULL = dict(n_calib=48, n_val=8, n_test=32, lambdas=(0.5, 1.0))
+FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.5, 1.0))
 QUICK = dict(n_calib=6, n_val=2, n_test=3, lambdas=(1.0,))
 
 
