@@ -19,6 +19,16 @@ class StepEffects:
     unmask_step_steer: torch.Tensor | None = None
     differs: torch.Tensor | None = None               # [batch, gen] final tokens differ
 
+    def flip_map(self) -> torch.Tensor:
+        """`[position, step]`: share of prompts whose token at that position, decoded at that step of the
+        steered run, differs from the unsteered run — which positions flip, and how early."""
+        n_steps = len(self.records)
+        when, diff = self.unmask_step_steer, self.differs
+        out = torch.zeros(when.shape[1], n_steps)
+        for s in range(n_steps):
+            out[:, s] = ((when == s) & diff).float().mean(0)
+        return out
+
     def plot(self, path: str) -> str:
         steps = [r["step"] for r in self.records]
         fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
@@ -35,12 +45,11 @@ class StepEffects:
         for ax in axes[:3]:
             ax.set_xlabel("denoising step")
         if self.unmask_step_steer is not None:
-            im = axes[3].imshow(self.unmask_step_steer.float().mean(0, keepdim=True).T.numpy()
-                                if self.unmask_step_steer.shape[0] > 1 else self.unmask_step_steer.T.numpy(),
-                                aspect="auto", cmap="viridis")
-            axes[3].set_title("step each position was decoded (steered)")
+            im = axes[3].imshow(self.flip_map().numpy(), aspect="auto", cmap="viridis", origin="lower")
+            axes[3].set_title("differing tokens: decode step × position", fontsize=9)
+            axes[3].set_xlabel("denoising step at which it was decoded")
             axes[3].set_ylabel("response position")
-            fig.colorbar(im, ax=axes[3])
+            fig.colorbar(im, ax=axes[3], label="share of prompts")
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -1,5 +1,6 @@
 """The README tour runs as written, on the packaged organism."""
 import re
+import runpy
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_tour_runs(tmp_path, monkeypatch, capsys):
     code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, "README tour", "exec"), {})
+    script = tmp_path / "tour.py"          # a real file: nnsight reads the `with` block's source
+    script.write_text(code)
+    runpy.run_path(str(script), run_name="__main__")
     assert (tmp_path / "lowercase.safetensors").stat().st_size > 0
     assert (tmp_path / "moments.png").stat().st_size > 0 and (tmp_path / "effects.png").stat().st_size > 0
 
