@@ -47,7 +47,8 @@ def _decode(head: dict, prefix: str, f) -> object:
     raise ValueError(f"unknown intervention type {kind!r} in plan file")
 
 
-def save_plan(plan, path, metadata: dict | None = None) -> None:
+def save_plan(plan, path, metadata: dict | None = None, model=None) -> None:
+    """`model` (optional) records the family, model id and each site's width alongside the maps."""
     from mdm_lens import __version__
     tensors: dict[str, torch.Tensor] = {}
     sites = {}
@@ -59,6 +60,9 @@ def save_plan(plan, path, metadata: dict | None = None) -> None:
     header = {"format": FORMAT, "version": str(VERSION), "package_version": __version__,
               "sites": json.dumps(sites), "plan_meta": json.dumps(plan.meta, default=str),
               "user": json.dumps(metadata or {}, default=str)}
+    if model is not None:
+        header["model"] = json.dumps({"family": model.spec.name, "name_or_path": model.name_or_path,
+                                      "site_widths": {s: model.site(s).width for s in plan.maps}})
     save_safetensors_atomic(tensors, path, header)
 
 
@@ -77,4 +81,5 @@ def load_plan(path):
         plan = Plan({s: [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)] for s, hs in sites.items()},
                     json.loads(meta.get("plan_meta", "{}")))
     plan.meta["file_metadata"] = json.loads(meta.get("user", "{}"))
+    plan.meta["model"] = json.loads(meta.get("model", "{}"))
     return plan

@@ -85,9 +85,10 @@ class Plan:
             stack.enter_context(model.hooks(self.hook_fns()))
             yield model
 
-    def save(self, path, metadata: dict | None = None) -> None:
+    def save(self, path, metadata: dict | None = None, model=None) -> None:
+        """One safetensors file; pass `model` to record family, id and site widths too."""
         from .io import save_plan
-        save_plan(self, path, metadata)
+        save_plan(self, path, metadata, model)
 
     @classmethod
     def load(cls, path) -> "Plan":

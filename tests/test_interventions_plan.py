@@ -124,12 +124,34 @@ def test_save_load_roundtrip(tmp_path, tiny_llada):
             + Plan({"blocks.0.mlp.hook_out": TimestepSchedule([(0.0, 0.5, _rand_map(64, 8)),
                                                                (0.5, 1.0, _rand_map(64, 9))])})).strength(0.6)
     path = tmp_path / "plan.safetensors"
-    plan.save(path, {"model": "tiny"})
+    plan.save(path, {"note": "tiny"}, model=tiny_llada)
     back = Plan.load(path)
-    assert back.sites == plan.sites and back.meta["file_metadata"] == {"model": "tiny"}
+    assert back.sites == plan.sites and back.meta["file_metadata"] == {"note": "tiny"}
+    assert back.meta["model"]["family"] == "llada" and back.meta["model"]["site_widths"]["blocks.0.mlp.hook_out"] == 64
+    assert back.maps["blocks.0.mlp.hook_out"][0].meta["estimator"] == "linear_act"
     a = _gen(tiny_llada, plan=plan)
     b = _gen(tiny_llada, plan=back)
     assert torch.equal(a.tokens, b.tokens)
     (tmp_path / "evil.safetensors").write_bytes(b"\x80\x04K\x01.")
     with pytest.raises(ValueError, match="not an mdm-lens plan"):
         Plan.load(tmp_path / "evil.safetensors")
+
+
+def test_fit_schedule_and_incremental(tiny_llada):
+    from analyses.collect import collect
+    from interventions import fit_incremental, fit_schedule
+    g = torch.Generator().manual_seed(0)
+    src = {1.0: torch.randn(20, 4, generator=g, dtype=F64), 0.5: torch.randn(20, 4, generator=g, dtype=F64)}
+    tgt = {t: a * 2 + t for t, a in src.items()}
+    sched = fit_schedule(src, tgt, "mean_act")
+    assert [(lo, hi) for lo, hi, _ in sched.entries] == [(0.0, 0.75), (0.75, 1.0)]
+    torch.testing.assert_close(sched.entries[1][2].beta, (tgt[1.0] - src[1.0]).mean(0))
+    prompts_a, prompts_b = ["hello world", "the cat"], ["a dog and a cat", "write a story"]
+    sites = ["blocks.0.mlp.hook_out", "blocks.1.mlp.hook_out"]
+    collect_fn = lambda m, p, s: collect(m, p, s, gen_length=4, progress=False)   # noqa: E731
+    plan = fit_incremental(tiny_llada, sites, prompts_a, prompts_b, "mean_act", collect_fn)
+    # site 1 was fitted on activations produced with site 0 already steered
+    with tiny_llada.steer(Plan({sites[0]: plan.maps[sites[0]]})):
+        a1 = collect_fn(tiny_llada, prompts_a, [sites[1]])[sites[1]]
+        b1 = collect_fn(tiny_llada, prompts_b, [sites[1]])[sites[1]]
+    torch.testing.assert_close(plan.maps[sites[1]][0].beta, b1.mean(0) - a1.mean(0))
