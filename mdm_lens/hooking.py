@@ -34,12 +34,21 @@ def _run_fns(site: str, fns: Sequence[HookFn], act: torch.Tensor, ctx: StepConte
 
 
 def _output_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepContext]):
+    single = fns[0] if len(fns) == 1 else None
+
     def hook(module: nn.Module, args, output):
-        act = output[0] if isinstance(output, tuple) else output
-        new = _run_fns(site, fns, act, get_ctx())
-        if new is act:
-            return None
-        return (new, *output[1:]) if isinstance(output, tuple) else new
+        is_tuple = type(output) is tuple
+        act = output[0] if is_tuple else output
+        if single is not None:                      # fast path: one fn, no loop
+            new = single(act, get_ctx())
+            if new is None or new is act:
+                return None
+            new = _check_replacement(site, act, new)
+        else:
+            new = _run_fns(site, fns, act, get_ctx())
+            if new is act:
+                return None
+        return (new, *output[1:]) if is_tuple else new
     return hook
 
 
