@@ -1,6 +1,7 @@
 """`mdm-lens bench steer` (hooked vs folded Linear-ACT overhead) and `mdm-lens bench fit` (Bures at d=4096)."""
 from __future__ import annotations
 
+import copy
 import time
 
 import torch
@@ -40,9 +41,12 @@ def steer_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: i
         with model.steer(plan), torch.no_grad():
             return llada_generate(model, prompt, **kw)
 
+    folded_model = copy.deepcopy(model)          # folded once, outside the timed region
+    fold(folded_model, plan)
+
     def folded():
-        with fold(model, plan), torch.no_grad():
-            return llada_generate(model, prompt, **kw)
+        with torch.no_grad():
+            return llada_generate(folded_model, prompt, **kw)
 
     med = interleaved_medians({"unsteered": unsteered, "hooked": hooked, "folded": folded}, repeats)
     return {"seconds": med, "hooked_ratio": med["hooked"] / med["unsteered"],
