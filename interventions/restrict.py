@@ -8,7 +8,6 @@ from typing import Any, Callable, Sequence
 import torch
 from jaxtyping import Float
 
-from .affine import AffineMap
 
 SCOPES = ("all", "prompt", "response", "masked", "predicts_masked")
 # quantile presets for support bounds (ml-act's Q0 = [min, max]; Qinf = no bounds)
@@ -127,7 +126,3 @@ def restrict(m, scope: str | None = None, steps: Sequence[int] | None = None, t_
                       tuple(t_range) if t_range is not None else base.t_range,
                       bounds if bounds is not None else base.bounds)
 
-
-def is_plain_affine(m) -> bool:
-    """True for an AffineMap with no restriction that changes where it acts."""
-    return isinstance(m, AffineMap)

@@ -96,7 +96,3 @@ class StepContext:
         self._on_device[key] = m
         return m
 
-
-def build_context(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, **kwargs) -> StepContext:
-    """Kept for callers that build a context by hand (tests, analyses)."""
-    return StepContext(input_ids, attention_mask, mask_id, **kwargs)
