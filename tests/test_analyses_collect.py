@@ -45,9 +45,13 @@ def test_batched_equals_unbatched_with_padding(tiny_llada):
 
 
 def test_collect_at_denoising_steps(tiny_llada):
-    acts = collect(tiny_llada, PROMPTS[:2], ["blocks.0.hook_resid_post"], at_steps=[0, 2], gen_length=4,
-                   progress=False, block_length=4, steps=4)
-    assert acts["blocks.0.hook_resid_post"].shape == (4, 64)
+    site = "blocks.0.hook_resid_post"
+    acts = collect(tiny_llada, PROMPTS[:2], [site], at_steps=[0, 2], gen_length=4, progress=False, block_length=4,
+                   steps=4)
+    with tiny_llada.cache_steps([site], steps=[0, 2], reduce="mean", scope="all") as cache:
+        tiny_llada.generate(PROMPTS[:2], gen_length=4, block_length=4, steps=4)
+    expected = torch.cat([cache[site, 0], cache[site, 2]]).double()    # rows: step 0 prompts, then step 2
+    torch.testing.assert_close(acts[site], expected, atol=1e-5, rtol=1e-5)
 
 
 def test_errors_and_roundtrip(tiny_llada, tmp_path):
