@@ -16,7 +16,8 @@ def test_tour_runs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     script = tmp_path / "tour.py"          # a real file: nnsight reads the `with` block's source
     script.write_text(code)
-    runpy.run_path(str(script), run_name="__main__")
+    ns = runpy.run_path(str(script), run_name="__main__")
+    assert len(ns["saved"]) == 3 and ns["saved"][0].shape[-1] == ns["model"].site(ns["site"]).width
     assert (tmp_path / "lowercase.safetensors").stat().st_size > 0
     assert (tmp_path / "moments.png").stat().st_size > 0 and (tmp_path / "effects.png").stat().st_size > 0
 
