@@ -1,43 +1,49 @@
-"""Canonical (TransformerLens-style) site names and lookups."""
+"""Canonical (TransformerLens-style) site names: the one role table, and lookups.
+
+A site's *role* says what the tensor is (the residual stream before a block, the MLP's pre-activation,
+...); its *name* is the role placed at a layer. Every site name in the package is built here.
+"""
 from __future__ import annotations
 
 import difflib
 
-# short name -> template, like TransformerLens' get_act_name aliases
-_LAYER_SITES = {
+# role -> name template: the one table of site roles (the per-layer ones carry `{l}`)
+LAYER_ROLES = {
     "resid_pre": "blocks.{l}.hook_resid_pre",
     "attn_out": "blocks.{l}.attn.hook_out",
     "resid_mid": "blocks.{l}.hook_resid_mid",
     "mlp_pre": "blocks.{l}.mlp.hook_pre",
-    "pre": "blocks.{l}.mlp.hook_pre",
     "mlp_pre_linear": "blocks.{l}.mlp.hook_pre_linear",
-    "pre_linear": "blocks.{l}.mlp.hook_pre_linear",
     "mlp_post": "blocks.{l}.mlp.hook_post",
-    "post": "blocks.{l}.mlp.hook_post",
     "mlp_out": "blocks.{l}.mlp.hook_out",
     "resid_post": "blocks.{l}.hook_resid_post",
 }
-_GLOBAL_SITES = {
-    "embed": "hook_embed",
-    "ln_final": "ln_final.hook_normalized",
-    "normalized": "ln_final.hook_normalized",
-    "logits": "hook_logits",
-}
-LAYER_SITE_KINDS = ("resid_pre", "attn_out", "resid_mid", "mlp_pre", "mlp_pre_linear", "mlp_post",
-                    "mlp_out", "resid_post")
+GLOBAL_ROLES = {"embed": "hook_embed", "ln_final": "ln_final.hook_normalized", "logits": "hook_logits"}
+# TransformerLens' short aliases, accepted by get_act_name only
+_ALIASES = {"pre": "mlp_pre", "pre_linear": "mlp_pre_linear", "post": "mlp_post", "normalized": "ln_final"}
 
 
 def get_act_name(name: str, layer: int | None = None) -> str:
     """`get_act_name("mlp_out", 3) -> "blocks.3.mlp.hook_out"`; full names pass through."""
-    if name in _GLOBAL_SITES:
-        return _GLOBAL_SITES[name]
-    if name in _LAYER_SITES:
+    role = _ALIASES.get(name, name)
+    if role in GLOBAL_ROLES:
+        return GLOBAL_ROLES[role]
+    if role in LAYER_ROLES:
         if layer is None:
-            raise ValueError(f"site kind {name!r} needs a layer index, e.g. get_act_name({name!r}, 0)")
-        return _LAYER_SITES[name].format(l=layer)
+            raise ValueError(f"site role {name!r} needs a layer index, e.g. get_act_name({name!r}, 0)")
+        return LAYER_ROLES[role].format(l=int(layer))
     if name.startswith(("blocks.", "hook_", "ln_final.")):
         return name
-    raise ValueError(f"unknown site kind {name!r}; known: {sorted({**_LAYER_SITES, **_GLOBAL_SITES})}")
+    raise ValueError(f"unknown site role {name!r}; known: {sorted({*LAYER_ROLES, *GLOBAL_ROLES, *_ALIASES})}")
+
+
+def check_roles(roles, where: str = "roles") -> list[str]:
+    """Per-layer roles, validated: an unknown one raises naming the valid ones."""
+    roles = list(roles)
+    bad = [r for r in roles if r not in LAYER_ROLES]
+    if bad:
+        raise ValueError(f"unknown {where} {bad}; use per-layer site roles from {list(LAYER_ROLES)}")
+    return roles
 
 
 def closest_names(name: str, names: list[str], n: int = 3) -> list[str]:

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import nn
 
+from ..sites import LAYER_ROLES, get_act_name
 from .base import Site
 
 
@@ -60,19 +61,19 @@ def attend(q: Float[torch.Tensor, "b h p hd"], k: Float[torch.Tensor, "b kv p hd
 
 def standard_sites(n_layers: int, d_model: int, d_mlp: int, d_vocab: int, *, embed: str, block: str,
                    rel: dict[str, str], ln_final: str, logits: str, logits_linear: str | None) -> list[Site]:
-    """The canonical site table. `block` is a template with `{l}`; `rel` maps site suffix -> module path
-    relative to the block; paths of nn.Linear writers are marked as `linear`."""
-    linear_rel = {"attn.hook_out", "mlp.hook_pre", "mlp.hook_pre_linear", "mlp.hook_out"}
-    width = {"hook_resid_pre": d_model, "attn.hook_out": d_model, "hook_resid_mid": d_model,
-             "mlp.hook_pre": d_mlp, "mlp.hook_pre_linear": d_mlp, "mlp.hook_post": d_mlp,
-             "mlp.hook_out": d_model, "hook_resid_post": d_model}
-    sites = [Site("hook_embed", embed, "output", None, d_model, embed)]
+    """The canonical site table. `block` is a template with `{l}`; `rel` maps each per-layer role
+    (`mdm_lens.sites.LAYER_ROLES`) to its module path relative to the block; nn.Linear writers are marked
+    as `linear`."""
+    linear_roles = {"attn_out", "mlp_pre", "mlp_pre_linear", "mlp_out"}
+    width = {"resid_pre": d_model, "attn_out": d_model, "resid_mid": d_model, "mlp_pre": d_mlp,
+             "mlp_pre_linear": d_mlp, "mlp_post": d_mlp, "mlp_out": d_model, "resid_post": d_model}
+    sites = [Site(get_act_name("embed"), embed, "output", None, d_model, embed, "embed")]
     for layer in range(n_layers):
         base = block.format(l=layer)
-        for suffix in width:
-            path = f"{base}.{rel[suffix]}"
-            sites.append(Site(f"blocks.{layer}.{suffix}", path, "output", layer, width[suffix],
-                              path if suffix in linear_rel else None))
-    sites.append(Site("ln_final.hook_normalized", ln_final, "output", None, d_model, None))
-    sites.append(Site("hook_logits", logits, "output", None, d_vocab, logits_linear))
+        for role in LAYER_ROLES:
+            path = f"{base}.{rel[role]}"
+            sites.append(Site(get_act_name(role, layer), path, "output", layer, width[role],
+                              path if role in linear_roles else None, role))
+    sites.append(Site(get_act_name("ln_final"), ln_final, "output", None, d_model, None, "ln_final"))
+    sites.append(Site(get_act_name("logits"), logits, "output", None, d_vocab, logits_linear, "logits"))
     return sites

@@ -14,7 +14,9 @@ class Site:
     """A canonical hook site: the tensor is the output (or first input) of the module at `module_path`.
 
     `linear` names the nn.Linear / nn.Embedding whose output *is* this tensor (None when no single
-    layer writes it); folding an affine map into that layer's weights is then exact.
+    layer writes it); folding an affine map into that layer's weights is then exact. `role` is the
+    kind of tensor (a key of `mdm_lens.sites.LAYER_ROLES` / `GLOBAL_ROLES`), so code can ask for
+    "every mlp_out" without parsing names.
     """
 
     name: str
@@ -23,6 +25,7 @@ class Site:
     layer: int | None = None
     width: int = 0
     linear: str | None = None
+    role: str = ""          # resid_pre, attn_out, mlp_pre, ...: `get_act_name(role, layer) == name`
 
 
 @dataclass
@@ -39,3 +42,11 @@ class FamilySpec:
     build_sites: Callable[[nn.Module], list[Site]] | None = None
     # layers whose weights write into the residual stream, for folding directional ablation
     residual_writers: Callable[[nn.Module], list[str]] | None = None
+
+    @property
+    def length_key(self) -> str:
+        """The sampler option that sets the response length: `gen_length` (LLaDA) / `max_new_tokens` (Dream)."""
+        return LENGTH_KEYS.get(self.sampler, "max_new_tokens")
+
+
+LENGTH_KEYS = {"llada": "gen_length", "dream": "max_new_tokens"}

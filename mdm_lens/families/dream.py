@@ -180,9 +180,9 @@ def build_model(config: dict) -> DreamModel:
 
 def build_sites(model: nn.Module) -> list[Site]:
     cfg: DreamConfig = model.cfg
-    rel = {"hook_resid_pre": "hook_resid_pre", "attn.hook_out": "self_attn.o_proj",
-           "hook_resid_mid": "hook_resid_mid", "mlp.hook_pre": "mlp.gate_proj", "mlp.hook_pre_linear": "mlp.up_proj",
-           "mlp.hook_post": "mlp.hook_post", "mlp.hook_out": "mlp.down_proj", "hook_resid_post": "hook_resid_post"}
+    rel = {"resid_pre": "hook_resid_pre", "attn_out": "self_attn.o_proj", "resid_mid": "hook_resid_mid",
+           "mlp_pre": "mlp.gate_proj", "mlp_pre_linear": "mlp.up_proj", "mlp_post": "mlp.hook_post",
+           "mlp_out": "mlp.down_proj", "resid_post": "hook_resid_post"}
     return standard_sites(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
                           embed="model.embed_tokens", block="model.layers.{l}", rel=rel, ln_final="model.norm",
                           logits="hook_logits", logits_linear=None if cfg.tie_word_embeddings else "lm_head")

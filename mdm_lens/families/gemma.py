@@ -22,6 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import nn
 
+from ..sites import get_act_name
 from .base import FamilySpec, Site
 
 try:
@@ -80,21 +81,21 @@ def from_pretrained(folder: str, dtype: torch.dtype | None, device: Any, device_
 def build_sites(model: nn.Module) -> list[Site]:
     tc = model.config.text_config
     d, d_mlp = tc.hidden_size, tc.intermediate_size
-    sites = [Site("hook_embed", "model.decoder.embed_tokens", "output", None, d, None)]
+    sites = [Site(get_act_name("embed"), "model.decoder.embed_tokens", "output", None, d, None, "embed")]
     for layer in range(tc.num_hidden_layers):
         blk = f"model.decoder.layers.{layer}"
-        rows = [("hook_resid_pre", blk, "input", d, None),
-                ("attn.hook_out", f"{blk}.self_attn.o_proj", "output", d, f"{blk}.self_attn.o_proj"),
-                ("hook_resid_mid", f"{blk}.pre_feedforward_layernorm", "input", d, None),
-                ("mlp.hook_pre", f"{blk}.mlp.gate_proj", "output", d_mlp, f"{blk}.mlp.gate_proj"),
-                ("mlp.hook_pre_linear", f"{blk}.mlp.up_proj", "output", d_mlp, f"{blk}.mlp.up_proj"),
-                ("mlp.hook_post", f"{blk}.mlp.down_proj", "input", d_mlp, None),
-                ("mlp.hook_out", f"{blk}.mlp.down_proj", "output", d, f"{blk}.mlp.down_proj"),
-                ("hook_resid_post", blk, "output", d, None)]
-        sites += [Site(f"blocks.{layer}.{n}", path, kind, layer, w, lin) for n, path, kind, w, lin in rows]
-    sites.append(Site("ln_final.hook_normalized", "model.decoder.norm", "output", None, d, None))
+        rows = [("resid_pre", blk, "input", d, None),
+                ("attn_out", f"{blk}.self_attn.o_proj", "output", d, f"{blk}.self_attn.o_proj"),
+                ("resid_mid", f"{blk}.pre_feedforward_layernorm", "input", d, None),
+                ("mlp_pre", f"{blk}.mlp.gate_proj", "output", d_mlp, f"{blk}.mlp.gate_proj"),
+                ("mlp_pre_linear", f"{blk}.mlp.up_proj", "output", d_mlp, f"{blk}.mlp.up_proj"),
+                ("mlp_post", f"{blk}.mlp.down_proj", "input", d_mlp, None),
+                ("mlp_out", f"{blk}.mlp.down_proj", "output", d, f"{blk}.mlp.down_proj"),
+                ("resid_post", blk, "output", d, None)]
+        sites += [Site(get_act_name(role, layer), path, kind, layer, w, lin, role) for role, path, kind, w, lin in rows]
+    sites.append(Site(get_act_name("ln_final"), "model.decoder.norm", "output", None, d, None, "ln_final"))
     # lm_head output *before* the tanh soft-cap; lm_head is tied to the embeddings, so no folding target
-    sites.append(Site("hook_logits", "lm_head", "output", None, tc.vocab_size, None))
+    sites.append(Site(get_act_name("logits"), "lm_head", "output", None, tc.vocab_size, None, "logits"))
     return sites
 
 

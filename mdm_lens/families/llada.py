@@ -217,9 +217,9 @@ def build_model(config: dict) -> LLaDAModelLM:
 def build_sites(model: nn.Module) -> list[Site]:
     cfg: LLaDAConfig = model.cfg
     t = "model.transformer"
-    rel = {"hook_resid_pre": "hook_resid_pre", "attn.hook_out": "attn_out", "hook_resid_mid": "hook_resid_mid",
-           "mlp.hook_pre": "ff_proj", "mlp.hook_pre_linear": "up_proj", "mlp.hook_post": "hook_mlp_post",
-           "mlp.hook_out": "ff_out", "hook_resid_post": "hook_resid_post"}
+    rel = {"resid_pre": "hook_resid_pre", "attn_out": "attn_out", "resid_mid": "hook_resid_mid",
+           "mlp_pre": "ff_proj", "mlp_pre_linear": "up_proj", "mlp_post": "hook_mlp_post",
+           "mlp_out": "ff_out", "resid_post": "hook_resid_post"}
     return standard_sites(cfg.n_layers, cfg.d_model, cfg.hidden, cfg.n_embed, embed=f"{t}.wte",
                           block=t + ".blocks.{l}", rel=rel, ln_final=f"{t}.ln_f", logits="hook_logits",
                           logits_linear=None if cfg.weight_tying else f"{t}.ff_out")

@@ -1,0 +1,33 @@
+"""Sites carry their role; every name round-trips through get_act_name, for all three families."""
+import pytest
+
+from mdm_lens import HookedMDM, get_act_name
+from mdm_lens.sites import GLOBAL_ROLES, LAYER_ROLES, check_roles
+
+
+def _gemma():
+    from mdm_lens.loading import tiny_config
+    return HookedMDM.from_config(tiny_config("diffusion_gemma"))
+
+
+@pytest.mark.parametrize("which", ["tiny_llada", "tiny_dream", "gemma"])
+def test_every_site_has_a_role_that_round_trips(which, request):
+    model = _gemma() if which == "gemma" else request.getfixturevalue(which)
+    roles = [s.role for s in model.sites.values()]
+    assert all(roles), [s.name for s in model.sites.values() if not s.role]
+    for s in model.sites.values():
+        assert get_act_name(s.role, s.layer) == s.name
+    # the table is complete: every role at every layer, the global ones once
+    assert sorted(roles) == sorted([*GLOBAL_ROLES, *list(LAYER_ROLES) * model.n_layers])
+
+
+def test_get_act_name_aliases_and_errors():
+    assert get_act_name("mlp_out", 1) == "blocks.1.mlp.hook_out"
+    assert get_act_name("pre", 0) == get_act_name("mlp_pre", 0) == "blocks.0.mlp.hook_pre"
+    assert get_act_name("normalized") == "ln_final.hook_normalized"
+    with pytest.raises(ValueError, match="needs a layer"):
+        get_act_name("resid_post")
+    with pytest.raises(ValueError, match="resid_post"):
+        get_act_name("resid_poost", 0)
+    with pytest.raises(ValueError, match="mlp_out"):
+        check_roles(["mlp_out", "mlp_outt"])
