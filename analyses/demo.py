@@ -12,9 +12,11 @@ import time
 
 import torch
 
-from .experiment import (METHOD_LABELS, ExperimentConfig, fit_plan, generate_texts, run_experiment, score,
+from .experiment import (ExperimentConfig, fit_plan, generate_texts, run_experiment, score,
                          write_result)
+from .experiment_plots import method_label
 from .plotting import plt
+from .records import write_csv
 from .stats import wilson_interval
 from .tasks import organism_tasks
 
@@ -67,7 +69,7 @@ def _markdown(summary: dict) -> str:
              "", "| method | accuracy | 95% interval | λ per constraint |", "|---|---|---|---|"]
     for m, s in summary["methods"].items():
         lam = ", ".join(f"{k.split(':')[-1]}={v}" for k, v in s["lambda"].items())
-        lines.append(f"| {METHOD_LABELS.get(m, m)} | {100 * s['accuracy']:.1f}% | [{100 * s['ci_low']:.1f}, "
+        lines.append(f"| {method_label(m)} | {100 * s['accuracy']:.1f}% | [{100 * s['ci_low']:.1f}, "
                      f"{100 * s['ci_high']:.1f}] | {lam or '-'} |")
     lines += ["", "## Composition (Linear-ACT maps, A then B)", "", "| plan | constraint | accuracy |", "|---|---|---|"]
     for r in summary["composition"]:
@@ -79,7 +81,7 @@ def _markdown(summary: dict) -> str:
 def table(summary: dict) -> str:
     rows = [f"{'method':<22}{'accuracy':>10}   95% interval"]
     for m, s in summary["methods"].items():
-        rows.append(f"{METHOD_LABELS.get(m, m):<22}{100 * s['accuracy']:>9.1f}%   [{100 * s['ci_low']:.1f}, "
+        rows.append(f"{method_label(m):<22}{100 * s['accuracy']:>9.1f}%   [{100 * s['ci_low']:.1f}, "
                     f"{100 * s['ci_high']:.1f}]")
     return "\n".join(rows)
 
@@ -115,8 +117,8 @@ def run_demo(out: str, model_name: str = "tiny-if", quick: bool = False, seed: i
     plan = fit_plan("linear_act", src, tgt, sites, {}).strength(chosen.get(first.name) or 1.0)
     eff = step_effects(model, [r.prompt for r in first.test[:4]], plan, seed=seed, **sampler)
     eff.plot(os.path.join(out, "effects.png"))
-    _write_csv(os.path.join(out, "effects.csv"), eff.records)
-    _write_csv(os.path.join(out, "composition.csv"), comp)
+    write_csv(os.path.join(out, "effects.csv"), eff.records)
+    write_csv(os.path.join(out, "composition.csv"), comp)
     summary = {"model": model_name, "quick": quick, "seed": seed, "seconds": time.time() - t0,
                "methods": result["summary"], "per_task": result["rows"], "composition": comp,
                "effects": eff.records, "sizes": size | {"lambdas": list(size["lambdas"])}, "sampler": sampler,
@@ -126,11 +128,3 @@ def run_demo(out: str, model_name: str = "tiny-if", quick: bool = False, seed: i
     with open(os.path.join(out, "summary.md"), "w") as f:
         f.write(_markdown(summary))
     return summary
-
-
-def _write_csv(path: str, rows: list[dict]) -> None:
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w") as f:
-        f.write(",".join(cols) + "\n")
-        for r in rows:
-            f.write(",".join(str(r.get(c, "")) for c in cols) + "\n")

@@ -10,12 +10,11 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from .experiment_plots import plot_bars, plot_radar
+from .records import write_csv
 from .stats import wilson_interval
 
 METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot")
-METHOD_LABELS = {"none": "No steering", "directional_ablation": "Directional Ablation", "mean_act": "Mean-ACT",
-                 "actadd": "Activation Addition", "gaussian_ot": "Gaussian OT", "linear_act": "Linear-ACT",
-                 "bures_ot": "Full-cov OT"}
 # The paper steers Directional Ablation and ActAdd on the residual stream, as their authors recommend.
 RESIDUAL_METHODS = ("directional_ablation", "actadd")
 
@@ -175,18 +174,14 @@ def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
 
 def write_result(result: dict, folder: str) -> dict[str, str]:
     """result.json, rows.csv and the two figure kinds (per-constraint radar, per-method bars)."""
-    from .experiment_plots import plot_bars, plot_radar
     os.makedirs(folder, exist_ok=True)
     paths = {"json": os.path.join(folder, "result.json"), "csv": os.path.join(folder, "rows.csv"),
              "radar": os.path.join(folder, "radar.png"), "bars": os.path.join(folder, "bars.png")}
     with open(paths["json"] + ".tmp", "w") as f:
         json.dump(result, f, indent=2, default=str)
     os.replace(paths["json"] + ".tmp", paths["json"])
-    cols = ["method", "task", "accuracy", "ci_low", "ci_high", "n", "correct", "lambda"]
-    with open(paths["csv"], "w") as f:
-        f.write(",".join(cols) + "\n")
-        for r in result["rows"]:
-            f.write(",".join(str(r[c]) for c in cols) + "\n")
+    write_csv(paths["csv"], result["rows"],
+              columns=["method", "task", "accuracy", "ci_low", "ci_high", "n", "correct", "lambda"])
     plot_radar(result["rows"], paths["radar"])
     plot_bars(result["summary"], paths["bars"])
     return paths

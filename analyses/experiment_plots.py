@@ -6,8 +6,13 @@ import math
 from .plotting import plt
 
 
-def _label(method: str) -> str:
-    from .experiment import METHOD_LABELS
+METHOD_LABELS = {"none": "No steering", "directional_ablation": "Directional Ablation", "mean_act": "Mean-ACT",
+                 "actadd": "Activation Addition", "gaussian_ot": "Gaussian OT", "linear_act": "Linear-ACT",
+                 "bures_ot": "Full-cov OT"}
+
+
+def method_label(method: str) -> str:
+    """The paper's display name of a steering method (the method key itself when it has none)."""
     return METHOD_LABELS.get(method, method)
 
 
@@ -20,7 +25,7 @@ def plot_radar(rows: list[dict], path: str) -> None:
     ax = fig.add_subplot(111, polar=True)
     for m in methods:
         vals = [100 * acc.get((m, t), 0.0) for t in tasks]
-        ax.plot(angles, vals + vals[:1], label=_label(m), linewidth=1.5)
+        ax.plot(angles, vals + vals[:1], label=method_label(m), linewidth=1.5)
     ax.set_xticks(angles[:-1])
     ax.set_xticklabels([t.split(":")[-1] for t in tasks], fontsize=8)
     ax.set_ylim(0, 100)
@@ -38,7 +43,7 @@ def plot_bars(summary: dict, path: str) -> None:
     fig, ax = plt.subplots(figsize=(1.2 * len(methods) + 2, 4))
     ax.bar(range(len(methods)), acc, yerr=err, capsize=4, color="#4C72B0")
     ax.set_xticks(range(len(methods)))
-    ax.set_xticklabels([_label(m) for m in methods], rotation=30, ha="right", fontsize=8)
+    ax.set_xticklabels([method_label(m) for m in methods], rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("accuracy (%) with 95% interval")
     ax.set_ylim(0, 100)
     fig.savefig(path, dpi=110, bbox_inches="tight")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from mdm_lens.protocols import Foldable
+
 from .affine import AffineMap
 from .plan import Plan
 
@@ -22,11 +24,10 @@ RESIDUAL = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
 def _composed(site: str, ms: list) -> AffineMap:
     out = None
     for m in ms:
-        if not isinstance(m, AffineMap):
-            why = {"Restricted": "a token scope, step window or support bounds",
-                   "TimestepSchedule": "a per-timestep schedule"}.get(type(m).__name__, f"a {type(m).__name__}")
-            raise ValueError(f"cannot fold site {site!r}: it has {why}, whose effect depends on position or step; "
-                             "apply it with model.steer(plan) instead")
+        if not isinstance(m, Foldable):
+            raise ValueError(f"cannot fold site {site!r}: its {m!r} is not one affine map at every position and "
+                             "step (a token scope, step window, support bounds or per-timestep schedule makes the "
+                             "effect depend on position or step); apply it with model.steer(plan) instead")
         out = m if out is None else out.then(m)
     return out
 

@@ -1,4 +1,6 @@
-"""Plans on disk: one safetensors file, JSON metadata in its header; nothing is ever unpickled."""
+"""Plans on disk: one safetensors file, JSON metadata in its header; nothing is ever unpickled.
+
+This is the file format only (site -> interventions, plus metadata); `Plan.save` / `Plan.load` call it."""
 from __future__ import annotations
 
 import json
@@ -47,39 +49,35 @@ def _decode(head: dict, prefix: str, f) -> object:
     raise ValueError(f"unknown intervention type {kind!r} in plan file")
 
 
-def save_plan(plan, path, metadata: dict | None = None, model=None) -> None:
-    """`model` (optional) records the family, model id and each site's width alongside the maps."""
+def write_plan_file(path, maps: dict[str, list], meta: dict, metadata: dict | None = None, model=None) -> None:
+    """Encode `maps` (site -> interventions) and the plan's `meta`; `model` (optional) records the family,
+    model id and each site's width alongside the maps."""
     from mdm_lens import __version__
     tensors: dict[str, torch.Tensor] = {}
-    sites = {}
-    for site, ms in plan.maps.items():
-        sites[site] = [_encode(m, f"{site}::{i}", tensors) for i, m in enumerate(ms)]
-    if plan.extras:
-        raise TypeError("plans with reference alignment cannot be saved (they hold a reference sequence); "
-                        "save the reference ids and re-create it")
+    sites = {site: [_encode(m, f"{site}::{i}", tensors) for i, m in enumerate(ms)] for site, ms in maps.items()}
     header = {"format": FORMAT, "version": str(VERSION), "package_version": __version__,
-              "sites": json.dumps(sites), "plan_meta": json.dumps(plan.meta, default=str),
+              "sites": json.dumps(sites), "plan_meta": json.dumps(meta, default=str),
               "user": json.dumps(metadata or {}, default=str)}
     if model is not None:
         header["model"] = json.dumps({"family": model.spec.name, "name_or_path": model.name_or_path,
-                                      "site_widths": {s: model.site(s).width for s in plan.maps}})
+                                      "site_widths": {s: model.site(s).width for s in maps}})
     save_safetensors_atomic(tensors, path, header)
 
 
-def load_plan(path):
-    from .plan import Plan
+def read_plan_file(path) -> tuple[dict[str, list], dict]:
+    """`(maps, meta)` of a plan file; meta carries the user metadata (`file_metadata`) and the recorded model."""
     p = Path(path)
     try:
         f = safe_open(str(p), framework="pt")
     except Exception as e:
         raise ValueError(f"{p} is not an mdm-lens plan file (not safetensors: {e})") from None
     with f:
-        meta = f.metadata() or {}
-        if meta.get("format") != FORMAT:
+        header = f.metadata() or {}
+        if header.get("format") != FORMAT:
             raise ValueError(f"{p} is not an mdm-lens plan file (no '{FORMAT}' format tag in its metadata)")
-        sites = json.loads(meta["sites"])
-        plan = Plan({s: [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)] for s, hs in sites.items()},
-                    json.loads(meta.get("plan_meta", "{}")))
-    plan.meta["file_metadata"] = json.loads(meta.get("user", "{}"))
-    plan.meta["model"] = json.loads(meta.get("model", "{}"))
-    return plan
+        sites = json.loads(header["sites"])
+        maps = {s: [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)] for s, hs in sites.items()}
+    meta = json.loads(header.get("plan_meta", "{}"))
+    meta["file_metadata"] = json.loads(header.get("user", "{}"))
+    meta["model"] = json.loads(header.get("model", "{}"))
+    return maps, meta

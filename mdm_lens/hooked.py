@@ -117,10 +117,17 @@ class HookedMDM(nn.Module):
             self._augmenters.remove(fn)
 
     def steer(self, plan):
-        """Apply a plan (anything with `attach(model)`, or a dict site -> fn) for the `with` block."""
-        if hasattr(plan, "attach"):
+        """Apply a plan (any `ModelIntervention`: `interventions.Plan`, reference alignment) or a dict
+        site -> fn(act, ctx) for the `with` block."""
+        from collections.abc import Mapping
+
+        from .protocols import ModelIntervention
+        if isinstance(plan, ModelIntervention):
             return plan.attach(self)
-        return self.hooks(plan)
+        if isinstance(plan, Mapping):
+            return self.hooks(plan)
+        raise TypeError(f"steer takes a plan (attach(model) and strength(lam)) or a dict site -> fn(act, ctx); got a "
+                        f"{type(plan).__name__}. Wrap site interventions as interventions.Plan({{site: intervention}})")
 
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids: Int[torch.Tensor, "batch pos"], attention_mask: torch.Tensor | None = None,

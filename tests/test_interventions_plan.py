@@ -138,8 +138,8 @@ def test_save_load_roundtrip(tmp_path, tiny_llada):
 
 
 def test_fit_schedule_and_incremental(tiny_llada):
-    from analyses.collect import collect
     from interventions import fit_incremental, fit_schedule
+    from mdm_lens.collect import collect
     g = torch.Generator().manual_seed(0)
     src = {1.0: torch.randn(20, 4, generator=g, dtype=F64), 0.5: torch.randn(20, 4, generator=g, dtype=F64)}
     tgt = {t: a * 2 + t for t, a in src.items()}
@@ -149,9 +149,44 @@ def test_fit_schedule_and_incremental(tiny_llada):
     prompts_a, prompts_b = ["hello world", "the cat"], ["a dog and a cat", "write a story"]
     sites = ["blocks.0.mlp.hook_out", "blocks.1.mlp.hook_out"]
     collect_fn = lambda m, p, s: collect(m, p, s, gen_length=4, progress=False)   # noqa: E731
-    plan = fit_incremental(tiny_llada, sites, prompts_a, prompts_b, "mean_act", collect_fn)
+    plan = fit_incremental(tiny_llada, sites, prompts_a, prompts_b, "mean_act", collect_opts={"gen_length": 4})
     # site 1 was fitted on activations produced with site 0 already steered
     with tiny_llada.steer(Plan({sites[0]: plan.maps[sites[0]]})):
         a1 = collect_fn(tiny_llada, prompts_a, [sites[1]])[sites[1]]
         b1 = collect_fn(tiny_llada, prompts_b, [sites[1]])[sites[1]]
     torch.testing.assert_close(plan.maps[sites[1]][0].beta, b1.mean(0) - a1.mean(0))
+
+
+def test_interventions_satisfy_the_protocols():
+    from interventions import ReferenceAlignment, Restricted
+    from mdm_lens.protocols import Foldable, Intervention, ModelIntervention
+    m = _rand_map(8, 0)
+    scoped, sched = restrict(m, scope="masked"), TimestepSchedule([(0.0, 1.0, m)])
+    ra = ReferenceAlignment([5, 6, 7], ["blocks.0.hook_resid_post"])
+    assert isinstance(m, Foldable) and isinstance(m, Intervention)
+    assert isinstance(scoped, Restricted) and isinstance(scoped, Intervention) and not isinstance(scoped, Foldable)
+    assert isinstance(sched, Intervention) and not isinstance(sched, Foldable)
+    assert isinstance(ra, ModelIntervention) and not isinstance(ra, Intervention)
+    assert isinstance(Plan(), ModelIntervention)
+    with pytest.raises(TypeError, match="site 'blocks.0.hook_out'.*function"):
+        Plan({"blocks.0.hook_out": lambda act, ctx: act})
+    with pytest.raises(TypeError, match="Plan.of takes whole-model"):
+        Plan.of(m)
+
+
+def test_scope_of_a_plan_with_reference_alignment(tiny_llada):
+    from interventions import ReferenceAlignment
+    ra = ReferenceAlignment([5, 6, 7], ["blocks.0.hook_resid_post"], s=0.5)
+    site = "blocks.1.mlp.hook_out"
+    # used to wrap the alignment in Restricted, which has no attach: AttributeError on steer
+    with pytest.raises(ValueError, match=r"scope\('masked'\).*ReferenceAlignment.*site_plan.scope"):
+        Plan.of(ra).scope("masked")
+    with pytest.raises(ValueError, match="window"):
+        (Plan({site: _rand_map(64, 0)}) + Plan.of(ra)).window(steps=(0, 2))
+    plan = Plan({site: _rand_map(64, 0)}).scope("masked") + Plan.of(ra)
+    assert plan.extras[0] is ra and plan.maps[site][0].scope == "masked"
+    assert plan.strength(0.5).extras[0].s == 0.25          # strength reaches whole-model interventions too
+    with tiny_llada.steer(plan) as steered:                 # attaches both kinds (was an AttributeError)
+        assert steered is tiny_llada
+    with pytest.raises(TypeError, match="steer takes a plan"):
+        tiny_llada.steer([site])
