@@ -43,8 +43,7 @@ class ReferenceAlignment:
                 w[L:] = torch.linspace(1, 0, gen - L + 1, device=device, dtype=dtype)[1:]
         return w
 
-    def _augment(self, ids, mask, pos):
-        info = self._model._step_info
+    def _augment(self, ids, mask, pos, info):
         if info is None or self.s == 0:
             return None
         plen = info.prompt_length

@@ -8,8 +8,8 @@ from typing import Any, Callable, Sequence
 import torch
 from jaxtyping import Float
 
+from mdm_lens.context import check_scope
 
-SCOPES = ("all", "prompt", "response", "masked", "predicts_masked")
 # quantile presets for support bounds (ml-act's Q0 = [min, max]; Qinf = no bounds)
 QUANTILE_PRESETS = {"Q0": (0.0, 1.0), "Q1": (0.01, 0.99), "Q5": (0.05, 0.95), "Q25": (0.25, 0.75)}
 
@@ -79,8 +79,7 @@ class Restricted:
     _cast: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
-        if self.scope not in SCOPES:
-            raise ValueError(f"unknown scope {self.scope!r}; use one of {SCOPES}")
+        check_scope(self.scope)
 
     @property
     def d(self) -> int:

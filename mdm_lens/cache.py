@@ -9,7 +9,7 @@ import torch
 from jaxtyping import Float
 from safetensors import safe_open
 
-from .context import SCOPES, StepContext
+from .context import StepContext, check_scope
 from .safefile import save_safetensors_atomic
 
 StepFilter = Union[None, Iterable[int], Callable[[StepContext], bool]]
@@ -42,8 +42,7 @@ class StepCache:
         self.names = list(names)
         if not self.names:
             raise ValueError("StepCache needs at least one site name")
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}; use one of {SCOPES}")
+        check_scope(scope)
         if isinstance(reduce, str) and reduce != "mean":
             raise ValueError(f"unknown reduce {reduce!r}; use None, 'mean' or a callable(act, ctx)")
         self._steps = steps if (steps is None or callable(steps)) else set(int(s) for s in steps)
@@ -58,24 +57,23 @@ class StepCache:
             return bool(self._steps(ctx))
         return ctx.step in self._steps
 
-    def _hook(self, name: str):
-        def fn(act: torch.Tensor, ctx: StepContext) -> None:
-            if not self._wanted(ctx):
-                return None
-            rows = act[: ctx.main_rows]
-            if self.reduce == "mean":
-                val = masked_mean(rows, ctx.scope_mask(self.scope, act.device)[: ctx.main_rows])
-            elif callable(self.reduce):
-                val = self.reduce(rows, ctx)
-            else:
-                val = rows.detach()
-            self.store[(name, ctx.step)] = val.detach().to(self.device, self.dtype or val.dtype)
-            self.t[ctx.step] = ctx.t
+    def record(self, act: torch.Tensor, ctx: StepContext) -> None:
+        """The hook fn, one for every site: stores `act` (reduced) under `(ctx.site, ctx.step)`."""
+        if not self._wanted(ctx):
             return None
-        return fn
+        rows = act[: ctx.main_rows]
+        if self.reduce == "mean":
+            val = masked_mean(rows, ctx.scope_mask(self.scope, act.device)[: ctx.main_rows])
+        elif callable(self.reduce):
+            val = self.reduce(rows, ctx)
+        else:
+            val = rows.detach()
+        self.store[(ctx.site, ctx.step)] = val.detach().to(self.device, self.dtype or val.dtype)
+        self.t[ctx.step] = ctx.t
+        return None
 
     def hook_fns(self) -> dict[str, Callable]:
-        return {name: self._hook(name) for name in self.names}
+        return {name: self.record for name in self.names}
 
     @property
     def steps(self) -> list:

@@ -6,14 +6,28 @@ from functools import cached_property
 import torch
 from jaxtyping import Bool
 
+from .sampling.common import StepInfo
+
 _SCOPE_FIELDS = {"prompt": "prompt_mask", "response": "response_mask", "masked": "masked",
                  "predicts_masked": "predicts_masked", "padding": "padding"}
+# The one token-scope vocabulary: plans, restrictions, caches, collection, sweeps and the CLI accept these.
 SCOPES = ("all", *_SCOPE_FIELDS)
+_RETIRED = {"full": "all", "both": "all"}
+
+
+def check_scope(scope: str) -> str:
+    """`scope` if it is one of SCOPES, else a ValueError naming the valid ones (and the new word for old ones)."""
+    if scope in SCOPES:
+        return scope
+    hint = f'; {scope!r} is now spelled "{_RETIRED[scope]}"' if scope in _RETIRED else ""
+    raise ValueError(f"unknown token scope {scope!r}; use one of {SCOPES}{hint}")
 
 
 class StepContext:
     """Passed to every hook call; masks are derived lazily from the ids actually fed to the model.
 
+    `site` is the canonical name of the site whose hook is being called (set before each call, so one fn
+    can serve many sites); `info` is the sampler's StepInfo (None in a plain forward).
     Outside a sampler (a plain forward) `in_sampler` is False and step / num_steps / block are None
     (t too, unless a `prompt_length` was given). Masks are `[batch, pos]` over the rows of the forward
     actually run (CFG doubles the batch, reference alignment appends rows: `main_rows` says how many
@@ -24,21 +38,26 @@ class StepContext:
 
     def __init__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, *,
                  prompt_length: int | None, logits_shift: bool, main_rows: int | None = None,
-                 step: int | None = None, num_steps: int | None = None, block: int | None = None,
-                 num_blocks: int | None = None):
+                 info: StepInfo | None = None, step: int | None = None, num_steps: int | None = None,
+                 block: int | None = None, num_blocks: int | None = None):
         self.input_ids = input_ids
         self.attention_mask = attention_mask
         self.mask_id = mask_id
+        if info is not None:
+            step, num_steps, block, num_blocks = info.step, info.num_steps, info.block, info.num_blocks
+            prompt_length = info.prompt_length if prompt_length is None else prompt_length
         self.prompt_length = prompt_length
         self.logits_shift = logits_shift
         self.main_rows = input_ids.shape[0] if main_rows is None else main_rows
+        self.info = info
         self.step, self.num_steps, self.block, self.num_blocks = step, num_steps, block, num_blocks
+        self.site: str | None = None
         self.in_sampler = step is not None
         self._on_device: dict = {}
 
     def __repr__(self) -> str:
-        return (f"StepContext(step={self.step}, num_steps={self.num_steps}, t={self.t}, block={self.block}, "
-                f"shape={tuple(self.input_ids.shape)}, main_rows={self.main_rows})")
+        return (f"StepContext(site={self.site!r}, step={self.step}, num_steps={self.num_steps}, t={self.t}, "
+                f"block={self.block}, shape={tuple(self.input_ids.shape)}, main_rows={self.main_rows})")
 
     @cached_property
     def padding(self) -> Bool[torch.Tensor, "batch pos"]:
@@ -87,10 +106,8 @@ class StepContext:
             return hit
         if scope == "all":
             m = ~self.padding
-        elif scope in _SCOPE_FIELDS:
-            m = getattr(self, _SCOPE_FIELDS[scope])
         else:
-            raise ValueError(f"unknown token scope {scope!r}; use one of {SCOPES}")
+            m = getattr(self, _SCOPE_FIELDS[check_scope(scope)])
         if device is not None and m.device != torch.device(device):
             m = m.to(device)
         self._on_device[key] = m

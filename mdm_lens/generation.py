@@ -51,15 +51,13 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     device = model.input_device
     input_ids = input_ids.to(device)
     attn = attn.to(device) if attn is not None else None
-    kwargs = {**model.spec.recommended, **model.config.get("mdm_lens_sampler", {}), **overrides}
-    bar = None
+    kwargs = model.sampler_settings(**overrides)
+    bar = on_step = None
     if progress:
         from tqdm.auto import tqdm
         bar = tqdm(desc="denoising", unit="step", leave=False)
 
-    def on_step(info):
-        model._step_info = info
-        if bar is not None:
+        def on_step(info):          # the sampler itself sets model.step_info (sampling.common.announcing)
             bar.total = info.num_steps
             bar.update(1)
 
@@ -83,7 +81,6 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, **kwargs)
             seqs = getattr(seqs, "sequences", seqs)
     finally:
-        model._step_info = None
         stack.close()
         if bar is not None:
             bar.close()

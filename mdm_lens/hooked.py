@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import torch
 from jaxtyping import Float, Int
@@ -12,10 +12,21 @@ from .cache import ActivationCache, Reducer, StepCache, StepFilter
 from .context import StepContext
 from .families.base import FamilySpec, Site
 from .hooking import HookSpec, attach_hooks
+from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
 
-# Augmenter: (input_ids, attention_mask, position_ids) -> extra (ids, mask) rows to run in the same batch.
-Augmenter = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None] | None"]
+# Augmenter: (input_ids, attention_mask, position_ids, step_info) -> extra (ids, mask) rows to run in the same
+# batch, or None; step_info is the sampler's StepInfo (None in a plain forward).
+Augmenter = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None", "StepInfo | None"],
+                     "tuple[torch.Tensor, torch.Tensor | None] | None"]
+
+
+class MaskedBatch(NamedTuple):
+    """Prompts followed by a fully masked response: the t = 1 canvas."""
+
+    input_ids: Int[torch.Tensor, "batch pos"]
+    attention_mask: "torch.Tensor | None"
+    prompt_length: int
 
 
 class HookedMDM(nn.Module):
@@ -37,8 +48,7 @@ class HookedMDM(nn.Module):
         self.mask_id = int(self.config.get("mask_token_id") or getattr(tokenizer, "mask_token_id", None)
                            or spec.default_mask_id)
         self._n_hooks = 0
-        self._step_info = None          # set by the sampler's on_step before each forward
-        self._prompt_length: int | None = None
+        self.step_clock = StepClock()   # samplers announce each step on it (sampling.common.announcing)
         self._ctx: StepContext | None = None
         self._augmenters: list[Augmenter] = []
 
@@ -78,9 +88,6 @@ class HookedMDM(nn.Module):
         except KeyError:
             raise unknown_site_error(name, self.hook_names) from None
 
-    def site_module(self, name: str) -> nn.Module:
-        return self.model.get_submodule(self.site(name).module_path)
-
     @property
     def input_device(self) -> torch.device:
         emb = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None
@@ -91,6 +98,11 @@ class HookedMDM(nn.Module):
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
 
+    @property
+    def step_info(self) -> StepInfo | None:
+        """The sampler's StepInfo for the forward about to run (None outside a sampler); read-only."""
+        return self.step_clock.info
+
     # ------------------------------------------------------------------ hooks
     def _current_ctx(self) -> StepContext:
         if self._ctx is None:
@@ -100,7 +112,7 @@ class HookedMDM(nn.Module):
     @contextmanager
     def hooks(self, spec: HookSpec) -> Iterator["HookedMDM"]:
         """`with model.hooks({site: fn})`: fn(act, ctx) -> replacement or None; removed on exit, always."""
-        with attach_hooks(self.model, self.sites, spec, self._current_ctx, self.site):
+        with attach_hooks(self.model, spec, self._current_ctx, self.site):
             self._n_hooks += 1
             try:
                 yield self
@@ -144,13 +156,11 @@ class HookedMDM(nn.Module):
         if self._n_hooks == 0:
             out = self.model(input_ids, **kwargs)
         else:
-            info = self._step_info
-            plen = info.prompt_length if info is not None else prompt_length
+            info = self.step_clock.info
             prev = self._ctx
-            self._ctx = StepContext(
-                input_ids, attention_mask, self.mask_id, prompt_length=plen, logits_shift=self.spec.logits_shift,
-                main_rows=main, step=getattr(info, "step", None), num_steps=getattr(info, "num_steps", None),
-                block=getattr(info, "block", None), num_blocks=getattr(info, "num_blocks", None))
+            self._ctx = StepContext(input_ids, attention_mask, self.mask_id, info=info,
+                                    prompt_length=info.prompt_length if info is not None else prompt_length,
+                                    logits_shift=self.spec.logits_shift, main_rows=main)
             try:
                 out = self.model(input_ids, **kwargs)
             finally:
@@ -159,7 +169,8 @@ class HookedMDM(nn.Module):
         return logits[:main] if logits.shape[0] != main else logits
 
     def _augment(self, ids, mask, pos):
-        extras = [fn(ids, mask, pos) for fn in self._augmenters]
+        info = self.step_clock.info
+        extras = [fn(ids, mask, pos, info) for fn in self._augmenters]
         extras = [e for e in extras if e is not None]
         if not extras:
             return ids, mask, pos
@@ -182,11 +193,9 @@ class HookedMDM(nn.Module):
         names = list(self.hook_names if names is None else names)
         cache = ActivationCache()
 
-        def make(name):
-            def fn(act, ctx):
-                cache[name] = act.detach()
-            return fn
-        with torch.no_grad(), self.hooks({n: make(n) for n in names}):
+        def keep(act, ctx):
+            cache[ctx.site] = act.detach()
+        with torch.no_grad(), self.hooks({n: keep for n in names}):
             logits = self(input_ids.to(self.input_device), attention_mask=attention_mask, prompt_length=prompt_length)
         return logits, cache
 
@@ -203,14 +212,33 @@ class HookedMDM(nn.Module):
             yield cache
 
     # ------------------------------------------------------------------ generation
+    def sampler_settings(self, **overrides) -> dict[str, Any]:
+        """The sampler options a generation uses: the family's recommended settings, then the checkpoint's
+        `mdm_lens_sampler` config entry, then `overrides` (the one place they are merged)."""
+        return {**self.spec.recommended, **self.config.get("mdm_lens_sampler", {}), **overrides}
+
+    @property
+    def default_gen_length(self) -> int:
+        """Response length of the merged settings (`spec.length_key`: gen_length / max_new_tokens), else 128."""
+        return int(self.sampler_settings().get(self.spec.length_key) or 128)
+
+    def masked_batch(self, prompts, gen_length: int | None = None, *, chat: bool = True) -> MaskedBatch:
+        """Prompts (chat template applied when `chat`) left-padded, then `gen_length` mask tokens: the t = 1
+        canvas on which contrastive activations are collected. On the model's input device."""
+        from .generation import special_ids
+        from .prompts import encode_prompts
+        gen = self.default_gen_length if gen_length is None else int(gen_length)
+        if gen <= 0:
+            raise ValueError(f"gen_length must be positive, got {gen}")
+        ids, attn = encode_prompts(prompts, self.tokenizer, chat=chat, pad_id=special_ids(self)["pad"])
+        plen = ids.shape[1]
+        ids = torch.cat([ids, torch.full((ids.shape[0], gen), self.mask_id, dtype=torch.long)], 1)
+        if attn is not None:
+            attn = torch.cat([attn, torch.ones(ids.shape[0], gen, dtype=attn.dtype)], 1).to(self.input_device)
+        return MaskedBatch(ids.to(self.input_device), attn, plen)
+
     def generate(self, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
                  progress: bool = False, **sampler_kwargs):
         """Generate with the family's reference sampler and recommended settings (overridable)."""
         from .generation import run_generation
         return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, **sampler_kwargs)
-
-    def generate_with_cache(self, prompts, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
-                            scope: str = "all", **kwargs):
-        with self.cache_steps(names, steps=steps, reduce=reduce, scope=scope) as cache:
-            out = self.generate(prompts, **kwargs)
-        return out, cache

@@ -27,6 +27,7 @@ def _check_replacement(site: str, old: torch.Tensor, new: object) -> torch.Tenso
 def _run_fns(site: str, fns: Sequence[HookFn], act: torch.Tensor, ctx: StepContext) -> torch.Tensor:
     out = act
     for fn in fns:
+        ctx.site = site             # an earlier fn may have run another site's hook in between
         r = fn(out, ctx)
         if r is not None:
             out = _check_replacement(site, out, r)
@@ -40,7 +41,9 @@ def _output_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepCon
         is_tuple = type(output) is tuple
         act = output[0] if is_tuple else output
         if single is not None:                      # fast path: one fn, no loop
-            new = single(act, get_ctx())
+            ctx = get_ctx()
+            ctx.site = site
+            new = single(act, ctx)
             if new is None or new is act:
                 return None
             new = _check_replacement(site, act, new)
@@ -70,9 +73,11 @@ def _input_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepCont
 
 
 @contextmanager
-def attach_hooks(root: nn.Module, sites: Mapping[str, Site], spec: HookSpec,
-                 get_ctx: Callable[[], StepContext], resolve: Callable[[str], Site]) -> Iterator[None]:
-    """Validate every name first (nothing is attached on a bad name), then attach; detach in `finally`."""
+def attach_hooks(root: nn.Module, spec: HookSpec, get_ctx: Callable[[], StepContext],
+                 resolve: Callable[[str], Site]) -> Iterator[None]:
+    """Validate every name first (nothing is attached on a bad name), then attach; detach in `finally`.
+
+    Before each call the context's `site` is set to the canonical name, so one fn can serve many sites."""
     plan: list[tuple[Site, list[HookFn]]] = []
     for name, fns in spec.items():
         site = resolve(name)

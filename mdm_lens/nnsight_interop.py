@@ -65,7 +65,7 @@ class _MDMBatcher(Batcher):
     def assemble(self, fn: Any) -> tuple:
         args, kwargs = super().assemble(fn)
         model = self.envoy._module
-        used = {**model.spec.recommended, **model.config.get("mdm_lens_sampler", {}), **kwargs}
+        used = model.sampler_settings(**kwargs)
         if self.batching and getattr(fn, "__name__", "") == "generate" and float(used.get("cfg_scale") or 0) > 0:
             raise NotImplementedError(
                 "several tracer.invoke() blocks with cfg_scale > 0 are not supported: the forward carries "
@@ -115,7 +115,7 @@ class MDMEnvelope(NNsight):
     @property
     def step_info(self):
         """The sampler's StepInfo (step, num_steps, block, ...) of the forward now running; None outside."""
-        return self._module._step_info
+        return self._module.step_info
 
     # ------------------------------------------------------------------ invokes (nnsight batching)
     def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from analyses.collect import Activations, collect, collect_contrastive
+from mdm_lens.collect import Activations, collect, collect_contrastive
 
 PROMPTS = ["hello world", "the cat is good", "a dog and a cat", "write a story"]
 

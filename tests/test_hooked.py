@@ -151,7 +151,7 @@ def test_augmented_rows_do_not_change_main_logits(tiny_llada):
     base = tiny_llada(ids)
     extra = _ids(tiny_llada, b=1, p=6, seed=5)
     rows = []
-    with tiny_llada.augment_batch(lambda i, m, p: (extra, None)):
+    with tiny_llada.augment_batch(lambda i, m, p, info: (extra, None)):
         with tiny_llada.hooks({"hook_embed": lambda a, ctx: rows.append((a.shape[0], ctx.main_rows))}):
             out = tiny_llada(ids)
     assert rows == [(3, 2)]

@@ -1,6 +1,6 @@
 """Reference-exact samplers, plain functions over any forward callable."""
-from .common import StepInfo
+from .common import StepClock, StepInfo, announcing
 from .dream import dream_generate
 from .llada import get_num_transfer_tokens, llada_generate
 
-__all__ = ["StepInfo", "dream_generate", "get_num_transfer_tokens", "llada_generate"]
+__all__ = ["StepClock", "StepInfo", "announcing", "dream_generate", "get_num_transfer_tokens", "llada_generate"]

@@ -15,7 +15,7 @@ import torch.distributions as dists
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 
-from .common import StepInfo, check_prompt, logits_of
+from .common import StepInfo, announcing, check_prompt, logits_of
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 
@@ -87,36 +87,36 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
         mask2d = F.pad(attention_mask, (0, max_length - attention_mask.shape[1]), value=1.0)
     timesteps = torch.linspace(1, eps, steps + 1, device=x.device)
     history = [] if return_history else None
-    for i in range(steps):
-        if on_step is not None:
-            on_step(StepInfo(i, steps, 0, 1, plen, max_new_tokens, "dream"))
-        mask_index = x == mask_token_id
-        logits = logits_of(model(x, attention_mask=mask2d))
-        logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
-        mask_logits = logits[mask_index]
-        t, s = timesteps[i], timesteps[i + 1]
-        if alg == "origin":
-            p_transfer = 1 - s / t if i < steps - 1 else 1
-            x0 = torch.zeros_like(x[mask_index], dtype=torch.long) + mask_token_id
-            pick = torch.rand(*x0.shape, device=x.device) < p_transfer
-            _, x0[pick] = sample_tokens(mask_logits[pick], temperature=temperature, top_p=top_p, top_k=top_k)
-            x[mask_index] = x0.clone()
-        else:
-            confidence, x0 = sample_tokens(mask_logits, temperature=temperature, top_p=top_p, top_k=top_k,
-                                           margin_confidence=alg == "topk_margin", neg_entropy=alg == "entropy")
-            num_mask = mask_index.sum() / mask_index.shape[0]
-            n_transfer = int(num_mask * (1 - s / t)) if i < steps - 1 else int(num_mask)
-            full_conf = torch.full_like(x, -torch.inf, dtype=logits.dtype)
-            full_conf[mask_index] = confidence
-            if n_transfer > 0:
-                if alg_temp is None or alg_temp == 0:
-                    _, transfer = torch.topk(full_conf, n_transfer)
-                else:
-                    transfer = torch.multinomial(F.softmax(full_conf / alg_temp, dim=-1), num_samples=n_transfer)
-                x_ = torch.zeros_like(x, dtype=torch.long) + mask_token_id
-                x_[mask_index] = x0.clone()
-                rows = torch.arange(x.size(0), device=x.device).unsqueeze(1).expand_as(transfer)
-                x[rows, transfer] = x_[rows, transfer]
-        if history is not None:
-            history.append(x.clone())
+    with announcing(model, on_step) as announce:
+        for i in range(steps):
+            announce(StepInfo(i, steps, 0, 1, plen, max_new_tokens, "dream"))
+            mask_index = x == mask_token_id
+            logits = logits_of(model(x, attention_mask=mask2d))
+            logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+            mask_logits = logits[mask_index]
+            t, s = timesteps[i], timesteps[i + 1]
+            if alg == "origin":
+                p_transfer = 1 - s / t if i < steps - 1 else 1
+                x0 = torch.zeros_like(x[mask_index], dtype=torch.long) + mask_token_id
+                pick = torch.rand(*x0.shape, device=x.device) < p_transfer
+                _, x0[pick] = sample_tokens(mask_logits[pick], temperature=temperature, top_p=top_p, top_k=top_k)
+                x[mask_index] = x0.clone()
+            else:
+                confidence, x0 = sample_tokens(mask_logits, temperature=temperature, top_p=top_p, top_k=top_k,
+                                               margin_confidence=alg == "topk_margin", neg_entropy=alg == "entropy")
+                num_mask = mask_index.sum() / mask_index.shape[0]
+                n_transfer = int(num_mask * (1 - s / t)) if i < steps - 1 else int(num_mask)
+                full_conf = torch.full_like(x, -torch.inf, dtype=logits.dtype)
+                full_conf[mask_index] = confidence
+                if n_transfer > 0:
+                    if alg_temp is None or alg_temp == 0:
+                        _, transfer = torch.topk(full_conf, n_transfer)
+                    else:
+                        transfer = torch.multinomial(F.softmax(full_conf / alg_temp, dim=-1), num_samples=n_transfer)
+                    x_ = torch.zeros_like(x, dtype=torch.long) + mask_token_id
+                    x_[mask_index] = x0.clone()
+                    rows = torch.arange(x.size(0), device=x.device).unsqueeze(1).expand_as(transfer)
+                    x[rows, transfer] = x_[rows, transfer]
+            if history is not None:
+                history.append(x.clone())
     return (x, history) if return_history else x

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Int
 
-from .common import StepInfo, check_prompt, logits_of
+from .common import StepInfo, announcing, check_prompt, logits_of
 
 REMASKING = ("low_confidence", "random")
 
@@ -74,40 +74,40 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
                                                                           device=device)], dim=-1)
     prompt_index = x != mask_id
     per_block = steps // num_blocks
-    for blk in range(num_blocks):
-        start, stop = plen + blk * block_length, plen + (blk + 1) * block_length
-        num_transfer = get_num_transfer_tokens(x[:, start:stop] == mask_id, per_block)
-        for i in range(per_block):
-            if on_step is not None:
-                on_step(StepInfo(blk * per_block + i, steps, blk, num_blocks, plen, gen_length, "llada"))
-            mask_index = x == mask_id
-            if cfg_scale > 0.0:
-                un_x = x.clone()
-                un_x[prompt_index] = mask_id
-                am = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
-                both = logits_of(model(torch.cat([x, un_x], dim=0), attention_mask=am))
-                cond, uncond = torch.chunk(both, 2, dim=0)
-                logits = uncond + (cfg_scale + 1) * (cond - uncond)
-            else:
-                logits = logits_of(model(x, attention_mask=attention_mask))
-            if logits_eos_inf:
-                logits[:, :, eos_id] = -torch.inf
-            noisy = add_gumbel_noise(logits, temperature)
-            x0 = torch.argmax(noisy, dim=-1)
-            if confidence_eos_eot_inf:
-                # the reference's chained assignment: EOS in the noisy copy, EOT in the logits themselves
-                noisy[:, :, eos_id] = logits[:, :, eot_id] = -torch.inf
-            if remasking == "low_confidence":
-                p = F.softmax(logits, dim=-1)
-                x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
-            else:
-                x0_p = torch.rand((x0.shape[0], x0.shape[1]), device=x0.device)
-            x0_p[:, stop:] = -torch.inf
-            x0 = torch.where(mask_index, x0, x)
-            confidence = torch.where(mask_index, x0_p, -torch.inf)
-            transfer = torch.zeros_like(x0, dtype=torch.bool)
-            for j in range(confidence.shape[0]):
-                _, idx = torch.topk(confidence[j], k=int(num_transfer[j, i]))
-                transfer[j, idx] = True
-            x[transfer] = x0[transfer]
+    with announcing(model, on_step) as announce:
+        for blk in range(num_blocks):
+            start, stop = plen + blk * block_length, plen + (blk + 1) * block_length
+            num_transfer = get_num_transfer_tokens(x[:, start:stop] == mask_id, per_block)
+            for i in range(per_block):
+                announce(StepInfo(blk * per_block + i, steps, blk, num_blocks, plen, gen_length, "llada"))
+                mask_index = x == mask_id
+                if cfg_scale > 0.0:
+                    un_x = x.clone()
+                    un_x[prompt_index] = mask_id
+                    am = None if attention_mask is None else torch.cat([attention_mask, attention_mask], dim=0)
+                    both = logits_of(model(torch.cat([x, un_x], dim=0), attention_mask=am))
+                    cond, uncond = torch.chunk(both, 2, dim=0)
+                    logits = uncond + (cfg_scale + 1) * (cond - uncond)
+                else:
+                    logits = logits_of(model(x, attention_mask=attention_mask))
+                if logits_eos_inf:
+                    logits[:, :, eos_id] = -torch.inf
+                noisy = add_gumbel_noise(logits, temperature)
+                x0 = torch.argmax(noisy, dim=-1)
+                if confidence_eos_eot_inf:
+                    # the reference's chained assignment: EOS in the noisy copy, EOT in the logits themselves
+                    noisy[:, :, eos_id] = logits[:, :, eot_id] = -torch.inf
+                if remasking == "low_confidence":
+                    p = F.softmax(logits, dim=-1)
+                    x0_p = torch.gather(p, dim=-1, index=x0.unsqueeze(-1)).squeeze(-1)
+                else:
+                    x0_p = torch.rand((x0.shape[0], x0.shape[1]), device=x0.device)
+                x0_p[:, stop:] = -torch.inf
+                x0 = torch.where(mask_index, x0, x)
+                confidence = torch.where(mask_index, x0_p, -torch.inf)
+                transfer = torch.zeros_like(x0, dtype=torch.bool)
+                for j in range(confidence.shape[0]):
+                    _, idx = torch.topk(confidence[j], k=int(num_transfer[j, i]))
+                    transfer[j, idx] = True
+                x[transfer] = x0[transfer]
     return x

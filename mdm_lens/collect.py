@@ -1,0 +1,117 @@
+"""Contrastive activation collection (tracing) as the steering papers do it: pooled per prompt, in the hook.
+
+At t = 1 the response is fully masked (`model.masked_batch`, one forward per batch); with `at_steps=`
+activations come from a real denoising run at those steps. Pooling ('mean', 'last', 'none') runs in the
+hook over a token scope (`mdm_lens.context.SCOPES`: 'all' = every non-pad position, 'prompt', 'response',
+...), so memory is `[n, d]` per site whatever the sequence length. Accumulation is float64.
+"""
+from __future__ import annotations
+
+import json
+from typing import Iterable, Sequence
+
+import torch
+from jaxtyping import Float
+from safetensors import safe_open
+from tqdm.auto import tqdm
+
+from .context import check_scope
+from .safefile import save_safetensors_atomic
+
+POOLINGS = ("mean", "last", "none")
+
+
+class Activations:
+    """Site -> pooled activations `[n, d]` (float64); estimators take `acts[site]` directly."""
+
+    def __init__(self, data: dict[str, torch.Tensor], meta: dict | None = None):
+        self.data, self.meta = data, dict(meta or {})
+
+    def __getitem__(self, site: str) -> Float[torch.Tensor, "n d"]:
+        if site not in self.data:
+            raise KeyError(f"no activations for {site!r}; collected sites: {sorted(self.data)}")
+        return self.data[site]
+
+    @property
+    def sites(self) -> list[str]:
+        return list(self.data)
+
+    def __len__(self) -> int:
+        return next(iter(self.data.values())).shape[0] if self.data else 0
+
+    def save(self, path) -> None:
+        meta = {"format": "mdm-lens-activations", "meta": json.dumps(self.meta, default=str)}
+        save_safetensors_atomic(self.data, path, meta)
+
+    @classmethod
+    def load(cls, path) -> "Activations":
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != "mdm-lens-activations":
+                raise ValueError(f"{path} is not an mdm-lens activations file")
+            return cls({k: f.get_tensor(k) for k in f.keys()}, json.loads(meta["meta"]))
+
+
+def _pool(act: torch.Tensor, sel: torch.Tensor, pooling: str) -> torch.Tensor:
+    act = act.to(torch.float64)
+    if pooling == "mean":
+        w = sel.to(torch.float64).unsqueeze(-1)
+        return (act * w).sum(1) / w.sum(1)
+    if pooling == "last":
+        idx = (torch.arange(sel.shape[1], device=sel.device) * sel).argmax(1)
+        return act[torch.arange(act.shape[0]), idx]
+    return act[sel]
+
+
+def _check_args(model, prompts, sites, pooling, scope):
+    if not prompts:
+        raise ValueError("empty prompt set: give at least one prompt")
+    if pooling not in POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; use one of {POOLINGS}")
+    check_scope(scope)
+    for s in sites:
+        model.site(s)
+
+
+def collect(model, prompts: Sequence[str], sites: Iterable[str], *, pooling: str = "mean", scope: str = "all",
+            gen_length: int | None = None, at_steps: Sequence[int] | None = None, batch_size: int = 16,
+            chat: bool = True, progress: bool = True, **sampler_kwargs) -> Activations:
+    """Pooled activations per prompt: at t = 1 (default) or at the denoising steps `at_steps` of a real
+    generation (rows stacked in step order per batch; sampler options such as `steps=` pass through)."""
+    sites = list(sites)
+    _check_args(model, prompts, sites, pooling, scope)
+    gen = gen_length or model.default_gen_length
+    store: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    batch_prompts: list[str] = []
+
+    def pool(act, ctx):
+        if at_steps is not None and ctx.step not in at_steps:
+            return None
+        sel = ctx.scope_mask(scope, act.device)[: ctx.main_rows]
+        empty = (sel.sum(1) == 0).nonzero().flatten().tolist()
+        if empty:
+            raise ValueError(f"scope {scope!r} selects no position for prompt {batch_prompts[empty[0]]!r}")
+        store[ctx.site].append(_pool(act[: ctx.main_rows], sel, pooling).cpu())
+
+    bar = tqdm(total=len(prompts), desc="collect", disable=not progress, leave=False)
+    with torch.no_grad(), model.hooks({s: pool for s in sites}):
+        for i in range(0, len(prompts), batch_size):
+            batch_prompts[:] = list(prompts[i:i + batch_size])
+            if at_steps is None:
+                ids, attn, plen = model.masked_batch(batch_prompts, gen, chat=chat)
+                model(ids, attention_mask=attn, prompt_length=plen)
+            else:
+                model.generate(batch_prompts, chat=chat, **{model.spec.length_key: gen, **sampler_kwargs})
+            bar.update(len(batch_prompts))
+    bar.close()
+    data = {s: torch.cat(v) for s, v in store.items()}
+    return Activations(data, {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
+                              "at_steps": list(at_steps) if at_steps is not None else None,
+                              "t": 1.0 if at_steps is None else None})
+
+
+def collect_contrastive(model, source_prompts: Sequence[str], target_prompts: Sequence[str], sites: Iterable[str],
+                        **kwargs) -> tuple[Activations, Activations]:
+    """(source, target) activations, e.g. prompts without / with an instruction."""
+    sites = list(sites)
+    return collect(model, source_prompts, sites, **kwargs), collect(model, target_prompts, sites, **kwargs)
