@@ -7,49 +7,109 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from . import organisms
 from .families import detect_family, family_module
 from .families.base import FamilySpec
+from .safefile import StagedWrites, damaged_file, open_safetensors, read_json, reading
 from .tiny_tokenizer import build_test_tokenizer
 
 __all__ = ["load_model", "build_random_model", "save_pretrained", "tiny_config", "build_test_tokenizer",
-           "resolve_mask_id", "read_config"]
+           "resolve_mask_id", "read_config", "parse_dtype", "check_sizes"]
 
 _SF_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 _HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]
+_DTYPE_NAMES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+                "fp16": torch.float16, "half": torch.float16, "float32": torch.float32, "fp32": torch.float32,
+                "float": torch.float32, "float64": torch.float64, "fp64": torch.float64, "double": torch.float64}
+
+
+def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """A torch floating dtype, one of the usual names ("bfloat16"/"bf16", "float16"/"fp16", "float32"/"fp32",
+    also "torch.bfloat16"), or None / "auto" for the checkpoint's own dtype."""
+    if dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    if isinstance(dtype, str):
+        key = dtype.strip().lower().removeprefix("torch.")
+        if key == "auto":
+            return None
+        if key in _DTYPE_NAMES:
+            return _DTYPE_NAMES[key]
+    raise ValueError(f"dtype={dtype!r} is not a floating dtype; use a torch dtype (torch.bfloat16, ...), "
+                     f"one of {sorted(_DTYPE_NAMES)} or 'auto' (the checkpoint's own dtype)")
+
+
+def _looks_like_short_name(name: str) -> bool:
+    """Packaged organisms are bare names; hub ids are `owner/name`; paths hold a separator or start with . or ~."""
+    return not any(c in name for c in ("/", "\\")) and not name.startswith((".", "~"))
+
+
+def _unknown_short_name(name: str) -> FileNotFoundError:
+    import difflib
+    packaged = organisms.available()
+    close = difflib.get_close_matches(name.replace("_", "-").lower(), packaged, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}? " if close else ""
+    return FileNotFoundError(f"{name!r} is neither a local folder nor a packaged organism; {hint}packaged "
+                             f"organisms: {packaged}. Hub models are named 'owner/name' "
+                             "(e.g. 'GSAI-ML/LLaDA-8B-Instruct').")
 
 
 def _folder(name_or_path: str | os.PathLike) -> Path:
-    """A local folder as is; anything else is a hub id fetched with huggingface_hub (safetensors only)."""
+    """A local folder as is; a bare name must be a packaged organism; `owner/name` is a hub id fetched with
+    huggingface_hub (safetensors only, from its cache when HF_HUB_OFFLINE is set)."""
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return p
-    if p.exists() or str(name_or_path).startswith((".", "/")):
-        raise FileNotFoundError(f"{name_or_path!r} is not a folder in hub layout (config.json + *.safetensors)")
+    name = str(name_or_path)
+    if _looks_like_short_name(name) and not p.exists():
+        packaged = organisms.resolve(name)
+        if packaged is not None:
+            return Path(packaged)
+        raise _unknown_short_name(name)
+    if p.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1 or "\\" in name:
+        raise FileNotFoundError(f"{name!r} is not a folder in hub layout (config.json + *.safetensors)")
     from huggingface_hub import snapshot_download
-    return Path(snapshot_download(str(name_or_path), allow_patterns=_HUB_FILES))
+    try:
+        return Path(snapshot_download(name, allow_patterns=_HUB_FILES))
+    except Exception as e:            # offline, unknown repo, gated repo, no network ...
+        offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+        raise OSError(f"could not get hub model {name!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+                      + ("; HF_HUB_OFFLINE is set, so only models already in the hub cache load" if offline else "")
+                      + f". It is not a local folder; packaged organisms: {organisms.available()}") from e
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no config.json in {folder}")
-    return json.loads(path.read_text())
+    config = read_json(path, "config.json")
+    if not isinstance(config, dict):
+        raise damaged_file(path, "config.json", f"a JSON {type(config).__name__}, not an object")
+    return config
 
 
 def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return [folder / s for s in shards]
+        data = read_json(index, "checkpoint index")
+        with reading(index, "checkpoint index"):
+            names = data["weight_map"].values()
+            if not all(isinstance(n, str) and n and "/" not in n and "\\" not in n for n in names):
+                raise TypeError("weight_map values must be shard file names in the same folder")
+        shards = [folder / s for s in sorted(set(names))]
+        missing = [s.name for s in shards if not s.is_file()]
+        if missing:
+            raise FileNotFoundError(f"{index} names shard(s) that are not in {folder}: {missing}")
+        return shards
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
@@ -116,28 +176,78 @@ def _device_for(key: str, device_map: dict[str, Any]) -> Any:
     return dev
 
 
+# config.json size fields per family (the family's own names): layers, width, heads, kv heads, vocab, mlp,
+# positions. Checked before a module is built: the modules themselves accept n_layers=-2 (no blocks) silently.
+_SIZE_FIELDS = {
+    "llada": ("n_layers", "d_model", "n_heads", "n_kv_heads", "vocab_size", "mlp_hidden_size", "max_sequence_length",
+              "embedding_size", "mlp_ratio"),
+    "dream": ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
+              "intermediate_size", "max_position_embeddings"),
+    "diffusion_gemma": ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
+                        "vocab_size", "intermediate_size", "max_position_embeddings", "head_dim"),
+}
+
+
+def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
+    """Every size field present is a positive integer, the width splits into the heads and the heads into
+    the kv heads; the error names the field, the value and the valid range."""
+    fields = _SIZE_FIELDS.get(spec.name)
+    if fields is None:
+        return
+    sub = config.get("text_config") if spec.name == "diffusion_gemma" else config
+    if spec.name == "diffusion_gemma" and not isinstance(sub, dict):
+        return                              # transformers' config class supplies its defaults
+    prefix = "text_config." if spec.name == "diffusion_gemma" else ""
+    for key in fields:
+        val = sub.get(key)
+        if val is None:
+            continue
+        if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
+            raise ValueError(f"{where}: {prefix}{key}={val!r} is invalid; it must be a positive integer (>= 1)")
+    layers, width, heads, kv = (sub.get(k) for k in fields[:4])
+    if width is not None and heads is not None and spec.name != "diffusion_gemma" and width % heads:
+        raise ValueError(f"{where}: {prefix}{fields[1]}={width} is not divisible by {prefix}{fields[2]}={heads}; "
+                         f"choose a width that is a multiple of the head count")
+    if heads is not None and kv is not None and heads % kv:
+        raise ValueError(f"{where}: {prefix}{fields[2]}={heads} is not a multiple of {prefix}{fields[3]}={kv}; "
+                         "kv heads must divide the query heads")
+
+
 def _build_meta(config: dict, spec: FamilySpec) -> nn.Module:
     with torch.device("meta"):
         return family_module(spec).build_model(config)
 
 
 def _checkpoint_dtype(files: list[Path]) -> torch.dtype:
-    with safe_open(str(files[0]), "pt") as f:
-        key = next(iter(f.keys()))
-        return _SF_DTYPES.get(f.get_slice(key).get_dtype(), torch.float32)
+    """The one floating dtype of all tensors (headers only); mixed float dtypes need an explicit dtype."""
+    found: dict[str, list[str]] = {}
+    for file in files:
+        with open_safetensors(file, "checkpoint shard") as f:
+            for key in f.keys():
+                code = f.get_slice(key).get_dtype()
+                if code in _SF_DTYPES:
+                    found.setdefault(code, []).append(key)
+    if len(found) > 1:
+        detail = "; ".join(f"{len(keys)} {_SF_DTYPES[c]} tensor(s) e.g. {keys[0]!r}" for c, keys in sorted(found.items()))
+        raise ValueError(f"the checkpoint in {files[0].parent} mixes floating dtypes ({detail}); pass an explicit "
+                         "dtype (e.g. dtype='bfloat16') to choose the one to load in")
+    return _SF_DTYPES[next(iter(found))] if found else torch.float32
 
 
 def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, device: Any = None,
                device_map: Any = None) -> tuple[nn.Module, Any, FamilySpec, dict]:
     """-> (native model in eval mode, tokenizer or None, family spec, config dict).
 
-    dtype None keeps the checkpoint's dtype. `device_map` ("auto", "balanced", ... or a dict
+    dtype None or "auto" keeps the checkpoint's dtype (one floating dtype across all tensors); a torch dtype
+    or a name such as "bfloat16" / "bf16" casts floating tensors. `device_map` ("auto", "balanced", ... or a dict
     module-prefix -> device) places blocks with accelerate; the config dict gets `mask_token_id`
     filled from the tokenizer when config.json lacks it.
     """
+    dtype = parse_dtype(dtype)
     folder = _folder(name_or_path)
     config = read_config(folder)
     spec = detect_family(config)
+    check_sizes(config, spec, where=str(folder / "config.json"))
     tokenizer = _load_tokenizer(folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
     native_loader = getattr(family_module(spec), "from_pretrained", None)
@@ -168,7 +278,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
 
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        with safe_open(str(file), "pt") as f:
+        with open_safetensors(file, "checkpoint shard") as f:
             for key in f.keys():
                 dev = _device_for(key, dmap) if dmap is not None else target
                 t = f.get_tensor(key)
@@ -190,6 +300,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
 def build_random_model(config: dict, seed: int = 0) -> nn.Module:
     """A seeded random model of the family named by config: N(0, 0.02) linear/embedding weights, zero biases."""
     spec = detect_family(config)
+    check_sizes(config, spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)                     # construction-time init of non-linear parameters
         model = family_module(spec).build_model(config)
@@ -205,17 +316,56 @@ def build_random_model(config: dict, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
+_INDEX = "model.safetensors.index.json"
+
+
+def _weight_file_names(folder: Path) -> set[str]:
+    """Names of the weight files (single file, index and the shards it names) a folder holds now."""
+    names = {n for n in ("model.safetensors", _INDEX) if (folder / n).is_file()}
+    if _INDEX in names:
+        try:
+            names |= {n for n in json.loads((folder / _INDEX).read_text())["weight_map"].values()
+                      if isinstance(n, str) and "/" not in n and "\\" not in n}
+        except Exception:           # an unreadable old index: its shards stay, harmless
+            pass
+    return names
+
+
 def save_pretrained(model: nn.Module, tokenizer, config: dict, folder: str | os.PathLike,
                     shard_size: int | None = None) -> Path:
-    """Write hub layout: config.json, model.safetensors or shards of <= shard_size bytes + index json."""
+    """Write hub layout: config.json, model.safetensors or shards of <= shard_size bytes + index json.
+
+    All or nothing: every file is written under a temporary name first and moved into place only once all
+    are written (weights first, config.json last), so a failure at any point (full disk, Ctrl-C) leaves
+    the previous checkpoint in `folder` loadable. Weight files of the previous layout that the new one
+    does not use (e.g. old shards after a single-file save) are removed afterwards.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    if hasattr(model, "save_pretrained"):       # a transformers model: its own writer handles tied weights
-        model.save_pretrained(str(folder), max_shard_size=shard_size or "50GB")
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(folder))
-        return folder
-    (folder / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+    old = _weight_file_names(folder)
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
+    try:
+        with StagedWrites() as w:
+            if hasattr(model, "save_pretrained"):       # a transformers model: its own writer handles tied weights
+                model.save_pretrained(str(staging), max_shard_size=shard_size or "50GB")
+            else:
+                _stage_weights(w, model, folder, shard_size)
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(staging))
+            produced = sorted(staging.iterdir(), key=lambda f: (f.name == "config.json", f.name.endswith(".json"), f.name))
+            for f in produced:
+                w.stage(folder / f.name, lambda tmp, f=f: os.replace(f, tmp))
+            if not hasattr(model, "save_pretrained"):
+                w.stage(folder / "config.json", _text_writer(json.dumps(config, indent=2, sort_keys=True)))
+            new = {p.name for p in w.targets}
+        for name in old - new:
+            (folder / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return folder
+
+
+def _stage_weights(w: StagedWrites, model: nn.Module, folder: Path, shard_size: int | None) -> None:
     tied = set(getattr(model, "tied_keys", lambda: {})())
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in tied}
     shards: list[dict[str, torch.Tensor]] = [{}]
@@ -228,19 +378,22 @@ def save_pretrained(model: nn.Module, tokenizer, config: dict, folder: str | os.
         shards[-1][key] = state[key]
         size += n
     if len(shards) == 1:
-        save_file(shards[0], str(folder / "model.safetensors"), metadata={"format": "pt"})
+        w.stage(folder / "model.safetensors", lambda tmp: save_file(shards[0], tmp, metadata={"format": "pt"}))
     else:
         weight_map = {}
         for i, shard in enumerate(shards):
             name = f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors"
-            save_file(shard, str(folder / name), metadata={"format": "pt"})
+            w.stage(folder / name, lambda tmp, shard=shard: save_file(shard, tmp, metadata={"format": "pt"}))
             weight_map.update({k: name for k in shard})
         total = sum(t.numel() * t.element_size() for t in state.values())
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(weight_map.items()))}
-        (folder / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
-    if tokenizer is not None:
-        tokenizer.save_pretrained(str(folder))
-    return folder
+        w.stage(folder / _INDEX, _text_writer(json.dumps(index, indent=2)))
+
+
+def _text_writer(text: str):
+    def write(tmp: str) -> None:
+        Path(tmp).write_text(text, encoding="utf-8")
+    return write
 
 
 def tiny_config(family: str = "llada", **overrides: Any) -> dict[str, Any]:

@@ -1,20 +1,194 @@
-"""Atomic safetensors writes: a file is either the old one or the complete new one, never half-written."""
+"""The one place where files are written and safetensors files are opened.
+
+Writes are atomic: every file is first written to a temporary name in its own folder, then moved over the
+target with `os.replace`, so a reader (or a crash, a full disk, a Ctrl-C) sees either the old file or the
+complete new one. `StagedWrites` extends this to a group of files (a checkpoint's shards, index and
+config.json): nothing is replaced until every file of the group is written. A replaced file keeps its mode;
+a new one gets the ordinary umask mode (not mkstemp's 0600).
+
+Reads go through `open_safetensors`, which names the path, what the file was meant to be, and the cause
+when the file is missing, truncated, corrupt or foreign.
+"""
 from __future__ import annotations
 
+import json
 import os
-import tempfile
+import stat
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
+__all__ = ["StagedWrites", "save_safetensors_atomic", "write_text_atomic", "open_safetensors",
+           "read_json", "damaged_file", "reading"]
 
-def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str]) -> None:
-    folder = os.path.dirname(os.path.abspath(path)) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-    os.close(fd)
+
+def _check_folder(path: Path) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cannot write {path.name}: the folder {folder} does not exist "
+                                f"(create it first, e.g. os.makedirs({str(folder)!r}))")
+
+
+def _fsync_dir(folder: Path) -> None:
     try:
-        save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
-        os.replace(tmp, path)
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:             # e.g. platforms that cannot open folders: durability is best effort there
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.close(fd)
+
+
+class StagedWrites:
+    """A group of files replaced together: `stage` writes each to a temporary sibling, `commit` moves them
+    into place in staging order. Used as a context manager it commits on success and removes every
+    temporary file on any exception (KeyboardInterrupt included), leaving the previous files untouched.
+    Should a rename itself fail halfway through `commit`, the files already replaced are rolled back
+    from hard-link backups (where the file system has hard links)."""
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[Path, Path]] = []
+
+    @property
+    def targets(self) -> list[Path]:
+        """The files staged so far, in commit order."""
+        return [p for _, p in self._pending]
+
+    def stage(self, path: str | os.PathLike, write: Callable[[str], None]) -> None:
+        """`write(tmp_path)` writes (or moves in) the content of `path` under a temporary name; that file
+        is created with the umask mode beforehand and gets the replaced file's mode afterwards."""
+        path = Path(path)
+        _check_folder(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+        self._pending.append((tmp, path))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # umask applies, as for open()
+        os.close(fd)
+        write(str(tmp))
+        if path.exists():
+            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+
+    def commit(self) -> None:
+        done: list[tuple[Path, Path | None, bool]] = []          # (target, hard-link backup, existed before)
+        try:
+            for tmp, path in self._pending:
+                backup, existed = None, path.exists()
+                if existed:
+                    backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.bak")
+                    try:
+                        os.link(path, backup)
+                    except OSError:
+                        backup = None
+                os.replace(tmp, path)
+                done.append((path, backup, existed))
+        except BaseException:
+            for path, backup, existed in reversed(done):
+                try:
+                    if backup is not None:
+                        os.replace(backup, path)
+                    elif not existed:
+                        os.remove(path)
+                except OSError:
+                    pass
+            raise
+        finally:
+            for _, backup, _ in done:
+                if backup is not None and backup.exists():
+                    os.remove(backup)
+        for folder in {p.parent for _, p in self._pending}:
+            _fsync_dir(folder)
+        self._pending = []
+
+    def abort(self) -> None:
+        for tmp, _ in self._pending:
+            try:
+                os.remove(tmp)
+            except FileNotFoundError:
+                pass
+        self._pending = []
+
+    def __enter__(self) -> "StagedWrites":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            try:
+                self.commit()
+            finally:
+                self.abort()         # temporaries not moved in (a failed rename) are removed
+        else:
+            self.abort()
+
+
+def _write_safetensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None) -> Callable[[str], None]:
+    return lambda tmp: save_file({k: v.contiguous() for k, v in tensors.items()}, tmp, metadata=metadata)
+
+
+def _write_text(text: str) -> Callable[[str], None]:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write
+
+
+def save_safetensors_atomic(tensors: dict[str, torch.Tensor], path, metadata: dict[str, str] | None) -> None:
+    with StagedWrites() as w:
+        w.stage(path, _write_safetensors(tensors, metadata))
+
+
+def write_text_atomic(text: str, path) -> None:
+    with StagedWrites() as w:
+        w.stage(path, _write_text(text))
+
+
+# ---------------------------------------------------------------------------------------------- reading
+def damaged_file(path, what: str, cause: Any) -> ValueError:
+    """The one error for a file that exists but cannot be read as `what`."""
+    return ValueError(f"{path} is not a readable {what}: {cause}. The file is corrupt, truncated (an "
+                      "interrupted copy or download?) or of another kind; re-create or re-download it")
+
+
+def open_safetensors(path, what: str):
+    """`safe_open(path)` whose errors name the path, `what` it should be and the cause."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {what} at {p}" + (" (it is a folder)" if p.is_dir() else ""))
+    try:
+        return safe_open(str(p), framework="pt")
+    except Exception as e:            # SafetensorError: header too large, incomplete metadata, ...
+        raise damaged_file(p, what, f"not a complete safetensors file ({e})") from None
+
+
+@contextmanager
+def reading(path, what: str) -> Iterator[None]:
+    """Turns the structural errors of reading a file's content (bad JSON, a missing key, a wrong type)
+    into `damaged_file`, so a right-tagged file with a broken body names its path instead of `KeyError: 'x'`."""
+    try:
+        yield
+    except json.JSONDecodeError as e:
+        raise damaged_file(path, what, f"invalid JSON ({e})") from None
+    except KeyError as e:
+        raise damaged_file(path, what, f"missing entry {e}") from None
+    except (TypeError, AttributeError, IndexError) as e:
+        raise damaged_file(path, what, f"malformed content ({type(e).__name__}: {e})") from None
+
+
+def read_json(path, what: str) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"no {what} at {p}")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise damaged_file(p, what, f"not UTF-8 text ({e})") from None
+    except json.JSONDecodeError as e:
+        raise damaged_file(p, what, f"invalid JSON ({e})") from None
