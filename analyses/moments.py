@@ -39,8 +39,8 @@ def gaussian_w2_diag(A: torch.Tensor, B: torch.Tensor) -> float:
 def empirical_w2_1d(A: torch.Tensor, B: torch.Tensor) -> float:
     """Mean over neurons of the 1-D W2 between empirical distributions (quantile matching)."""
     n = min(A.shape[0], B.shape[0])
-    from interventions.estimators import _quantile_match
-    qa, qb = _quantile_match(A, n), _quantile_match(B, n)
+    from interventions.estimators import quantile_match
+    qa, qb = quantile_match(A, n), quantile_match(B, n)
     return float(((qa - qb).pow(2).mean(0)).sqrt().mean())
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import math
+
 import torch
 from jaxtyping import Float
 
@@ -33,6 +35,7 @@ class AffineMap:
         self.V = _t(V) if kind == "lowrank" else None
         self.scale = float(scale)
         self._validate()
+        self._check_finite()
 
     @property
     def beta(self) -> torch.Tensor:
@@ -40,7 +43,10 @@ class AffineMap:
 
     @beta.setter
     def beta(self, value) -> None:
-        self._beta = _t(value).reshape(self.d)
+        beta = _t(value).reshape(self.d)
+        if hasattr(self, "_beta"):         # the constructor checks every part at once, afterwards
+            _refuse_non_finite(self, "beta", beta)
+        self._beta = beta
         self._cast = {}           # cast copies are stale now
 
     def _validate(self) -> None:
@@ -50,6 +56,13 @@ class AffineMap:
         if self.kind == "lowrank" and (self.U.shape != self.V.shape or self.U.shape[0] != self.d):
             raise ValueError(f"lowrank U and V must both be [d={self.d}, r], got {tuple(self.U.shape)}, "
                              f"{tuple(self.V.shape)}")
+
+    def _check_finite(self) -> None:
+        """NaN / inf parameters would turn every steered token into garbage without a word: refuse them."""
+        for name in ("omega", "beta", "U", "V"):
+            _refuse_non_finite(self, name, getattr(self, name))
+        if not math.isfinite(self.scale):
+            raise NonFiniteMapError(f"{self!r}: scale={self.scale} is not finite; {_FIX}")
 
     # ------------------------------------------------------------------ application
     def _params(self, dtype: torch.dtype, device: torch.device) -> tuple:
@@ -94,6 +107,9 @@ class AffineMap:
     def strength(self, lam: float) -> "AffineMap":
         """T_λ = (1-λ) I + λ T: λ = 0 is the identity, λ = 1 the map."""
         lam = float(lam)
+        if not math.isfinite(lam):
+            raise ValueError(f"strength λ={lam} for {self!r} is not finite; use a finite number "
+                             "(0 = no effect, 1 = the fitted map)")
         meta = {**self.meta, "lambda": lam * self.meta.get("lambda", 1.0)}
         if self.kind == "identity":
             return AffineMap(self.d, "identity", beta=lam * self.beta, meta=meta)
@@ -112,6 +128,12 @@ class AffineMap:
     def then(self, second: "AffineMap") -> "AffineMap":
         if not isinstance(second, AffineMap) or second.d != self.d:
             raise ValueError("compose needs two AffineMaps of the same width")
+        try:
+            return self._then(second)
+        except NonFiniteMapError as e:
+            raise NonFiniteMapError(f"composing {self!r} then {second!r} overflows: {e}") from None
+
+    def _then(self, second: "AffineMap") -> "AffineMap":
         a, b = self, second
         beta = b.linear(a.beta) + b.beta
         meta = {"composed_of": [a.meta, b.meta]}
@@ -181,6 +203,24 @@ class AffineMap:
             omega = omega.reshape(())
         return cls(header["d"], header["kind"], omega, tensors["beta"], U=tensors.get("U"), V=tensors.get("V"),
                    scale=header.get("scale", 1.0), meta=header.get("meta"))
+
+
+class NonFiniteMapError(ValueError):
+    """A map parameter holds NaN or inf."""
+
+
+_FIX = ("refit the map on finite activations (interventions check them), use a finite strength, or re-create "
+        "the plan file")
+
+
+def _refuse_non_finite(m: AffineMap, name: str, t: torch.Tensor | None) -> None:
+    if t is None:
+        return
+    bad = ~torch.isfinite(t)
+    if bool(bad.any()):
+        where = m.meta.get("site")
+        raise NonFiniteMapError(f"{m!r}{' at site ' + repr(where) if where else ''}: {name} has {int(bad.sum())} "
+                                f"non-finite (NaN/inf) value(s) of {t.numel()}; {_FIX}")
 
 
 def _scale_of(m: AffineMap) -> float:

@@ -58,18 +58,35 @@ class ActAdd:
         return AffineMap(A.shape[1], "identity", beta=a * _unit(dm), meta=_meta("actadd", A, B, alpha=a))
 
 
+def std_floor(sa: torch.Tensor, eps: float, rel_floor: float) -> float:
+    """The source spread below which a neuron counts as constant: max(eps, rel_floor · median σ_a).
+
+    WHY relative: an absolute floor alone lets a near-constant neuron (σ_a = 1e-7 from float noise) through,
+    and σ_b / σ_a then explodes (ω = 3.7e6 was seen), turning the map into noise amplification. Relative to
+    the site's typical spread, such neurons get ω = 1 (the mean shift only) and every ordinary neuron keeps
+    the exact ratio."""
+    for name, v in (("eps", eps), ("rel_floor", rel_floor)):
+        if not (isinstance(v, (int, float)) and v >= 0 and v == v and v != float("inf")):
+            raise ValueError(f"{name}={v!r} must be a finite number >= 0")
+    return max(float(eps), float(rel_floor) * float(sa.median()))
+
+
 class GaussianOT:
-    """Per neuron ω = σ_b/σ_a, β = m_b − ω m_a; identity (plus the mean shift) where σ_a ≈ 0."""
+    """Per neuron ω = σ_b/σ_a, β = m_b − ω m_a. Neurons whose source spread σ_a is at most
+    `std_floor` = max(eps, rel_floor · median σ_a) are near-constant: they get ω = 1 (plus the mean shift),
+    so ω stays bounded by max σ_b / floor instead of exploding."""
 
     @classmethod
-    def fit(cls, A, B, site: str | None = None, eps: float = 1e-8) -> AffineMap:
+    def fit(cls, A, B, site: str | None = None, eps: float = 1e-8, rel_floor: float = 1e-3) -> AffineMap:
         A, B = as_samples(A, B, site)
         sa, sb = A.std(0, unbiased=False), B.std(0, unbiased=False)
-        w = torch.where(sa > eps, sb / sa.clamp_min(eps), torch.ones_like(sa))
-        return AffineMap(A.shape[1], "diag", w, B.mean(0) - w * A.mean(0), meta=_meta("gaussian_ot", A, B, eps=eps))
+        floor = std_floor(sa, eps, rel_floor)
+        w = torch.where(sa > floor, sb / sa.clamp_min(floor), torch.ones_like(sa))
+        return AffineMap(A.shape[1], "diag", w, B.mean(0) - w * A.mean(0),
+                         meta=_meta("gaussian_ot", A, B, eps=eps, rel_floor=rel_floor))
 
 
-def _quantile_match(X: torch.Tensor, n: int) -> torch.Tensor:
+def quantile_match(X: torch.Tensor, n: int) -> torch.Tensor:
     """Sorted columns of X resampled at n evenly spaced quantile positions (linear interpolation)."""
     Xs = torch.sort(X, dim=0).values
     if X.shape[0] == n:
@@ -84,10 +101,12 @@ def _quantile_match(X: torch.Tensor, n: int) -> torch.Tensor:
 class LinearACT:
     """Per neuron least squares between sorted, centred samples (apple/ml-act's Linear-ACT):
     ω = Σ ã₍ᵢ₎ b̃₍ᵢ₎ / Σ ã₍ᵢ₎², β = m_b − ω m_a. (The OT paper prints Σ b̃² in the denominator: a typo.)
-    With n_a ≠ n_b the larger side is quantile-matched to the smaller one (`unequal="quantile"`)."""
+    With n_a ≠ n_b the larger side is quantile-matched to the smaller one (`unequal="quantile"`).
+    Near-constant source neurons (spread at most `std_floor`, see GaussianOT) get ω = 1 (plus the mean shift)."""
 
     @classmethod
-    def fit(cls, A, B, site: str | None = None, unequal: str = "quantile", eps: float = 1e-8) -> AffineMap:
+    def fit(cls, A, B, site: str | None = None, unequal: str = "quantile", eps: float = 1e-8,
+            rel_floor: float = 1e-3) -> AffineMap:
         A, B = as_samples(A, B, site)
         if unequal not in ("quantile", "error"):
             raise ValueError(f"unequal must be 'quantile' or 'error', got {unequal!r}")
@@ -95,12 +114,15 @@ class LinearACT:
             raise ValueError(f"Linear-ACT pairs sorted samples: source has {A.shape[0]}, target {B.shape[0]}; "
                              "give equal sizes or unequal='quantile'")
         n = min(A.shape[0], B.shape[0])
-        As, Bs = _quantile_match(A, n), _quantile_match(B, n)
+        As, Bs = quantile_match(A, n), quantile_match(B, n)
         ma, mb = As.mean(0), Bs.mean(0)
         at, bt = As - ma, Bs - mb
         den = (at * at).sum(0)
-        w = torch.where(den > eps, (at * bt).sum(0) / den.clamp_min(eps), torch.ones_like(den))
-        return AffineMap(A.shape[1], "diag", w, mb - w * ma, meta=_meta("linear_act", A, B, unequal=unequal, eps=eps))
+        sd = (den / n).sqrt()
+        keep = (den > eps) & (sd > std_floor(sd, 0.0, rel_floor))         # eps: on Σ ã², as before
+        w = torch.where(keep, (at * bt).sum(0) / den.clamp_min(eps), torch.ones_like(den))
+        return AffineMap(A.shape[1], "diag", w, mb - w * ma,
+                         meta=_meta("linear_act", A, B, unequal=unequal, eps=eps, rel_floor=rel_floor))
 
 
 class BuresOT:
