@@ -7,8 +7,7 @@ import json
 from pathlib import Path
 
 import torch
-from safetensors import safe_open
-from mdm_lens.safefile import save_safetensors_atomic
+from mdm_lens.safefile import open_safetensors, reading, save_safetensors_atomic
 
 from .affine import AffineMap
 from .restrict import Restricted, TimestepSchedule
@@ -34,16 +33,38 @@ def _encode(m, prefix: str, tensors: dict) -> dict:
     raise TypeError(f"cannot save a {type(m).__name__}; only AffineMap, Restricted and TimestepSchedule are stored")
 
 
+def _pair(value, name: str, prefix: str, integer: bool) -> tuple | None:
+    """A stored step window [start, stop) (integers, 0 <= start < stop) or t range [lo, hi] (0 <= lo <= hi <= 1)."""
+    if value is None:
+        return None
+    kind = (int,) if integer else (int, float)
+    ok = (isinstance(value, list) and len(value) == 2
+          and all(isinstance(v, kind) and not isinstance(v, bool) for v in value))
+    if ok and integer:
+        ok = 0 <= value[0] < value[1]
+    elif ok:
+        ok = 0.0 <= value[0] <= value[1] <= 1.0
+    if not ok:
+        want = "[start, stop) with integers 0 <= start < stop" if integer else "[lo, hi] with 0 <= lo <= hi <= 1"
+        raise ValueError(f"{prefix}: restriction {name}={value!r} is malformed; it must be null or {want}")
+    return tuple(value)
+
+
 def _decode(head: dict, prefix: str, f) -> object:
+    if not isinstance(head, dict):
+        raise TypeError(f"{prefix}: an intervention header must be a JSON object, got {head!r}")
     kind = head.get("type")
     if kind == "affine":
         names = [k for k in ("omega", "beta", "U", "V") if f"{prefix}::{k}" in f.keys()]
         return AffineMap.from_parts(head, {k: f.get_tensor(f"{prefix}::{k}") for k in names})
     if kind == "restricted":
         bounds = (f.get_tensor(f"{prefix}::lo"), f.get_tensor(f"{prefix}::hi")) if head.get("bounds") else None
-        return Restricted(_decode(head["inner"], prefix + "::inner", f), head["scope"],
-                          tuple(head["steps"]) if head["steps"] else None,
-                          tuple(head["t_range"]) if head["t_range"] else None, bounds)
+        inner = _decode(head["inner"], prefix + "::inner", f)
+        if bounds is not None and (any(tuple(b.shape) != (inner.d,) for b in bounds) or any(b.isnan().any() for b in bounds)):
+            raise ValueError(f"{prefix}: support bounds must be two NaN-free vectors of width {inner.d}, got shapes "
+                             f"{[tuple(b.shape) for b in bounds]}")
+        return Restricted(inner, head["scope"], _pair(head["steps"], "steps", prefix, True),
+                          _pair(head["t_range"], "t_range", prefix, False), bounds)
     if kind == "schedule":
         return TimestepSchedule([(lo, hi, _decode(h, f"{prefix}::{i}", f)) for i, (lo, hi, h) in enumerate(head["entries"])])
     raise ValueError(f"unknown intervention type {kind!r} in plan file")
@@ -67,17 +88,25 @@ def write_plan_file(path, maps: dict[str, list], meta: dict, metadata: dict | No
 def read_plan_file(path) -> tuple[dict[str, list], dict]:
     """`(maps, meta)` of a plan file; meta carries the user metadata (`file_metadata`) and the recorded model."""
     p = Path(path)
-    try:
-        f = safe_open(str(p), framework="pt")
-    except Exception as e:
-        raise ValueError(f"{p} is not an mdm-lens plan file (not safetensors: {e})") from None
-    with f:
+    what = "an mdm-lens plan file"
+    with open_safetensors(p, what) as f, reading(p, what):
         header = f.metadata() or {}
         if header.get("format") != FORMAT:
             raise ValueError(f"{p} is not an mdm-lens plan file (no '{FORMAT}' format tag in its metadata)")
+        if header.get("version") != str(VERSION):
+            raise ValueError(f"{p} is plan format version {header.get('version')!r}; this mdm-lens reads version "
+                             f"{VERSION!r} only. Re-save the plan with this mdm-lens, or use the mdm-lens that wrote "
+                             f"it (package_version {header.get('package_version')!r})")
         sites = json.loads(header["sites"])
-        maps = {s: [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)] for s, hs in sites.items()}
-    meta = json.loads(header.get("plan_meta", "{}"))
-    meta["file_metadata"] = json.loads(header.get("user", "{}"))
-    meta["model"] = json.loads(header.get("model", "{}"))
+        if not isinstance(sites, dict) or not all(isinstance(hs, list) for hs in sites.values()):
+            raise TypeError("'sites' must map each site name to a list of intervention headers")
+        maps = {}
+        for s, hs in sites.items():
+            try:
+                maps[s] = [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)]
+            except ValueError as e:            # non-finite map, malformed restriction: name file and site
+                raise ValueError(f"{p}, site {s!r}: {e}") from None
+        meta = json.loads(header.get("plan_meta", "{}"))
+        meta["file_metadata"] = json.loads(header.get("user", "{}"))
+        meta["model"] = json.loads(header.get("model", "{}"))
     return maps, meta

@@ -7,10 +7,9 @@ from typing import Callable, Iterable, Union
 
 import torch
 from jaxtyping import Float
-from safetensors import safe_open
 
 from .context import StepContext, check_scope
-from .safefile import save_safetensors_atomic
+from .safefile import open_safetensors, reading, save_safetensors_atomic
 
 StepFilter = Union[None, Iterable[int], Callable[[StepContext], bool]]
 Reducer = Union[None, str, Callable[[torch.Tensor, StepContext], torch.Tensor]]
@@ -110,12 +109,12 @@ class StepCache:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "StepCache":
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path, "an mdm-lens step cache") as f, reading(path, "an mdm-lens step cache"):
             meta = f.metadata() or {}
             if meta.get("format") != "mdm-lens-stepcache":
                 raise ValueError(f"{path} is not an mdm-lens step cache (no 'mdm-lens-stepcache' metadata)")
             cache = cls(json.loads(meta["names"]), scope=meta.get("scope", "all"))
             for i, (name, step) in enumerate(json.loads(meta["index"])):
                 cache.store[(name, step)] = f.get_tensor(f"t{i}")
-        cache.t = {(None if k == "None" else int(k)): v for k, v in json.loads(meta["t"]).items()}
+            cache.t = {(None if k == "None" else int(k)): v for k, v in json.loads(meta["t"]).items()}
         return cache

@@ -12,11 +12,10 @@ from typing import Iterable, Sequence
 
 import torch
 from jaxtyping import Float
-from safetensors import safe_open
 from tqdm.auto import tqdm
 
 from .context import check_scope
-from .safefile import save_safetensors_atomic
+from .safefile import open_safetensors, reading, save_safetensors_atomic
 
 POOLINGS = ("mean", "last", "none")
 
@@ -45,7 +44,7 @@ class Activations:
 
     @classmethod
     def load(cls, path) -> "Activations":
-        with safe_open(str(path), framework="pt") as f:
+        with open_safetensors(path, "an mdm-lens activations file") as f, reading(path, "an mdm-lens activations file"):
             meta = f.metadata() or {}
             if meta.get("format") != "mdm-lens-activations":
                 raise ValueError(f"{path} is not an mdm-lens activations file")

@@ -91,17 +91,17 @@ def read_config(folder: str | os.PathLike) -> dict[str, Any]:
     path = Path(folder) / "config.json"
     if not path.is_file():
         raise FileNotFoundError(f"no config.json in {folder}")
-    config = read_json(path, "config.json")
+    config = read_json(path, "a config.json file")
     if not isinstance(config, dict):
-        raise damaged_file(path, "config.json", f"a JSON {type(config).__name__}, not an object")
+        raise damaged_file(path, "a config.json file", f"a JSON {type(config).__name__}, not an object")
     return config
 
 
 def _weight_files(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if index.is_file():
-        data = read_json(index, "checkpoint index")
-        with reading(index, "checkpoint index"):
+        data = read_json(index, "a checkpoint index")
+        with reading(index, "a checkpoint index"):
             names = data["weight_map"].values()
             if not all(isinstance(n, str) and n and "/" not in n and "\\" not in n for n in names):
                 raise TypeError("weight_map values must be shard file names in the same folder")
@@ -222,7 +222,7 @@ def _checkpoint_dtype(files: list[Path]) -> torch.dtype:
     """The one floating dtype of all tensors (headers only); mixed float dtypes need an explicit dtype."""
     found: dict[str, list[str]] = {}
     for file in files:
-        with open_safetensors(file, "checkpoint shard") as f:
+        with open_safetensors(file, "a checkpoint shard") as f:
             for key in f.keys():
                 code = f.get_slice(key).get_dtype()
                 if code in _SF_DTYPES:
@@ -247,7 +247,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     folder = _folder(name_or_path)
     config = read_config(folder)
     spec = detect_family(config)
-    check_sizes(config, spec, where=str(folder / "config.json"))
+    check_sizes(config, spec, where=str(folder / "a config.json file"))
     tokenizer = _load_tokenizer(folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
     native_loader = getattr(family_module(spec), "from_pretrained", None)
@@ -278,7 +278,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
 
     state: dict[str, torch.Tensor] = {}
     for file in files:
-        with open_safetensors(file, "checkpoint shard") as f:
+        with open_safetensors(file, "a checkpoint shard") as f:
             for key in f.keys():
                 dev = _device_for(key, dmap) if dmap is not None else target
                 t = f.get_tensor(key)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 __all__ = ["StagedWrites", "save_safetensors_atomic", "write_text_atomic", "open_safetensors",
@@ -152,16 +152,17 @@ def write_text_atomic(text: str, path) -> None:
 
 # ---------------------------------------------------------------------------------------------- reading
 def damaged_file(path, what: str, cause: Any) -> ValueError:
-    """The one error for a file that exists but cannot be read as `what`."""
-    return ValueError(f"{path} is not a readable {what}: {cause}. The file is corrupt, truncated (an "
-                      "interrupted copy or download?) or of another kind; re-create or re-download it")
+    """The one error for a file that exists but cannot be read as `what` (with its article: "a checkpoint shard")."""
+    return ValueError(f"{path} is not {what} that can be read: {cause}. The file is corrupt, truncated "
+                      "(an interrupted copy or download?) or of another kind; re-create or re-download it")
 
 
 def open_safetensors(path, what: str):
     """`safe_open(path)` whose errors name the path, `what` it should be and the cause."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"no {what} at {p}" + (" (it is a folder)" if p.is_dir() else ""))
+        raise FileNotFoundError(f"{p} does not exist (expected {what})" if not p.is_dir()
+                                else f"{p} is a folder, not {what}")
     try:
         return safe_open(str(p), framework="pt")
     except Exception as e:            # SafetensorError: header too large, incomplete metadata, ...
@@ -180,12 +181,14 @@ def reading(path, what: str) -> Iterator[None]:
         raise damaged_file(path, what, f"missing entry {e}") from None
     except (TypeError, AttributeError, IndexError) as e:
         raise damaged_file(path, what, f"malformed content ({type(e).__name__}: {e})") from None
+    except SafetensorError as e:               # e.g. a tensor the metadata names is not in the file
+        raise damaged_file(path, what, f"tensor data does not match its metadata ({e})") from None
 
 
 def read_json(path, what: str) -> Any:
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"no {what} at {p}")
+        raise FileNotFoundError(f"{p} does not exist (expected {what})")
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
