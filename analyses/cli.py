@@ -1,111 +1,265 @@
-"""`mdm-lens sweep`, `mdm-lens moments`, `mdm-lens effects`: CSV/JSON + PNG into an output folder.
-
-Contrastive prompt sets come from the organism corpus (`--kind`) or two text files (one prompt a line)."""
+"""mdm-lens: interpretability and optimal-transport steering for masked diffusion language models."""
+# The console entry sits on the top floor of the house (analyses -> interventions -> mdm_lens), so it may call
+# all three. Building the parser imports only the standard library: `--help` answers before torch loads, and
+# each command imports what it runs. Choices that the library also defines are spelled here once more (importing
+# their modules would load torch); tests/test_cli_help.py holds each copy equal to its source.
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 import os
+import sys
+from pathlib import Path
+
+DTYPES = ("float32", "bfloat16", "float16")
+SCOPES = ("all", "prompt", "response", "masked", "predicts_masked", "padding")        # mdm_lens.context.SCOPES
+ESTIMATORS = ("directional_ablation", "actadd", "mean_act", "gaussian_ot", "linear_act", "bures_ot",
+              "projection_clamp")                                                     # interventions.ESTIMATORS
+ROLES = ("resid_pre", "attn_out", "resid_mid", "mlp_pre", "mlp_pre_linear", "mlp_post", "mlp_out",
+         "resid_post")                                                           # mdm_lens.sites.LAYER_ROLES
+KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctuation:no_comma",
+         "keywords:existence", "keywords:forbidden_words", "startend:end_checker",
+         "detectable_format:number_bullet_lists", "detectable_format:title")         # organism corpus KINDS
+REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
+DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
+BENCHMARKS = ("sampler", "steer", "fit")
 
 
-def _prompt_sets(args) -> tuple[list[str], list[str]]:
-    if args.source and args.target:
-        read = lambda p: [x.strip() for x in open(p) if x.strip()]   # noqa: E731
-        return read(args.source), read(args.target)
-    from mdm_lens.organism.corpus import calibration_pairs
-    return calibration_pairs(args.kind, args.n, args.seed)
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Every option's help ends with its default; not for required options, nor where the default is None
+    (the help text then says what happens when the option is left out)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if action.required or action.default is None or action.default is argparse.SUPPRESS:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
-def _write(out: str, name: str, records: list[dict]) -> None:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, f"{name}.json"), "w") as f:
-        json.dump(records, f, indent=2, default=str)
-    cols = list(dict.fromkeys(k for r in records for k in r if k != "traceback"))
-    with open(os.path.join(out, f"{name}.csv"), "w") as f:
-        f.write(",".join(cols) + "\n")
-        for r in records:
-            f.write(",".join(str(r.get(c, "")) for c in cols) + "\n")
+# ---------------------------------------------------------------------------------------------- core commands
+def _load(args):
+    import torch
+
+    from mdm_lens import HookedMDM
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    return HookedMDM.from_pretrained(args.model, dtype=dtype, device=args.device)
 
 
+def cmd_sites(args) -> int:
+    model = _load(args)
+    for name in model.hook_names:
+        s = model.site(name)
+        print(f"{name}\t{s.width}\t{s.module_path}:{s.kind}")
+    return 0
+
+
+SAMPLER_OPTIONS = (("gen_length", int, "response length in tokens (LLaDA)"),
+                   ("max_new_tokens", int, "response length in tokens (Dream)"),
+                   ("steps", int, "denoising steps"),
+                   ("block_length", int, "semi-autoregressive block length (LLaDA)"),
+                   ("temperature", float, "sampling temperature (0: greedy)"),
+                   ("remasking", str, "which masked positions are decoded first (LLaDA)"),
+                   ("alg", str, "decoding order (Dream)"))
+
+
+def cmd_generate(args) -> int:
+    model = _load(args)
+    overrides = {k: getattr(args, k) for k, _, _ in SAMPLER_OPTIONS if getattr(args, k) is not None}
+    out = model.generate(args.prompt, seed=args.seed, chat=not args.no_chat, progress=True, **overrides)
+    for prompt, text in zip(args.prompt, out.texts):
+        print(json.dumps({"prompt": prompt, "response": text}))
+    return 0
+
+
+def cmd_bench(args) -> int:
+    if args.what == "sampler":
+        from mdm_lens.bench import run_sampler_bench as run
+    else:
+        from interventions.bench import run_bench as run
+    results = run(args.what, model=args.model, gen_length=args.gen_length, steps=args.steps,
+                  prompt_len=args.prompt_len, batch=args.batch, repeats=args.repeats)
+    text = json.dumps(results, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------- analyses
 def _setup(args):
     from mdm_lens import HookedMDM
-
-    from .collect import collect_contrastive
+    from mdm_lens.collect import collect_contrastive
     model = HookedMDM.from_pretrained(args.model)
-    src_p, tgt_p = _prompt_sets(args)
+    if args.source and args.target:
+        read = lambda p: [x.strip() for x in Path(p).read_text().splitlines() if x.strip()]   # noqa: E731
+        src_p, tgt_p = read(args.source), read(args.target)
+    else:
+        from mdm_lens.organism.corpus import calibration_pairs
+        src_p, tgt_p = calibration_pairs(args.kind, args.n, args.seed)
     return model, src_p, tgt_p, collect_contrastive
 
 
+def _fit_plan(args, src, tgt, sites):
+    from interventions import Plan, fit_map
+    return Plan({s: fit_map(args.estimator, src[s], tgt[s], site=s) for s in sites})
+
+
 def cmd_moments(args) -> int:
+    from mdm_lens import get_act_name
+
     from .moments import moment_mismatch
+    from .records import write_records
     model, src_p, tgt_p, collect_contrastive = _setup(args)
-    sites = [f"blocks.{l}.{args.hook}" for l in range(model.n_layers)]
+    sites = [get_act_name(args.hook_point, l) for l in range(model.n_layers)]
     src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
     rep = moment_mismatch(src, tgt, sites)
-    _write(args.out, "moments", rep.records)
+    write_records(args.out, "moments", rep.records)
     rep.plot(os.path.join(args.out, "moments.png"))
     print(f"wrote {args.out}/moments.csv, moments.json, moments.png")
     return 0
 
 
 def cmd_effects(args) -> int:
-    from interventions import Plan, fit_map
+    from mdm_lens import get_act_name
 
     from .effects import step_effects
+    from .records import write_records
     model, src_p, tgt_p, collect_contrastive = _setup(args)
-    sites = [f"blocks.{l}.{s}" for l in range(model.n_layers) for s in ("mlp.hook_pre", "mlp.hook_out")]
+    sites = [get_act_name(role, l) for l in range(model.n_layers) for role in ("mlp_pre", "mlp_out")]
     src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
-    plan = Plan({s: fit_map(args.estimator, src[s], tgt[s], site=s) for s in sites}).strength(args.strength)
+    plan = _fit_plan(args, src, tgt, sites).strength(args.strength)
     eff = step_effects(model, tgt_p[: args.n_eval], plan, seed=args.seed)
-    _write(args.out, "effects", eff.records)
+    write_records(args.out, "effects", eff.records)
     eff.plot(os.path.join(args.out, "effects.png"))
     print(f"wrote {args.out}/effects.csv, effects.json, effects.png")
     return 0
 
 
 def cmd_sweep(args) -> int:
-    from interventions import Plan, fit_map
-
-    from .sweep import HOOK_POINTS, layer_sweep
+    from .records import write_records
+    from .sweep import layer_sweep, sweep_sites
     model, src_p, tgt_p, collect_contrastive = _setup(args)
-    sites = [f"blocks.{l}.{HOOK_POINTS[p]}" for l in range(model.n_layers) for p in args.hook_points]
+    sites = sweep_sites(model, args.hook_points)
     src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
-    factory = lambda ss: Plan({s: fit_map(args.estimator, src[s], tgt[s], site=s) for s in ss})  # noqa: E731
-    if args.kind:
+    factory = functools.partial(_fit_plan, args, src, tgt)
+    if args.source and args.target:
+        from .refusal import refusal_rate
+        prompts, metric = tgt_p[: args.n_eval], refusal_rate
+    else:
         from mdm_lens.organism.corpus import eval_items
 
         from . import ifeval
         items = eval_items(args.kind, args.n_eval, "val", args.seed)
         prompts = [e.prompt for e in items]
-        metric = lambda texts: sum(all(ifeval.check(t, e.instruction_id_list, e.kwargs)) for t, e in zip(texts, items)) / len(items)  # noqa: E731
-    else:
-        from .refusal import refusal_rate
-        prompts, metric = tgt_p[: args.n_eval], refusal_rate
+        metric = lambda texts: sum(all(ifeval.check(t, e.instruction_id_list, e.kwargs))  # noqa: E731
+                                   for t, e in zip(texts, items)) / len(items)
     res = layer_sweep(model, factory, prompts, metric, hook_points=args.hook_points, scopes=args.scopes,
                       lambdas=args.lambdas, seed=args.seed)
-    _write(args.out, "sweep", res.records + [{"baseline": res.baseline}])
+    write_records(args.out, "sweep", [{**r, "baseline": res.baseline} for r in res.records])
     res.plot(os.path.join(args.out, "sweep.png"))
     print(f"baseline {res.baseline:.3f}; wrote {args.out}/sweep.csv, sweep.json, sweep.png")
     return 0
 
 
-def add_parsers(sub) -> None:
-    for name, fn, help_ in (("sweep", cmd_sweep, "layer × hook point × scope × λ sensitivity sweep"),
-                            ("moments", cmd_moments, "moment mismatch per layer, per estimator"),
-                            ("effects", cmd_effects, "per-timestep effects of a fitted plan")):
-        p = sub.add_parser(name, help=help_)
-        p.add_argument("--model", default="tiny-if")
-        p.add_argument("--out", required=True)
-        p.add_argument("--kind", default="change_case:english_lowercase",
-                       help="organism constraint for the contrastive sets (ignored with --source/--target)")
-        p.add_argument("--source", help="file of source prompts, one a line")
-        p.add_argument("--target", help="file of target prompts, one a line")
-        p.add_argument("--n", type=int, default=32)
-        p.add_argument("--n-eval", dest="n_eval", type=int, default=8)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--estimator", default="linear_act")
-        p.add_argument("--strength", type=float, default=1.0)
-        p.add_argument("--hook", default="mlp.hook_out")
-        p.add_argument("--hook-points", dest="hook_points", nargs="+", default=["resid_post", "mlp_out"])
-        p.add_argument("--scopes", nargs="+", default=["both"])
-        p.add_argument("--lambdas", type=float, nargs="+", default=[1.0])
-        p.set_defaults(func=fn)
+# ---------------------------------------------------------------------------------------------- parser
+def _model_options(p: argparse.ArgumentParser, default: str | None = None, dtype: bool = False) -> None:
+    p.add_argument("--model", required=default is None, default=default,
+                   help="hub id, local folder in hub layout, or a packaged organism name (e.g. tiny-if)")
+    if dtype:
+        p.add_argument("--dtype", choices=DTYPES, default=None, help="weight dtype (default: the checkpoint's)")
+        p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cpu)")
+
+
+def _contrastive_options(p: argparse.ArgumentParser) -> None:
+    _model_options(p, default="tiny-if")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--kind", choices=KINDS, default=KINDS[0],
+                   help="organism constraint whose prompts without / with it form the contrastive sets")
+    p.add_argument("--source", help="file of source prompts, one a line; with --target it replaces --kind "
+                   "(default: prompts from --kind)")
+    p.add_argument("--target", help="file of target prompts, one a line; with --source it replaces --kind "
+                   "(default: prompts from --kind)")
+    p.add_argument("--n", type=int, default=32, help="contrastive pairs drawn from the organism corpus")
+    p.add_argument("--seed", type=int, default=0, help="seed for prompt sampling and generation")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mdm-lens", description=__doc__, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter))
+
+    p = sub.add_parser("sites", help="list the canonical hook sites of a model", description="Print one line per "
+                       "hook site: canonical name, width, module path and tensor kind.")
+    _model_options(p, dtype=True)
+    p.set_defaults(func=cmd_sites)
+
+    p = sub.add_parser("generate", help="generate with the family's reference sampler",
+                       description="One JSON line per prompt. Sampler options left out take the family's "
+                       "recommended settings.")
+    _model_options(p, dtype=True)
+    p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat the option for a batch")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    choices = {"remasking": REMASKING, "alg": DREAM_ALGS}
+    for key, typ, help_ in SAMPLER_OPTIONS:
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
+                       help=help_ + " (default: the family's recommended setting)")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("bench", help="overhead benchmarks: ratios measured in one run, as JSON",
+                       description="sampler: wrapper and no-op hooks vs the bare model; steer: hooked and folded "
+                       "Linear-ACT vs unsteered; fit: Bures OT fit at d=4096.")
+    p.add_argument("what", choices=BENCHMARKS, help="which benchmark")
+    p.add_argument("--model", default=None, help="model to time (default: a tiny and a mid-size random LLaDA)")
+    p.add_argument("--gen-length", dest="gen_length", type=int, default=32, help="response length in tokens")
+    p.add_argument("--steps", type=int, default=32, help="denoising steps")
+    p.add_argument("--prompt-len", dest="prompt_len", type=int, default=16, help="random prompt length in tokens")
+    p.add_argument("--batch", type=int, default=1, help="batch size")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (the median is reported)")
+    p.add_argument("--json", default=None, help="also write the JSON to this file (default: stdout only)")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("moments", help="moment mismatch per layer, per estimator",
+                       description="How far each estimator's transported source moments land from the target's.")
+    _contrastive_options(p)
+    p.add_argument("--hook-point", dest="hook_point", choices=ROLES, default="mlp_out",
+                   help="site role measured in every layer")
+    p.set_defaults(func=cmd_moments)
+
+    p = sub.add_parser("effects", help="per-timestep effects of a fitted plan",
+                       description="Fit a plan on mlp.hook_pre + mlp.hook_out of every layer and measure what it "
+                       "changes at every denoising step.")
+    _contrastive_options(p)
+    p.add_argument("--n-eval", dest="n_eval", type=int, default=8, help="target prompts generated and compared")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="linear_act", help="steering rule to fit")
+    p.add_argument("--strength", type=float, default=1.0, help="λ: 0 no steering, 1 the fitted map")
+    p.set_defaults(func=cmd_effects)
+
+    p = sub.add_parser("sweep", help="layer × hook point × scope × λ sensitivity sweep",
+                       description="Steer one layer and hook point at a time and score the generations: the "
+                       "organism's IFEval checks with --kind, the refusal rate with --source/--target.")
+    _contrastive_options(p)
+    p.add_argument("--n-eval", dest="n_eval", type=int, default=8, help="prompts generated per cell")
+    p.add_argument("--estimator", choices=ESTIMATORS, default="linear_act", help="steering rule to fit")
+    p.add_argument("--hook-points", dest="hook_points", nargs="+", choices=ROLES,
+                   default=["resid_post", "mlp_out"], help="site roles swept in every layer")
+    p.add_argument("--scopes", nargs="+", choices=SCOPES, default=["all"], help="token scopes swept")
+    p.add_argument("--lambdas", type=float, nargs="+", default=[1.0], help="strengths swept")
+    p.set_defaults(func=cmd_sweep)
+
+    from .demo_cli import add_parsers     # stdlib-only at import time, like this module
+    add_parsers(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, KeyError, TypeError, FileNotFoundError) as err:
+        print(f"mdm-lens {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,9 @@ import time
 
 import torch
 
+from mdm_lens.bench import bench_models, interleaved_medians
+from mdm_lens.sampling import llada_generate
+
 from .bures import dense_bures, shrinkage_intensity
 from .estimators import BuresOT, LinearACT
 from .fold import fold
@@ -25,8 +28,6 @@ def linear_act_everywhere(model, seed: int = 0) -> Plan:
 
 
 def steer_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: int, repeats: int) -> dict:
-    from mdm_lens.bench import interleaved_medians
-    from mdm_lens.sampling import llada_generate
     g = torch.Generator().manual_seed(0)
     vocab = model.config.get("vocab_size", 256)
     prompt = torch.randint(0, min(vocab, model.mask_id), (batch, prompt_len), generator=g).to(model.input_device)
@@ -76,13 +77,16 @@ def fit_bench(d: int = 4096, n: int = 128, d_ref: int = 512, seed: int = 0) -> d
             "dense_solve_seconds_d%d" % d_ref: dense_s, "threads": torch.get_num_threads()}
 
 
-def run_bench(args) -> dict:
-    if args.what == "fit":
+def run_bench(what: str, *, model: str | None = None, gen_length: int = 32, steps: int = 32, prompt_len: int = 16,
+              batch: int = 1, repeats: int = 5) -> dict:
+    """`mdm-lens bench steer` (per model) or `mdm-lens bench fit` (no model)."""
+    if what == "fit":
         return {"benchmark": "fit", **fit_bench()}
-    from mdm_lens.bench import bench_models
+    if what != "steer":
+        raise ValueError(f"unknown benchmark {what!r} here; use 'steer' or 'fit' ('sampler' is mdm_lens.bench)")
     out = {"benchmark": "steer", "models": {}, "goals": {"hooked_ratio": 1.10, "folded_ratio": 1.01}}
-    for name, model in bench_models(args.model):
-        model.eval()
-        out["models"][name] = steer_bench(model, gen_length=args.gen_length, steps=args.steps,
-                                          prompt_len=args.prompt_len, batch=args.batch, repeats=args.repeats)
+    for name, hooked in bench_models(model):
+        hooked.eval()
+        out["models"][name] = steer_bench(hooked, gen_length=gen_length, steps=steps, prompt_len=prompt_len,
+                                          batch=batch, repeats=repeats)
     return out

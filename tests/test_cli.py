@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from mdm_lens.cli import main
+from analyses.cli import main
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from mdm_lens.cli import main
+from analyses.cli import main
 from mdm_lens.organisms import available
 
 pytestmark = pytest.mark.skipif("tiny-if" not in available(), reason="the tiny-if organism is not packaged")
