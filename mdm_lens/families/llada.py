@@ -24,6 +24,7 @@ from torch import nn
 from ..hook_points import HookPoint
 from ._layers import RMSNorm, apply_rope, attend, rope_angles, standard_sites
 from .base import FamilySpec, Site
+from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
 MASK_ID = 126336
 
@@ -126,7 +127,9 @@ class LLaDABlock(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(self, x: Float[torch.Tensor, "b p d"], cos: Float[torch.Tensor, "bc 1 p hd"],
-                sin: Float[torch.Tensor, "bc 1 p hd"], mask: torch.Tensor | None) -> Float[torch.Tensor, "b p d"]:
+                sin: Float[torch.Tensor, "bc 1 p hd"], mask: torch.Tensor | None,
+                kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
+        """`kv` (cached forwards only) merges this forward's rotated keys/values with the cached ones."""
         cfg = self.cfg
         x = self.hook_resid_pre(x)
         b, p, _ = x.shape
@@ -138,6 +141,8 @@ class LLaDABlock(nn.Module):
             q, k = apply_rope(q.float(), cos, sin).type_as(q), apply_rope(k.float(), cos, sin).type_as(k)
         else:
             q, k = apply_rope(q, cos.type_as(q), sin.type_as(q)), apply_rope(k, cos.type_as(k), sin.type_as(k))
+        if kv is not None:
+            k, v = kv.merge(k, v)
         x = self.hook_resid_mid(x + self.attn_out(attend(q, k, v, mask)))
         h = self.ff_norm(x)
         post = self.hook_mlp_post(self.act(self.ff_proj(h)) * self.up_proj(h))
@@ -178,31 +183,61 @@ class LLaDAModelLM(nn.Module):
         """Parameters shared with another key (none: LLaDA ties by reusing wte in F.linear)."""
         return {}
 
-    def _rope(self, p: int, device: torch.device, position_ids: torch.Tensor | None):
+    def _rope(self, p: int, device: torch.device, position_ids: torch.Tensor | None, start: int = 0):
+        """cos/sin of positions start..start+p-1 (a cached forward computes a slice), or of `position_ids`."""
         if position_ids is not None:
             ang = rope_angles(position_ids.to(device), self.cfg.head_dim, self.cfg.rope_theta)[:, None]
             return ang.cos(), ang.sin()
-        key = (p, device)
+        key = (start, p, device)
         if key not in self._rope_cache:
-            ang = rope_angles(torch.arange(p, device=device), self.cfg.head_dim, self.cfg.rope_theta)[None, None]
-            self._rope_cache.clear()
+            pos = torch.arange(start, start + p, device=device)
+            ang = rope_angles(pos, self.cfg.head_dim, self.cfg.rope_theta)[None, None]
+            if len(self._rope_cache) >= 8:     # a cached sampler alternates a few (start, length) shapes
+                self._rope_cache.clear()
             self._rope_cache[key] = (ang.cos(), ang.sin())
         return self._rope_cache[key]
 
-    def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: Int[torch.Tensor, "b p"] | None = None,
-                position_ids: Int[torch.Tensor, "b p"] | None = None) -> Float[torch.Tensor, "b p v"]:
-        """`position_ids` is an extension (the reference always uses 0..P-1); leave it None to match it."""
+    def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: Int[torch.Tensor, "b n"] | None = None,
+                position_ids: Int[torch.Tensor, "b p"] | None = None, past_key_values: list[KV] | None = None,
+                use_cache: bool = False, replace_position: torch.Tensor | None = None
+                ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
+        """`position_ids` is an extension (the reference always uses 0..P-1); leave it None to match it.
+
+        Cached forwards (Fast-dLLM's, see `kv_cache`): `input_ids` are the computed columns only,
+        `past_key_values` the cache, `replace_position` selects the dual cache; `attention_mask` then covers
+        every key column (cached and computed). `use_cache=True` returns a `CachedOutput` (logits + cache).
+        """
+        if past_key_values is None and not use_cache and replace_position is None:
+            return self._forward(input_ids, attention_mask, position_ids, None, 0)
+        if position_ids is not None:
+            raise ValueError("position_ids cannot be combined with past_key_values/use_cache: cached forwards use "
+                             "the reference's absolute positions (leave position_ids None)")
+        kvs, start, n_keys = layer_caches(past_key_values, self.cfg.n_layers, input_ids.shape[1], replace_position)
+        logits = self._forward(input_ids, attention_mask, None, kvs, start, n_keys)
+        return CachedOutput(logits, [kv.present for kv in kvs]) if use_cache else logits
+
+    def _forward(self, input_ids, attention_mask, position_ids, kvs: list[LayerKV] | None, start: int,
+                 n_keys: int | None = None) -> Float[torch.Tensor, "b p v"]:
         t = self.model.transformer
         x = t.wte(input_ids)
         if self.cfg.input_emb_norm:
             x = x * (self.cfg.d_model ** 0.5)
         b, p = input_ids.shape
+        n_keys = p if n_keys is None else n_keys
         mask = None
-        if attention_mask is not None and bool((attention_mask == 0).any()):
-            mask = attention_mask.to(device=x.device, dtype=torch.bool).view(b, 1, 1, p)
-        cos, sin = self._rope(p, x.device, position_ids)
-        for block in t.blocks:
-            x = block(x, cos, sin, mask)
+        if attention_mask is not None:
+            if kvs is not None and attention_mask.shape != (b, n_keys):
+                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; this forward attends "
+                                 f"over {n_keys} key columns, so it must be [{b}, {n_keys}]")
+            if bool((attention_mask == 0).any()):
+                mask = attention_mask.to(device=x.device, dtype=torch.bool).view(b, 1, 1, n_keys)
+        cos, sin = self._rope(p, x.device, position_ids, start)
+        if kvs is None:
+            for block in t.blocks:
+                x = block(x, cos, sin, mask)
+        else:
+            for block, kv in zip(t.blocks, kvs):
+                x = block(x, cos, sin, mask, kv)
         x = t.ln_f(x)
         logits = torch.nn.functional.linear(x, t.wte.weight) if self.cfg.weight_tying else t.ff_out(x)
         if self.cfg.scale_logits:

@@ -2,5 +2,7 @@
 from .common import StepClock, StepInfo, announcing
 from .dream import dream_generate
 from .llada import get_num_transfer_tokens, llada_generate
+from .llada_cached import llada_generate_cached
 
-__all__ = ["StepClock", "StepInfo", "announcing", "dream_generate", "get_num_transfer_tokens", "llada_generate"]
+__all__ = ["StepClock", "StepInfo", "announcing", "dream_generate", "get_num_transfer_tokens", "llada_generate",
+           "llada_generate_cached"]
