@@ -2,6 +2,7 @@
 share of newly unmasked tokens that differ, and which positions flip first."""
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -65,30 +66,18 @@ def _run(model, prompts, plan, seed, sampler_kwargs, sites):
         logps[ctx.step] = F.log_softmax(rows, -1).cpu()
         inputs[ctx.step] = ctx.input_ids[: ctx.main_rows].to("cpu", copy=True)   # the sampler edits x in place
 
-    def before(site):
-        def fn(act, ctx):
-            pre[site] = act.detach().clone()
-        return fn
+    def before(act, ctx):
+        pre[ctx.site] = act.detach().clone()
 
-    def after(site):
-        def fn(act, ctx):
-            d = (act.float() - pre[site].float())[: ctx.main_rows]
-            deltas.setdefault(ctx.step, {})[site] = float(d.norm(dim=-1).mean())
-        return fn
+    def after(act, ctx):
+        d = (act.float() - pre[ctx.site].float())[: ctx.main_rows]
+        deltas.setdefault(ctx.step, {})[ctx.site] = float(d.norm(dim=-1).mean())
 
-    with model.hooks({s: before(s) for s in sites}):
-        with (model.steer(plan) if plan is not None else _null()):
-            with model.hooks({"hook_logits": spy_logits, **{s: after(s) for s in sites}}):
+    with model.hooks({s: before for s in sites}):
+        with (model.steer(plan) if plan is not None else nullcontext()):
+            with model.hooks({"hook_logits": spy_logits, **{s: after for s in sites}}):
                 out = model.generate(prompts, seed=seed, **sampler_kwargs)
     return out, logps, inputs, deltas
-
-
-class _null:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *a):
-        return None
 
 
 def _unmask_steps(inputs: dict, plen: int, mask_id: int, final: torch.Tensor) -> torch.Tensor:

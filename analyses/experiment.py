@@ -47,7 +47,7 @@ class ExperimentConfig:
     residual_sites: tuple[str, ...] | None = None   # default: hook_resid_post of every layer
     lambdas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     pooling: str = "mean"
-    scope: str = "full"
+    scope: str = "all"
     n_calib: int = 128
     n_val: int = 10
     n_test: int = 64

@@ -1,5 +1,9 @@
 """Layer sensitivity sweep (Shnaidman et al.): layers × hook points × token scopes × λ, each cell steered
-and scored by a user metric, plus the unsteered baseline; a failing metric is recorded, not fatal."""
+and scored by a user metric, plus the unsteered baseline. A failing cell is recorded, not fatal; a sweep
+whose every cell fails raises (a table of errors is not a result).
+
+Hook points are site roles (`mdm_lens.sites.LAYER_ROLES`: resid_post, mlp_out, ...), scopes the core's
+token scopes (`mdm_lens.context.SCOPES`; "all" = unrestricted)."""
 from __future__ import annotations
 
 import traceback
@@ -8,11 +12,16 @@ from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
+from mdm_lens.context import check_scope
+from mdm_lens.sites import check_roles, get_act_name
+
 from .plotting import plt
 
-HOOK_POINTS = {"resid_pre": "hook_resid_pre", "resid_mid": "hook_resid_mid", "resid_post": "hook_resid_post",
-               "attn_out": "attn.hook_out", "mlp_pre": "mlp.hook_pre", "mlp_out": "mlp.hook_out"}
-SCOPES = {"both": "all", "prompt": "prompt", "response": "response"}
+
+def sweep_sites(model, hook_points: Sequence[str], layers: Sequence[int] | None = None) -> list[str]:
+    """The sites a sweep over `hook_points` (site roles) × `layers` (all by default) steers, for collection."""
+    layers = range(model.n_layers) if layers is None else layers
+    return [get_act_name(role, layer) for layer in layers for role in check_roles(hook_points, "hook points")]
 
 
 @dataclass
@@ -46,30 +55,27 @@ class SweepResult:
 
 def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: Callable[[list[str]], float], *,
                 layers: Sequence[int] | None = None, hook_points: Sequence[str] = ("resid_post", "mlp_out"),
-                scopes: Sequence[str] = ("both",), lambdas: Sequence[float] = (1.0,), seed: int = 0,
+                scopes: Sequence[str] = ("all",), lambdas: Sequence[float] = (1.0,), seed: int = 0,
                 progress: bool = True, **sampler_kwargs) -> SweepResult:
     """`plan_factory(sites) -> Plan` fits a plan for a list of sites (collect once, outside, and close over
     the activations); `metric(texts) -> float` scores one cell's generations."""
     if not prompts:
         raise ValueError("empty prompt set: the sweep needs prompts to generate from")
-    bad = sorted(set(hook_points) - set(HOOK_POINTS))
-    if bad:
-        raise ValueError(f"unknown hook points {bad}; use {sorted(HOOK_POINTS)}")
-    bad = sorted(set(scopes) - set(SCOPES))
-    if bad:
-        raise ValueError(f"unknown scopes {bad}; use {sorted(SCOPES)}")
+    check_roles(hook_points, "hook points")
+    for scope in scopes:
+        check_scope(scope)
     layers = list(range(model.n_layers)) if layers is None else list(layers)
     res = SweepResult()
     texts = model.generate(list(prompts), seed=seed, **sampler_kwargs).texts
     res.baseline = float(metric(texts))
     cells = [(l, p, s, lam) for l in layers for p in hook_points for s in scopes for lam in lambdas]
     for layer, point, scope, lam in tqdm(cells, desc="sweep", disable=not progress):
-        site = f"blocks.{layer}.{HOOK_POINTS[point]}"
+        site = get_act_name(point, layer)
         rec = {"layer": layer, "hook_point": point, "site": site, "scope": scope, "lambda": lam, "score": None}
         try:
             plan = plan_factory([site]).strength(lam)
-            if scope != "both":
-                plan = plan.scope(SCOPES[scope])
+            if scope != "all":
+                plan = plan.scope(scope)
             out = model.generate(list(prompts), plan=plan, seed=seed, **sampler_kwargs)
             rec["score"] = float(metric(out.texts))
             rec["delta"] = rec["score"] - res.baseline
@@ -77,4 +83,8 @@ def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: C
             rec["error"] = f"{type(err).__name__}: {err}"
             rec["traceback"] = traceback.format_exc(limit=3)
         res.records.append(rec)
+    failed = [r for r in res.records if "error" in r]
+    if res.records and len(failed) == len(res.records):
+        raise RuntimeError(f"every one of the {len(failed)} sweep cells failed; the first: {failed[0]['error']}\n"
+                           f"{failed[0]['traceback']}")
     return res

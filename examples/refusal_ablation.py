@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import argparse
 
-from analyses.collect import collect_contrastive
 from analyses.refusal import refusal_rate
-from analyses.sweep import HOOK_POINTS, layer_sweep
+from analyses.sweep import layer_sweep, sweep_sites
 from interventions import Plan, fit_map
+from mdm_lens.collect import collect_contrastive
+
+POINTS = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_pre", "mlp_out"]   # site roles swept
 
 
 def main(argv=None):
@@ -36,14 +38,14 @@ def main(argv=None):
         points, layers = ["resid_post", "mlp_out"], [0, 1]
     else:
         read = lambda p: [x.strip() for x in open(p) if x.strip()]   # noqa: E731
-        harmful, harmless, sampler, points, layers = read(args.harmful), read(args.harmless), {}, list(HOOK_POINTS), None
-    sites = sorted({f"blocks.{l}.{HOOK_POINTS[p]}" for l in range(model.n_layers) for p in points})
+        harmful, harmless, sampler, points, layers = read(args.harmful), read(args.harmless), {}, POINTS, None
+    sites = sweep_sites(model, points, layers)
     # ablate the harmful-minus-harmless direction: source = harmless, target = harmful
     harmless_acts, harmful_acts = collect_contrastive(model, harmless, harmful, sites)
     factory = lambda ss: Plan({s: fit_map("directional_ablation", harmless_acts[s], harmful_acts[s], site=s)  # noqa: E731
                                for s in ss})
     res = layer_sweep(model, factory, harmful[:8], refusal_rate, layers=layers, hook_points=points,
-                      scopes=["both", "prompt", "response"], **sampler)
+                      scopes=["all", "prompt", "response"], **sampler)
     import os
     os.makedirs(args.out, exist_ok=True)
     res.plot(os.path.join(args.out, "refusal_sweep.png"))
