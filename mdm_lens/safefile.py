@@ -71,14 +71,15 @@ class StagedWrites:
         self._pending.append((tmp, path))
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # umask applies, as for open()
         os.close(fd)
+        mode = stat.S_IMODE(os.stat(path if path.exists() else tmp).st_mode)
         write(str(tmp))
-        if path.exists():
-            os.chmod(tmp, stat.S_IMODE(os.stat(path).st_mode))
+        os.chmod(tmp, mode)          # writers may recreate the file (safetensors makes it 0600)
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
 
     def commit(self) -> None:
         done: list[tuple[Path, Path | None, bool]] = []          # (target, hard-link backup, existed before)
+        backups: list[Path] = []
         try:
             for tmp, path in self._pending:
                 backup, existed = None, path.exists()
@@ -86,6 +87,7 @@ class StagedWrites:
                     backup = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.bak")
                     try:
                         os.link(path, backup)
+                        backups.append(backup)
                     except OSError:
                         backup = None
                 os.replace(tmp, path)
@@ -101,8 +103,8 @@ class StagedWrites:
                     pass
             raise
         finally:
-            for _, backup, _ in done:
-                if backup is not None and backup.exists():
+            for backup in backups:
+                if backup.exists():
                     os.remove(backup)
         for folder in {p.parent for _, p in self._pending}:
             _fsync_dir(folder)
