@@ -2,13 +2,14 @@
 import pytest
 import torch
 
+from mdm_lens import get_act_name
 from mdm_lens.collect import Activations, collect, collect_contrastive
 
 PROMPTS = ["hello world", "the cat is good", "a dog and a cat", "write a story"]
 
 
 def test_planted_shift_appears_at_its_layer_and_after(tiny_llada):
-    sites = [f"blocks.{l}.hook_resid_post" for l in range(2)] + ["blocks.0.hook_resid_pre"]
+    sites = [get_act_name("resid_post", l) for l in range(2)] + [get_act_name("resid_pre", 0)]
     src = collect(tiny_llada, PROMPTS, sites, gen_length=8, progress=False)
     shift = torch.zeros(64)
     shift[5] = 3.0

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from mdm_lens import get_act_name
+from mdm_lens.sites import LAYER_ROLES
 
 CANONICAL = ["hook_resid_pre", "attn.hook_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_pre_linear",
              "mlp.hook_post", "mlp.hook_out", "hook_resid_post"]
@@ -35,13 +36,12 @@ def test_cache_obeys_the_residual_algebra(request, fixture):
     logits, cache = model.run_with_cache(_ids(model))
     torch.testing.assert_close(cache["hook_logits"], logits)
     for l in range(model.n_layers):
-        b = f"blocks.{l}."
-        torch.testing.assert_close(cache[b + "hook_resid_mid"], cache[b + "hook_resid_pre"] + cache[b + "attn.hook_out"])
-        torch.testing.assert_close(cache[b + "hook_resid_post"], cache[b + "hook_resid_mid"] + cache[b + "mlp.hook_out"])
-        act = torch.nn.functional.silu(cache[b + "mlp.hook_pre"]) * cache[b + "mlp.hook_pre_linear"]
-        torch.testing.assert_close(cache[b + "mlp.hook_post"], act)
+        c = {role: cache[get_act_name(role, l)] for role in LAYER_ROLES}
+        torch.testing.assert_close(c["resid_mid"], c["resid_pre"] + c["attn_out"])
+        torch.testing.assert_close(c["resid_post"], c["resid_mid"] + c["mlp_out"])
+        torch.testing.assert_close(c["mlp_post"], torch.nn.functional.silu(c["mlp_pre"]) * c["mlp_pre_linear"])
         if l + 1 < model.n_layers:
-            torch.testing.assert_close(cache[f"blocks.{l + 1}.hook_resid_pre"], cache[b + "hook_resid_post"])
+            torch.testing.assert_close(cache[get_act_name("resid_pre", l + 1)], c["resid_post"])
     torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], cache["hook_embed"])
     for name, act in cache.items():
         assert act.shape[-1] == model.site(name).width, name

@@ -119,3 +119,27 @@ def test_plain_trace(llada):
         with tracer.invoke(ids[1:]):
             b = env.act("hook_logits").save()
     torch.testing.assert_close(torch.cat([a, b]), logits)
+
+
+def test_cfg_from_checkpoint_config_is_refused_too(llada):
+    """The envelope reads the same merged settings as generate: a config-level cfg_scale counts."""
+    env, kw = MDMEnvelope(llada), GEN["llada"]
+    llada.config["mdm_lens_sampler"] = {"cfg_scale": 1.0}
+    try:
+        assert llada.sampler_settings(**kw)["cfg_scale"] == 1.0
+        with pytest.raises(NotImplementedError, match="cfg_scale"), env.generate(**kw) as tracer:
+            with tracer.invoke(PROMPTS[0]):
+                env.act(SITE).save()
+            with tracer.invoke(PROMPTS[1]):
+                env.act(SITE).save()
+    finally:
+        del llada.config["mdm_lens_sampler"]
+
+
+def test_step_info_inside_a_trace_is_the_models(llada):
+    env, seen = MDMEnvelope(llada), []
+    with llada.hooks({SITE: lambda act, ctx: seen.append((ctx.step, ctx.site))}):
+        with env.generate(PROMPTS[:1], **GEN["llada"]) as tracer:
+            for step in tracer.iter[0:2]:
+                env.act(SITE)
+    assert seen[:2] == [(0, SITE), (1, SITE)] and llada.step_info is None

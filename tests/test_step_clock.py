@@ -125,7 +125,6 @@ def test_old_scope_words_are_refused_naming_all(old, tiny_llada):
 
 
 def test_sampler_settings_are_merged_in_one_place(tiny_llada, tiny_dream):
-    from mdm_lens.nnsight_interop import _MDMBatcher  # noqa: F401  (uses model.sampler_settings)
     saved = dict(tiny_llada.config)
     try:
         tiny_llada.config["mdm_lens_sampler"] = {"steps": 6, "gen_length": 12}
