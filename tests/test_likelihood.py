@@ -114,7 +114,7 @@ def test_own_greedy_output_more_likely_than_shuffled(organism):
     """A trained model's own low-temperature answer scores a lower NLL than the same tokens shuffled."""
     prompts = ["Write a short note about the sea in all lowercase letters.",
                "Describe a city at night. Do not use any commas."]
-    out = organism.generate(prompts, seed=0, gen_length=32, steps=32, block_length=32)
+    out = organism.generate(prompts, seed=0, gen_length=32, steps=16, block_length=32)
     from mdm_lens.generation import special_ids
     stops = {v for k, v in special_ids(organism).items() if k in ("eos", "eot") and v is not None}
     pairs, shuffled = [], []
