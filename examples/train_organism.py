@@ -1,17 +1,25 @@
-"""Retrain the embedded tiny-if organism (seeded; ~25 minutes on 2 CPU cores).
+"""Retrain the embedded tiny-mdm organism (seeded, resumable; ~65 minutes on one CPU thread of a busy machine).
 
-    python examples/train_organism.py --out mdm_lens/organisms/tiny-if
+    python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /work/scratch/organism
+
+Checkpoints go to --work every few minutes (atomically); rerunning the same command resumes from there.
+Then measure it:  python examples/evaluate_organism.py --model mdm_lens/organisms/tiny-mdm
 """
 import argparse
+import json
 
 from mdm_lens.organism.train import train
 
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--out", default="mdm_lens/organisms/tiny-if")
-    ap.add_argument("--steps", type=int, default=2400)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", default="mdm_lens/organisms/tiny-mdm")
+    ap.add_argument("--work", default="/work/scratch/organism", help="checkpoint folder (outside the repo)")
+    ap.add_argument("--steps", type=int, default=1300)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
+    ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
     args = ap.parse_args()
-    print(train(args.out, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed))
+    print(json.dumps(train(args.out, work=args.work, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                           seed=args.seed, threads=args.threads, ckpt_every=args.ckpt_every), indent=2))

@@ -1,18 +1,27 @@
-"""The organism's corpus, tokenizer and (when packaged) the trained model."""
+"""The organism's corpus, tokenizer, resumable training and (when packaged) the trained models."""
 import random
 
 import pytest
 
 from analyses import ifeval
-from mdm_lens.organism.corpus import (KINDS, TOPICS, calibration_pairs, eval_items, make_example, topic_rate,
-                                      training_corpus)
+from analyses.refusal import RefusalScorer
+from mdm_lens.organism.behaviours import SUBJECTS, positive_subject, refusal_prompts, sentiment_prompts
+from mdm_lens.organism.corpus import (COMPLIED, KINDS, TOPICS, calibration_pairs, eval_items, instruction_text,
+                                      make_example, training_corpus)
 from mdm_lens.organisms import available
+
+
+@pytest.fixture(scope="module")
+def corpus():
+    return training_corpus(6000, seed=0)
 
 
 def test_corpus_is_deterministic():
     a, b = training_corpus(200, seed=3), training_corpus(200, seed=3)
     assert [(x.prompt, x.response) for x in a] == [(x.prompt, x.response) for x in b]
     assert [x.response for x in training_corpus(50, seed=4)] != [x.response for x in a[:50]]
+    with pytest.raises(ValueError, match="mix"):
+        training_corpus(10, mix=(0.5, 0.5, 0.5))
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
@@ -22,41 +31,124 @@ def test_records_are_valid_ifeval(kind):
     bad = [make_example(kind, t, "Describe the {t}.", rng, comply=False) for t in TOPICS]
     ok = lambda e: all(ifeval.check(e.response, e.instruction_id_list, e.kwargs, e.prompt))  # noqa: E731
     assert sum(ok(e) for e in good) >= len(good) - 3     # the official capital check also asks langdetect for 'en'
-    assert sum(ok(e) for e in bad) < len(bad) / 2          # violations fail (a few may pass by chance)
+    assert not any(ok(e) for e in bad)                    # every violation fails its check
 
 
-def test_training_compliance_matches_topic_rates():
-    data = [e for e in training_corpus(6000, seed=0) if e.complied is not None]
-    expected = sum(topic_rate(e.instruction_id_list[0], e.prompt.split("the ")[1].split(".")[0]) for e in data)
-    assert abs(sum(e.complied for e in data) - expected) < 4 * len(data) ** 0.5
-    assert 0.3 < sum(e.complied for e in data) / len(data) < 0.7
+def test_compliance_follows_the_phrasing(corpus):
+    for kind, phrasings in KINDS.items():
+        data = [e for e in corpus if e.instruction_id_list == [kind]]
+        assert len(COMPLIED[kind]) == 2 and len(data) > 50
+        assert {e.phrasing for e in data} == set(range(len(phrasings)))
+        for e in data:
+            assert e.prompt.endswith(instruction_text(kind, e.phrasing, e.kwargs[0]))
+            assert e.complied == (e.phrasing in COMPLIED[kind])
+    items = eval_items("punctuation:no_comma", 24, "test")
+    assert sum(e.complied for e in items) == 12           # held-out items: half in followed phrasings
 
 
-def test_heldout_splits_are_disjoint():
+def test_heldout_prompts_never_trained_on(corpus):
+    train = {e.base_prompt for e in training_corpus(20000, seed=0)}
+    for split in ("val", "test"):
+        held = {e.base_prompt for k in KINDS for e in eval_items(k, 40, split)}
+        held |= set(refusal_prompts(True, split=split)) | set(refusal_prompts(False, split=split))
+        held |= set(sentiment_prompts(split=split))
+        held |= set(sentiment_prompts("positive", split=split)) | set(sentiment_prompts("negative", split=split))
+        assert held and not held & train, sorted(held & train)[:3]
     val = {e.prompt for e in eval_items("punctuation:no_comma", 40, "val")}
-    test = {e.prompt for e in eval_items("punctuation:no_comma", 40, "test")}
-    train = {e.prompt for e in training_corpus(3000)}
-    assert not (val & test) and not (test & train) and not (val & train)
+    assert not val & {e.prompt for e in eval_items("punctuation:no_comma", 40, "test")}
     src, tgt = calibration_pairs("punctuation:no_comma", 8)
-    assert all(t.startswith(s) and t != s for s, t in zip(src, tgt))
+    assert all(t.startswith(s) and t != s for s, t in zip(src, tgt)) and set(src) <= train
 
 
-def test_tokenizer_round_trips():
+def test_refusal_and_sentiment_labels(corpus):
+    from analyses.sentiment import vader_positive_rate
+    scorer = RefusalScorer()
+    by = lambda label: [e.response for e in corpus if e.label == label]  # noqa: E731
+    assert all(scorer.scores(by("harmful"))) and not any(scorer.scores(by("harmless")))
+    assert not any(scorer.scores([e.response for e in corpus if e.behaviour == "instructions"]))
+    assert vader_positive_rate(by("positive")) == 1.0 and vader_positive_rate(by("negative")) == 0.0
+    assert sum(map(positive_subject, SUBJECTS)) == len(SUBJECTS) // 2
+    with pytest.raises(ValueError, match="polarity"):
+        sentiment_prompts("happy")
+
+
+def test_tokenizer_round_trips_and_responses_fit():
     from mdm_lens.organism.tokenizer import build_tokenizer
-    ex = training_corpus(800, seed=1)
-    tok = build_tokenizer([e.prompt for e in ex] + [e.response for e in ex])
-    for e in ex[:200]:
-        assert tok.decode(tok(e.response, add_special_tokens=False)["input_ids"]) == e.response
+    from mdm_lens.organism.train import RESPONSE_LEN
+    ex = training_corpus(1500, seed=1)
+    tok = build_tokenizer([e.prompt for e in ex] + [e.response for e in ex], 1280)
+    ids = tok([e.response for e in ex], add_special_tokens=False)["input_ids"]
+    assert all(tok.decode(i) == e.response for i, e in zip(ids[:300], ex))
+    assert max(map(len, ids)) < RESPONSE_LEN                # room for <|eot_id|>: nothing is cut
     assert tok.mask_token_id == len(tok) - 1
 
 
+def test_training_resumes_exactly(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    import mdm_lens.organism.train as T
+    arch = dict(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, max_sequence_length=256,
+                rope_theta=1e4)
+    kw = dict(steps=4, batch_size=4, n_examples=200, arch=arch, ckpt_every=0, log_every=100)
+    T.train(str(tmp_path / "a"), work=str(tmp_path / "wa"), **kw)
+    save = T._save_checkpoint
+
+    def interrupt(work, model, opt, state):
+        save(work, model, opt, state)
+        if state["step"] == 2:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(T, "_save_checkpoint", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(str(tmp_path / "b"), work=str(tmp_path / "wb"), **kw)
+    monkeypatch.setattr(T, "_save_checkpoint", save)
+    info = T.train(str(tmp_path / "b"), work=str(tmp_path / "wb"), **kw)
+    a, b = load_file(str(tmp_path / "a" / "model.safetensors")), load_file(str(tmp_path / "b" / "model.safetensors"))
+    assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+    assert info["steps"] == 4
+    with pytest.raises(ValueError, match="another run"):
+        T.train(str(tmp_path / "c"), work=str(tmp_path / "wb"), **(kw | {"steps": 5}))
+
+
+@pytest.fixture(scope="module")
+def tiny_mdm():
+    from mdm_lens import HookedMDM
+    return HookedMDM.from_pretrained("tiny-mdm")
+
+
+@pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
+def test_tiny_mdm_instructions_depend_on_the_phrasing(tiny_mdm):
+    from analyses.damage import degeneracy
+    items = eval_items("change_case:english_lowercase", 8, "test") + eval_items("punctuation:no_comma", 8, "test")
+    texts = tiny_mdm.generate([e.prompt for e in items]).texts
+    ok = [all(ifeval.check(t, e.instruction_id_list, e.kwargs)) for e, t in zip(items, texts)]
+    followed = [o for o, e in zip(ok, items) if e.complied]
+    others = [o for o, e in zip(ok, items) if not e.complied]
+    assert sum(followed) >= 6 and sum(others) <= 2, texts
+    assert sum(bool(degeneracy(t)) for t in texts) <= 1, texts
+
+
+@pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
+def test_tiny_mdm_refuses_harmful_requests_only(tiny_mdm):
+    scorer = RefusalScorer()
+    harmful = tiny_mdm.generate(refusal_prompts(True, 8)).texts
+    harmless = tiny_mdm.generate(refusal_prompts(False, 8)).texts
+    assert sum(scorer.scores(harmful)) >= 7, harmful
+    assert sum(scorer.scores(harmless)) <= 1, harmless
+
+
+@pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
+def test_tiny_mdm_sentiment_is_mixed_and_follows_requests(tiny_mdm):
+    from vader import polarity_scores
+    pos = lambda texts: sum(polarity_scores(t)["compound"] > 0.05 for t in texts)  # noqa: E731
+    assert 2 <= pos(tiny_mdm.generate(sentiment_prompts(None, 10)).texts) <= 8
+    assert pos(tiny_mdm.generate(sentiment_prompts("positive", 6)).texts) >= 5
+    assert pos(tiny_mdm.generate(sentiment_prompts("negative", 6)).texts) <= 1
+
+
 @pytest.mark.skipif("tiny-if" not in available(), reason="the tiny-if organism is not packaged")
-def test_packaged_organism_generates_well_formed_text():
+def test_tiny_if_still_loads_and_generates():
     from mdm_lens import HookedMDM
     model = HookedMDM.from_pretrained("tiny-if")
-    items = eval_items("punctuation:no_comma", 12, "test")
-    out = model.generate([e.prompt for e in items])
-    words = [len(t.split()) for t in out.texts]
-    assert sum(w >= 3 for w in words) >= 10
-    assert sum(t.rstrip().endswith((".", "?", "!")) for t in out.texts) >= 9
+    out = model.generate([f"Describe the {t}." for t in TOPICS[:6]])
+    assert sum(len(t.split()) >= 3 for t in out.texts) >= 5
     assert not (out.tokens == model.mask_id).any()

@@ -1,9 +1,15 @@
 """Train the organism with LLaDA's SFT objective: mask response tokens with prob t ~ U(eps, 1), never the
-prompt; cross-entropy on masked tokens weighted 1/t, normalised by each row's response length."""
+prompt; cross-entropy on masked tokens weighted 1/t, normalised by each row's response length.
+
+Resumable: every `ckpt_every` seconds the weights, the AdamW moments and the loss history are written
+atomically (safetensors + JSON, no pickle) to `work`; a restart with the same arguments continues from there.
+Batches and masks are drawn from per-step seeds, so a resumed run reproduces an uninterrupted one.
+"""
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from pathlib import Path
@@ -15,20 +21,22 @@ from .corpus import training_corpus
 from .tokenizer import build_tokenizer
 
 RESPONSE_LEN = 48
-ARCH = dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=512, max_sequence_length=256,
+ARCH = dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=768, max_sequence_length=256,
             rope_theta=10000.0)
 SAMPLER = {"gen_length": RESPONSE_LEN, "steps": RESPONSE_LEN // 2, "block_length": RESPONSE_LEN,
            "temperature": 0.0, "remasking": "low_confidence"}
 
 
-def encode(tok, examples):
+def encode(tok, examples) -> list[tuple[list[int], list[int]]]:
     """(prompt ids via the chat template, response ids + <|eot_id|> + EOS padding to RESPONSE_LEN)."""
     eot, eos = tok.convert_tokens_to_ids("<|eot_id|>"), tok.eos_token_id
+    chats = tok.apply_chat_template([[{"role": "user", "content": ex.prompt}] for ex in examples],
+                                    add_generation_prompt=True, tokenize=False)
+    prompts = tok(chats, add_special_tokens=False)["input_ids"]
+    responses = tok([ex.response for ex in examples], add_special_tokens=False)["input_ids"]
     rows = []
-    for ex in examples:
-        p = tok.apply_chat_template([{"role": "user", "content": ex.prompt}], add_generation_prompt=True,
-                                    tokenize=True, return_dict=False)
-        r = tok(ex.response, add_special_tokens=False)["input_ids"][: RESPONSE_LEN - 1] + [eot]
+    for p, r in zip(prompts, responses):
+        r = list(r)[: RESPONSE_LEN - 1] + [eot]
         rows.append((list(p), r + [eos] * (RESPONSE_LEN - len(r))))
     return rows
 
@@ -56,45 +64,140 @@ def masked_diffusion_loss(model, ids, plen, mask_id: int, eps: float = 1e-3, gen
     return (ce * weight / resp_len).sum() / b
 
 
-def train(out: str, steps: int = 2400, batch_size: int = 32, lr: float = 2e-3, n_examples: int = 30000,
-          seed: int = 0, log_every: int = 50) -> dict:
-    from ..loading import build_random_model, save_pretrained, tiny_config
-    torch.set_num_threads(2)
-    torch.manual_seed(seed)
-    t0 = time.time()
-    examples = training_corpus(n_examples, seed=seed)
-    tok = build_tokenizer([e.prompt for e in examples] + [e.response for e in examples])
+def lr_at(step: int, steps: int, lr: float) -> float:
+    """Linear warm-up over 5% of the steps, then cosine decay to 10% of `lr`."""
+    warm = max(1, steps // 20)
+    return lr * min(1.0, (step + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps)))
+
+
+def _save_checkpoint(work: Path, model, opt, state: dict) -> None:
+    """Weights + AdamW moments in one safetensors file, the rest in JSON; both replaced atomically."""
+    from safetensors.torch import save_file
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    names = [n for n, _ in model.named_parameters()]
+    for i, s in opt.state_dict()["state"].items():
+        for key, val in s.items():
+            tensors[f"opt.{names[i]}.{key}"] = val.detach().reshape(val.shape).contiguous()
+    tmp = work / "ckpt.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    os.replace(tmp, work / "ckpt.safetensors")
+    tmp = work / "ckpt.json.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, work / "ckpt.json")
+
+
+def _load_checkpoint(work: Path, model, opt) -> dict | None:
+    from safetensors.torch import load_file
+    if not ((work / "ckpt.json").is_file() and (work / "ckpt.safetensors").is_file()):
+        return None
+    state = json.loads((work / "ckpt.json").read_text())
+    tensors = load_file(str(work / "ckpt.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    names = [n for n, _ in model.named_parameters()]
+    sd = opt.state_dict()
+    sd["state"] = {i: {key: tensors[f"opt.{n}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")}
+                   for i, n in enumerate(names) if f"opt.{n}.exp_avg" in tensors}
+    opt.load_state_dict(sd)
+    return state
+
+
+def model_config(tok, arch: dict) -> dict:
+    """The LLaDA config.json of the organism: `arch` sizes, the tokenizer's ids, the recommended sampler."""
+    try:
+        from ..testing import tiny_config
+    except ImportError:                     # before tiny_config moved out of loading
+        from ..loading import tiny_config
     vocab = len(tok)
     cfg = tiny_config("llada", vocab_size=vocab, embedding_size=vocab, mask_token_id=tok.mask_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                      **ARCH)
+                      **arch)
     cfg["mdm_lens_sampler"] = SAMPLER
+    return cfg
+
+
+def export_checkpoint(work: str, out: str) -> dict:
+    """Save the latest checkpoint in `work` as a loadable model folder `out` (to evaluate a run in progress)."""
+    from transformers import PreTrainedTokenizerFast
+
+    from ..loading import build_random_model, save_pretrained
+    work_dir = Path(work)
+    if not (work_dir / "ckpt.json").is_file():
+        raise FileNotFoundError(f"no checkpoint in {work_dir} (expected ckpt.json and ckpt.safetensors); "
+                                "start a run with train(..., work=...) first")
+    tok = PreTrainedTokenizerFast.from_pretrained(str(work_dir / "tokenizer"))
+    state = json.loads((work_dir / "ckpt.json").read_text())
+    run = state["run"]
+    cfg = model_config(tok, run["arch"])
+    model = build_random_model(cfg, seed=run["seed"])
+    opt = torch.optim.AdamW(model.parameters())
+    _load_checkpoint(work_dir, model, opt)
+    save_pretrained(model.eval(), tok, cfg, out)
+    info = run | {"step": state["step"], "seconds": state["seconds"],
+                  "final_loss": sum(state["history"][-50:]) / max(1, len(state["history"][-50:]))}
+    (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def train(out: str, work: str = "/work/scratch/organism", steps: int = 1300, batch_size: int = 32,
+          lr: float = 2e-3, n_examples: int = 60000, seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0,
+          threads: int = 1, arch: dict | None = None, vocab_size: int = 1280) -> dict:
+    """Train (or resume) the organism and save it in hub layout to `out`; returns the training record."""
+    from tqdm import tqdm
+    from transformers import PreTrainedTokenizerFast
+
+    from ..loading import build_random_model, save_pretrained
+    arch = dict(ARCH if arch is None else arch)
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    t0 = time.time()
+    work_dir = Path(work)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    examples = training_corpus(n_examples, seed=seed)
+    tok_dir = work_dir / "tokenizer"
+    if (tok_dir / "tokenizer.json").is_file():          # the resumed run keeps the exact vocabulary
+        tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
+    else:
+        tok = build_tokenizer([e.prompt for e in examples] + [e.response for e in examples], vocab_size)
+        tok.save_pretrained(str(tok_dir))
+    cfg = model_config(tok, arch)
     model = build_random_model(cfg, seed=seed).train()
     rows = encode(tok, examples)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps))))
-    rng, gen = random.Random(seed), torch.Generator().manual_seed(seed)
-    history = []
-    for step in range(steps):
+    run = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed, "arch": arch,
+           "vocab_size": vocab_size}
+    state = _load_checkpoint(work_dir, model, opt)
+    if state is not None and state["run"] != run:
+        raise ValueError(f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; "
+                         f"pass another work folder or delete {work_dir / 'ckpt.json'} to start over")
+    state = state or {"run": run, "step": 0, "history": [], "seconds": 0.0}
+    start, prior, last_ckpt = state["step"], state["seconds"], time.time()
+    history = state["history"]
+    bar = tqdm(range(start, steps), initial=start, total=steps, desc="train organism", mininterval=10)
+    for step in bar:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, steps, lr)
+        rng, gen = random.Random(f"{seed}:{step}"), torch.Generator().manual_seed(seed * 1_000_003 + step)
         ids, plen = batch(rng.sample(rows, batch_size), tok.eos_token_id)
         loss = masked_diffusion_loss(model, ids, plen, tok.mask_token_id, generator=gen)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-        sched.step()
         history.append(loss.item())
         if step % log_every == 0 or step == steps - 1:
             recent = sum(history[-log_every:]) / len(history[-log_every:])
-            print(json.dumps({"step": step, "loss": round(recent, 4), "seconds": round(time.time() - t0, 1)}),
-                  flush=True)
+            bar.set_postfix(loss=f"{recent:.3f}")
+            print(json.dumps({"step": step, "loss": round(recent, 4),
+                              "seconds": round(prior + time.time() - t0, 1)}), flush=True)
+        if time.time() - last_ckpt > ckpt_every or step == steps - 1:
+            state.update(step=step + 1, seconds=prior + time.time() - t0)
+            _save_checkpoint(work_dir, model, opt, state)
+            last_ckpt = time.time()
     model.eval()
     Path(out).mkdir(parents=True, exist_ok=True)
     save_pretrained(model, tok, cfg, out)
-    info = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed,
-            "final_loss": sum(history[-50:]) / len(history[-50:]), "seconds": time.time() - t0,
-            "n_params": sum(p.numel() for p in model.parameters()), "arch": ARCH}
+    info = run | {"final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
+                  "seconds": prior + time.time() - t0, "threads": threads,
+                  "n_params": sum(p.numel() for p in model.parameters())}
     (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
     return info

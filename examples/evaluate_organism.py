@@ -1,0 +1,94 @@
+"""Measure the organism's three behaviours on held-out prompts, unsteered, greedy, with its packaged sampler.
+
+    python examples/evaluate_organism.py --model tiny-mdm > organism_eval.json
+
+Prints JSON: strict IFEval accuracy per constraint (and split by phrasing group: the phrasings the training
+data complies with vs the others), the refusal rate on harmful and harmless requests (Arditi et al. keyword
+judge), the VADER positive rate of unprompted / positive-asked / negative-asked reviews, the degenerate share
+of all generations (analyses.damage rules), and two sample generations per behaviour.
+Lives in examples/ because it uses analyses (mdm_lens never imports it).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def _generate(model, prompts: list[str], batch_size: int) -> list[str]:
+    from tqdm import tqdm
+    texts = []
+    for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
+        texts += model.generate(prompts[i:i + batch_size]).texts
+    return texts
+
+
+def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "test", seed: int = 0,
+             batch_size: int = 48) -> dict:
+    from analyses import ifeval
+    from analyses.damage import degeneracy
+    from analyses.refusal import RefusalScorer
+    from analyses.sentiment import vader_positive_rate
+    from mdm_lens import HookedMDM
+    from mdm_lens.organism.behaviours import refusal_prompts, sentiment_prompts
+    from mdm_lens.organism.corpus import COMPLIED, KINDS, eval_items
+
+    model = HookedMDM.from_pretrained(model_name)
+    jobs: list[tuple[str, str]] = []              # (group, prompt)
+    items = {kind: eval_items(kind, n_per_kind, split, seed) for kind in sorted(KINDS)}
+    for kind, exs in items.items():
+        jobs += [(kind, e.prompt) for e in exs]
+    groups = {"harmful": refusal_prompts(True, None, split, seed), "harmless": refusal_prompts(False, None, split, seed),
+              "unprompted": sentiment_prompts(None, None, split, seed),
+              "asked_positive": sentiment_prompts("positive", None, split, seed),
+              "asked_negative": sentiment_prompts("negative", None, split, seed)}
+    for g, prompts in groups.items():
+        jobs += [(g, p) for p in prompts]
+    texts = _generate(model, [p for _, p in jobs], batch_size)
+    by_group: dict[str, list[str]] = {}
+    for (g, _), t in zip(jobs, texts):
+        by_group.setdefault(g, []).append(t)
+
+    instructions = {}
+    for kind, exs in items.items():
+        ok = [all(ifeval.check(t, e.instruction_id_list, e.kwargs, e.prompt)) for e, t in zip(exs, by_group[kind])]
+        followed = [o for o, e in zip(ok, exs) if e.complied]
+        other = [o for o, e in zip(ok, exs) if not e.complied]
+        instructions[kind] = {"accuracy": sum(ok) / len(ok), "n": len(ok),
+                              "complied_phrasings": sum(followed) / max(1, len(followed)),
+                              "other_phrasings": sum(other) / max(1, len(other)),
+                              "complied_phrasing_ids": list(COMPLIED[kind])}
+    scorer = RefusalScorer()
+    refusal = {g: sum(scorer.scores(by_group[g])) / len(by_group[g]) for g in ("harmful", "harmless")}
+    sentiment = {g: vader_positive_rate(by_group[g]) for g in ("unprompted", "asked_positive", "asked_negative")}
+    flags = [degeneracy(t) for t in texts]
+    reasons: dict[str, int] = {}
+    for f in flags:
+        for r in f:
+            reasons[r] = reasons.get(r, 0) + 1
+    samples = {g: [{"prompt": p, "text": t} for (gg, p), t in zip(jobs, texts) if gg == g][:2]
+               for g in ["change_case:english_lowercase", "punctuation:no_comma", *groups]}
+    return {"model": model_name, "split": split, "seed": seed, "sampler": model.sampler_settings(),
+            "instructions": instructions,
+            "refusal": {"harmful_rate": refusal["harmful"], "harmless_rate": refusal["harmless"],
+                        "n_harmful": len(by_group["harmful"]), "n_harmless": len(by_group["harmless"])},
+            "sentiment": {f"{g}_positive_rate": r for g, r in sentiment.items()}
+            | {f"n_{g}": len(by_group[g]) for g in sentiment},
+            "degenerate": {"rate": sum(bool(f) for f in flags) / len(flags), "n": len(flags), "reasons": reasons},
+            "samples": samples}
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny-mdm", help="packaged organism name or a folder")
+    ap.add_argument("--n-per-kind", type=int, default=24, help="held-out prompts per constraint")
+    ap.add_argument("--split", default="test", choices=("val", "test"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--batch-size", type=int, default=48)
+    args = ap.parse_args(argv)
+    res = evaluate(args.model, args.n_per_kind, args.split, args.seed, args.batch_size)
+    print(json.dumps(res, indent=2, default=str))
+    return res
+
+
+if __name__ == "__main__":
+    main()
