@@ -1,4 +1,5 @@
 """mdm_lens.likelihood against goldens from ML-GSAI/LLaDA's get_log_likelihood (scripts/make_likelihood_golden.py)."""
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -42,6 +43,9 @@ def test_equals_reference_seeded(nets, i):
                          batch_size=c["batch_size"], cfg_scale=c["cfg_scale"], mask_id=319, seed=c["seed"])
     assert abs(got - float(T[f"case{i}_ll"])) <= 1e-6 * max(1.0, abs(got)), (got, float(T[f"case{i}_ll"]))
     assert torch.equal(torch.get_rng_state(), before)          # a local generator: global RNG untouched
+    packed = log_likelihoods(nets[c["family"]], [(T[f"case{i}_prompt"], T[f"case{i}_answer"])], c["mc_num"],
+                             c["batch_size"], c["cfg_scale"], seed=c["seed"], max_rows=4 * c["batch_size"])[0]
+    assert _rel(packed, float(T[f"case{i}_ll"])) <= 1e-5       # several mini-batches in one forward
 
 
 @pytest.mark.parametrize("i", [0, 3, 6])
@@ -57,12 +61,13 @@ def test_dream_shift_matters(nets):
     """Without the shift the Dream estimate is a different number: the golden pins the shift."""
     i = next(j for j, c in enumerate(CASES) if c["family"] == "dream")
     c, model = CASES[i], nets["dream"]
-    model.spec = type(model.spec)(**{**model.spec.__dict__, "logits_shift": False})
+    spec = model.spec
+    model.spec = dataclasses.replace(spec, logits_shift=False)
     try:
         unshifted = log_likelihood(model, T[f"case{i}_prompt"], T[f"case{i}_answer"], mc_num=c["mc_num"],
                                    batch_size=c["batch_size"], seed=c["seed"])
     finally:
-        model.spec = type(model.spec)(**{**model.spec.__dict__, "logits_shift": True})
+        model.spec = spec
     assert _rel(unshifted, float(T[f"case{i}_ll"])) > 1e-3
 
 
