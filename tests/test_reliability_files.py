@@ -18,7 +18,8 @@ from interventions.affine import AffineMap
 from mdm_lens import HookedMDM
 from mdm_lens.cache import StepCache
 from mdm_lens.collect import Activations
-from mdm_lens.loading import build_random_model, load_model, save_pretrained, tiny_config
+from mdm_lens.loading import build_random_model, load_model, save_pretrained
+from mdm_lens.testing import tiny_config
 from mdm_lens.safefile import StagedWrites, save_safetensors_atomic
 
 F64 = torch.float64
