@@ -21,10 +21,9 @@ from . import organisms
 from .families import detect_family, family_module
 from .families.base import FamilySpec
 from .safefile import StagedWrites, damaged_file, open_safetensors, read_json, reading
-from .tiny_tokenizer import build_test_tokenizer
 
-__all__ = ["load_model", "build_random_model", "save_pretrained", "tiny_config", "build_test_tokenizer",
-           "resolve_mask_id", "read_config", "parse_dtype", "check_sizes"]
+__all__ = ["load_model", "build_random_model", "save_pretrained", "resolve_mask_id", "read_config", "parse_dtype",
+           "check_sizes"]
 
 _SF_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 _HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]
@@ -394,9 +393,3 @@ def _text_writer(text: str):
     def write(tmp: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
     return write
-
-
-def tiny_config(family: str = "llada", **overrides: Any) -> dict[str, Any]:
-    """config.json-style dict of a tiny model (d 64, 2 layers, 4 heads, vocab 320) in the family's own
-    field names, with token ids matching `build_test_tokenizer(style=family)`."""
-    return family_module(family).tiny_config(**overrides)

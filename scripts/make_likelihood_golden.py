@@ -77,7 +77,8 @@ def random_ids(n: int, gen: torch.Generator) -> torch.Tensor:
 
 
 def models() -> dict:
-    from mdm_lens.loading import build_random_model, tiny_config
+    from mdm_lens.loading import build_random_model
+    from mdm_lens.testing import tiny_config
     return {f: build_random_model(tiny_config(f), seed=0).eval() for f in ("llada", "dream")}
 
 

@@ -56,7 +56,8 @@ def main() -> None:
     ap.add_argument("--dream-ref", required=True)
     ap.add_argument("--out", default=str(ROOT / "tests/fixtures/sampler_goldens.safetensors"))
     args = ap.parse_args()
-    from mdm_lens.loading import build_random_model, tiny_config
+    from mdm_lens.loading import build_random_model
+    from mdm_lens.testing import tiny_config
     llada_ref = _module(args.llada_ref, "llada_ref")
     dream_ref = _module(args.dream_ref, "dream_ref")
     out = {}

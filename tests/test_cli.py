@@ -7,11 +7,9 @@ from analyses.cli import main
 
 
 @pytest.fixture(scope="module")
-def saved_tiny(tmp_path_factory, tiny_llada):
-    from mdm_lens.loading import save_pretrained
-    folder = tmp_path_factory.mktemp("tiny-llada")
-    save_pretrained(tiny_llada.model, tiny_llada.tokenizer, tiny_llada.config, folder)
-    return str(folder)
+def saved_tiny(tmp_path_factory):
+    from mdm_lens.testing import save_tiny_checkpoint
+    return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llada"), "llada"))
 
 
 def test_sites_lists_canonical_names(saved_tiny, capsys):

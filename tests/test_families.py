@@ -10,10 +10,10 @@ from safetensors import safe_open
 from torch import nn
 
 from mdm_lens.families import FAMILIES, detect_family, family_module
-from mdm_lens.families import dream as dream_fam
 from mdm_lens.families import llada as llada_fam
 from mdm_lens.hook_points import HookPoint
-from mdm_lens.loading import build_random_model, tiny_config
+from mdm_lens.loading import build_random_model
+from mdm_lens.testing import hub_key_names, tiny_config
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -59,8 +59,8 @@ def test_dream_7b_keys_match_hub_naming():
     want = set(DREAM_TOP) | {f"model.layers.{i}.{n}" for i in range(28) for n in DREAM_LAYER}
     assert len(want) == 339 and keys == want
     assert tuple(model.state_dict()["model.layers.0.self_attn.k_proj.weight"].shape) == (512, 3584)
-    assert set(dream_fam.hub_key_names(model.cfg)) == want
-    assert set(llada_fam.hub_key_names(_meta(LLADA_8B).cfg)) == set(_meta(LLADA_8B).state_dict())
+    assert set(hub_key_names("dream", model.cfg)) == want
+    assert set(hub_key_names("llada", _meta(LLADA_8B).cfg)) == set(_meta(LLADA_8B).state_dict())
 
 
 def test_hook_points_add_no_keys():
@@ -198,7 +198,6 @@ def test_spec_fields():
     assert FAMILIES["llada"].sampler == "llada" and FAMILIES["dream"].sampler == "dream"
     assert FAMILIES["llada"].recommended["remasking"] == "low_confidence"
     assert FAMILIES["dream"].recommended["alg"] == "entropy"
-    assert llada_fam.RECOMMENDED_LLADA15_IFEVAL["block_length"] == 16
 
 
 def test_unsupported_llada_variant_is_refused():

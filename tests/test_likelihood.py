@@ -27,7 +27,7 @@ CASES, BATCH, T = _load()
 @pytest.fixture(scope="module")
 def nets():
     """The golden's models: the tiny seeded ones, unmodified (no tokenizer needed: ids only)."""
-    from mdm_lens.loading import tiny_config
+    from mdm_lens.testing import tiny_config
     return {f: HookedMDM.from_config(tiny_config(f), seed=0).eval() for f in ("llada", "dream")}
 
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from mdm_lens.loading import (build_random_model, build_test_tokenizer, load_model, resolve_mask_id, save_pretrained,
-                              tiny_config)
+from mdm_lens.loading import build_random_model, load_model, resolve_mask_id, save_pretrained
+from mdm_lens.testing import build_test_tokenizer, tiny_config
 
 
 def _ids(n: int = 9) -> torch.Tensor:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mdm_lens import HookedMDM
-from mdm_lens.loading import build_test_tokenizer, tiny_config
+from mdm_lens.testing import build_test_tokenizer, tiny_config
 from mdm_lens.nnsight_interop import MDMEnvelope
 
 SITE = "blocks.1.hook_resid_post"

@@ -6,7 +6,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from mdm_lens.loading import build_random_model, tiny_config
+from mdm_lens.loading import build_random_model
+from mdm_lens.testing import tiny_config
 from mdm_lens.sampling import dream_generate, get_num_transfer_tokens, llada_generate
 
 from sampler_cases import DREAM_CASES, LLADA_CASES, case_seed, prompts

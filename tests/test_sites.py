@@ -6,7 +6,7 @@ from mdm_lens.sites import GLOBAL_ROLES, LAYER_ROLES, check_roles
 
 
 def _gemma():
-    from mdm_lens.loading import tiny_config
+    from mdm_lens.testing import tiny_config
     return HookedMDM.from_config(tiny_config("diffusion_gemma"))
 
 

@@ -195,35 +195,6 @@ def residual_writers(model: nn.Module) -> list[str]:
     return out
 
 
-def hub_key_names(cfg: DreamConfig) -> list[str]:
-    """Parameter names of a hub Dream checkpoint of this config (Qwen2 naming)."""
-    keys = ["model.embed_tokens.weight", "model.norm.weight"] + ([] if cfg.tie_word_embeddings else ["lm_head.weight"])
-    for layer in range(cfg.num_hidden_layers):
-        pre = f"model.layers.{layer}"
-        keys += [f"{pre}.input_layernorm.weight", f"{pre}.post_attention_layernorm.weight",
-                 f"{pre}.self_attn.o_proj.weight", f"{pre}.mlp.gate_proj.weight", f"{pre}.mlp.up_proj.weight",
-                 f"{pre}.mlp.down_proj.weight"]
-        keys += [f"{pre}.self_attn.{n}_proj.{w}" for n in "qkv" for w in ("weight", "bias")]
-    return sorted(keys)
-
-
-def tiny_config(**overrides: Any) -> dict[str, Any]:
-    """A hub-style config.json for a tiny Dream (field set of Dream-org/Dream-v0-Instruct-7B, small sizes)."""
-    from ..tiny_tokenizer import tiny_token_ids
-    vocab = overrides.get("vocab_size", 320)
-    ids = tiny_token_ids("dream", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
-    cfg = {"architectures": ["DreamModel"], "model_type": "Dream",
-           "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
-           "attention_dropout": 0.0, "hidden_act": "silu", "hidden_size": 64, "initializer_range": 0.02,
-           "intermediate_size": 128, "max_position_embeddings": 512, "max_window_layers": 2,
-           "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
-           "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": None, "tie_word_embeddings": False,
-           "use_cache": False, "use_sliding_window": False, "vocab_size": vocab, "mask_token_id": ids["mask"],
-           "pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"]}
-    cfg.update(overrides)
-    return cfg
-
-
 # Sampler defaults from the Dream GitHub README's diffusion_generate example (Dream-v0-Instruct-7B):
 # max_new_tokens 512, steps 512 (= max_new_tokens), temperature 0.2, top_p 0.95, alg "entropy", alg_temp 0.
 RECOMMENDED = {"max_new_tokens": 512, "steps": 512, "temperature": 0.2, "top_p": 0.95, "alg": "entropy",

@@ -36,10 +36,6 @@ class DiffusionGemmaMDM(DiffusionGemmaForBlockDiffusion):
 
     no_split_modules = ["DiffusionGemmaEncoderTextLayer", "DiffusionGemmaDecoderTextLayer"]
 
-    def forward_canvas(self, *args, **kwargs):
-        """The untouched transformers forward (prompt ids + decoder_input_ids ...)."""
-        return super().forward(*args, **kwargs)
-
     def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: Int[torch.Tensor, "b p"] | None = None,
                 position_ids: torch.Tensor | None = None, canvas_length: int | None = None,
                 self_conditioning_logits: torch.Tensor | None = None, **kwargs) -> Float[torch.Tensor, "b p v"]:
@@ -97,23 +93,6 @@ def build_sites(model: nn.Module) -> list[Site]:
     # lm_head output *before* the tanh soft-cap; lm_head is tied to the embeddings, so no folding target
     sites.append(Site(get_act_name("logits"), "lm_head", "output", None, tc.vocab_size, None, "logits"))
     return sites
-
-
-def tiny_config(**overrides: Any) -> dict[str, Any]:
-    """A config.json dict for a tiny DiffusionGemma (2 text layers, MoE with 4 experts, 1-layer vision tower)."""
-    text = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "global_head_dim": 32,
-            "num_global_key_value_heads": 1, "sliding_window": 16, "num_experts": 4, "top_k_experts": 2,
-            "moe_intermediate_size": 32, "layer_types": ["sliding_attention", "full_attention"],
-            "max_position_embeddings": 512, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2}
-    text.update(overrides.pop("text_config", {}))
-    vision = {"model_type": "gemma4_vision", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16, "position_embedding_size": 64}
-    cfg = DiffusionGemmaConfig(text_config=text, vision_config=vision, canvas_length=8).to_dict()
-    cfg["architectures"] = ["DiffusionGemmaForBlockDiffusion"]
-    cfg.pop("transformers_version", None)
-    cfg.update(overrides)
-    return cfg
 
 
 # transformers' DiffusionGemmaGenerationConfig._get_default_generation_params (models/diffusion_gemma/

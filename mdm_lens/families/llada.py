@@ -268,45 +268,11 @@ def residual_writers(model: nn.Module) -> list[str]:
     return out
 
 
-def hub_key_names(cfg: LLaDAConfig) -> list[str]:
-    """Parameter names a hub checkpoint of this config holds (what the tests compare against)."""
-    t = "model.transformer"
-    keys = [f"{t}.wte.weight", f"{t}.ln_f.weight"] + ([] if cfg.weight_tying else [f"{t}.ff_out.weight"])
-    for layer in range(cfg.n_layers):
-        keys += [f"{t}.blocks.{layer}.{n}.weight" for n in
-                 ("attn_norm", "ff_norm", "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")]
-    return sorted(keys)
-
-
-def tiny_config(**overrides: Any) -> dict[str, Any]:
-    """A hub-style config.json for a tiny LLaDA (field set of GSAI-ML/LLaDA-8B-Instruct, small sizes)."""
-    from ..tiny_tokenizer import tiny_token_ids
-    vocab = overrides.get("vocab_size", 320)
-    ids = tiny_token_ids("llada", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
-    cfg = {"architectures": ["LLaDAModelLM"], "model_type": "llada",
-           "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
-                        "AutoModel": "modeling_llada.LLaDAModelLM",
-                        "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-           "activation_type": "silu", "alibi": False, "attention_layer_norm": False, "block_group_size": 1,
-           "block_type": "llama", "bias_for_layer_norm": False, "d_model": 64, "embedding_size": vocab,
-           "include_bias": False, "include_qkv_bias": False, "input_emb_norm": False, "layer_norm_type": "rms",
-           "layer_norm_with_affine": True, "max_sequence_length": 512, "mlp_hidden_size": 128, "mlp_ratio": 4,
-           "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "rms_norm_eps": 1e-5, "rope": True,
-           "rope_full_precision": True, "rope_theta": 500000.0, "scale_logits": False, "vocab_size": vocab,
-           "weight_tying": False, "use_cache": False, "mask_token_id": ids["mask"],
-           "eos_token_id": ids["eos"], "pad_token_id": ids["pad"], "bos_token_id": ids["bos"]}
-    cfg.update(overrides)
-    return cfg
-
-
 # Sampler defaults. Sources: LLaDA GitHub generate.py / chat.py (steps = gen_length = 128, block_length 32,
-# temperature 0, remasking low_confidence, cfg_scale 0); EVAL.md "LLaDA 1.5" table (IFEval: gen_length 256,
-# block_length 16, confidence_eos_eot_inf True; steps = gen_length per EVAL.md's lm-eval settings).
+# temperature 0, remasking low_confidence, cfg_scale 0).
 RECOMMENDED = {"gen_length": 128, "steps": 128, "block_length": 32, "temperature": 0.0, "cfg_scale": 0.0,
                "remasking": "low_confidence", "logits_eos_inf": False, "confidence_eos_eot_inf": False}
-RECOMMENDED_LLADA15_IFEVAL = {"gen_length": 256, "steps": 256, "block_length": 16, "temperature": 0.0,
-                              "cfg_scale": 0.0, "remasking": "low_confidence", "logits_eos_inf": False,
-                              "confidence_eos_eot_inf": True}
+
 
 SPEC = FamilySpec(
     name="llada",

@@ -103,10 +103,7 @@ def _load_checkpoint(work: Path, model, opt) -> dict | None:
 
 def model_config(tok, arch: dict) -> dict:
     """The LLaDA config.json of the organism: `arch` sizes, the tokenizer's ids, the recommended sampler."""
-    try:
-        from ..testing import tiny_config
-    except ImportError:                     # before tiny_config moved out of loading
-        from ..loading import tiny_config
+    from ..testing import tiny_config
     vocab = len(tok)
     cfg = tiny_config("llada", vocab_size=vocab, embedding_size=vocab, mask_token_id=tok.mask_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
