@@ -64,6 +64,8 @@ class StepContext:
         am = self.attention_mask
         if am is None or am.dim() != 2:
             return torch.zeros_like(self.input_ids, dtype=torch.bool)
+        if am.shape[1] != self.input_ids.shape[1]:          # a canvas-wide mask for a cached forward's columns
+            am = am[:, self.first_column:self.first_column + self.input_ids.shape[1]]
         return am.to(self.input_ids.device) == 0
 
     @cached_property
@@ -71,7 +73,15 @@ class StepContext:
         bsz, pos = self.input_ids.shape
         if self.prompt_length is None:
             return torch.zeros((bsz, pos), dtype=torch.bool, device=self.input_ids.device)
-        return (torch.arange(pos, device=self.input_ids.device) >= self.prompt_length).expand(bsz, pos)
+        cols = torch.arange(self.first_column, self.first_column + pos, device=self.input_ids.device)
+        return (cols >= self.prompt_length).expand(bsz, pos)
+
+    @cached_property
+    def first_column(self) -> int:
+        """Canvas column of `input_ids[:, 0]`: `info.computed[0]` when a KV-cached forward feeds only the
+        columns it computes (masks then cover those columns), else 0."""
+        c = self.info.computed if self.info is not None else None
+        return c[0] if c is not None and self.input_ids.shape[1] == c[1] - c[0] else 0
 
     @cached_property
     def prompt_mask(self) -> Bool[torch.Tensor, "batch pos"]:

@@ -42,7 +42,8 @@ def test_metric_error_is_recorded(tiny_llada):
         if calls["n"] == 2:
             raise RuntimeError("judge down")
         return 1.0
-    res = layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], metric, hook_points=["resid_post"], progress=False, **KW)
+    res = layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], metric, hook_points=["resid_post"], progress=False,
+                      **KW)
     assert [r.get("error", "").split(":")[0] for r in res.records] == ["RuntimeError", ""]
     assert "judge down" in res.records[0]["error"] and res.records[0]["score"] is None
     assert res.records[1]["score"] == 1.0 and res.records[1]["delta"] == 0.0
@@ -65,6 +66,8 @@ def test_bad_arguments_name_the_valid_words(tiny_llada):
 
 
 def test_sweep_sites_come_from_the_role_table(tiny_llada):
-    assert sweep_sites(tiny_llada, ["resid_post", "mlp_out"]) == [
-        "blocks.0.hook_resid_post", "blocks.0.mlp.hook_out", "blocks.1.hook_resid_post", "blocks.1.mlp.hook_out"]
-    assert all(tiny_llada.site(s).role in ("resid_post", "mlp_out") for s in sweep_sites(tiny_llada, ["resid_post", "mlp_out"]))
+    sites = sweep_sites(tiny_llada, ["resid_post", "mlp_out"])
+    assert sites == ["blocks.0.hook_resid_post", "blocks.0.mlp.hook_out", "blocks.1.hook_resid_post",
+                     "blocks.1.mlp.hook_out"]
+    assert [tiny_llada.site(s).role for s in sites] == ["resid_post", "mlp_out"] * 2
+    assert sweep_sites(tiny_llada, ["attn_out"], layers=[1]) == ["blocks.1.attn.hook_out"]

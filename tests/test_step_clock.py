@@ -80,6 +80,20 @@ def test_computed_columns_reach_the_context(tiny_llada):
     assert seen == [(2, 6)]
 
 
+def test_context_masks_cover_the_computed_columns_only():
+    """A cached forward feeds canvas columns [4, 8) of a 2-prompt-column canvas: masks are over those columns."""
+    info = StepInfo(3, 8, 1, 2, 2, 8, "llada_dual", computed=(4, 8))
+    ids = torch.tensor([[11, 9, 9, 12]])                                  # 9 = mask id
+    am = torch.tensor([[0, 1, 1, 1, 1, 1, 1, 1, 1, 1]])                    # canvas-wide, first column padding
+    ctx = StepContext(ids, am, 9, prompt_length=None, logits_shift=False, info=info)
+    assert ctx.first_column == 4 and ctx.prompt_length == 2
+    assert ctx.response_mask.tolist() == [[True] * 4] and ctx.masked.tolist() == [[False, True, True, False]]
+    assert not ctx.padding.any() and ctx.t == 0.5
+    whole = StepContext(torch.tensor([[5, 6, 9, 9]]), None, 9, prompt_length=None, logits_shift=False,
+                        info=dataclasses.replace(info, computed=None))
+    assert whole.first_column == 0 and whole.response_mask.tolist() == [[False, False, True, True]]
+
+
 def test_ctx_site_is_the_site_being_called(tiny_llada):
     sites = ["hook_embed", "blocks.0.mlp.hook_out", SITE, "hook_logits"]
     calls = []
