@@ -34,18 +34,18 @@ def _encode(m, prefix: str, tensors: dict) -> dict:
 
 
 def _pair(value, name: str, prefix: str, integer: bool) -> tuple | None:
-    """A stored step window [start, stop) (integers, 0 <= start < stop) or t range [lo, hi] (0 <= lo <= hi <= 1)."""
+    """A stored step window [start, stop) (integers, 0 <= start <= stop) or t range [lo, hi] (0 <= lo <= hi <= 1)."""
     if value is None:
         return None
     kind = (int,) if integer else (int, float)
     ok = (isinstance(value, list) and len(value) == 2
           and all(isinstance(v, kind) and not isinstance(v, bool) for v in value))
     if ok and integer:
-        ok = 0 <= value[0] < value[1]
+        ok = 0 <= value[0] <= value[1]
     elif ok:
         ok = 0.0 <= value[0] <= value[1] <= 1.0
     if not ok:
-        want = "[start, stop) with integers 0 <= start < stop" if integer else "[lo, hi] with 0 <= lo <= hi <= 1"
+        want = "[start, stop) with integers 0 <= start <= stop" if integer else "[lo, hi] with 0 <= lo <= hi <= 1"
         raise ValueError(f"{prefix}: restriction {name}={value!r} is malformed; it must be null or {want}")
     return tuple(value)
 

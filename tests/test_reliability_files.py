@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 
 import mdm_lens.loading as loading
 import mdm_lens.safefile as safefile
-from interventions import MeanACT, Plan, restrict
+from interventions import GaussianOT, Plan, restrict
 from interventions.affine import AffineMap
 from mdm_lens import HookedMDM
 from mdm_lens.cache import StepCache
@@ -286,7 +286,7 @@ def _rewrite(path, meta_update=None, tensor_update=None) -> None:
 @pytest.fixture
 def plan_file(tmp_path):
     A = torch.randn(8, 6, dtype=F64, generator=torch.Generator().manual_seed(0))
-    m = MeanACT.fit(A, A + 1)
+    m = GaussianOT.fit(A, A * 2 + 1)
     path = tmp_path / "plan.safetensors"
     Plan({"blocks.0.hook_resid_post": restrict(m, steps=(1, 4))}).save(path)
     return path
@@ -299,7 +299,7 @@ def test_plan_version_restriction_and_nan_refused(plan_file):
     with pytest.raises(ValueError, match="version '99'") as err:
         Plan.load(plan_file)
     assert str(plan_file) in str(err.value)
-    for steps in ([5], [4, 1], ["a", 3], 7):
+    for steps in ([5], [4, 1], ["a", 3], [-1, 3], 7):
         plan_file.write_bytes(good)
         with safe_open(str(plan_file), "pt") as f:
             sites = json.loads(f.metadata()["sites"])
@@ -309,7 +309,7 @@ def test_plan_version_restriction_and_nan_refused(plan_file):
             Plan.load(plan_file)
         assert "blocks.0.hook_resid_post" in str(err.value) and str(plan_file) in str(err.value)
     plan_file.write_bytes(good)
-    key = "blocks.0.hook_resid_post::0::inner::beta"
+    key = "blocks.0.hook_resid_post::0::inner::omega"
     _rewrite(plan_file, tensor_update={key: lambda t: t.index_fill(0, torch.tensor([2]), float("nan"))})
     with pytest.raises(ValueError, match="non-finite") as err:
         Plan.load(plan_file)
