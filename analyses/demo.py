@@ -28,7 +28,7 @@ QUICK = dict(n_calib=6, n_val=2, n_test=3, lambdas=(1.0,))
 
 def composition(model, tasks, chosen: dict, cfg: ExperimentConfig, sites) -> list[dict]:
     """Accuracy on each of two constraints under map A, map B and A + B (the plan sum applies A then B)."""
-    from .collect import collect_contrastive
+    from mdm_lens.collect import collect_contrastive
     ta, tb = tasks
     plans = {}
     for t in (ta, tb):
@@ -111,7 +111,7 @@ def run_demo(out: str, model_name: str = "tiny-if", quick: bool = False, seed: i
     if comp:
         _plot_composition(comp, os.path.join(out, "composition.png"))
     first = tasks[0]
-    from .collect import collect_contrastive
+    from mdm_lens.collect import collect_contrastive
     src, tgt = collect_contrastive(model, first.source, first.target, sites, progress=False,
                                    gen_length=sampler.get("gen_length"))
     plan = fit_plan("linear_act", src, tgt, sites, {}).strength(chosen.get(first.name) or 1.0)

@@ -103,7 +103,7 @@ def fit_plan(method: str, src, tgt, sites: Sequence[str], options: dict):
 def run_experiment(model, tasks: Sequence[Task], cfg: ExperimentConfig | None = None,
                    progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
     """Run the whole protocol; returns a JSON-ready dict holding every setting needed to repeat it."""
-    from .collect import collect_contrastive
+    from mdm_lens.collect import collect_contrastive
     cfg = cfg or ExperimentConfig()
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown:

@@ -20,8 +20,7 @@ from .plotting import plt
 
 def sweep_sites(model, hook_points: Sequence[str], layers: Sequence[int] | None = None) -> list[str]:
     """The sites a sweep over `hook_points` (site roles) × `layers` (all by default) steers, for collection."""
-    layers = range(model.n_layers) if layers is None else layers
-    return [get_act_name(role, layer) for layer in layers for role in check_roles(hook_points, "hook points")]
+    return model.site_names(check_roles(hook_points, "hook points"), layers)
 
 
 @dataclass

@@ -88,6 +88,21 @@ class HookedMDM(nn.Module):
         except KeyError:
             raise unknown_site_error(name, self.hook_names) from None
 
+    def site_names(self, roles: Iterable[str], layers: Iterable[int] | None = None) -> list[str]:
+        """Names of the sites with these roles (`mdm_lens.sites`: resid_post, mlp_out, embed, ...), layer by
+        layer in table order; `layers` limits the per-layer ones (all by default). Use it instead of
+        building names by hand."""
+        roles = set(roles)
+        known = {s.role for s in self.sites.values()}
+        if roles - known:
+            raise ValueError(f"unknown site roles {sorted(roles - known)}; this model has {sorted(known)}")
+        keep = None if layers is None else {int(l) for l in layers}
+        bad = sorted(keep - set(range(self.n_layers))) if keep is not None else []
+        if bad:
+            raise ValueError(f"layers {bad} out of range; this model has layers 0..{self.n_layers - 1}")
+        return [s.name for s in self.sites.values() if s.role in roles
+                and (keep is None or s.layer is None or s.layer in keep)]
+
     @property
     def input_device(self) -> torch.device:
         emb = self.model.get_input_embeddings() if hasattr(self.model, "get_input_embeddings") else None

@@ -31,3 +31,13 @@ def test_get_act_name_aliases_and_errors():
         get_act_name("resid_poost", 0)
     with pytest.raises(ValueError, match="mlp_out"):
         check_roles(["mlp_out", "mlp_outt"])
+
+
+def test_site_names_by_role(tiny_llada):
+    assert tiny_llada.site_names(["mlp_out", "resid_pre"]) == [
+        "blocks.0.hook_resid_pre", "blocks.0.mlp.hook_out", "blocks.1.hook_resid_pre", "blocks.1.mlp.hook_out"]
+    assert tiny_llada.site_names(["attn_out", "embed"], layers=[1]) == ["hook_embed", "blocks.1.attn.hook_out"]
+    with pytest.raises(ValueError, match="mlp_out"):
+        tiny_llada.site_names(["mlp_outt"])
+    with pytest.raises(ValueError, match="0..1"):
+        tiny_llada.site_names(["mlp_out"], layers=[2])
