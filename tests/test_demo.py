@@ -17,5 +17,8 @@ def test_quick_demo_writes_the_report(tmp_path):
         assert os.path.getsize(os.path.join(out, f)) > 0, f
     data = json.load(open(os.path.join(out, "summary.json")))
     assert set(data["methods"]) == set(summary["methods"]) and "none" in data["methods"]
+    from analyses.stats import wilson_interval
     for m in data["methods"].values():
-        assert m["ci_low"] <= m["accuracy"] <= m["ci_high"]
+        k = round(m["accuracy"] * m["n"])
+        assert abs(m["accuracy"] - k / m["n"]) < 1e-12
+        assert (m["ci_low"], m["ci_high"]) == pytest.approx(wilson_interval(k, m["n"]))

@@ -24,13 +24,19 @@ def test_ot_ifeval_smoke(tmp_path):
 
 def test_refusal_ablation_smoke(tmp_path):
     res = _main("refusal_ablation")(["--smoke", "--out", str(tmp_path)])
-    assert res.baseline is not None and len(res.records) == 2 * 2 * 3
+    assert len(res.records) == 2 * 2 * 3
+    n = 6                                          # harmful prompts scored per cell in smoke mode
+    for r in res.records:                          # every cell ran and scored (no error recorded instead)
+        assert "error" not in r and round(r["score"] * n) == pytest.approx(r["score"] * n), r
+    assert round(res.baseline * n) == pytest.approx(res.baseline * n)
     assert (tmp_path / "refusal_sweep.png").exists()
 
 
 def test_ilrr_sentiment_smoke():
     rows = _main("ilrr_sentiment")(["--smoke"])
-    assert [r["strength"] for r in rows] == [0.0, 0.5] and all(0 <= r["positive_rate"] <= 1 for r in rows)
+    assert [r["strength"] for r in rows] == [0.0, 0.5]
+    for r in rows:                                 # a rate over the 3 prompts: a whole number of them
+        assert r["positive_rate"] in (0.0, 1 / 3, 2 / 3, 1.0), r
 
 
 def test_compose_maps_smoke():
