@@ -165,3 +165,23 @@ def test_masked_batch_is_the_t1_canvas(tiny_llada):
     assert attn is not None and attn[:, plen:].all() and not attn[1, 0]      # "a" is left-padded
     with pytest.raises(ValueError, match="gen_length"):
         tiny_llada.masked_batch(["hi"], gen_length=0)
+
+
+def test_no_code_outside_the_core_touches_hookedmdm_privates(tiny_llada):
+    """interventions/, analyses/ and examples/ use the public surface (step_info, step_clock, hooks, ...)."""
+    import ast
+    from pathlib import Path
+
+    from torch import nn
+    root = Path(__file__).resolve().parents[1]
+    private = {n for n in [*vars(tiny_llada), *dir(type(tiny_llada))] if n.startswith("_") and not n.startswith("__")}
+    private -= {n for n in [*vars(nn.Module()), *dir(nn.Module)]}
+    assert {"_ctx", "_n_hooks", "_augmenters"} <= private
+    hits = []
+    for folder in ("interventions", "analyses", "examples"):
+        for path in (root / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Attribute) and node.attr in private and not (
+                        isinstance(node.value, ast.Name) and node.value.id == "self"):
+                    hits.append(f"{path.relative_to(root)}:{node.lineno} .{node.attr}")
+    assert hits == []
