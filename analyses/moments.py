@@ -79,7 +79,8 @@ def moment_mismatch(src, tgt, sites: Sequence[str] | None = None,
     """`src` / `tgt`: Activations (or dicts site -> [n, d]). One record per (site, estimator), plus
     estimator 'none' for the untouched source."""
     from interventions import fit_map
-    sites = list(sites or (src.sites if hasattr(src, "sites") else src))
+    from mdm_lens.collect import Activations
+    sites = list(sites or (src.sites if isinstance(src, Activations) else src))
     if not sites:
         raise ValueError("no sites to compare")
     rep = MomentReport()
