@@ -9,7 +9,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from mdm_lens.families.llada import build_model
-from mdm_lens.sampling import llada_generate_cached
+from mdm_lens.sampling import dream_generate_cached, llada_generate_cached
 
 FIXTURE = Path(__file__).parent / "fixtures" / "fast_goldens.safetensors"
 GOLDENS = load_file(str(FIXTURE))
@@ -134,3 +134,47 @@ def test_errors_name_the_fix(model):
         model(ids, use_cache=True, position_ids=torch.arange(22)[None])
     with pytest.raises(ValueError, match="needs past_key_values"):
         model(ids, replace_position=replace)
+
+
+# ----------------------------------------------------------------------------------------------- Dream
+DREAM_CONFIG, DREAM_CASES = META["dream_config"], META["dream_cases"]
+
+
+@pytest.fixture(scope="module")
+def dream():
+    from mdm_lens.families.dream import build_model as build_dream
+    m = build_dream(DREAM_CONFIG).eval()
+    m.load_state_dict({k[3:]: v.float() for k, v in GOLDENS.items() if k.startswith("dw.")}, strict=True)
+    return m
+
+
+def test_dream_cached_forwards_equal_fast_dllm_logits(dream):
+    ids, start, stop, replace = _dual_inputs()
+    with torch.no_grad():
+        full = dream(ids, use_cache=True)
+        assert torch.equal(full.logits, GOLDENS["dream_fwd_full"])
+        assert torch.equal(dream(ids), GOLDENS["dream_fwd_full"])
+        past = [(k[:, :, :start], v[:, :, :start]) for k, v in full.past_key_values]
+        assert torch.equal(dream(ids[:, start:], past_key_values=past), GOLDENS["dream_fwd_prefix"])
+        dual = dream(ids[:, start:stop], past_key_values=full.past_key_values, replace_position=replace)
+        assert torch.equal(dual, GOLDENS["dream_fwd_dual"])
+
+
+@pytest.mark.parametrize("cache", ["prefix", "dual"])
+@pytest.mark.parametrize("i", range(len(DREAM_CASES)))
+def test_dream_sampler_equals_fast_dllm(dream, i, cache):
+    case = dict(DREAM_CASES[i])
+    prompt = torch.tensor([PROMPTS[case.pop("prompt")]])
+    torch.manual_seed(META["dream_seed_base"] + i)
+    out = dream_generate_cached(dream, prompt, mask_token_id=MASK_ID, cache=cache, **case)
+    assert torch.equal(out, GOLDENS[f"dream{i}.{cache}"]), (case, cache)
+
+
+def test_dream_cached_refuses_padding(dream):
+    ids = GOLDENS["fwd_ids"]
+    mask = torch.ones_like(ids)
+    mask[0, 0] = 0
+    with pytest.raises(ValueError, match="no padding mask"):
+        dream(ids, attention_mask=mask, use_cache=True)
+    with pytest.raises(ValueError, match="unknown cache 'none'"):
+        dream_generate_cached(dream, ids[:, :6], cache="none", mask_token_id=MASK_ID)

@@ -25,6 +25,7 @@ from torch import nn
 from ..hook_points import HookPoint
 from ._layers import RMSNorm, apply_rope, attend, rope_angles, standard_sites
 from .base import FamilySpec, Site
+from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
 MASK_ID = 151666
 
@@ -79,14 +80,18 @@ class DreamAttention(nn.Module):
         self.o_proj = nn.Linear(cfg.num_attention_heads * hd, d, bias=False)
 
     def forward(self, h: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None) -> Float[torch.Tensor, "b p d"]:
+                mask: torch.Tensor | None, kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
+        """`kv` (cached forwards only) merges this forward's rotated keys/values with the cached ones."""
         cfg = self.cfg
         b, p, _ = h.shape
         q = self.q_proj(h).view(b, p, cfg.num_attention_heads, cfg.head_dim).transpose(1, 2)
         k = self.k_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
         v = self.v_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)
-        return self.o_proj(attend(apply_rope(q, cos, sin), apply_rope(k, cos, sin), v, mask))
+        k = apply_rope(k, cos, sin)
+        if kv is not None:
+            k, v = kv.merge(k, v)
+        return self.o_proj(attend(apply_rope(q, cos, sin), k, v, mask))
 
 
 class DreamMLP(nn.Module):
@@ -113,9 +118,9 @@ class DreamDecoderLayer(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(self, x: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None) -> Float[torch.Tensor, "b p d"]:
+                mask: torch.Tensor | None, kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.self_attn(self.input_layernorm(x), cos, sin, mask))
+        x = self.hook_resid_mid(x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv))
         return self.hook_resid_post(x + self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -151,9 +156,29 @@ class DreamModel(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
 
     def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | str | None = None,
-                position_ids: Int[torch.Tensor, "b p"] | None = None) -> Float[torch.Tensor, "b p v"]:
+                position_ids: Int[torch.Tensor, "b p"] | None = None, past_key_values: list[KV] | None = None,
+                use_cache: bool = False, replace_position: torch.Tensor | None = None
+                ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
         """`attention_mask`: [B, P] 0/1 (as given to diffusion_generate, generation part included), a
-        ready 4-D mask, or None / "full" for no padding."""
+        ready 4-D mask, or None / "full" for no padding.
+
+        Cached forwards (Fast-dLLM's, see `kv_cache`): `input_ids` are the computed columns only, at absolute
+        positions; Fast-dLLM's Dream cache has no padding, so neither do they (no position ids, no 0 in the
+        mask). `use_cache=True` returns a `CachedOutput` (logits + cache)."""
+        if past_key_values is None and not use_cache and replace_position is None:
+            return self._forward(input_ids, attention_mask, position_ids)
+        padded = isinstance(attention_mask, torch.Tensor) and (attention_mask.dim() == 4
+                                                               or bool((attention_mask == 0).any()))
+        if position_ids is not None or padded:
+            raise ValueError("cached Dream forwards take no position_ids and no padding mask (Fast-dLLM's Dream cache "
+                             "ignores padding); generate left-padded batches with the uncached sampler")
+        kvs, start, _ = layer_caches(past_key_values, self.cfg.num_hidden_layers, input_ids.shape[1],
+                                     replace_position)
+        pos = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)[None]
+        logits = self._forward(input_ids, None, pos, kvs)
+        return CachedOutput(logits, [kv.present for kv in kvs]) if use_cache else logits
+
+    def _forward(self, input_ids, attention_mask, position_ids, kvs: list[LayerKV] | None = None):
         x = self.model.embed_tokens(input_ids)
         b, p = input_ids.shape
         mask = None
@@ -169,8 +194,12 @@ class DreamModel(nn.Module):
             position_ids = torch.arange(p, device=x.device)[None]
         ang = rope_angles(position_ids.to(x.device), self.cfg.head_dim, self.cfg.rope_theta)[:, None]
         cos, sin = ang.cos(), ang.sin()
-        for layer in self.model.layers:
-            x = layer(x, cos, sin, mask)
+        if kvs is None:
+            for layer in self.model.layers:
+                x = layer(x, cos, sin, mask)
+        else:
+            for layer, kv in zip(self.model.layers, kvs):
+                x = layer(x, cos, sin, mask, kv)
         return self.hook_logits(self.lm_head(self.model.norm(x)))
 
 
