@@ -42,10 +42,13 @@ def _is_ablation(m: AffineMap) -> torch.Tensor | None:
 
 @dataclass
 class FoldHandle:
-    """Restores the original weights bit for bit (`restore()`, or leaving the `with` block)."""
+    """Restores the original weights bit for bit (`restore()`, or leaving the `with` block).
 
-    model: nn.Module
-    saved: dict = field(default_factory=dict)           # path -> (weight clone, bias clone or None)
+    While it is active the model reports it (`model.folded`, `model.active_fold`); restoring twice is a no-op."""
+
+    model: nn.Module = field(repr=False)
+    plan: Plan | None = None
+    saved: dict = field(default_factory=dict, repr=False)   # path -> (weight clone, bias clone or None)
 
     def restore(self) -> None:
         with torch.no_grad():
@@ -58,6 +61,8 @@ class FoldHandle:
                 else:
                     mod.bias.data = b
         self.saved = {}
+        if getattr(self.model, "active_fold", None) is self:
+            self.model.active_fold = None
 
     def __enter__(self) -> "FoldHandle":
         return self
@@ -66,8 +71,8 @@ class FoldHandle:
         self.restore()
 
 
-def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap]]:
-    """Validate everything first; returns (layer path, map) pairs. Nothing is modified here."""
+def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap, str]]:
+    """Validate everything first; returns (layer path, map, site) triples. Nothing is modified here."""
     plan.check(model)
     if plan.extras:
         raise ValueError("cannot fold reference alignment: it reads a reference sequence at every step")
@@ -82,7 +87,7 @@ def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap]]:
                                  "(same direction at every residual site) folds exactly")
             ablations[site] = v
         elif info.linear is not None:
-            writes.append((info.linear, m))
+            writes.append((info.linear, m, site))
         else:
             raise ValueError(f"cannot fold {site!r}: no single linear layer writes it (e.g. mlp.hook_post is an "
                              "activation product); steer it with hooks instead")
@@ -98,34 +103,62 @@ def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap]]:
         if not writers:
             raise ValueError(f"the {model.spec.name} family declares no residual writers, so ablation cannot fold")
         proj = AffineMap(vs[0].numel(), "lowrank", U=-vs[0][:, None], V=vs[0][:, None])
-        writes += [(w, proj) for w in writers]
+        writes += [(w, proj, "every residual site") for w in writers]
     return writes
 
 
+def _folded_weights(mod: nn.Module, m: AffineMap) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The new weight (and bias; None for an embedding) in the layer's dtype, computed in float64."""
+    W = mod.weight.data.to(torch.float64)
+    if isinstance(mod, nn.Embedding):
+        return m(W).to(mod.weight.dtype), None
+    b = mod.bias.data.to(torch.float64) if mod.bias is not None else torch.zeros(W.shape[0], dtype=torch.float64)
+    dtype = mod.bias.dtype if mod.bias is not None else mod.weight.dtype
+    return m.linear(W.T).T.to(mod.weight.dtype), m(b).to(dtype)      # ω applied along the output dim
+
+
+def _check_finite(path: str, site: str, new: torch.Tensor, what: str) -> None:
+    bad = int((~torch.isfinite(new)).sum())
+    if bad:
+        raise ValueError(f"fold refused: folding the map of {site!r} into {path} gives {bad} of {new.numel()} "
+                         f"non-finite {what} entries in {new.dtype} (the map's omega or beta is too large for the "
+                         "model's dtype, or the weights already hold NaN/inf); no weight was changed. Steer with "
+                         "model.steer(plan) or check the map")
+
+
 def fold(model, plan: Plan) -> FoldHandle:
-    """Write the plan into the weights; returns a handle that restores them (also a context manager)."""
+    """Write the plan into the weights; returns a handle that restores them (also a context manager).
+
+    All or nothing: on any exception (KeyboardInterrupt included) or a non-finite result every weight is put
+    back bit for bit before the exception propagates. One fold at a time: a folded model refuses another fold
+    (restoring folds out of order could not be exact); fold the sum of the plans instead."""
+    active = getattr(model, "active_fold", None)
+    if active is not None:
+        raise ValueError(f"fold refused: the model is already folded with {active.plan!r}; restore that first "
+                         "(handle.restore() or leave its `with` block), then fold once with the sum of the plans "
+                         "(fold(model, plan_a + plan_b))")
     writes = _plan_writes(model, plan)
-    handle = FoldHandle(model)
+    handle = FoldHandle(model, plan)
     try:
+        model.active_fold = handle
         with torch.no_grad():
-            for path, m in writes:
+            for path, m, site in writes:
                 mod = model.model.get_submodule(path)
                 if path not in handle.saved:
                     b = getattr(mod, "bias", None)
                     handle.saved[path] = (mod.weight.data.clone(), None if b is None else b.data.clone())
-                W = mod.weight.data.to(torch.float64)
-                if isinstance(mod, nn.Embedding):
-                    mod.weight.data = m(W).to(mod.weight.dtype)
+                W, b = _folded_weights(mod, m)
+                _check_finite(path, site, W, "weight")
+                if b is not None:
+                    _check_finite(path, site, b, "bias")
+                mod.weight.data = W
+                if b is None:
                     continue
-                Wn = m.linear(W.T).T                                  # ω applied along the output dim
-                b = mod.bias.data.to(torch.float64) if mod.bias is not None else torch.zeros(W.shape[0], dtype=torch.float64)
-                bn = m(b)
-                mod.weight.data = Wn.to(mod.weight.dtype)
                 if mod.bias is None:
-                    mod.bias = nn.Parameter(bn.to(mod.weight.dtype), requires_grad=False)
+                    mod.bias = nn.Parameter(b, requires_grad=False)
                 else:
-                    mod.bias.data = bn.to(mod.bias.dtype)
-    except Exception:
+                    mod.bias.data = b
+    except BaseException:
         handle.restore()
         raise
     return handle

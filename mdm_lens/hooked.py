@@ -51,6 +51,7 @@ class HookedMDM(nn.Module):
         self.step_clock = StepClock()   # samplers announce each step on it (sampling.common.announcing)
         self._ctx: StepContext | None = None
         self._augmenters: list[Augmenter] = []
+        self.active_fold = None         # the interventions.fold handle whose plan is in the weights, or None
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -112,6 +113,11 @@ class HookedMDM(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return next(self.model.parameters()).dtype
+
+    @property
+    def folded(self) -> bool:
+        """Whether a plan is folded into the weights (`interventions.fold`; its handle is `active_fold`)."""
+        return self.active_fold is not None
 
     @property
     def step_info(self) -> StepInfo | None:
