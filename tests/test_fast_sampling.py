@@ -178,3 +178,13 @@ def test_dream_cached_refuses_padding(dream):
         dream(ids, attention_mask=mask, use_cache=True)
     with pytest.raises(ValueError, match="unknown cache 'none'"):
         dream_generate_cached(dream, ids[:, :6], cache="none", mask_token_id=MASK_ID)
+
+
+def test_bench_fast_counts_the_work_the_caches_save(model):
+    """The benchmark's FLOPs ratio (machine-independent) orders the variants; its speed is `mdm-lens bench fast`."""
+    from mdm_lens.bench_fast import fast_bench
+    out = fast_bench(model, MASK_ID, gen_length=16, block_length=4, prompt_len=6, threshold=0.3, repeats=1)
+    ratio = out["flops_ratio"]
+    assert 1 < ratio["prefix"] < ratio["dual"] <= ratio["dual_threshold_0.3"]
+    assert out["forwards_per_run"]["reference"] == 16 and out["forwards_per_run"]["dual_threshold_0.3"] < 16
+    assert set(out["seconds"]) == {"reference", "prefix", "dual", "dual_threshold_0.3"} and out["speedup"] > 0
