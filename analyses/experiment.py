@@ -1,22 +1,30 @@
 """The OT-steering paper's protocol: contrastive calibration -> fit every estimator -> pick λ on a
-validation split -> score the test split with IFEval, with 95% intervals, per constraint and averaged."""
+validation split -> score the test split with IFEval, with 95% intervals, per constraint and averaged.
+
+Every generation is a record on disk (`OUT/generations.jsonl`: prompt, text, strict and loose verdicts per
+instruction, and its damage: NLL per token under the *unsteered* model and a degeneracy flag, see
+`analyses.damage`), because an IFEval verdict alone cannot tell a steered model from a broken one. The work is
+a list of items (one `generate` batch each) run through `analyses.runlog.RunLog`: a re-run resumes, and
+`accelerate launch --num_processes N` shards the items over N processes with one merged, identical result.
+
+Phases: (1) unsteered val + test, and every method × λ on val; (2) λ chosen per (task, method) from the
+validation records only, optionally capped by damage; (3) each method at its λ on test. Calibration and
+fitting happen lazily, in each process, only for a task that still has items to generate.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-import time
+import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
-from tqdm.auto import tqdm
-
-from .experiment_plots import plot_bars, plot_radar
-from .records import write_csv
-from .stats import wilson_interval
+from .runlog import Item, RunLog
 
 METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot")
 # The paper steers Directional Ablation and ActAdd on the residual stream, as their authors recommend.
 RESIDUAL_METHODS = ("directional_ablation", "actadd")
+NLL_DIGITS = 6      # records keep 6 decimals: equal across processes whose float reductions differ in the last bit
 
 
 @dataclass
@@ -42,6 +50,12 @@ class Task:
 
 @dataclass
 class ExperimentConfig:
+    """Protocol settings. Damage: `mc_num` Monte-Carlo rows (in mini-batches of `mc_batch`) per NLL estimate
+    (small by default: a damage gauge, not a benchmark). λ selection on validation keeps only strengths whose
+    share of degenerate texts is at most max(`max_degenerate`, the unsteered share) and, when
+    `max_nll_increase` is set, whose mean NLL exceeds the unsteered one by at most that many nats per token;
+    when no λ qualifies, the least damaging one is taken and the report says so."""
+
     methods: tuple[str, ...] = METHODS
     sites: tuple[str, ...] | None = None            # default: mlp.hook_pre + mlp.hook_out of every layer
     residual_sites: tuple[str, ...] | None = None   # default: hook_resid_post of every layer
@@ -55,6 +69,10 @@ class ExperimentConfig:
     seed: int = 0
     sampler: dict = field(default_factory=dict)      # overrides of the family's recommended settings
     method_options: dict = field(default_factory=dict)
+    mc_num: int = 16
+    mc_batch: int = 8
+    max_degenerate: float = 0.5
+    max_nll_increase: float | None = None
 
 
 def default_sites(model) -> tuple[list[str], list[str]]:
@@ -73,6 +91,20 @@ def _check_sizes(task: Task, cfg: ExperimentConfig) -> None:
         raise ValueError(f"task {task.name!r}: needs at least one validation and one test item")
 
 
+def _check_config(cfg: ExperimentConfig) -> None:
+    unknown = sorted(set(cfg.methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
+    if not cfg.lambdas:
+        raise ValueError("empty λ grid: give at least one strength (e.g. lambdas=(0.5, 1.0))")
+    if not 0 <= cfg.max_degenerate <= 1:
+        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
+    if cfg.max_nll_increase is not None and cfg.max_nll_increase < 0:
+        raise ValueError(f"max_nll_increase={cfg.max_nll_increase}: nats per token, must be >= 0 (or None: no cap)")
+    if cfg.batch_size < 1:
+        raise ValueError(f"batch_size={cfg.batch_size}: must be >= 1")
+
+
 def generate_texts(model, prompts: Sequence[str], *, plan, cfg: ExperimentConfig) -> list[str]:
     texts: list[str] = []
     for i in range(0, len(prompts), cfg.batch_size):
@@ -88,61 +120,135 @@ def score(records: Sequence[EvalRecord], texts: Sequence[str]) -> list[bool]:
             for r, t in zip(records, texts)]
 
 
-def _row(method: str, task: str, verdicts: list[bool], lam: float | None, val_acc: dict) -> dict:
-    k, n = sum(verdicts), len(verdicts)
-    lo, hi = wilson_interval(k, n)
-    return {"method": method, "task": task, "accuracy": k / n, "n": n, "correct": k, "ci_low": lo,
-            "ci_high": hi, "lambda": lam, "val_accuracy": val_acc}
-
-
 def fit_plan(method: str, src, tgt, sites: Sequence[str], options: dict):
     from interventions import Plan, fit_map
     return Plan({s: fit_map(method, src[s], tgt[s], **options.get(method, {})) for s in sites})
 
 
-def run_experiment(model, tasks: Sequence[Task], cfg: ExperimentConfig | None = None,
-                   progress: bool = True, log: Callable[[str], None] | None = None) -> dict:
-    """Run the whole protocol; returns a JSON-ready dict holding every setting needed to repeat it."""
-    from mdm_lens.collect import collect_contrastive
+# ------------------------------------------------------------------------------------------- generation items
+def generation_items(task: str, split: str, method: str, lam: float | None, evals: Sequence[EvalRecord],
+                     batch_size: int) -> list[Item]:
+    """One item per batch of `evals`: a fixed batch whatever the process count, so results never depend on it."""
+    return [Item(("gen", task, split, method, lam, i), len(evals[i:i + batch_size]),
+                 (task, split, method, lam, list(evals[i:i + batch_size])))
+            for i in range(0, len(evals), batch_size)]
+
+
+def generation_work(model, cfg: ExperimentConfig, plan_for: Callable[[str, str, float | None], Any]):
+    """`work(item)` for `RunLog.run`: generate the item's batch under `plan_for(task, method, λ)`, score each
+    text with the IFEval checkers (strict and loose), and measure its damage under the unsteered model."""
+    from . import ifeval
+    from .damage import damage
+
+    def work(item: Item) -> list[dict]:
+        task, split, method, lam, evals = item.payload
+        prompts = [e.prompt for e in evals]
+        plan = plan_for(task, method, lam)
+        texts = model.generate(prompts, plan=plan, seed=cfg.seed, **cfg.sampler).texts
+        dmg = damage(model, prompts, texts, mc_num=cfg.mc_num, batch_size=cfg.mc_batch, seed=cfg.seed)
+        recs = []
+        for e, text, d in zip(evals, texts, dmg):
+            strict = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=False)
+            loose = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=True)
+            nll = None if d["nll"] is None else round(d["nll"], NLL_DIGITS)
+            recs.append({"task": task, "split": split, "method": method, "lambda": lam, "key": e.key,
+                         "prompt": e.prompt, "text": text, "instructions": list(e.instruction_id_list),
+                         "strict": [bool(v) for v in strict], "loose": [bool(v) for v in loose],
+                         "follow_strict": all(strict), "follow_loose": all(loose), "nll": nll,
+                         "degenerate": d["degenerate"], "reasons": d["reasons"], "n_chars": d["n_chars"],
+                         "n_tokens": d["n_tokens"], "seed": cfg.seed})
+        return recs
+    return work
+
+
+class PlanCache:
+    """Fits a task's plans on first use (calibration collected once per task, in the process that needs it)."""
+
+    def __init__(self, model, tasks: Sequence[Task], cfg: ExperimentConfig, sites, rsites):
+        self.model, self.tasks, self.cfg = model, {t.name: t for t in tasks}, cfg
+        self.sites, self.rsites = list(sites), list(rsites)
+        self._acts: dict[str, tuple] = {}
+        self._plans: dict[tuple[str, str], Any] = {}
+
+    def activations(self, task: str):
+        if task not in self._acts:
+            from mdm_lens.collect import collect_contrastive
+            t, cfg = self.tasks[task], self.cfg
+            needed = sorted(set(self.sites) | (set(self.rsites) if set(cfg.methods) & set(RESIDUAL_METHODS)
+                                               else set()))
+            self._acts[task] = collect_contrastive(self.model, t.source[:cfg.n_calib], t.target[:cfg.n_calib], needed,
+                                                   pooling=cfg.pooling, scope=cfg.scope, progress=False,
+                                                   **_collect_kwargs(cfg))
+        return self._acts[task]
+
+    def plan(self, task: str, method: str, lam: float | None):
+        if method == "none":
+            return None
+        if (task, method) not in self._plans:
+            src, tgt = self.activations(task)
+            sites = self.rsites if method in RESIDUAL_METHODS else self.sites
+            self._plans[(task, method)] = fit_plan(method, src, tgt, sites, self.cfg.method_options)
+        return self._plans[(task, method)].strength(lam)
+
+
+# ------------------------------------------------------------------------------------------- the protocol
+def run_experiment(model, tasks: Sequence[Task], cfg: ExperimentConfig | None = None, progress: bool = True,
+                   log: Callable[[str], None] | None = None, out: str | None = None, model_name: str | None = None,
+                   rank: int | None = None, world: int | None = None) -> dict:
+    """Run the whole protocol; returns a JSON-ready dict holding every setting needed to repeat it.
+
+    `out`: folder of the run's records (`generations.jsonl`, `config.json`); a re-run with the same folder and
+    config generates nothing again. None: a temporary folder (no resume). `rank` / `world`: default from the
+    launcher (accelerate / torchrun environment), see `analyses.runlog`."""
+    from .experiment_report import choose_lambda, result_from_records
     cfg = cfg or ExperimentConfig()
-    unknown = sorted(set(cfg.methods) - set(METHODS))
-    if unknown:
-        raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
-    mlp_sites, resid_sites = default_sites(model)
-    sites = list(cfg.sites or mlp_sites)
-    rsites = list(cfg.residual_sites or resid_sites)
-    rows, chosen, t0 = [], {}, time.time()
-    bar = tqdm(total=len(tasks) * len(cfg.methods), desc="experiment", disable=not progress)
+    _check_config(cfg)
     for task in tasks:
         _check_sizes(task, cfg)
-        needed = sorted(set(sites) | (set(rsites) if set(cfg.methods) & set(RESIDUAL_METHODS) else set()))
-        src, tgt = collect_contrastive(model, task.source[:cfg.n_calib], task.target[:cfg.n_calib], needed,
-                                       pooling=cfg.pooling, scope=cfg.scope, progress=False,
-                                       **_collect_kwargs(cfg))
-        val, test = task.val[:cfg.n_val], task.test[:cfg.n_test]
-        for method in cfg.methods:
-            if method == "none":
-                verdicts = score(test, generate_texts(model, [r.prompt for r in test], plan=None, cfg=cfg))
-                rows.append(_row(method, task.name, verdicts, None, {}))
-                bar.update(1)
-                continue
-            plan = fit_plan(method, src, tgt, rsites if method in RESIDUAL_METHODS else sites, cfg.method_options)
-            val_acc = {}
+    mlp_sites, resid_sites = default_sites(model)
+    sites, rsites = list(cfg.sites or mlp_sites), list(cfg.residual_sites or resid_sites)
+    name = model_name or getattr(model, "name_or_path", None)
+    config = run_config(name, tasks, cfg, sites, rsites)
+    tmp = tempfile.TemporaryDirectory() if out is None else None
+    runlog = RunLog(out or tmp.name, config, rank=rank, world=world)
+    plans = PlanCache(model, tasks, cfg, sites, rsites)
+    work = generation_work(model, cfg, plans.plan)
+    steered = [m for m in cfg.methods if m != "none"]
+
+    phase1: list[Item] = []
+    for t in tasks:
+        val, test = t.val[:cfg.n_val], t.test[:cfg.n_test]
+        phase1 += generation_items(t.name, "val", "none", None, val, cfg.batch_size)
+        phase1 += generation_items(t.name, "test", "none", None, test, cfg.batch_size)
+        for m in steered:
             for lam in cfg.lambdas:
-                v = score(val, generate_texts(model, [r.prompt for r in val], plan=plan.strength(lam), cfg=cfg))
-                val_acc[lam] = sum(v) / len(v)
-            best = max(cfg.lambdas, key=lambda lam: (val_acc[lam], -lam))   # ties -> the gentler map
-            chosen[(method, task.name)] = best
-            verdicts = score(test, generate_texts(model, [r.prompt for r in test], plan=plan.strength(best), cfg=cfg))
-            rows.append(_row(method, task.name, verdicts, best, {str(k): v for k, v in val_acc.items()}))
-            bar.update(1)
-            if log:
-                log(f"{task.name} {method}: λ={best} test acc {rows[-1]['accuracy']:.2f}")
-    bar.close()
-    return {"rows": rows, "summary": summarize(rows, cfg.methods), "config": _config_dict(cfg, sites, rsites),
+                phase1 += generation_items(t.name, "val", m, lam, val, cfg.batch_size)
+    recs = runlog.run(phase1, work, desc="validation", progress=progress)
+    choice = {(t.name, m): choose_lambda(recs, t.name, m, cfg) for t in tasks for m in steered}
+    phase2 = [it for t in tasks for m in steered
+              for it in generation_items(t.name, "test", m, choice[(t.name, m)]["lambda"],
+                                         t.test[:cfg.n_test], cfg.batch_size)]
+    recs += runlog.run(phase2, work, desc="test", progress=progress)
+    runlog.merge()
+    result = result_from_records(recs, tasks, cfg, choice, config)
+    if log:
+        for r in result["rows"]:
+            log(f"{r['task']} {r['method']}: λ={r['lambda']} test acc {r['accuracy']:.2f}")
+    if tmp is not None:
+        tmp.cleanup()
+    return result
+
+
+def run_config(model_name, tasks: Sequence[Task], cfg: ExperimentConfig, sites, rsites) -> dict:
+    """Everything that decides the records: a re-run whose config differs refuses to reuse them."""
+    def digest(t: Task) -> str:
+        body = json.dumps([t.source[:cfg.n_calib], t.target[:cfg.n_calib],
+                           [asdict(e) for e in t.val[:cfg.n_val]], [asdict(e) for e in t.test[:cfg.n_test]]],
+                          sort_keys=True, default=str)
+        return hashlib.sha256(body.encode()).hexdigest()[:16]
+    return {"model": model_name, "experiment": _config_dict(cfg, sites, rsites),
             "tasks": [{"name": t.name, "n_calib": min(len(t.source), cfg.n_calib), "n_val": min(len(t.val), cfg.n_val),
-                       "n_test": min(len(t.test), cfg.n_test)} for t in tasks],
-            "model": getattr(model, "name_or_path", None), "seconds": time.time() - t0}
+                       "n_test": min(len(t.test), cfg.n_test), "prompts_sha256": digest(t)} for t in tasks]}
 
 
 def _collect_kwargs(cfg: ExperimentConfig) -> dict:
@@ -154,34 +260,10 @@ def _config_dict(cfg: ExperimentConfig, sites, rsites) -> dict:
     d = asdict(cfg)
     d.update({"sites": list(sites), "residual_sites": list(rsites), "lambdas": list(cfg.lambdas),
               "methods": list(cfg.methods)})
-    return d
-
-
-def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
-    """Per method: pooled accuracy over tasks with a Wilson interval, and the mean of per-task accuracies."""
-    out = {}
-    for m in methods:
-        mine = [r for r in rows if r["method"] == m]
-        if not mine:
-            continue
-        k, n = sum(r["correct"] for r in mine), sum(r["n"] for r in mine)
-        lo, hi = wilson_interval(k, n)
-        out[m] = {"accuracy": k / n, "ci_low": lo, "ci_high": hi, "n": n,
-                  "mean_task_accuracy": sum(r["accuracy"] for r in mine) / len(mine),
-                  "lambda": {r["task"]: r["lambda"] for r in mine}}
-    return out
+    return json.loads(json.dumps(d, default=str))
 
 
 def write_result(result: dict, folder: str) -> dict[str, str]:
-    """result.json, rows.csv and the two figure kinds (per-constraint radar, per-method bars)."""
-    os.makedirs(folder, exist_ok=True)
-    paths = {"json": os.path.join(folder, "result.json"), "csv": os.path.join(folder, "rows.csv"),
-             "radar": os.path.join(folder, "radar.png"), "bars": os.path.join(folder, "bars.png")}
-    with open(paths["json"] + ".tmp", "w") as f:
-        json.dump(result, f, indent=2, default=str)
-    os.replace(paths["json"] + ".tmp", paths["json"])
-    write_csv(paths["csv"], result["rows"],
-              columns=["method", "task", "accuracy", "ci_low", "ci_high", "n", "correct", "lambda"])
-    plot_radar(result["rows"], paths["radar"])
-    plot_bars(result["summary"], paths["bars"])
-    return paths
+    """result.json, rows.csv, summary.md and the figures (see `analyses.experiment_report.write_report`)."""
+    from .experiment_report import write_report
+    return write_report(result, folder)

@@ -1,10 +1,8 @@
-"""The paper's two figure kinds: per-constraint radar and per-method accuracy bars with intervals."""
+"""The protocol's figures: dot plots with 95% intervals (methods never hide each other as on a radar), with the
+damage beside the accuracy so that a method winning by breaking the text shows it."""
 from __future__ import annotations
 
-import math
-
 from .plotting import plt
-
 
 METHOD_LABELS = {"none": "No steering", "directional_ablation": "Directional Ablation", "mean_act": "Mean-ACT",
                  "actadd": "Activation Addition", "gaussian_ot": "Gaussian OT", "linear_act": "Linear-ACT",
@@ -16,35 +14,70 @@ def method_label(method: str) -> str:
     return METHOD_LABELS.get(method, method)
 
 
-def plot_radar(rows: list[dict], path: str) -> None:
-    tasks = sorted({r["task"] for r in rows})
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    acc = {(r["method"], r["task"]): r["accuracy"] for r in rows}
-    angles = [2 * math.pi * i / max(len(tasks), 1) for i in range(len(tasks))] + [0.0]
-    fig = plt.figure(figsize=(7, 7))
-    ax = fig.add_subplot(111, polar=True)
-    for m in methods:
-        vals = [100 * acc.get((m, t), 0.0) for t in tasks]
-        ax.plot(angles, vals + vals[:1], label=method_label(m), linewidth=1.5)
-    ax.set_xticks(angles[:-1])
-    ax.set_xticklabels([t.split(":")[-1] for t in tasks], fontsize=8)
-    ax.set_ylim(0, 100)
-    ax.legend(loc="upper right", bbox_to_anchor=(1.35, 1.1), fontsize=8)
-    ax.set_title("IFEval accuracy (%) per constraint")
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_bars(summary: dict, path: str) -> None:
-    methods = list(summary)
+def plot_methods(summary: dict, path: str, subtitle: str = "") -> str:
+    """Three panels sharing the method axis: accuracy (95% Wilson interval), mean NLL per token under the
+    unsteered model, share of degenerate texts. The unsteered accuracy is a dashed reference line."""
+    methods = list(summary)[::-1]              # first method on top
+    y = range(len(methods))
+    fig, axes = plt.subplots(1, 3, figsize=(11, 0.45 * len(methods) + 1.8), sharey=True,
+                             gridspec_kw={"width_ratios": [2.2, 1, 1]})
     acc = [100 * summary[m]["accuracy"] for m in methods]
-    err = [[100 * (summary[m]["accuracy"] - summary[m]["ci_low"]) for m in methods],
-           [100 * (summary[m]["ci_high"] - summary[m]["accuracy"]) for m in methods]]
-    fig, ax = plt.subplots(figsize=(1.2 * len(methods) + 2, 4))
-    ax.bar(range(len(methods)), acc, yerr=err, capsize=4, color="#4C72B0")
-    ax.set_xticks(range(len(methods)))
-    ax.set_xticklabels([method_label(m) for m in methods], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("accuracy (%) with 95% interval")
-    ax.set_ylim(0, 100)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    lo = [a - 100 * summary[m]["ci_low"] for a, m in zip(acc, methods)]
+    hi = [100 * summary[m]["ci_high"] - a for a, m in zip(acc, methods)]
+    axes[0].errorbar(acc, y, xerr=[lo, hi], fmt="o", color="#4C72B0", capsize=3)
+    if "none" in summary:
+        axes[0].axvline(100 * summary["none"]["accuracy"], color="grey", ls="--", lw=1, label="no steering")
+        axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].set_xlim(-2, 102)
+    axes[0].set_xlabel("strict IFEval accuracy (%), 95% Wilson interval")
+    nll = [summary[m]["nll"] for m in methods]
+    axes[1].plot([v if v is not None else float("nan") for v in nll], y, "o", color="#C44E52")
+    axes[1].set_xlabel("mean NLL / token\n(unsteered model, nats)")
+    axes[2].barh(list(y), [100 * summary[m]["degenerate"] for m in methods], color="#8172B2")
+    axes[2].set_xlim(0, 100)
+    axes[2].set_xlabel("degenerate texts (%)")
+    axes[0].set_yticks(list(y))
+    axes[0].set_yticklabels([method_label(m) for m in methods])
+    for ax in axes:
+        ax.grid(axis="x", alpha=0.3)
+    n = summary[next(iter(summary))]["n"]
+    fig.suptitle(f"Accuracy and damage per method (test prompts, n={n} pooled over tasks)\n{subtitle}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
+
+
+def plot_constraints(rows: list[dict], path: str, subtitle: str = "") -> str:
+    """One panel per constraint (grid), methods on the y axis, accuracy with its 95% interval; a hollow
+    marker is a method whose texts are mostly degenerate."""
+    tasks = list(dict.fromkeys(r["task"] for r in rows))
+    methods = list(dict.fromkeys(r["method"] for r in rows))[::-1]
+    cols = min(2, len(tasks))
+    nrows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(nrows, cols, figsize=(5.2 * cols, (0.4 * len(methods) + 1.4) * nrows), squeeze=False,
+                             sharex=True)
+    for ax, t in zip(axes.flat, tasks):
+        for i, m in enumerate(methods):
+            r = next((r for r in rows if r["task"] == t and r["method"] == m), None)
+            if r is None:
+                continue
+            a = 100 * r["accuracy"]
+            broken = (r.get("degenerate") or 0) >= 0.5
+            ax.errorbar([a], [i], xerr=[[a - 100 * r["ci_low"]], [100 * r["ci_high"] - a]], fmt="o", capsize=3,
+                        color="#C44E52" if broken else "#4C72B0", mfc="white" if broken else None)
+        ax.set_yticks(range(len(methods)))
+        ax.set_yticklabels([method_label(m) for m in methods], fontsize=8)
+        n = next(r["n"] for r in rows if r["task"] == t)
+        ax.set_title(f"{t} (n={n})", fontsize=9)
+        ax.set_xlim(-2, 102)
+        ax.grid(axis="x", alpha=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    for ax in axes[-1]:
+        ax.set_xlabel("strict accuracy (%), 95% interval")
+    fig.suptitle(f"Accuracy per constraint (hollow red: ≥ 50% degenerate texts)\n{subtitle}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

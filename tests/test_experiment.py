@@ -16,24 +16,89 @@ def _task(name, iid, kwargs):
     return Task(name, PLAIN[:4], [p + " please" for p in PLAIN[:4]], recs[:2], recs[2:])
 
 
+CFG = dict(lambdas=(0.5, 1.0), n_calib=4, n_val=2, n_test=3, batch_size=2, mc_num=4, mc_batch=4,
+           sampler=dict(gen_length=4, steps=4, block_length=4))
+
+
+def _tasks():
+    return [_task("no_comma", "punctuation:no_comma", {}), _task("lower", "change_case:english_lowercase", {})]
+
+
+class CountingGenerate:
+    """Counts the real `generate` calls of a model (the calls still run)."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls, self._orig = 0, model.generate
+
+        def generate(*a, **k):
+            self.calls += 1
+            return self._orig(*a, **k)
+        monkeypatch.setattr(model, "generate", generate)
+
+
 def test_runner_end_to_end(tiny_llada, tmp_path):
-    tasks = [_task("no_comma", "punctuation:no_comma", {}),
-             _task("lower", "change_case:english_lowercase", {})]
-    cfg = ExperimentConfig(lambdas=(0.5, 1.0), n_calib=4, n_val=2, n_test=3, batch_size=4,
-                           sampler=dict(gen_length=4, steps=4, block_length=4))
-    res = run_experiment(tiny_llada, tasks, cfg, progress=False)
+    cfg = ExperimentConfig(**CFG)
+    res = run_experiment(tiny_llada, _tasks(), cfg, progress=False, out=str(tmp_path / "run"))
     methods = {r["method"] for r in res["rows"]}
     assert methods == set(METHODS)
+    gens = [json.loads(l) for l in open(tmp_path / "run" / "generations.jsonl")]
+    # unsteered val + test, 6 methods x 2 lambdas on val, 6 methods on test; per task
+    assert len(gens) == 2 * (2 + 3 + 6 * 2 * 2 + 6 * 3)
+    for g in gens:
+        assert {"task", "split", "method", "lambda", "prompt", "text", "strict", "loose", "nll", "degenerate",
+                "reasons", "seed", "rank", "n_tokens"} <= set(g)
+        assert len(g["strict"]) == len(g["instructions"]) == 1 and g["rank"] == 0
+        assert g["degenerate"] == bool(g["reasons"])
+        assert g["nll"] is None or g["nll"] > 0
     for r in res["rows"]:
-        assert r["n"] == 3 and r["accuracy"] == r["correct"] / 3
+        mine = [g for g in gens if g["task"] == r["task"] and g["method"] == r["method"] and g["split"] == "test"]
+        assert r["n"] == 3 == len(mine) and r["correct"] == sum(g["follow_strict"] for g in mine)
         assert (r["ci_low"], r["ci_high"]) == wilson_interval(r["correct"], 3)
+        assert r["degenerate"] == sum(g["degenerate"] for g in mine) / 3
         if r["method"] != "none":
-            assert r["lambda"] in (0.5, 1.0)
+            assert r["lambda"] in (0.5, 1.0) and all(g["lambda"] == r["lambda"] for g in mine)
+            c = res["lambda_choice"][f"{r['task']}|{r['method']}"]
+            assert set(c["validation"]) == {"0.5", "1.0"}
     assert set(res["summary"]) == set(METHODS)
     assert res["config"]["lambdas"] == [0.5, 1.0] and res["config"]["seed"] == 0 and res["config"]["sites"]
-    paths = write_result(res, str(tmp_path))
+    paths = write_result(res, str(tmp_path / "run"))
     assert json.load(open(paths["json"]))["summary"]
-    assert all(os.path.getsize(paths[k]) > 1000 for k in ("radar", "bars"))
+    assert all(os.path.getsize(paths[k]) > 1000 for k in ("methods", "constraints"))
+    md = open(paths["md"]).read()
+    assert "mean NLL/token" in md and "degenerate" in md and "λ grid [0.5, 1.0]" in md and "worst" in md
+
+
+def test_resume_redoes_nothing_and_kill_midway(tiny_llada, tmp_path, monkeypatch):
+    out = str(tmp_path / "run")
+    cfg = ExperimentConfig(**{**CFG, "methods": ("none", "mean_act", "linear_act")})
+    first = run_experiment(tiny_llada, _tasks()[:1], cfg, progress=False, out=out)
+    write_result(first, out)
+    ref = open(os.path.join(out, "result.json")).read()
+    gens = open(os.path.join(out, "generations.jsonl")).read().splitlines(keepends=True)
+    counter = CountingGenerate(tiny_llada, monkeypatch)
+    again = run_experiment(tiny_llada, _tasks()[:1], cfg, progress=False, out=out)
+    assert counter.calls == 0
+    write_result(again, out)
+    assert open(os.path.join(out, "result.json")).read() == ref
+    # a kill midway: half the lines survive, the last one torn
+    half = len(gens) // 2
+    with open(os.path.join(out, "generations.jsonl"), "w") as f:
+        f.writelines(gens[:half])
+        f.write(gens[half][: len(gens[half]) // 2])
+    resumed = run_experiment(tiny_llada, _tasks()[:1], cfg, progress=False, out=out)
+    assert 0 < counter.calls < len(gens) // cfg.batch_size
+    write_result(resumed, out)
+    assert open(os.path.join(out, "result.json")).read() == ref
+    assert sorted(open(os.path.join(out, "generations.jsonl")).read().splitlines()) == sorted(l.rstrip("\n") for l in gens)
+
+
+def test_changed_config_refuses_to_mix(tiny_llada, tmp_path):
+    out = str(tmp_path / "run")
+    cfg = ExperimentConfig(**{**CFG, "methods": ("none",)})
+    run_experiment(tiny_llada, _tasks()[:1], cfg, progress=False, out=out)
+    with pytest.raises(ValueError, match=r"another config.*experiment\.seed: 0 -> 1"):
+        run_experiment(tiny_llada, _tasks()[:1], ExperimentConfig(**{**CFG, "methods": ("none",), "seed": 1}),
+                       progress=False, out=out)
 
 
 def test_runner_bad_input(tiny_llada):
