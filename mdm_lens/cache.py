@@ -8,18 +8,12 @@ from typing import Callable, Iterable, Union
 import torch
 from jaxtyping import Float
 
+from .activation_cache import ActivationCache, owned
 from .context import StepContext, check_scope
 from .safefile import open_safetensors, reading, save_safetensors_atomic
 
 StepFilter = Union[None, Iterable[int], Callable[[StepContext], bool]]
 Reducer = Union[None, str, Callable[[torch.Tensor, StepContext], torch.Tensor]]
-
-
-class ActivationCache(dict):
-    """Site name -> activation of one forward pass (a dict, with a friendlier KeyError)."""
-
-    def __missing__(self, key):
-        raise KeyError(f"{key!r} was not cached; cached sites: {sorted(self)[:8]}...")
 
 
 def masked_mean(act: Float[torch.Tensor, "batch pos d"], mask: torch.Tensor) -> Float[torch.Tensor, "batch d"]:
@@ -33,12 +27,16 @@ class StepCache:
 
     `reduce="mean"` pools inside the hook over the `scope` positions, so memory is `[batch, d]` per
     (site, step) however long the sequence; `reduce=None` keeps `[batch, pos, d]`. Plain forwards are
-    recorded under step None. Only the generation's own rows (`ctx.main_rows`) are kept.
+    recorded under step None. Only the generation's own rows (`ctx.main_rows`) are kept, only the `steps`
+    chosen, on `device`. `at(step)` is that step's `ActivationCache` (TransformerLens' methods work on it when
+    the residual and norm-scale sites were cached unreduced); keys may be aliases or `(name, layer)` tuples.
     """
 
     def __init__(self, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
-                 scope: str = "all", device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
-        self.names = list(names)
+                 scope: str = "all", device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
+                 model=None):
+        self.model = model              # for aliases, sizes and weights in `at(step)`; None after `load`
+        self.names = list(dict.fromkeys(model.site(n).name for n in names) if model is not None else names)
         if not self.names:
             raise ValueError("StepCache needs at least one site name")
         check_scope(scope)
@@ -66,7 +64,7 @@ class StepCache:
         elif callable(self.reduce):
             val = self.reduce(rows, ctx)
         else:
-            val = rows.detach()
+            val = owned(rows, ctx)
         self.store[(ctx.site, ctx.step)] = val.detach().to(self.device, self.dtype or val.dtype)
         self.t[ctx.step] = ctx.t
         return None
@@ -78,19 +76,45 @@ class StepCache:
     def steps(self) -> list:
         return sorted({s for _, s in self.store}, key=lambda s: -1 if s is None else s)
 
+    def _key(self, key) -> tuple[str, int | None]:
+        if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str)):
+            raise KeyError(f"StepCache keys are (site, step) pairs, e.g. cache['blocks.0.hook_resid_post', 3]; "
+                           f"got {key!r} (for TransformerLens-style keys use cache.at(step)[...])")
+        name, step = key
+        if self.model is not None and (name, step) not in self.store:
+            try:
+                name = self.model.site(name).name
+            except KeyError:
+                pass
+        return name, step
+
     def __getitem__(self, key: tuple[str, int | None]) -> torch.Tensor:
-        if key not in self.store:
+        k = self._key(key)
+        if k not in self.store:
             raise KeyError(f"nothing cached for {key!r}; sites {self.names}, steps {self.steps[:10]}...")
-        return self.store[key]
+        return self.store[k]
 
     def __contains__(self, key) -> bool:
-        return key in self.store
+        try:
+            return self._key(key) in self.store
+        except KeyError:
+            return False
+
+    def at(self, step: int | None, model=None) -> ActivationCache:
+        """The activations of one step (None: a plain forward) as an `ActivationCache`; `model` (default: the
+        one that filled the cache) gives it sizes, aliases and weights for the TransformerLens methods."""
+        data = {name: t for (name, s), t in self.store.items() if s == step}
+        if not data:
+            raise KeyError(f"nothing cached at step {step!r}; cached steps: {self.steps[:20]}")
+        return ActivationCache(data, model=model if model is not None else self.model)
 
     def __len__(self) -> int:
         return len(self.store)
 
     def stack(self, name: str) -> torch.Tensor:
-        """`[n_steps, ...]` in step order, for one site."""
+        """`[n_steps, ...]` in step order, for one site (an alias names its site)."""
+        if self.model is not None and name not in self.names:
+            name = self._key((name, None))[0]
         steps = [s for s in self.steps if (name, s) in self.store]
         if not steps:
             raise KeyError(f"nothing cached for site {name!r}")

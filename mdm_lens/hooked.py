@@ -2,18 +2,20 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import torch
 from jaxtyping import Float, Int
 from torch import nn
 
-from .cache import ActivationCache, Reducer, StepCache, StepFilter
+from .cache import Reducer, StepCache, StepFilter
 from .context import StepContext
 from .families.base import FamilySpec, Site
 from .hooking import HookSpec, attach_hooks
 from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
+from .tl_conveniences import TLConveniences
 
 # Augmenter: (input_ids, attention_mask, position_ids, step_info) -> extra (ids, mask) rows to run in the same
 # batch, or None; step_info is the sampler's StepInfo (None in a plain forward).
@@ -29,11 +31,12 @@ class MaskedBatch(NamedTuple):
     prompt_length: int
 
 
-class HookedMDM(nn.Module):
+class HookedMDM(TLConveniences, nn.Module):
     """Wraps a native masked diffusion model: canonical sites, step context, samplers, caches.
 
     With no hook attached the forward is the bare model's plus a flag check, so an unhooked
-    generation runs at native speed.
+    generation runs at native speed. TransformerLens' conveniences (cfg, W_U, to_tokens, run_with_cache,
+    run_with_hooks, ...) come from `TLConveniences`; site names are TL's, aliases included (`mdm_lens.sites`).
     """
 
     def __init__(self, model: nn.Module, spec: FamilySpec, tokenizer=None, config: dict | None = None,
@@ -77,6 +80,7 @@ class HookedMDM(nn.Module):
     # ------------------------------------------------------------------ sites
     @property
     def hook_names(self) -> list[str]:
+        """The canonical site names (aliases: `all_hook_names`)."""
         return list(self.sites)
 
     @property
@@ -84,10 +88,10 @@ class HookedMDM(nn.Module):
         return 1 + max((s.layer for s in self.sites.values() if s.layer is not None), default=-1)
 
     def site(self, name: str) -> Site:
-        try:
-            return self.sites[name]
-        except KeyError:
-            raise unknown_site_error(name, self.hook_names) from None
+        site = self.sites.get(name) or self.sites.get(self.canonical_name(name))
+        if site is None:
+            raise unknown_site_error(name, self.all_hook_names)
+        return site
 
     def site_names(self, roles: Iterable[str], layers: Iterable[int] | None = None) -> list[str]:
         """Names of the sites with these roles (`mdm_lens.sites`: resid_post, mlp_out, embed, ...), layer by
@@ -132,13 +136,18 @@ class HookedMDM(nn.Module):
 
     @contextmanager
     def hooks(self, spec: HookSpec) -> Iterator["HookedMDM"]:
-        """`with model.hooks({site: fn})`: fn(act, ctx) -> replacement or None; removed on exit, always."""
-        with attach_hooks(self.model, spec, self._current_ctx, self.site):
+        """`with model.hooks({site: fn})`: fn(act, ctx) -> replacement or None; removed on exit, always. A site may
+        be named by an alias; `ctx.site` is then the name as given."""
+        with attach_hooks(self.model, spec, self._current_ctx, self._as_named):
             self._n_hooks += 1
             try:
                 yield self
             finally:
                 self._n_hooks -= 1
+
+    def _as_named(self, name: str) -> Site:
+        site = self.site(name)
+        return site if site.name == name else replace(site, name=name)
 
     @contextmanager
     def augment_batch(self, fn: Augmenter) -> Iterator[None]:
@@ -166,6 +175,9 @@ class HookedMDM(nn.Module):
     def forward(self, input_ids: Int[torch.Tensor, "batch pos"], attention_mask: torch.Tensor | None = None,
                 position_ids: torch.Tensor | None = None, prompt_length: int | None = None
                 ) -> Float[torch.Tensor, "batch pos vocab"]:
+        if not isinstance(input_ids, torch.Tensor):        # text or texts, as TL's forward takes them
+            input_ids, mask = self._encode(input_ids)
+            attention_mask = mask if attention_mask is None else attention_mask
         main = input_ids.shape[0]
         if self._augmenters:
             input_ids, attention_mask, position_ids = self._augment(input_ids, attention_mask, position_ids)
@@ -207,19 +219,6 @@ class HookedMDM(nn.Module):
         return torch.cat([ids, ex_ids]), (None if all_ones and mask is None else new_mask), pos
 
     # ------------------------------------------------------------------ caching
-    def run_with_cache(self, input_ids: torch.Tensor, names: Iterable[str] | None = None,
-                       attention_mask: torch.Tensor | None = None, prompt_length: int | None = None,
-                       ) -> tuple[torch.Tensor, ActivationCache]:
-        """One forward; returns logits and the activations of `names` (all sites by default)."""
-        names = list(self.hook_names if names is None else names)
-        cache = ActivationCache()
-
-        def keep(act, ctx):
-            cache[ctx.site] = act.detach()
-        with torch.no_grad(), self.hooks({n: keep for n in names}):
-            logits = self(input_ids.to(self.input_device), attention_mask=attention_mask, prompt_length=prompt_length)
-        return logits, cache
-
     @contextmanager
     def cache_steps(self, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
                     scope: str = "all", device: str | torch.device = "cpu", dtype: torch.dtype | None = None
@@ -228,7 +227,7 @@ class HookedMDM(nn.Module):
         names = list(names)
         for n in names:
             self.site(n)
-        cache = StepCache(names, steps=steps, reduce=reduce, scope=scope, device=device, dtype=dtype)
+        cache = StepCache(names, steps=steps, reduce=reduce, scope=scope, device=device, dtype=dtype, model=self)
         with self.hooks(cache.hook_fns()):
             yield cache
 

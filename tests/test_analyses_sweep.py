@@ -67,7 +67,7 @@ def test_bad_arguments_name_the_valid_words(tiny_llada):
 
 def test_sweep_sites_come_from_the_role_table(tiny_llada):
     sites = sweep_sites(tiny_llada, ["resid_post", "mlp_out"])
-    assert sites == ["blocks.0.mlp.hook_out", "blocks.0.hook_resid_post", "blocks.1.mlp.hook_out",
+    assert sites == ["blocks.0.hook_mlp_out", "blocks.0.hook_resid_post", "blocks.1.hook_mlp_out",
                      "blocks.1.hook_resid_post"]
     assert [tiny_llada.site(s).role for s in sites] == ["mlp_out", "resid_post"] * 2
-    assert sweep_sites(tiny_llada, ["attn_out"], layers=[1]) == ["blocks.1.attn.hook_out"]
+    assert sweep_sites(tiny_llada, ["attn_out"], layers=[1]) == ["blocks.1.hook_attn_out"]

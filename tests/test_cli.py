@@ -16,8 +16,9 @@ def test_sites_lists_canonical_names(saved_tiny, capsys):
     assert main(["sites", "--model", saved_tiny]) == 0
     lines = capsys.readouterr().out.splitlines()
     names = [line.split("\t")[0] for line in lines]
-    assert "blocks.1.mlp.hook_out" in names and "hook_logits" in names
-    assert len(names) == 2 + 1 + 2 * 8
+    assert "blocks.1.hook_mlp_out" in names and "hook_logits" in names
+    # token ids, embeddings, final scale / normalized / output, logits; 15 sites per block (mdm_lens.sites)
+    assert len(names) == len(set(names)) == 6 + 2 * 15
 
 
 def test_generate_prints_json_lines(saved_tiny, capsys):

@@ -151,10 +151,10 @@ def test_sites_resolve_with_right_width(family):
     sites = spec.build_sites(model)
     n_layers = 1 + max(s.layer for s in sites if s.layer is not None)
     names = [s.name for s in sites]
-    assert len(names) == len(set(names)) == 3 + 8 * n_layers
-    for layer in range(n_layers):
-        for suffix in ("hook_resid_pre", "attn.hook_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_pre_linear",
-                       "mlp.hook_post", "mlp.hook_out", "hook_resid_post"):
+    assert len(names) == len(set(names))
+    for layer in range(n_layers):          # every family has the steering roles (mdm_lens.sites.LAYER_ROLES)
+        for suffix in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_pre_linear",
+                       "mlp.hook_post", "hook_mlp_out", "hook_resid_post"):
             assert f"blocks.{layer}.{suffix}" in names
     modules = dict(model.named_modules())
     for s in sites:
@@ -162,8 +162,10 @@ def test_sites_resolve_with_right_width(family):
         if s.linear is not None:
             assert isinstance(modules[s.linear], (nn.Linear, nn.Embedding)), s
     acts = _capture(model, sites, torch.randint(3, 250, (2, 12)))
-    for s in sites:
-        assert acts[s.name].shape[-1] == s.width, (s.name, acts[s.name].shape, s.width)
+    for s in sites:           # the sizes of Site.shape (ints) are the tensor's; width is its last size
+        got = tuple(acts[s.name].shape)
+        assert len(got) == len(s.shape) and all(g == w for g, w in zip(got, s.shape) if isinstance(w, int)), (s, got)
+        assert s.width == (got[-1] if isinstance(s.shape[-1], int) else 0), (s.name, got, s.width)
     if spec.residual_writers is not None:
         for path in spec.residual_writers(model):
             assert isinstance(modules[path], (nn.Linear, nn.Embedding))
@@ -176,8 +178,8 @@ def test_site_tensors_are_what_they_claim():
         model = build_random_model(tiny_config(family))
         acts = _capture(model, FAMILIES[family].build_sites(model), torch.randint(0, 250, (1, 7)))
         b = "blocks.1."
-        torch.testing.assert_close(acts[b + "hook_resid_mid"], acts[b + "hook_resid_pre"] + acts[b + "attn.hook_out"])
-        torch.testing.assert_close(acts[b + "hook_resid_post"], acts[b + "hook_resid_mid"] + acts[b + "mlp.hook_out"])
+        torch.testing.assert_close(acts[b + "hook_resid_mid"], acts[b + "hook_resid_pre"] + acts[b + "hook_attn_out"])
+        torch.testing.assert_close(acts[b + "hook_resid_post"], acts[b + "hook_resid_mid"] + acts[b + "hook_mlp_out"])
         torch.testing.assert_close(acts[b + "mlp.hook_post"],
                                    torch.nn.functional.silu(acts[b + "mlp.hook_pre"]) * acts[b + "mlp.hook_pre_linear"])
         torch.testing.assert_close(acts["blocks.0.hook_resid_pre"], acts["hook_embed"])

@@ -6,7 +6,8 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import nn
 
-from ..sites import LAYER_ROLES, get_act_name
+from ..hook_points import HookPoint
+from ..sites import HEAD_ORDER, LAYER_ORDER, ROLES, TAIL_ORDER, aliases_of, get_act_name
 from .base import Site
 
 
@@ -14,6 +15,9 @@ class RMSNorm(nn.Module):
     """RMSNorm as LLaDA and Dream both write it: normalise in float32, cast back, then scale.
 
     The cast back happens *before* the weight multiply (both references do so), which matters in bf16.
+    Two parameter-free HookPoints carry TransformerLens' norm tensors: `hook_scale` = sqrt(mean(x^2) + eps)
+    `[*batch, 1]` in float32, `hook_normalized` = x / scale WITHOUT the weight. The multiply keeps the
+    reference's `x * rsqrt(.)` (logits bit-equal) unless a hook replaces the scale; then it divides by it.
     """
 
     def __init__(self, size: int, eps: float, bias: bool = False):
@@ -21,12 +25,17 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(size))
         self.bias = nn.Parameter(torch.zeros(size)) if bias else None
+        self.hook_scale = HookPoint()
+        self.hook_normalized = HookPoint()
 
     def forward(self, x: Float[torch.Tensor, "*batch d"]) -> Float[torch.Tensor, "*batch d"]:
         dtype = x.dtype
         h = x.float()
-        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
-        h = self.weight * h.to(dtype)
+        var = h.pow(2).mean(-1, keepdim=True) + self.eps
+        scale = var.sqrt()
+        new = self.hook_scale(scale)
+        h = h * torch.rsqrt(var) if new is scale else h / new
+        h = self.weight * self.hook_normalized(h.to(dtype))
         return h + self.bias if self.bias is not None else h
 
 
@@ -59,21 +68,31 @@ def attend(q: Float[torch.Tensor, "b h p hd"], k: Float[torch.Tensor, "b kv p hd
     return out.transpose(1, 2).reshape(b, p, h * hd)
 
 
-def standard_sites(n_layers: int, d_model: int, d_mlp: int, d_vocab: int, *, embed: str, block: str,
-                   rel: dict[str, str], ln_final: str, logits: str, logits_linear: str | None) -> list[Site]:
-    """The canonical site table. `block` is a template with `{l}`; `rel` maps each per-layer role
-    (`mdm_lens.sites.LAYER_ROLES`) to its module path relative to the block; nn.Linear writers are marked
-    as `linear`."""
-    linear_roles = {"attn_out", "mlp_pre", "mlp_pre_linear", "mlp_out"}
-    width = {"resid_pre": d_model, "attn_out": d_model, "resid_mid": d_model, "mlp_pre": d_mlp,
-             "mlp_pre_linear": d_mlp, "mlp_post": d_mlp, "mlp_out": d_model, "resid_post": d_model}
-    sites = [Site(get_act_name("embed"), embed, "output", None, d_model, embed, "embed")]
-    for layer in range(n_layers):
-        base = block.format(l=layer)
-        for role in LAYER_ROLES:
-            path = f"{base}.{rel[role]}"
-            sites.append(Site(get_act_name(role, layer), path, "output", layer, width[role],
-                              path if role in linear_roles else None, role))
-    sites.append(Site(get_act_name("ln_final"), ln_final, "output", None, d_model, None, "ln_final"))
-    sites.append(Site(get_act_name("logits"), logits, "output", None, d_vocab, logits_linear, "logits"))
-    return sites
+def site_table(dims: dict, paths: dict[str, str | tuple[str, str]], linears: dict[str, str] | None = None
+               ) -> list[Site]:
+    """The canonical site table of a model: `paths` maps each role it has (`mdm_lens.sites.ROLES`) to the module
+    whose output carries the tensor (`{l}` = layer), or to `(path, "input")` for a module's first input;
+    `linears` maps roles to the nn.Linear / nn.Embedding writing them (`{l}` too). `dims` is the family's
+    `FamilySpec.dims(model)` (sizes resolve each role's dims into `Site.shape`). Order: embeddings, then per
+    layer as the forward computes, then the final norm and logits; names, aliases and shapes come from ROLES."""
+    unknown = sorted(set(paths) - set(ROLES))
+    if unknown:
+        raise ValueError(f"site roles {unknown} are not in mdm_lens.sites.ROLES; add them there first")
+    linears = linears or {}
+    n = dims["n_layers"]
+    sizes = {k: dims[k] for k in ("d_model", "d_mlp", "n_heads", "d_head", "d_vocab")}
+    sizes.update(one=1, n_kv_heads=dims.get("n_kv_heads") or dims["n_heads"])
+    present = set(paths)
+
+    def make(role: str, layer: int | None) -> Site:
+        where = paths[role]
+        path, kind = (where, "output") if isinstance(where, str) else where
+        shape = tuple(sizes.get(d, d) for d in ROLES[role].dims)
+        lin = linears.get(role)
+        return Site(get_act_name(role, layer), path.format(l=layer), kind, layer,
+                    shape[-1] if isinstance(shape[-1], int) else 0,
+                    lin.format(l=layer) if lin else None, role, aliases_of(role, layer, n, present), shape)
+
+    sites = [make(r, None) for r in HEAD_ORDER if r in paths]
+    sites += [make(r, layer) for layer in range(n) for r in LAYER_ORDER if r in paths]
+    return sites + [make(r, None) for r in TAIL_ORDER if r in paths]

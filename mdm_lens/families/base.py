@@ -15,8 +15,9 @@ class Site:
 
     `linear` names the nn.Linear / nn.Embedding whose output *is* this tensor (None when no single
     layer writes it); folding an affine map into that layer's weights is then exact. `role` is the
-    kind of tensor (a key of `mdm_lens.sites.LAYER_ROLES` / `GLOBAL_ROLES`), so code can ask for
-    "every mlp_out" without parsing names.
+    kind of tensor (a key of `mdm_lens.sites.ROLES`), so code can ask for "every mlp_out" without parsing
+    names. `aliases` are other names of the same tensor (TL-bridge component names: a hook on one is a
+    hook on this site); `shape` its layout: ints for this model's sizes, strings for batch / pos / query / key.
     """
 
     name: str
@@ -26,6 +27,8 @@ class Site:
     width: int = 0
     linear: str | None = None
     role: str = ""          # resid_pre, attn_out, mlp_pre, ...: `get_act_name(role, layer) == name`
+    aliases: tuple[str, ...] = ()
+    shape: tuple[int | str, ...] = ()
 
 
 @dataclass
@@ -42,6 +45,9 @@ class FamilySpec:
     build_sites: Callable[[nn.Module], list[Site]] | None = None
     # layers whose weights write into the residual stream, for folding directional ablation
     residual_writers: Callable[[nn.Module], list[str]] | None = None
+    # sizes in TransformerLens' words (n_layers, d_model, n_heads, n_kv_heads, d_head, d_mlp, d_vocab, n_ctx,
+    # eps, embed / unembed parameter names): `HookedMDM.cfg`, site shapes
+    dims: Callable[[nn.Module], dict[str, Any]] | None = None
 
     @property
     def length_key(self) -> str:

@@ -18,12 +18,11 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import nn
 
 from ..hook_points import HookPoint
-from ._layers import RMSNorm, apply_rope, attend, rope_angles, standard_sites
+from ._layers import RMSNorm, apply_rope, attend, rope_angles, site_table
 from .base import FamilySpec, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
@@ -100,10 +99,11 @@ class DreamMLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+        self.act_fn = nn.SiLU()          # parameter-free, as the hub's ACT2FN module: names the activation
         self.hook_post = HookPoint()
 
     def forward(self, h: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p d"]:
-        return self.down_proj(self.hook_post(F.silu(self.gate_proj(h)) * self.up_proj(h)))
+        return self.down_proj(self.hook_post(self.act_fn(self.gate_proj(h)) * self.up_proj(h)))
 
 
 class DreamDecoderLayer(nn.Module):
@@ -124,12 +124,23 @@ class DreamDecoderLayer(nn.Module):
         return self.hook_resid_post(x + self.mlp(self.post_attention_layernorm(x)))
 
 
+class DreamRotaryHooks(nn.Module):
+    """Where the hub's `rotary_emb` sits (its inv_freq is a non-persistent buffer, so no key is lost): names the
+    cos / sin tables `[batch or 1, pos, head_dim]` as TransformerLens' Dream adapter does."""
+
+    def __init__(self):
+        super().__init__()
+        self.hook_cos = HookPoint()
+        self.hook_sin = HookPoint()
+
+
 class DreamBaseModel(nn.Module):
     def __init__(self, cfg: DreamConfig):
         super().__init__()
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DreamDecoderLayer(cfg) for _ in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.rotary_emb = DreamRotaryHooks()
 
 
 class DreamModel(nn.Module):
@@ -193,7 +204,8 @@ class DreamModel(nn.Module):
         if position_ids is None:
             position_ids = torch.arange(p, device=x.device)[None]
         ang = rope_angles(position_ids.to(x.device), self.cfg.head_dim, self.cfg.rope_theta)[:, None]
-        cos, sin = ang.cos(), ang.sin()
+        rot = self.model.rotary_emb
+        cos, sin = rot.hook_cos(ang.cos()[:, 0])[:, None], rot.hook_sin(ang.sin()[:, 0])[:, None]
         if kvs is None:
             for layer in self.model.layers:
                 x = layer(x, cos, sin, mask)
@@ -207,14 +219,34 @@ def build_model(config: dict) -> DreamModel:
     return DreamModel(DreamConfig.from_dict(config))
 
 
-def build_sites(model: nn.Module) -> list[Site]:
+def dims(model: nn.Module) -> dict[str, Any]:
+    """Sizes in TransformerLens' words (its Dream adapter's cfg)."""
     cfg: DreamConfig = model.cfg
-    rel = {"resid_pre": "hook_resid_pre", "attn_out": "self_attn.o_proj", "resid_mid": "hook_resid_mid",
-           "mlp_pre": "mlp.gate_proj", "mlp_pre_linear": "mlp.up_proj", "mlp_post": "mlp.hook_post",
-           "mlp_out": "mlp.down_proj", "resid_post": "hook_resid_post"}
-    return standard_sites(cfg.num_hidden_layers, cfg.hidden_size, cfg.intermediate_size, cfg.vocab_size,
-                          embed="model.embed_tokens", block="model.layers.{l}", rel=rel, ln_final="model.norm",
-                          logits="hook_logits", logits_linear=None if cfg.tie_word_embeddings else "lm_head")
+    return {"n_layers": cfg.num_hidden_layers, "d_model": cfg.hidden_size, "n_heads": cfg.num_attention_heads,
+            "d_head": cfg.head_dim, "n_kv_heads": cfg.num_key_value_heads, "d_mlp": cfg.intermediate_size,
+            "d_vocab": cfg.vocab_size, "n_ctx": cfg.max_position_embeddings, "eps": cfg.rms_norm_eps,
+            "embed_weight": "model.embed_tokens.weight",
+            "unembed_weight": "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"}
+
+
+def build_sites(model: nn.Module) -> list[Site]:
+    b = "model.layers.{l}"
+    paths = {"embed_in": ("model.embed_tokens", "input"), "embed": "model.embed_tokens",
+             "rot_cos": "model.rotary_emb.hook_cos", "rot_sin": "model.rotary_emb.hook_sin",
+             "resid_pre": f"{b}.hook_resid_pre", "ln1_scale": f"{b}.input_layernorm.hook_scale",
+             "ln1_normalized": f"{b}.input_layernorm.hook_normalized", "ln1_out": f"{b}.input_layernorm",
+             "attn_out": f"{b}.self_attn.o_proj", "resid_mid": f"{b}.hook_resid_mid",
+             "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
+             "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",
+             "ln2_out": f"{b}.post_attention_layernorm", "mlp_pre": f"{b}.mlp.gate_proj",
+             "mlp_pre_linear": f"{b}.mlp.up_proj", "mlp_act": f"{b}.mlp.act_fn", "mlp_post": f"{b}.mlp.hook_post",
+             "mlp_out": f"{b}.mlp.down_proj", "resid_post": f"{b}.hook_resid_post", "scale": "model.norm.hook_scale",
+             "normalized": "model.norm.hook_normalized", "ln_final": "model.norm", "logits": "hook_logits"}
+    linears = {"embed": "model.embed_tokens", "attn_out": f"{b}.self_attn.o_proj", "mlp_pre": f"{b}.mlp.gate_proj",
+               "mlp_pre_linear": f"{b}.mlp.up_proj", "mlp_out": f"{b}.mlp.down_proj"}
+    if not model.cfg.tie_word_embeddings:
+        linears["logits"] = "lm_head"
+    return site_table(dims(model), paths, linears)
 
 
 def residual_writers(model: nn.Module) -> list[str]:
@@ -239,4 +271,5 @@ SPEC = FamilySpec(
     logits_shift=True,
     build_sites=build_sites,
     residual_writers=residual_writers,
+    dims=dims,
 )

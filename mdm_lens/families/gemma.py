@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import nn
 
-from ..sites import get_act_name
+from ._layers import site_table
 from .base import FamilySpec, Site
 
 try:
@@ -74,25 +74,34 @@ def from_pretrained(folder: str, dtype: torch.dtype | None, device: Any, device_
     return model.to(device) if device is not None and device_map is None else model
 
 
-def build_sites(model: nn.Module) -> list[Site]:
+def _global(tc, name: str):
+    """A text-config field, or None where transformers calls it per-layer (heterogeneous Gemma-4 layers)."""
+    try:
+        return getattr(tc, name, None)
+    except Exception:  # noqa: BLE001 - AmbiguousGlobalPerLayerAttributeError and kin
+        return None
+
+
+def dims(model: nn.Module) -> dict[str, Any]:
+    """Sizes of the text decoder in TransformerLens' words (None where the layers differ)."""
     tc = model.config.text_config
-    d, d_mlp = tc.hidden_size, tc.intermediate_size
-    sites = [Site(get_act_name("embed"), "model.decoder.embed_tokens", "output", None, d, None, "embed")]
-    for layer in range(tc.num_hidden_layers):
-        blk = f"model.decoder.layers.{layer}"
-        rows = [("resid_pre", blk, "input", d, None),
-                ("attn_out", f"{blk}.self_attn.o_proj", "output", d, f"{blk}.self_attn.o_proj"),
-                ("resid_mid", f"{blk}.pre_feedforward_layernorm", "input", d, None),
-                ("mlp_pre", f"{blk}.mlp.gate_proj", "output", d_mlp, f"{blk}.mlp.gate_proj"),
-                ("mlp_pre_linear", f"{blk}.mlp.up_proj", "output", d_mlp, f"{blk}.mlp.up_proj"),
-                ("mlp_post", f"{blk}.mlp.down_proj", "input", d_mlp, None),
-                ("mlp_out", f"{blk}.mlp.down_proj", "output", d, f"{blk}.mlp.down_proj"),
-                ("resid_post", blk, "output", d, None)]
-        sites += [Site(get_act_name(role, layer), path, kind, layer, w, lin, role) for role, path, kind, w, lin in rows]
-    sites.append(Site(get_act_name("ln_final"), "model.decoder.norm", "output", None, d, None, "ln_final"))
-    # lm_head output *before* the tanh soft-cap; lm_head is tied to the embeddings, so no folding target
-    sites.append(Site(get_act_name("logits"), "lm_head", "output", None, tc.vocab_size, None, "logits"))
-    return sites
+    return {"n_layers": tc.num_hidden_layers, "d_model": tc.hidden_size, "n_heads": _global(tc, "num_attention_heads"),
+            "d_head": _global(tc, "head_dim"), "n_kv_heads": _global(tc, "num_key_value_heads"),
+            "d_mlp": _global(tc, "intermediate_size"), "d_vocab": tc.vocab_size,
+            "n_ctx": _global(tc, "max_position_embeddings"), "eps": _global(tc, "rms_norm_eps"),
+            "embed_weight": "model.decoder.embed_tokens.weight", "unembed_weight": "lm_head.weight"}
+
+
+def build_sites(model: nn.Module) -> list[Site]:
+    b = "model.decoder.layers.{l}"
+    paths = {"embed": "model.decoder.embed_tokens", "resid_pre": (b, "input"), "attn_out": f"{b}.self_attn.o_proj",
+             "resid_mid": (f"{b}.pre_feedforward_layernorm", "input"), "mlp_pre": f"{b}.mlp.gate_proj",
+             "mlp_pre_linear": f"{b}.mlp.up_proj", "mlp_post": (f"{b}.mlp.down_proj", "input"),
+             "mlp_out": f"{b}.mlp.down_proj", "resid_post": b, "ln_final": "model.decoder.norm",
+             # lm_head output *before* the tanh soft-cap; lm_head is tied to the embeddings: no folding target
+             "logits": "lm_head"}
+    linears = {r: paths[r] for r in ("attn_out", "mlp_pre", "mlp_pre_linear", "mlp_out")}
+    return site_table(dims(model), paths, linears)
 
 
 # transformers' DiffusionGemmaGenerationConfig._get_default_generation_params (models/diffusion_gemma/
@@ -110,4 +119,5 @@ SPEC = FamilySpec(
     logits_shift=False,
     build_sites=build_sites,
     residual_writers=None,
+    dims=dims,
 )

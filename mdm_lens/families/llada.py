@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from ..hook_points import HookPoint
-from ._layers import RMSNorm, apply_rope, attend, rope_angles, standard_sites
+from ._layers import RMSNorm, apply_rope, attend, rope_angles, site_table
 from .base import FamilySpec, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
@@ -249,15 +249,33 @@ def build_model(config: dict) -> LLaDAModelLM:
     return LLaDAModelLM(LLaDAConfig.from_dict(config))
 
 
-def build_sites(model: nn.Module) -> list[Site]:
+def dims(model: nn.Module) -> dict[str, Any]:
+    """Sizes in TransformerLens' words (its LLaDA adapter's cfg: n_kv_heads None when every head has its own)."""
     cfg: LLaDAConfig = model.cfg
     t = "model.transformer"
-    rel = {"resid_pre": "hook_resid_pre", "attn_out": "attn_out", "resid_mid": "hook_resid_mid",
-           "mlp_pre": "ff_proj", "mlp_pre_linear": "up_proj", "mlp_post": "hook_mlp_post",
-           "mlp_out": "ff_out", "resid_post": "hook_resid_post"}
-    return standard_sites(cfg.n_layers, cfg.d_model, cfg.hidden, cfg.n_embed, embed=f"{t}.wte",
-                          block=t + ".blocks.{l}", rel=rel, ln_final=f"{t}.ln_f", logits="hook_logits",
-                          logits_linear=None if cfg.weight_tying else f"{t}.ff_out")
+    return {"n_layers": cfg.n_layers, "d_model": cfg.d_model, "n_heads": cfg.n_heads, "d_head": cfg.head_dim,
+            "n_kv_heads": None if cfg.kv_heads == cfg.n_heads else cfg.kv_heads, "d_mlp": cfg.hidden,
+            "d_vocab": cfg.n_embed, "n_ctx": cfg.max_sequence_length, "eps": cfg.rms_norm_eps,
+            "embed_weight": f"{t}.wte.weight",
+            "unembed_weight": f"{t}.wte.weight" if cfg.weight_tying else f"{t}.ff_out.weight"}
+
+
+def build_sites(model: nn.Module) -> list[Site]:
+    t, b = "model.transformer", "model.transformer.blocks.{l}"
+    paths = {"embed_in": (f"{t}.wte", "input"), "embed": f"{t}.wte",
+             "resid_pre": f"{b}.hook_resid_pre", "ln1_scale": f"{b}.attn_norm.hook_scale",
+             "ln1_normalized": f"{b}.attn_norm.hook_normalized", "ln1_out": f"{b}.attn_norm",
+             "attn_out": f"{b}.attn_out", "resid_mid": f"{b}.hook_resid_mid",
+             "ln2_scale": f"{b}.ff_norm.hook_scale", "ln2_normalized": f"{b}.ff_norm.hook_normalized",
+             "ln2_out": f"{b}.ff_norm", "mlp_pre": f"{b}.ff_proj", "mlp_pre_linear": f"{b}.up_proj",
+             "mlp_act": f"{b}.act", "mlp_post": f"{b}.hook_mlp_post", "mlp_out": f"{b}.ff_out",
+             "resid_post": f"{b}.hook_resid_post", "scale": f"{t}.ln_f.hook_scale",
+             "normalized": f"{t}.ln_f.hook_normalized", "ln_final": f"{t}.ln_f", "logits": "hook_logits"}
+    linears = {"embed": f"{t}.wte", "attn_out": f"{b}.attn_out", "mlp_pre": f"{b}.ff_proj",
+               "mlp_pre_linear": f"{b}.up_proj", "mlp_out": f"{b}.ff_out"}
+    if not model.cfg.weight_tying:
+        linears["logits"] = f"{t}.ff_out"
+    return site_table(dims(model), paths, linears)
 
 
 def residual_writers(model: nn.Module) -> list[str]:
@@ -284,4 +302,5 @@ SPEC = FamilySpec(
     logits_shift=False,
     build_sites=build_sites,
     residual_writers=residual_writers,
+    dims=dims,
 )
