@@ -16,14 +16,13 @@ from .plan import Plan
 
 
 def linear_act_everywhere(model, seed: int = 0) -> Plan:
-    """Linear-ACT on mlp.hook_pre + mlp.hook_out of every layer, fitted on random activations."""
+    """Linear-ACT on mlp_pre + mlp_out of every layer, fitted on random activations."""
     g = torch.Generator().manual_seed(seed)
     maps = {}
-    for l in range(model.n_layers):
-        for s in (f"blocks.{l}.mlp.hook_pre", f"blocks.{l}.mlp.hook_out"):
-            d = model.site(s).width
-            A = torch.randn(32, d, generator=g, dtype=torch.float64)
-            maps[s] = LinearACT.fit(A, A * 1.1 + 0.05)
+    for s in model.site_names(["mlp_pre", "mlp_out"]):
+        d = model.site(s).width
+        A = torch.randn(32, d, generator=g, dtype=torch.float64)
+        maps[s] = LinearACT.fit(A, A * 1.1 + 0.05)
     return Plan(maps)
 
 

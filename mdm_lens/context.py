@@ -26,8 +26,8 @@ def check_scope(scope: str) -> str:
 class StepContext:
     """Passed to every hook call; masks are derived lazily from the ids actually fed to the model.
 
-    `site` is the canonical name of the site whose hook is being called (set before each call, so one fn
-    can serve many sites); `info` is the sampler's StepInfo (None in a plain forward).
+    `site` is the name the hook being called was attached under (a canonical name, or the alias it was given;
+    set before each call, so one fn can serve many sites); `info` is the sampler's StepInfo (None in a plain forward).
     Outside a sampler (a plain forward) `in_sampler` is False and step / num_steps / block are None
     (t too, unless a `prompt_length` was given). Masks are `[batch, pos]` over the rows of the forward
     actually run (CFG doubles the batch, reference alignment appends rows: `main_rows` says how many

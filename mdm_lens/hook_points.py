@@ -13,3 +13,9 @@ class HookPoint(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x
+
+    @property
+    def hooked(self) -> bool:
+        """Whether a hook is attached here now: code that must materialise a tensor only for a hook (the eager
+        attention path for `hook_pattern`, ...) asks this, so an unhooked forward keeps its fast path."""
+        return bool(self._forward_hooks or self._forward_pre_hooks)

@@ -61,6 +61,7 @@ def test_every_tl_name_exists_except_the_attention_internals(run):
     tl = set(meta["names"])
     assert len(tl) == {"llada": 110, "dream": 97}[family]
     ours = set(model.all_hook_names)
+    assert len(ours) == len(model.all_hook_names)           # no name belongs to two sites
     missing = tl - ours
     # exactly the attention internals remain (H11b tightens this to `missing == set()`)
     assert missing == tl & _attention_names(model)
@@ -256,3 +257,24 @@ def test_step_cache_at_step_is_an_activation_cache(run):
     with pytest.raises(KeyError, match="nothing cached at step 0"):
         steps.at(0)
     assert steps.at(1, model=None).model is model
+
+
+def test_head_results_equal_tls_once_z_is_cached(run):
+    """stack_head_results / get_full_resid_decomposition / stack_activation("pattern") read hook_z / hook_pattern:
+    until the attention internals exist (issue 11, H11b) they refuse naming the missing site; then they equal TL."""
+    family, meta, g, model, logits, cache = run
+    if "blocks.0.attn.hook_z" not in model.all_hook_names:
+        with pytest.raises(KeyError, match="hook_z"):
+            cache.stack_head_results()
+        with pytest.raises(KeyError, match="hook_pattern"):
+            cache.stack_activation("pattern")
+        return
+    calls = {"stack_head_results": lambda: cache.stack_head_results(layer=-1, return_labels=True),
+             "get_full_resid_decomposition": lambda: cache.get_full_resid_decomposition(expand_neurons=False,
+                                                                                         return_labels=True),
+             "stack_activation_pattern": lambda: cache.stack_activation("pattern")}
+    for key, call in calls.items():
+        out = call()
+        got, labels = out if isinstance(out, tuple) else (out, None)
+        torch.testing.assert_close(got.float(), g["acache." + key], atol=5e-6, rtol=1e-5, msg=key)
+        assert labels == meta["labels"].get(key), key
