@@ -16,6 +16,7 @@ import torch
 from jaxtyping import Float, Int
 
 from .activation_cache import ActivationCache, cache_names, owned
+from .sites import get_act_name
 
 TokenInput = Union[str, Sequence[str], torch.Tensor, Sequence[int], Sequence[Sequence[int]]]
 NamesFilter = Union[None, str, Iterable[str], Callable[[str], bool]]
@@ -116,7 +117,6 @@ class TLConveniences:
     def _linear_weights(self, role: str) -> list[torch.Tensor]:
         out = []
         for layer in range(self.n_layers):
-            from .sites import get_act_name
             lin = self.site(get_act_name(role, layer)).linear
             if lin is None:
                 raise NotImplementedError(f"no single linear layer writes {role!r} in the {self.spec.name} family")
