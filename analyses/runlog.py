@@ -15,6 +15,9 @@ work as *items* (one `generate` batch each: task, split, method, λ, batch index
   processes write one file; `barrier()` separates phases; rank 0 merges every record into one
   `generations.jsonl` in item order. An item is a fixed batch whatever N is, and every seed is per item, so
   the merged records (and the result computed from them) equal a single-process run's.
+  On a CPU-only box accelerate's `--cpu` flag starts ONE process (its multi-CPU mode needs mpirun); start N
+  CPU processes with its torchrun launcher instead: `accelerate launch --multi_gpu --num_processes N
+  --no_python mdm-lens experiment ...` (no GPU needed; the processes talk over gloo).
 """
 from __future__ import annotations
 
@@ -70,8 +73,9 @@ def dist_env() -> tuple[int, int]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return 0, 1
+    import torch
     from accelerate import PartialState
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())     # gloo on a CPU box, nccl on GPUs
     return state.process_index, state.num_processes
 
 
