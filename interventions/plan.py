@@ -1,6 +1,7 @@
 """A Plan maps site names to ordered lists of interventions; plans add, scale, restrict, attach, save."""
 from __future__ import annotations
 
+import warnings
 from contextlib import ExitStack, contextmanager
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -88,7 +89,10 @@ class Plan:
         return {s: list(ms) for s, ms in self.maps.items()}
 
     def check(self, model) -> None:
-        """Every site exists and every map's width equals the site's (errors name both)."""
+        """The plan is bound to its model: a plan recorded for another family or other site widths is refused
+        (naming both), another model id of the same family and widths warns once (LLaDA -> LLaDA 1.5 is
+        legitimate); every site exists and every map's width equals the site's."""
+        check_binding(self.meta.get("model") or {}, model)
         for s, ms in self.maps.items():
             site = model.site(s)
             for m in ms:
@@ -96,14 +100,24 @@ class Plan:
                     raise ValueError(f"map of width {m.d} planned at site {s!r}, which carries width {site.width}; "
                                      "fit it on activations of that site")
 
+    def step_windows(self) -> dict[str, tuple[int, int]]:
+        """The step window [start, stop) of every restricted intervention, by site."""
+        return {s: m.steps for s, ms in self.maps.items() for m in ms
+                if isinstance(m, Restricted) and m.steps is not None}
+
     @contextmanager
     def attach(self, model) -> Iterator[Any]:
         """Apply through the model's hooks for the `with` block (what `model.steer(plan)` does)."""
         self.check(model)
+        fns = self.hook_fns()
+        windows = self.step_windows()
+        if windows:                                 # one extra call per forward, only for windowed plans
+            site = next(iter(windows))
+            fns[site] = [_window_warner(windows)] + fns[site]
         with ExitStack() as stack:
             for extra in self.extras:
                 stack.enter_context(extra.attach(model))
-            stack.enter_context(model.hooks(self.hook_fns()))
+            stack.enter_context(model.hooks(fns))
             yield model
 
     def save(self, path, metadata: dict | None = None, model=None) -> None:
@@ -117,6 +131,59 @@ class Plan:
     def load(cls, path) -> "Plan":
         """A plan saved by `Plan.save`; its meta carries the file's metadata and the recorded model."""
         return cls(*read_plan_file(path))
+
+
+_warned_ids: set[tuple[str, str]] = set()
+
+
+def _describe(family, name) -> str:
+    return f"a {family!r} model ({name or 'unnamed: built by from_config'})"
+
+
+def check_binding(recorded: Mapping[str, Any], model) -> None:
+    """Compare the model a plan file recorded (`Plan.save(..., model=)`) with `model`."""
+    if not recorded:
+        return
+    fam, name = recorded.get("family"), recorded.get("name_or_path")
+    here = _describe(model.spec.name, model.name_or_path)
+    if fam is not None and fam != model.spec.name:
+        raise ValueError(f"plan refused: it was fitted on {_describe(fam, name)}, and this is {here}; a plan "
+                         "applies only to the family it was fitted on. Fit the plan on this model")
+    wrong = {}
+    for s, w in (recorded.get("site_widths") or {}).items():
+        try:
+            width = model.site(s).width
+        except KeyError:                # an unknown site is refused by the map check, naming close names
+            continue
+        if width != w:
+            wrong[s] = (w, width)
+    if wrong:
+        shown = ", ".join(f"{s}: plan {w}, model {m}" for s, (w, m) in list(wrong.items())[:4])
+        raise ValueError(f"plan refused: it was fitted on {_describe(fam, name)} whose site widths differ from this "
+                         f"{here} ({shown}). Fit the plan on this model")
+    if name is not None and name != model.name_or_path and (name, str(model.name_or_path)) not in _warned_ids:
+        _warned_ids.add((name, str(model.name_or_path)))
+        warnings.warn(f"this plan was fitted on {name!r}, and is applied to {model.name_or_path!r} of the same "
+                      f"family ({fam}) and site widths; fine for a sibling checkpoint (e.g. LLaDA -> LLaDA 1.5), "
+                      "but check it transfers (this warning is shown once per pair)", stacklevel=3)
+
+
+def _window_warner(windows: dict[str, tuple[int, int]]):
+    """A hook that, at the first step of a generation, warns (once per num_steps) when a step window reaches
+    past the generation's last step: the plan was windowed for another number of steps."""
+    warned: set[int] = set()
+
+    def warn_late_windows(act, ctx):
+        if ctx.step == 0 and ctx.num_steps is not None and ctx.num_steps not in warned:
+            late = {s: w for s, w in windows.items() if w[1] > ctx.num_steps}
+            if late:
+                warned.add(ctx.num_steps)
+                shown = ", ".join(f"{s}: steps {list(w)}" for s, w in list(late.items())[:4])
+                warnings.warn(f"step window(s) reach beyond this generation's num_steps={ctx.num_steps} (steps "
+                              f"0..{ctx.num_steps - 1}): {shown}; the part past the last step never acts. "
+                              "Re-window the plan (plan.window(steps=...)) for this number of steps", stacklevel=2)
+        return None
+    return warn_late_windows
 
 
 def fit_incremental(model, sites: Sequence[str], source_prompts, target_prompts, estimator: str, *,

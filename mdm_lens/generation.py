@@ -1,12 +1,34 @@
-"""HookedMDM.generate: prompts -> batch -> family sampler with step context -> text."""
+"""HookedMDM.generate: prompts -> batch -> family sampler with step context -> text.
+
+Reliability lives here too, once for every entry point (generate, the nnsight envelope, samplers driven on
+the wrapper): sampler settings are checked where they are merged (`check_sampler_settings`, called by
+`HookedMDM.sampler_settings`), prompts before they are encoded, logits once per denoising step
+(`check_step_logits`, called by `HookedMDM.forward`: one bool read per step, no per-hook sync).
+
+Position limits, per family: LLaDA and Dream compute RoPE for any position, so neither has a hard limit;
+past the trained length (LLaDA `max_sequence_length`, Dream `max_position_embeddings`) generation warns
+once per model and length and runs.
+"""
 from __future__ import annotations
 
 import inspect
-from contextlib import ExitStack, nullcontext
+import math
+import warnings
+from contextlib import ExitStack, contextmanager, nullcontext
+from numbers import Integral, Real
+from typing import Any, Iterator
 
 import torch
 
 from .prompts import GenerationOutput, decode_responses, encode_prompts
+
+POSITION_KEYS = {"llada": "max_sequence_length", "dream": "max_position_embeddings"}   # trained length, by sampler
+POSITIVE_INTS = ("steps", "gen_length", "block_length", "max_new_tokens")
+_warned_positions: set[tuple[int, int]] = set()
+
+
+class NonFiniteLogitsError(FloatingPointError):
+    """A denoising step produced NaN or inf logits: the sampler would turn them into garbage tokens."""
 
 
 def _token_id(tokenizer, token: str) -> int | None:
@@ -34,6 +56,146 @@ def _check_kwargs(fn, kwargs: dict, fixed: set[str]) -> None:
         raise TypeError(f"unknown sampler option(s) {bad} for {fn.__name__}; valid options: {sorted(valid)}")
 
 
+# ---------------------------------------------------------------------------------------------- validation
+def _is_int(v: Any) -> bool:
+    return isinstance(v, Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, Real) and not isinstance(v, bool)
+
+
+def check_sampler_settings(settings: dict[str, Any], source: dict[str, str] | None = None) -> dict[str, Any]:
+    """Refuse sampler values the reference samplers would misuse silently (negative temperature, NaN,
+    cfg_scale < 0 turning CFG off, top_k = 0, float step counts). Keys it does not know pass through."""
+    source = source or {}
+
+    def bad(key: str, want: str) -> ValueError:
+        where = f" (from {source[key]})" if key in source else ""
+        return ValueError(f"{key}={settings[key]!r}{where} is invalid: {key} must be {want}")
+
+    for key in POSITIVE_INTS:
+        if key in settings and settings[key] is not None and not (_is_int(settings[key]) and settings[key] > 0):
+            raise bad(key, "a positive integer (>= 1)")
+    for key in ("temperature", "cfg_scale", "alg_temp"):
+        v = settings.get(key)
+        if v is None and key == "alg_temp":
+            continue
+        if key in settings and not (_is_real(v) and math.isfinite(v) and v >= 0):
+            raise bad(key, "a finite number >= 0" + (" (0 turns classifier-free guidance off)" if key == "cfg_scale"
+                                                     else " (0 is greedy)"))
+    if settings.get("top_p") is not None and not (_is_real(settings["top_p"]) and 0 < settings["top_p"] <= 1):
+        raise bad("top_p", "None or a number in (0, 1] (1 keeps every token)")
+    if settings.get("top_k") is not None and not (_is_int(settings["top_k"]) and settings["top_k"] >= 1):
+        raise bad("top_k", "None or an integer >= 1")
+    if "eps" in settings and not (_is_real(settings["eps"]) and 0 <= settings["eps"] < 1):
+        raise bad("eps", "a number in [0, 1) (the final masking fraction of Dream's time grid)")
+    return settings
+
+
+def check_prompts(prompts: Any) -> None:
+    """Prompts are a str, a list of str, an integer tensor [batch, length] (or [length]) or a list of integer
+    lists; anything else is refused here, before a tokenizer or `int()` can reinterpret it."""
+    forms = "a str, a list of str, an integer tensor [batch, length] or a list of integer id lists"
+    if isinstance(prompts, str):
+        return
+    if isinstance(prompts, torch.Tensor):
+        if prompts.dtype.is_floating_point or prompts.dtype.is_complex or prompts.dtype == torch.bool:
+            raise TypeError(f"prompt tensor has dtype {prompts.dtype}; token ids must be an integer tensor "
+                            "(e.g. torch.long), never rounded from floats")
+        if prompts.dim() not in (1, 2) or prompts.shape[-1] == 0:
+            raise ValueError(f"prompt tensor has shape {tuple(prompts.shape)}; pass [batch, length] with length >= 1")
+        return
+    if not isinstance(prompts, (list, tuple)):
+        raise TypeError(f"prompts is a {type(prompts).__name__}; prompts are {forms}")
+    if not prompts:
+        raise ValueError(f"no prompts given (an empty {type(prompts).__name__}); prompts are {forms}")
+    if all(_is_int(p) for p in prompts):
+        raise TypeError(f"prompts={list(prompts)[:8]!r} is a flat list of ints; wrap it as one prompt of ids "
+                        f"([[...]], a list of id lists) or pass a [batch, length] tensor")
+    if all(isinstance(p, str) for p in prompts):
+        return
+    if any(isinstance(p, str) for p in prompts):
+        i = next(i for i, p in enumerate(prompts) if not isinstance(p, str))
+        raise TypeError(f"prompts mix str and other items (prompt {i} is a {type(prompts[i]).__name__}); prompts "
+                        f"are {forms}, not mixed")
+    for i, p in enumerate(prompts):
+        if isinstance(p, torch.Tensor) and p.dim() == 1 and not p.dtype.is_floating_point and p.dtype != torch.bool:
+            continue
+        if isinstance(p, (list, tuple)) and all(_is_int(t) for t in p):
+            continue
+        shown = type(p).__name__ if not isinstance(p, (list, tuple)) else \
+            f"a list holding {sorted({type(t).__name__ for t in p if not _is_int(t)})}"
+        raise TypeError(f"prompt {i} is {shown}; prompts are {forms}")
+
+
+def _vocab_size(model) -> int | None:
+    inner = model.model
+    emb = inner.get_input_embeddings() if hasattr(inner, "get_input_embeddings") else None
+    return int(emb.num_embeddings) if emb is not None else model.config.get("vocab_size")
+
+
+def check_prompt_ids(model, input_ids: torch.Tensor) -> None:
+    """Ids within the embedding table (the hard limit), and no mask id."""
+    vocab = _vocab_size(model)
+    if vocab is not None:
+        out = (input_ids < 0) | (input_ids >= vocab)
+        if bool(out.any()):
+            rows = sorted(set(out.nonzero()[:, 0].tolist()))
+            vals = sorted(set(input_ids[out].tolist()))[:6]
+            raise ValueError(f"prompt row(s) {rows} hold token ids {vals} outside the vocabulary [0, {vocab}) of "
+                             "this model; use ids from its tokenizer")
+    if bool((input_ids == model.mask_id).any()):
+        rows = sorted(set((input_ids == model.mask_id).nonzero()[:, 0].tolist()))
+        raise ValueError(f"prompt(s) {rows} contain the mask token id {model.mask_id}; remove it from the prompt")
+
+
+def _warn_positions(model, total: int) -> None:
+    key = POSITION_KEYS.get(model.spec.sampler)
+    limit = model.config.get(key) if key else None
+    if limit is None or total <= int(limit) or (id(model), total) in _warned_positions:
+        return
+    _warned_positions.add((id(model), total))
+    warnings.warn(f"prompt plus response is {total} positions, beyond this model's trained {key}={limit}; "
+                  f"RoPE extrapolates (no hard limit in the {model.spec.name} family), so it runs, but outputs past "
+                  "the trained length are unreliable. Shorten the prompt or the response", stacklevel=3)
+
+
+# ---------------------------------------------------------------------------------------------- run time
+def check_step_logits(model, logits: torch.Tensor, info) -> None:
+    """Called by HookedMDM.forward once per sampler forward: one reduction and one bool read."""
+    if bool(torch.isfinite(logits).all()):
+        return
+    n_bad = int((~torch.isfinite(logits)).sum())
+    where = f"step {info.step} of {info.num_steps} ({info.sampler} sampler, block {info.block})"
+    if model.hooks_attached or model._augmenters:
+        why = ("hooks or a plan were attached (model.hooks / model.steer(plan) / cache_steps / generate(plan=)): one of "
+               "them likely returned NaN or inf, e.g. a steering map whose result overflows the model's dtype; "
+               "run without them to check")
+    else:
+        why = "no hooks or plan were attached: the model itself produced them"
+    if getattr(model, "folded", False):
+        why += "; the weights hold a folded plan (model.active_fold): restore it to check"
+    raise NonFiniteLogitsError(f"non-finite logits (NaN or inf) at denoising {where}: {n_bad} of {logits.numel()} "
+                               f"values; {why}")
+
+
+@contextmanager
+def own_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """A seeded run in its own RNG scope: the CPU generator and the input device's are seeded exactly as
+    `torch.manual_seed(seed)` seeds them (so tokens equal the reference samplers'), and restored on exit."""
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        with torch.random.fork_rng(devices=[idx]), torch.cuda.device(idx):
+            torch.default_generator.manual_seed(seed)
+            torch.cuda.manual_seed(seed)
+            yield
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
 def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
                    progress: bool = False, **overrides) -> GenerationOutput:
     from .sampling import dream_generate, llada_generate
@@ -43,15 +205,17 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             f"HookedMDM.generate runs the LLaDA and Dream reference samplers; the {model.spec.name} family uses "
             "transformers' own sampler: call model.model.generate(...) for it (its forward, caches and "
             "run_with_cache work through HookedMDM)")
+    if seed is not None and not _is_int(seed):
+        raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
+    check_prompts(prompts)
+    kwargs = model.sampler_settings(**overrides)
     ids = special_ids(model)
     input_ids, attn = encode_prompts(prompts, model.tokenizer, chat=chat, pad_id=ids["pad"])
-    if bool((input_ids == model.mask_id).any()):
-        rows = sorted(set((input_ids == model.mask_id).nonzero()[:, 0].tolist()))
-        raise ValueError(f"prompt(s) {rows} contain the mask token id {model.mask_id}; remove it from the prompt")
+    check_prompt_ids(model, input_ids)
+    _warn_positions(model, input_ids.shape[1] + int(kwargs.get(model.spec.length_key) or 0))
     device = model.input_device
     input_ids = input_ids.to(device)
     attn = attn.to(device) if attn is not None else None
-    kwargs = model.sampler_settings(**overrides)
     bar = on_step = None
     if progress:
         from tqdm.auto import tqdm
@@ -61,10 +225,10 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             bar.total = info.num_steps
             bar.update(1)
 
-    if seed is not None:
-        torch.manual_seed(seed)
     stack = ExitStack()
     try:
+        stack.enter_context(model.exclusive("a generation", "generating"))
+        stack.enter_context(own_rng(seed, device) if seed is not None else nullcontext())
         stack.enter_context(model.steer(plan) if plan is not None else nullcontext())
         stack.enter_context(torch.no_grad())
         if model.spec.sampler == "llada":
@@ -80,6 +244,10 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             kwargs.setdefault("mask_token_id", model.mask_id)
             seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, **kwargs)
             seqs = getattr(seqs, "sequences", seqs)
+    except NonFiniteLogitsError as e:
+        if plan is None:
+            raise
+        raise NonFiniteLogitsError(f"{e}; generate(plan=...) attached {plan!r}") from None
     finally:
         stack.close()
         if bar is not None:

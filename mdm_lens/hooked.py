@@ -12,7 +12,8 @@ from torch import nn
 from .cache import Reducer, StepCache, StepFilter
 from .context import StepContext
 from .families.base import FamilySpec, Site
-from .hooking import HookSpec, attach_hooks
+from .generation import check_step_logits
+from .hooking import HookSpec, ThreadGuard, attach_hooks
 from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
 from .tl_conveniences import TLConveniences
@@ -54,6 +55,7 @@ class HookedMDM(TLConveniences, nn.Module):
         self.step_clock = StepClock()   # samplers announce each step on it (sampling.common.announcing)
         self._ctx: StepContext | None = None
         self._augmenters: list[Augmenter] = []
+        self._guard = ThreadGuard()     # one generation / hooked forward at a time (mdm_lens.hooking)
         self.active_fold = None         # the interventions.fold handle whose plan is in the weights, or None
 
     # ------------------------------------------------------------------ construction
@@ -71,8 +73,9 @@ class HookedMDM(TLConveniences, nn.Module):
     def from_config(cls, config: dict, tokenizer=None, seed: int = 0, dtype: torch.dtype | None = None) -> "HookedMDM":
         """A randomly initialised model of any family (tests, benchmarks)."""
         from .families import detect_family
-        from .loading import build_random_model
+        from .loading import build_random_model, parse_dtype
         model = build_random_model(config, seed=seed)
+        dtype = parse_dtype(dtype)
         if dtype is not None:
             model = model.to(dtype)
         return cls(model, detect_family(config), tokenizer, config)
@@ -124,6 +127,16 @@ class HookedMDM(TLConveniences, nn.Module):
         return self.active_fold is not None
 
     @property
+    def hooks_attached(self) -> bool:
+        """Whether any hooks (model.hooks, steer, cache_steps) are attached now."""
+        return self._n_hooks > 0
+
+    def exclusive(self, what: str, doing: str | None = None):
+        """`with model.exclusive("a generation"):` this thread owns the model (re-entrant); other threads'
+        generations, hooks and forwards are refused with a clear error until the block ends."""
+        return self._guard.held(what, doing)
+
+    @property
     def step_info(self) -> StepInfo | None:
         """The sampler's StepInfo for the forward about to run (None outside a sampler); read-only."""
         return self.step_clock.info
@@ -138,7 +151,8 @@ class HookedMDM(TLConveniences, nn.Module):
     def hooks(self, spec: HookSpec) -> Iterator["HookedMDM"]:
         """`with model.hooks({site: fn})`: fn(act, ctx) -> replacement or None; removed on exit, always. A site may
         be named by an alias; `ctx.site` is then the name as given."""
-        with attach_hooks(self.model, spec, self._current_ctx, self._as_named):
+        with self._guard.held("attaching hooks", "hooks attached"), \
+                attach_hooks(self.model, spec, self._current_ctx, self._as_named):
             self._n_hooks += 1
             try:
                 yield self
@@ -179,27 +193,31 @@ class HookedMDM(TLConveniences, nn.Module):
             input_ids, mask = self._encode(input_ids)
             attention_mask = mask if attention_mask is None else attention_mask
         main = input_ids.shape[0]
-        if self._augmenters:
-            input_ids, attention_mask, position_ids = self._augment(input_ids, attention_mask, position_ids)
-        kwargs = {}
-        if attention_mask is not None:
-            kwargs["attention_mask"] = attention_mask
-        if position_ids is not None:
-            kwargs["position_ids"] = position_ids
-        if self._n_hooks == 0:
-            out = self.model(input_ids, **kwargs)
-        else:
-            info = self.step_clock.info
-            prev = self._ctx
-            self._ctx = StepContext(input_ids, attention_mask, self.mask_id, info=info,
-                                    prompt_length=info.prompt_length if info is not None else prompt_length,
-                                    logits_shift=self.spec.logits_shift, main_rows=main)
-            try:
+        with self._guard.forward():         # no other thread's hooks or generation (mdm_lens.hooking)
+            if self._augmenters:
+                input_ids, attention_mask, position_ids = self._augment(input_ids, attention_mask, position_ids)
+            kwargs = {}
+            if attention_mask is not None:
+                kwargs["attention_mask"] = attention_mask
+            if position_ids is not None:
+                kwargs["position_ids"] = position_ids
+            if self._n_hooks == 0:
                 out = self.model(input_ids, **kwargs)
-            finally:
-                self._ctx = prev
-        logits = out.logits if hasattr(out, "logits") else out
-        return logits[:main] if logits.shape[0] != main else logits
+            else:
+                info = self.step_clock.info
+                prev = self._ctx
+                self._ctx = StepContext(input_ids, attention_mask, self.mask_id, info=info,
+                                        prompt_length=info.prompt_length if info is not None else prompt_length,
+                                        logits_shift=self.spec.logits_shift, main_rows=main)
+                try:
+                    out = self.model(input_ids, **kwargs)
+                finally:
+                    self._ctx = prev
+            logits = out.logits if hasattr(out, "logits") else out
+            logits = logits[:main] if logits.shape[0] != main else logits
+            if self.step_clock.info is not None:        # inside a sampler: once per step, one bool read
+                check_step_logits(self, logits, self.step_clock.info)
+            return logits
 
     def _augment(self, ids, mask, pos):
         info = self.step_clock.info
@@ -234,8 +252,15 @@ class HookedMDM(TLConveniences, nn.Module):
     # ------------------------------------------------------------------ generation
     def sampler_settings(self, **overrides) -> dict[str, Any]:
         """The sampler options a generation uses: the family's recommended settings, then the checkpoint's
-        `mdm_lens_sampler` config entry, then `overrides` (the one place they are merged)."""
-        return {**self.spec.recommended, **self.config.get("mdm_lens_sampler", {}), **overrides}
+        `mdm_lens_sampler` config entry, then `overrides` (the one place they are merged, and validated:
+        `mdm_lens.generation.check_sampler_settings`)."""
+        from .generation import check_sampler_settings
+        saved = self.config.get("mdm_lens_sampler", {})
+        source = {**{k: f"the {self.spec.name} family's recommended settings" for k in self.spec.recommended},
+                  **{k: "the checkpoint's mdm_lens_sampler config" for k in saved}}
+        for k in overrides:
+            source.pop(k, None)
+        return check_sampler_settings({**self.spec.recommended, **saved, **overrides}, source)
 
     @property
     def default_gen_length(self) -> int:
