@@ -1,4 +1,4 @@
-"""Retrain the embedded tiny-mdm organism (seeded, resumable; ~65 minutes on one CPU thread of a busy machine).
+"""Retrain the embedded tiny-mdm organism (seeded, resumable; ~35 minutes on one CPU thread of a busy machine).
 
     python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /work/scratch/organism
 
@@ -14,9 +14,9 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="mdm_lens/organisms/tiny-mdm")
     ap.add_argument("--work", default="/work/scratch/organism", help="checkpoint folder (outside the repo)")
-    ap.add_argument("--steps", type=int, default=1300)
+    ap.add_argument("--steps", type=int, default=800)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the machine may be shared)")
     ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")

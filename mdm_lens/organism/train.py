@@ -21,7 +21,7 @@ from .corpus import training_corpus
 from .tokenizer import build_tokenizer
 
 RESPONSE_LEN = 48
-ARCH = dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=768, max_sequence_length=256,
+ARCH = dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=512, max_sequence_length=256,
             rope_theta=10000.0)
 SAMPLER = {"gen_length": RESPONSE_LEN, "steps": RESPONSE_LEN // 2, "block_length": RESPONSE_LEN,
            "temperature": 0.0, "remasking": "low_confidence"}
@@ -135,8 +135,8 @@ def export_checkpoint(work: str, out: str) -> dict:
     return info
 
 
-def train(out: str, work: str = "/work/scratch/organism", steps: int = 1300, batch_size: int = 32,
-          lr: float = 2e-3, n_examples: int = 60000, seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0,
+def train(out: str, work: str = "/work/scratch/organism", steps: int = 800, batch_size: int = 32,
+          lr: float = 3e-3, n_examples: int = 60000, seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0,
           threads: int = 1, arch: dict | None = None, vocab_size: int = 1280) -> dict:
     """Train (or resume) the organism and save it in hub layout to `out`; returns the training record."""
     from tqdm import tqdm
