@@ -2,13 +2,15 @@
 `run_with_cache` and `run_with_hooks`, aliases. A mixin, so hooked.py keeps the core.
 
 Hook functions. mdm-lens's own API (`model.hooks`, `steer`, `cache_steps`) calls `fn(act, ctx)`, ctx the
-`StepContext` (step, t, masks, `ctx.site`). `run_with_hooks` takes TL's `fn(tensor, hook)` and calls it the way TL
-does, `fn(tensor, hook=h)`: `h.name` is the name the hook was given (TL reports its canonical name: the only
-difference), `h.layer()` its layer, and every StepContext field reads through it (`h.step`, `h.masked`, `h.ctx`).
+`StepContext` (step, t, masks, `ctx.site`). `run_with_hooks` takes TL's `fn(tensor, hook)` and calls it the way
+TL does, `fn(tensor, hook=h)`; a fn without a `hook` parameter (an mdm-lens `fn(act, ctx)`) gets h positionally.
+`h.name` is the name the hook was given (TL reports its canonical name: the only difference), `h.layer()` its
+layer, and every StepContext field reads through it (`h.step`, `h.site`, `h.masked`, `h.ctx`).
 Returning None keeps the tensor, a tensor replaces it (same shape, dtype and device), in both APIs.
 """
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Sequence, Union
 
@@ -264,6 +266,14 @@ class TLConveniences:
 
 
 def _tl_fn(fn: Callable, name: str, layer: int | None) -> Callable:
+    """TL passes `hook=` by keyword; a fn without a `hook` parameter (an mdm-lens `fn(act, ctx)`) gets the same
+    object positionally, and it reads like a StepContext (`.step`, `.site`, masks)."""
+    try:
+        keyword = "hook" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):         # builtins without a signature
+        keyword = False
+
     def call(act, ctx):
-        return fn(act, hook=TLHook(name, ctx, layer))
+        hook = TLHook(name, ctx, layer)
+        return fn(act, hook=hook) if keyword else fn(act, hook)
     return call

@@ -220,6 +220,11 @@ def test_run_with_hooks_tl_style(run):
     torch.testing.assert_close(halved[0], c["normalized"] / 2)
     with pytest.raises(NotImplementedError):
         model.run_with_hooks(ids, bwd_hooks=[("hook_embed", zero)])
+    # an mdm-lens fn(act, ctx) works too: the hook object reads like the step context
+    sites = []
+    same = model.run_with_hooks(ids, fwd_hooks=[("blocks.0.mlp.hook_out", lambda a, ctx: sites.append(ctx.site))],
+                                attention_mask=mask)
+    assert sites == ["blocks.0.mlp.hook_out"] and torch.equal(same, logits)
 
 
 def test_text_conveniences(run):
