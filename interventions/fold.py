@@ -51,7 +51,9 @@ class FoldHandle:
     saved: dict = field(default_factory=dict, repr=False)   # path -> (weight clone, bias clone or None)
 
     def restore(self) -> None:
-        with torch.no_grad():
+        if not self.saved and getattr(self.model, "active_fold", None) is not self:
+            return
+        with self.model.exclusive("restoring folded weights", "restoring folded weights"), torch.no_grad():
             for path, (w, b) in self.saved.items():
                 mod = self.model.model.get_submodule(path)
                 mod.weight.data = w
@@ -132,35 +134,36 @@ def fold(model, plan: Plan) -> FoldHandle:
     All or nothing: on any exception (KeyboardInterrupt included) or a non-finite result every weight is put
     back bit for bit before the exception propagates. One fold at a time: a folded model refuses another fold
     (restoring folds out of order could not be exact); fold the sum of the plans instead."""
-    active = getattr(model, "active_fold", None)
-    if active is not None:
-        raise ValueError(f"fold refused: the model is already folded with {active.plan!r}; restore that first "
-                         "(handle.restore() or leave its `with` block), then fold once with the sum of the plans "
-                         "(fold(model, plan_a + plan_b))")
-    writes = _plan_writes(model, plan)
-    handle = FoldHandle(model, plan)
-    try:
-        model.active_fold = handle
-        with torch.no_grad():
-            for path, m, site in writes:
-                mod = model.model.get_submodule(path)
-                if path not in handle.saved:
-                    b = getattr(mod, "bias", None)
-                    handle.saved[path] = (mod.weight.data.clone(), None if b is None else b.data.clone())
-                W, b = _folded_weights(mod, m)
-                _check_finite(path, site, W, "weight")
-                if b is not None:
-                    _check_finite(path, site, b, "bias")
-                mod.weight.data = W
-                if b is None:
-                    continue
-                if mod.bias is None:
-                    mod.bias = nn.Parameter(b, requires_grad=False)
-                else:
-                    mod.bias.data = b
-    except BaseException:
-        handle.restore()
-        raise
+    with model.exclusive("folding a plan", "folding a plan"):         # not under another thread's generation
+        active = model.active_fold
+        if active is not None:
+            raise ValueError(f"fold refused: the model is already folded with {active.plan!r}; restore that first "
+                             "(handle.restore() or leave its `with` block), then fold once with the sum of the plans "
+                             "(fold(model, plan_a + plan_b))")
+        writes = _plan_writes(model, plan)
+        handle = FoldHandle(model, plan)
+        try:
+            model.active_fold = handle
+            with torch.no_grad():
+                for path, m, site in writes:
+                    mod = model.model.get_submodule(path)
+                    if path not in handle.saved:
+                        b = getattr(mod, "bias", None)
+                        handle.saved[path] = (mod.weight.data.clone(), None if b is None else b.data.clone())
+                    W, b = _folded_weights(mod, m)
+                    _check_finite(path, site, W, "weight")
+                    if b is not None:
+                        _check_finite(path, site, b, "bias")
+                    mod.weight.data = W
+                    if b is None:
+                        continue
+                    if mod.bias is None:
+                        mod.bias = nn.Parameter(b, requires_grad=False)
+                    else:
+                        mod.bias.data = b
+        except BaseException:
+            handle.restore()
+            raise
     return handle
 
 

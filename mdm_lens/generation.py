@@ -158,7 +158,7 @@ def _warn_positions(model, total: int) -> None:
     _warned_positions.add((id(model), total))
     warnings.warn(f"prompt plus response is {total} positions, beyond this model's trained {key}={limit}; "
                   f"RoPE extrapolates (no hard limit in the {model.spec.name} family), so it runs, but outputs past "
-                  "the trained length are unreliable. Shorten the prompt or the response", stacklevel=3)
+                  "the trained length are unreliable. Shorten the prompt or the response", stacklevel=4)
 
 
 # ---------------------------------------------------------------------------------------------- run time

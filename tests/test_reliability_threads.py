@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 
+from interventions import AffineMap, Plan, fold
 from mdm_lens import HookedMDM
 from mdm_lens.sampling import llada_generate
 from mdm_lens.testing import tiny_config
@@ -54,6 +55,10 @@ def test_second_thread_is_refused_while_a_generation_runs(tiny_llada):
     with pytest.raises(RuntimeError, match="attaching hooks " + busy):
         with tiny_llada.hooks({SITE: lambda a, c: None}):
             pass
+    before = {k: v.clone() for k, v in tiny_llada.state_dict().items()}
+    with pytest.raises(RuntimeError, match="folding a plan " + busy):
+        fold(tiny_llada, Plan({SITE: AffineMap(64, "scalar", torch.tensor(2.0, dtype=torch.float64))}))
+    assert not tiny_llada.folded and all(torch.equal(before[k], v) for k, v in tiny_llada.state_dict().items())
     release.set()
     thread.join(60)
     assert "error" not in box, box.get("error")
