@@ -208,6 +208,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     if seed is not None and not _is_int(seed):
         raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
     check_prompts(prompts)
+    return_history = bool(overrides.pop("return_history", False))
     kwargs = model.sampler_settings(**overrides)
     ids = special_ids(model)
     input_ids, attn = encode_prompts(prompts, model.tokenizer, chat=chat, pad_id=ids["pad"])
@@ -225,6 +226,8 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             bar.total = info.num_steps
             bar.update(1)
 
+    from .sampling.trace import DecodeTrace
+    trace = DecodeTrace(model.mask_id, keep_history=return_history)
     stack = ExitStack()
     try:
         stack.enter_context(model.exclusive("a generation", "generating"))
@@ -232,17 +235,19 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         stack.enter_context(model.steer(plan) if plan is not None else nullcontext())
         stack.enter_context(torch.no_grad())
         if model.spec.sampler == "llada":
-            _check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step"})
+            _check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
+                                                   "return_history"})
             kwargs.setdefault("mask_id", model.mask_id)
             if ids["eos"] is not None:
                 kwargs.setdefault("eos_id", ids["eos"])
             if ids["eot"] is not None:
                 kwargs.setdefault("eot_id", ids["eot"])
-            seqs = llada_generate(model, input_ids, attention_mask=attn, on_step=on_step, **kwargs)
+            seqs = llada_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
         else:
-            _check_kwargs(dream_generate, kwargs, {"model", "input_ids", "attention_mask", "on_step"})
+            _check_kwargs(dream_generate, kwargs, {"model", "input_ids", "attention_mask", "on_step", "trace",
+                                                   "return_history"})
             kwargs.setdefault("mask_token_id", model.mask_id)
-            seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, **kwargs)
+            seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
             seqs = getattr(seqs, "sequences", seqs)
     except NonFiniteLogitsError as e:
         if plan is None:
@@ -255,5 +260,8 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     plen = input_ids.shape[1]
     tokens = seqs[:, plen:]
     texts = decode_responses(tokens, model.tokenizer, [ids["eos"], ids["eot"]])
+    history = trace.history_tensor()
     return GenerationOutput(texts=texts, tokens=tokens.cpu(), sequences=seqs.cpu(), prompt_length=plen,
-                            attention_mask=attn.cpu() if attn is not None else None)
+                            attention_mask=attn.cpu() if attn is not None else None,
+                            decode_step=trace.decode_step[:, plen:].cpu(),
+                            history=None if history is None else history[:, :, plen:].cpu())

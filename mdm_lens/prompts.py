@@ -19,6 +19,10 @@ class GenerationOutput:
     sequences: Int[torch.Tensor, "batch total"]     # prompt (left-padded) + response
     prompt_length: int
     attention_mask: torch.Tensor | None = None
+    # the decode trace (mdm_lens.sampling.trace): the step that unmasked each response position, -1 if never
+    decode_step: Int[torch.Tensor, "batch gen"] | None = None
+    # with generate(return_history=True): the response after every step (history[s] = output of step s)
+    history: Int[torch.Tensor, "steps batch gen"] | None = None
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from .common import StepInfo, announcing, check_prompt, logits_of
+from .trace import DecodeTrace, trace_for
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
 
@@ -75,8 +76,10 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
                    max_new_tokens: int = 128, steps: int = 512, eps: float = 1e-3, alg: str = "origin",
                    alg_temp: float | None = None, temperature: float = 0.0, top_p: float | None = None,
                    top_k: int | None = None, mask_token_id: int = 151666, *,
-                   on_step: Callable[[StepInfo], None] | None = None, return_history: bool = False):
-    """Returns prompt + response ids (and the per-step history when asked)."""
+                   on_step: Callable[[StepInfo], None] | None = None, return_history: bool = False,
+                   trace: DecodeTrace | None = None):
+    """Returns prompt + response ids (and the canvas after every step when asked). `trace` records which step
+    unmasked each position (`mdm_lens.sampling.trace`); neither changes the tokens."""
     _check(steps, max_new_tokens, alg)
     check_prompt(input_ids, mask_token_id)
     plen = input_ids.shape[1]
@@ -86,7 +89,9 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
     if attention_mask is not None and bool(torch.any(attention_mask == 0.0)):
         mask2d = F.pad(attention_mask, (0, max_length - attention_mask.shape[1]), value=1.0)
     timesteps = torch.linspace(1, eps, steps + 1, device=x.device)
-    history = [] if return_history else None
+    trace = trace_for(trace, mask_token_id, return_history)
+    if trace is not None:
+        trace.start(x)
     with announcing(model, on_step) as announce:
         for i in range(steps):
             announce(StepInfo(i, steps, 0, 1, plen, max_new_tokens, "dream"))
@@ -117,6 +122,6 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
                     x_[mask_index] = x0.clone()
                     rows = torch.arange(x.size(0), device=x.device).unsqueeze(1).expand_as(transfer)
                     x[rows, transfer] = x_[rows, transfer]
-            if history is not None:
-                history.append(x.clone())
-    return (x, history) if return_history else x
+            if trace is not None:
+                trace.record(i, x)
+    return (x, trace.history) if return_history else x

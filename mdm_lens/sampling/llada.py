@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Int
 
 from .common import StepInfo, announcing, check_prompt, logits_of
+from .trace import DecodeTrace, trace_for
 
 REMASKING = ("low_confidence", "random")
 
@@ -60,9 +61,11 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
                    steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
                    cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: int = 126336,
                    logits_eos_inf: bool = False, confidence_eos_eot_inf: bool = False, *, eos_id: int = 126081,
-                   eot_id: int = 126348, on_step: Callable[[StepInfo], None] | None = None
-                   ) -> Int[torch.Tensor, "b total"]:
-    """Semi-autoregressive low-confidence (or random) remasking; returns prompt + response ids."""
+                   eot_id: int = 126348, on_step: Callable[[StepInfo], None] | None = None,
+                   trace: DecodeTrace | None = None, return_history: bool = False):
+    """Semi-autoregressive low-confidence (or random) remasking; returns prompt + response ids (and the canvas
+    after every step when `return_history`, as Dream's sampler does). `trace` records which step unmasked each
+    position (`mdm_lens.sampling.trace`); neither changes the tokens."""
     num_blocks = validate_llada_args(steps, gen_length, block_length, remasking)
     check_prompt(prompt, mask_id)
     b, plen = prompt.shape
@@ -73,6 +76,9 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
         attention_mask = torch.cat([attention_mask.to(device), torch.ones((b, gen_length), dtype=attention_mask.dtype,
                                                                           device=device)], dim=-1)
     prompt_index = x != mask_id
+    trace = trace_for(trace, mask_id, return_history)
+    if trace is not None:
+        trace.start(x)
     per_block = steps // num_blocks
     with announcing(model, on_step) as announce:
         for blk in range(num_blocks):
@@ -110,4 +116,8 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
                     _, idx = torch.topk(confidence[j], k=int(num_transfer[j, i]))
                     transfer[j, idx] = True
                 x[transfer] = x0[transfer]
+                if trace is not None:
+                    trace.record(blk * per_block + i, x)
+    if return_history:
+        return x, trace.history
     return x
