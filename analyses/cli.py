@@ -24,6 +24,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
 BENCHMARKS = ("sampler", "steer", "fit")
+LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -161,6 +162,24 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_lens(args) -> int:
+    from .logit_lens import layer_summary, logit_lens
+    from .records import write_records
+    model = _load(args)
+    overrides = {k: getattr(args, k) for k, _, _ in SAMPLER_OPTIONS if getattr(args, k) is not None}
+    res = logit_lens(model, args.prompt, at_steps=args.at_steps, layers=args.layers, positions=args.positions,
+                     seed=args.seed, chat=not args.no_chat, progress=True, **overrides)
+    write_records(args.out, "lens", res.records)
+    write_records(args.out, "lens_first_top1", res.first_top1)
+    write_records(args.out, "lens_grid", res.grid)
+    write_records(args.out, "lens_layers", layer_summary(res))
+    res.plot(os.path.join(args.out, "lens.png"))
+    for row in layer_summary(res):
+        print(json.dumps(row))
+    print(f"wrote {args.out}/lens.{{csv,json}}, lens_first_top1.*, lens_grid.*, lens_layers.*, lens.png")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------- parser
 def _model_options(p: argparse.ArgumentParser, default: str | None = None, dtype: bool = False) -> None:
     p.add_argument("--model", required=default is None, default=default,
@@ -246,6 +265,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scopes", nargs="+", choices=SCOPES, default=["all"], help="token scopes swept")
     p.add_argument("--lambdas", type=float, nargs="+", default=[1.0], help="strengths swept")
     p.set_defaults(func=cmd_sweep)
+
+    p = sub.add_parser("lens", help="logit lens at every denoising step: layer × step heatmap",
+                       description="Generate once with the decode trace, then read each chosen layer's resid_post "
+                       "through the final norm and unembedding at the positions still masked at each chosen step, "
+                       "and compare with the token each position finally receives. Writes lens.csv/json (one row "
+                       "per step, layer, position), lens_first_top1.*, lens_grid.*, lens_layers.* and lens.png.")
+    _model_options(p, default="tiny-if", dtype=True)
+    p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat the option for a batch")
+    p.add_argument("--out", required=True, help="output folder (created if missing)")
+    p.add_argument("--at-steps", dest="at_steps", type=int, nargs="+", default=None,
+                   help="denoising steps read by the lens (default: every step)")
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="layers read by the lens (default: all)")
+    p.add_argument("--positions", choices=LENS_POSITIONS, default="all",
+                   help="response positions read: all, or only up to the first stop token (text)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    choices = {"remasking": REMASKING, "alg": DREAM_ALGS}
+    for key, typ, help_ in SAMPLER_OPTIONS:
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
+                       help=help_ + " (default: the family's recommended setting)")
+    p.set_defaults(func=cmd_lens)
 
     from .demo_cli import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)

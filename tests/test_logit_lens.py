@@ -83,3 +83,32 @@ def test_text_positions_and_bad_choices(tiny_llada):
         logit_lens(tiny_llada, ["hello world"], at_steps=[9], **SETTINGS["llada"])
     with pytest.raises(ValueError, match="positions"):
         logit_lens(tiny_llada, ["hello world"], positions="some", **SETTINGS["llada"])
+
+
+def test_cli_lens_writes_records_and_figure(tmp_path, capsys):
+    import csv
+    import json
+
+    from analyses import cli
+    from analyses.logit_lens import POSITIONS
+    from mdm_lens.loading import save_pretrained
+    from mdm_lens.testing import tiny_model
+    assert cli.LENS_POSITIONS == POSITIONS
+    model = tiny_model("llada")
+    with torch.no_grad():       # a random model may predict [MASK] and never unmask (as tests/conftest.py)
+        model.model.get_submodule(model.site("hook_logits").linear).weight[model.mask_id] = 0
+    folder = tmp_path / "ckpt"
+    save_pretrained(model.model, model.tokenizer, model.config, folder)
+    out = tmp_path / "out"
+    rc = cli.main(["lens", "--model", str(folder), "--prompt", "hello world", "--prompt", "the cat", "--out", str(out),
+                   "--gen-length", "8", "--steps", "4", "--block-length", "4", "--at-steps", "0", "2",
+                   "--layers", "1"])
+    assert rc == 0
+    recs = json.loads((out / "lens.json").read_text())
+    assert recs and {r["step"] for r in recs} <= {0, 2} and {r["layer"] for r in recs} == {1}
+    with open(out / "lens.csv") as f:
+        assert len(list(csv.DictReader(f))) == len(recs)
+    grid = json.loads((out / "lens_grid.json").read_text())
+    assert [(g["layer"], g["step"]) for g in grid] == [(1, 0), (1, 2)]
+    assert (out / "lens.png").stat().st_size > 1000
+    assert '"layer": 1' in capsys.readouterr().out
