@@ -44,8 +44,8 @@ def test_cache_obeys_the_residual_algebra(request, fixture):
         if l + 1 < model.n_layers:
             torch.testing.assert_close(cache[get_act_name("resid_pre", l + 1)], c["resid_post"])
     torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], cache["hook_embed"])
-    for name, act in cache.items():        # width = the last size of the site's shape (0: token ids [batch, pos])
-        assert act.shape[-1] == model.site(name).width or model.site(name).shape[-1] == "pos", name
+    for name, act in cache.items():        # width = the last size of the site's shape (0: ids, scores, pattern)
+        assert act.shape[-1] == model.site(name).width or model.site(name).shape[-1] in ("pos", "key"), name
 
 
 def test_plain_forward_context_says_so(tiny_llada):

@@ -1,6 +1,8 @@
 """Pieces shared by the native families: RMSNorm, rotary helpers, attention, the site table."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from jaxtyping import Float
@@ -56,16 +58,77 @@ def apply_rope(x: Float[torch.Tensor, "b h p hd"], cos: torch.Tensor, sin: torch
     return x * cos + rotate_half(x) * sin
 
 
-def attend(q: Float[torch.Tensor, "b h p hd"], k: Float[torch.Tensor, "b kv p hd"],
-           v: Float[torch.Tensor, "b kv p hd"], mask: torch.Tensor | None) -> Float[torch.Tensor, "b p hd_all"]:
-    """Bidirectional SDPA (never causal); kv heads serve consecutive query heads (repeat_interleave)."""
+class AttentionHooks(nn.Module):
+    """The HookPoints of one attention layer, in TransformerLens' layouts, and its eager switch (no parameters).
+
+    q / k / v `[batch, pos, heads, d_head]` are the projections before rotary (k / v keep the kv-head count under
+    GQA), rot_q / rot_k the same after rotary (`rotary=True`: LLaDA; TL's Dream adapter has none), z
+    `[batch, pos, n_heads, d_head]` the per-head mix before the output projection. Those exist on every path.
+    scores / pattern `[batch, n_heads, query, key]` only exist on the eager path, which a layer takes only while
+    one of them is hooked (or `force_eager` is set, e.g. for nnsight, whose module wrappers are not torch hooks):
+    an unhooked layer keeps SDPA. WHY per layer: caching one layer's pattern must not slow the other layers.
+    In a KV-cached forward every hook sees the computed columns only: q / k / v / rot / z and the query axis of
+    scores / pattern cover them; the key axis covers every key column (cached and computed).
+    """
+
+    def __init__(self, rotary: bool):
+        super().__init__()
+        self.hook_q, self.hook_k, self.hook_v = HookPoint(), HookPoint(), HookPoint()
+        if rotary:
+            self.hook_rot_q, self.hook_rot_k = HookPoint(), HookPoint()
+        self.hook_attn_scores, self.hook_pattern, self.hook_z = HookPoint(), HookPoint(), HookPoint()
+        self.force_eager = False
+
+    @property
+    def eager(self) -> bool:
+        return self.force_eager or self.hook_attn_scores.hooked or self.hook_pattern.hooked
+
+    @staticmethod
+    def heads(hook: HookPoint, x: Float[torch.Tensor, "b h p hd"]) -> Float[torch.Tensor, "b h p hd"]:
+        """Fire `hook` on TL's layout `[b, p, h, hd]` (a view: no copy, same numbers); hand back `[b, h, p, hd]`."""
+        return hook(x.transpose(1, 2)).transpose(1, 2)
+
+
+def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+           hooks: AttentionHooks) -> Float[torch.Tensor, "b h p hd"]:
+    """SDPA written out so scores and pattern can be read and replaced; float32 scores and softmax.
+
+    Masks mean what they mean to SDPA: a bool mask keeps its True keys (the others get float32's min, as TL's
+    LLaDA scores), a float mask is added; a query row with no key left (Dream's padded queries) gets a zero
+    pattern row and so a zero z, as SDPA returns there."""
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    dead = None
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            scores = scores.masked_fill(~mask, torch.finfo(torch.float32).min)
+            dead = ~mask.any(-1, keepdim=True)
+        else:
+            scores = scores + mask.float()
+    pattern = torch.softmax(hooks.hook_attn_scores(scores), dim=-1)
+    if dead is not None:
+        pattern = pattern.masked_fill(dead, 0.0)
+    return torch.matmul(hooks.hook_pattern(pattern).to(v.dtype), v)
+
+
+def attend(q: Float[torch.Tensor, "b h p hd"], k: Float[torch.Tensor, "b kv n hd"],
+           v: Float[torch.Tensor, "b kv n hd"], mask: torch.Tensor | None,
+           hooks: AttentionHooks | None = None) -> Float[torch.Tensor, "b p hd_all"]:
+    """Bidirectional attention (never causal); kv heads serve consecutive query heads (repeat_interleave).
+
+    SDPA unless `hooks.eager` (a hook on scores / pattern); `hooks.hook_z` fires on `[b, p, h, hd]` either way."""
     h, kv = q.shape[1], k.shape[1]
     if kv != h:
         k = k.repeat_interleave(h // kv, dim=1)
         v = v.repeat_interleave(h // kv, dim=1)
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False)
+    if hooks is not None and hooks.eager:
+        out = _eager(q, k, v, mask, hooks)
+    else:
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=False)
     b, _, p, hd = out.shape
-    return out.transpose(1, 2).reshape(b, p, h * hd)
+    z = out.transpose(1, 2)
+    if hooks is not None:
+        z = hooks.hook_z(z)
+    return z.reshape(b, p, h * hd)
 
 
 def site_table(dims: dict, paths: dict[str, str | tuple[str, str]], linears: dict[str, str] | None = None

@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from ..hook_points import HookPoint
-from ._layers import RMSNorm, apply_rope, attend, rope_angles, site_table
+from ._layers import AttentionHooks, RMSNorm, apply_rope, attend, rope_angles, site_table
 from .base import FamilySpec, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
@@ -77,20 +77,22 @@ class DreamAttention(nn.Module):
         self.k_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
         self.v_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
         self.o_proj = nn.Linear(cfg.num_attention_heads * hd, d, bias=False)
+        self.attn_hooks = AttentionHooks(rotary=False)     # TL's Dream adapter has no rot_q / rot_k
 
     def forward(self, h: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
                 mask: torch.Tensor | None, kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
         """`kv` (cached forwards only) merges this forward's rotated keys/values with the cached ones."""
         cfg = self.cfg
         b, p, _ = h.shape
-        q = self.q_proj(h).view(b, p, cfg.num_attention_heads, cfg.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim).transpose(1, 2)
+        a = self.attn_hooks
+        q = a.hook_q(self.q_proj(h).view(b, p, cfg.num_attention_heads, cfg.head_dim)).transpose(1, 2)
+        k = a.hook_k(self.k_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim)).transpose(1, 2)
+        v = a.hook_v(self.v_proj(h).view(b, p, cfg.num_key_value_heads, cfg.head_dim)).transpose(1, 2)
         cos, sin = cos.to(q.dtype), sin.to(q.dtype)
         k = apply_rope(k, cos, sin)
         if kv is not None:
             k, v = kv.merge(k, v)
-        return self.o_proj(attend(apply_rope(q, cos, sin), k, v, mask))
+        return self.o_proj(attend(apply_rope(q, cos, sin), k, v, mask, a))
 
 
 class DreamMLP(nn.Module):
@@ -235,6 +237,7 @@ def build_sites(model: nn.Module) -> list[Site]:
              "rot_cos": "model.rotary_emb.hook_cos", "rot_sin": "model.rotary_emb.hook_sin",
              "resid_pre": f"{b}.hook_resid_pre", "ln1_scale": f"{b}.input_layernorm.hook_scale",
              "ln1_normalized": f"{b}.input_layernorm.hook_normalized", "ln1_out": f"{b}.input_layernorm",
+             **{r: f"{b}.self_attn.attn_hooks.hook_{r}" for r in ("q", "k", "v", "attn_scores", "pattern", "z")},
              "attn_out": f"{b}.self_attn.o_proj", "resid_mid": f"{b}.hook_resid_mid",
              "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
              "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",

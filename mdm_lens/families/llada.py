@@ -22,7 +22,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from ..hook_points import HookPoint
-from ._layers import RMSNorm, apply_rope, attend, rope_angles, site_table
+from ._layers import AttentionHooks, RMSNorm, apply_rope, attend, rope_angles, site_table
 from .base import FamilySpec, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
@@ -104,7 +104,8 @@ class LLaDAConfig:
 
 
 class LLaDABlock(nn.Module):
-    """One llama-style block; HookPoints name the residual stream and the MLP activation."""
+    """One llama-style block; HookPoints name the residual stream, the MLP activation and (`attn_hooks`, no
+    parameters) the attention internals in TransformerLens' layouts."""
 
     def __init__(self, cfg: LLaDAConfig):
         super().__init__()
@@ -125,6 +126,7 @@ class LLaDABlock(nn.Module):
         self.hook_resid_mid = HookPoint()
         self.hook_mlp_post = HookPoint()
         self.hook_resid_post = HookPoint()
+        self.attn_hooks = AttentionHooks(rotary=True)
 
     def forward(self, x: Float[torch.Tensor, "b p d"], cos: Float[torch.Tensor, "bc 1 p hd"],
                 sin: Float[torch.Tensor, "bc 1 p hd"], mask: torch.Tensor | None,
@@ -134,16 +136,18 @@ class LLaDABlock(nn.Module):
         x = self.hook_resid_pre(x)
         b, p, _ = x.shape
         h = self.attn_norm(x)
-        q = self.q_proj(h).view(b, p, cfg.n_heads, cfg.head_dim).transpose(1, 2)
-        k = self.k_proj(h).view(b, p, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
-        v = self.v_proj(h).view(b, p, cfg.kv_heads, cfg.head_dim).transpose(1, 2)
+        a = self.attn_hooks
+        q = a.hook_q(self.q_proj(h).view(b, p, cfg.n_heads, cfg.head_dim)).transpose(1, 2)
+        k = a.hook_k(self.k_proj(h).view(b, p, cfg.kv_heads, cfg.head_dim)).transpose(1, 2)
+        v = a.hook_v(self.v_proj(h).view(b, p, cfg.kv_heads, cfg.head_dim)).transpose(1, 2)
         if cfg.rope_full_precision:
             q, k = apply_rope(q.float(), cos, sin).type_as(q), apply_rope(k.float(), cos, sin).type_as(k)
         else:
             q, k = apply_rope(q, cos.type_as(q), sin.type_as(q)), apply_rope(k, cos.type_as(k), sin.type_as(k))
+        q, k = a.heads(a.hook_rot_q, q), a.heads(a.hook_rot_k, k)
         if kv is not None:
             k, v = kv.merge(k, v)
-        x = self.hook_resid_mid(x + self.attn_out(attend(q, k, v, mask)))
+        x = self.hook_resid_mid(x + self.attn_out(attend(q, k, v, mask, a)))
         h = self.ff_norm(x)
         post = self.hook_mlp_post(self.act(self.ff_proj(h)) * self.up_proj(h))
         return self.hook_resid_post(x + self.ff_out(post))
@@ -265,6 +269,8 @@ def build_sites(model: nn.Module) -> list[Site]:
     paths = {"embed_in": (f"{t}.wte", "input"), "embed": f"{t}.wte",
              "resid_pre": f"{b}.hook_resid_pre", "ln1_scale": f"{b}.attn_norm.hook_scale",
              "ln1_normalized": f"{b}.attn_norm.hook_normalized", "ln1_out": f"{b}.attn_norm",
+             **{r: f"{b}.attn_hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern",
+                                                         "z")},
              "attn_out": f"{b}.attn_out", "resid_mid": f"{b}.hook_resid_mid",
              "ln2_scale": f"{b}.ff_norm.hook_scale", "ln2_normalized": f"{b}.ff_norm.hook_normalized",
              "ln2_out": f"{b}.ff_norm", "mlp_pre": f"{b}.ff_proj", "mlp_pre_linear": f"{b}.up_proj",
