@@ -1,0 +1,251 @@
+"""ILRR (arXiv 2601.21647) on an organism whose unprompted reviews are of mixed sentiment: align the
+generation's activations to a positive reference text, versus no steering and a sampling baseline that
+spends at least ILRR's compute.
+
+Methods, all on the held-out unprompted review requests of the organism's corpus:
+* `none`: greedy decoding, no steering.
+* `ilrr`: greedy decoding with `interventions.ReferenceAlignment` (mean pooling, linear spatial profile) at
+  every layer's `hook_resid_post`; its strength s is chosen on the *validation* requests (highest VADER
+  positive rate among strengths whose degenerate share stays within max(`max_degenerate`, unsteered)).
+* `sample_random` / `sample_best_ref`: k samples per request at `temperature`; the first picks one at random
+  (a plain stochastic sample: it shows what sampling alone does), the second picks the sample whose mean
+  last-layer residual over the response is closest (cosine) to the reference's. Neither uses a sentiment
+  oracle: `sample_best_ref` uses exactly the information ILRR has (the reference text), by selection instead
+  of steering, so it is the fair equal-compute rival.
+Compute, in model forward rows per request: none = steps; ilrr = steps·(B+1)/B (one extra reference row per
+batch of B); sampling = k·steps + k + 1 (k generations, then one forward per sample and one for the
+reference to score similarity). With k = 2 the baseline spends at least ILRR's compute (the paper's budget:
+one extra forward per step). Positive = VADER compound > 0.05 (`analyses.sentiment`); damage as in
+`analyses.damage`. Every generation (every sample too) is a record in `OUT/generations.jsonl`.
+"""
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+import torch
+
+from .refusal_study import ci, batched_items, num, pct, rate_row, text_records
+from .runlog import Item, RunLog
+
+REFERENCE = "It was a great experience. Everything was excellent and I felt happy. I would gladly recommend it."
+LABELS = {"none": "no steering (greedy)", "ilrr": "ILRR (positive reference)",
+          "sample_random": "k samples, random pick", "sample_best_ref": "k samples, closest to reference"}
+
+
+@dataclass
+class ILRRConfig:
+    reference: str = REFERENCE
+    strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
+    pooling: str = "mean"
+    profile: str = "linear"
+    k: int = 2
+    temperature: float = 1.0
+    n_val: int = 12
+    n_test: int = 22
+    max_degenerate: float = 0.2
+    batch_size: int = 32
+    seed: int = 0
+    sampler: dict = field(default_factory=dict)
+    mc_num: int = 8
+    mc_batch: int = 8
+
+
+QUICK = dict(strengths=(1.0,), n_val=2, n_test=2, sampler={"steps": 8, "gen_length": 16, "block_length": 16})
+
+
+def positive(text: str) -> bool:
+    from vader import polarity_scores
+    return polarity_scores(text)["compound"] > 0.05
+
+
+def pooled_response(model, prompts: Sequence[str], texts: Sequence[str], site: str) -> torch.Tensor:
+    """[n, d] mean activation at `site` over each text's response tokens (prompt through the chat template,
+    response unmasked: the model reading the finished text). An empty text gives a zero row."""
+    from mdm_lens.likelihood import encode_pair
+    rows = []
+    for prompt, text in zip(prompts, texts):
+        p_ids, r_ids = encode_pair(model, prompt, text)
+        if r_ids.numel() == 0:
+            rows.append(None)
+            continue
+        got = {}
+
+        def grab(act, ctx):
+            got["a"] = act[0, p_ids.numel():].double().mean(0).cpu()
+        ids = torch.cat([p_ids, r_ids])[None].to(model.input_device)
+        with torch.no_grad(), model.hooks({site: grab}):
+            model(ids, prompt_length=p_ids.numel())
+        rows.append(got["a"])
+    d = next((r.numel() for r in rows if r is not None), 1)
+    return torch.stack([r if r is not None else torch.zeros(d, dtype=torch.float64) for r in rows])
+
+
+@dataclass
+class ILRRStudyResult:
+    model: str
+    config: dict
+    val: list[dict]
+    chosen: dict
+    test: list[dict]
+    records: list[dict] = field(repr=False, default_factory=list)
+
+    def row(self, method: str) -> dict:
+        return next(r for r in self.test if r["method"] == method)
+
+    def to_json(self) -> dict:
+        return {"baseline_rate": self.row("none")["rate"], "ilrr_rate": self.row("ilrr")["rate"],
+                "sampling_rate": self.row("sample_best_ref")["rate"], "model": self.model, "config": self.config,
+                "validation": self.val, "chosen": self.chosen, "test": self.test, "verdict": self.verdict()}
+
+    def verdict(self) -> list[str]:
+        """Computed statements: does ILRR beat each rival with non-overlapping 95% intervals, and at what damage."""
+        il = self.row("ilrr")
+        out = []
+        for m in ("none", "sample_random", "sample_best_ref"):
+            r = self.row(m)
+            diff = 100 * (il["rate"] - r["rate"])
+            sep = il["ci_low"] > r["ci_high"] or il["ci_high"] < r["ci_low"]
+            out.append(f"ILRR vs {LABELS[m]}: {diff:+.1f} points positive "
+                       f"({'intervals do not overlap' if sep else 'the 95% intervals overlap: not significant'})")
+        dn = (il["nll"] or 0) - (self.row("none")["nll"] or 0)
+        out.append(f"ILRR damage: NLL {num(il['nll'])} vs {num(self.row('none')['nll'])} unsteered ({dn:+.3f} nats/token), "
+                   f"degenerate {pct(il['degenerate'])} vs {pct(self.row('none')['degenerate'])}")
+        return out
+
+    def table_markdown(self) -> str:
+        c = self.config
+        lines = [f"Model `{self.model}`; reference: \"{c['reference']}\"; ILRR at every layer's resid_post, "
+                 f"{c['pooling']} pooling, {c['profile']} profile, strength s = {self.chosen['s']} chosen on "
+                 f"{c['n_val']} validation requests from {list(c['strengths'])}; sampling baseline: k = {c['k']} at "
+                 f"temperature {c['temperature']}. Test: {c['n_test']} held-out unprompted review requests; "
+                 f"positive = VADER compound > 0.05. Compute (forward rows per request): {c['compute']}.", "",
+                 "| method | n | positive rate | 95% interval | NLL | degenerate |", "|---|---|---|---|---|---|"]
+        for r in self.test:
+            lines.append(f"| {LABELS[r['method']]} | {r['n']} | {pct(r['rate'])} | {ci(r)} | {num(r['nll'])} | "
+                         f"{pct(r['degenerate'])} |")
+        lines += [""] + [f"- {v}" for v in self.verdict()]
+        return "\n".join(lines)
+
+    def plot(self, path: str) -> str:
+        """Positive rate per method (95% intervals) beside NLL and degenerate share; validation strengths inset."""
+        from .plotting import plt
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [2.2, 1, 1]})
+        names = [LABELS[r["method"]] for r in self.test][::-1]
+        rows = self.test[::-1]
+        ax = axes[0]
+        for i, r in enumerate(rows):
+            ax.errorbar([100 * r["rate"]], [i], xerr=[[100 * (r["rate"] - r["ci_low"])],
+                                                      [100 * (r["ci_high"] - r["rate"])]], fmt="o", capsize=3)
+        ax.set_yticks(range(len(rows)))
+        ax.set_yticklabels(names, fontsize=8)
+        ax.set_xlim(-2, 102)
+        ax.set_xlabel("positive rate (VADER), %, 95% interval", fontsize=8)
+        ax.grid(axis="x", alpha=0.3)
+        axes[1].barh(range(len(rows)), [r["nll"] or 0 for r in rows], color="tab:gray")
+        axes[1].set_xlabel("NLL / token, unsteered model", fontsize=8)
+        axes[2].barh(range(len(rows)), [100 * r["degenerate"] for r in rows], color="tab:red")
+        axes[2].set_xlabel("degenerate texts, %", fontsize=8)
+        axes[2].set_xlim(0, 100)
+        for a in axes[1:]:
+            a.set_yticks(range(len(rows)))
+            a.set_yticklabels([])
+        fig.suptitle(f"ILRR on {self.model}: plan = reference alignment to a positive review (s = {self.chosen['s']}, "
+                     f"chosen on validation), vs greedy and k = {self.config['k']} samples; "
+                     f"n = {self.config['n_test']} test requests", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+
+def run_ilrr_study(model, cfg: ILRRConfig | None = None, *, out: str | None = None, model_name: str | None = None,
+                   progress: bool = True) -> ILRRStudyResult:
+    """Run the comparison of the module docstring; `out`: folder of the run log (None: a temporary one)."""
+    from interventions import Plan, ReferenceAlignment
+    from mdm_lens.organism.behaviours import sentiment_prompts
+    cfg = cfg or ILRRConfig()
+    if cfg.k < 1:
+        raise ValueError(f"k={cfg.k}: the sampling baseline needs at least 1 sample per request")
+    if not cfg.strengths:
+        raise ValueError("empty strength grid: give at least one ILRR strength (e.g. strengths=(1.0,))")
+    if not 0 <= cfg.max_degenerate <= 1:
+        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
+    name = model_name or getattr(model, "name_or_path", None)
+    sites = model.site_names(["resid_post"])
+    last = sites[-1]
+    ref_ids = model.tokenizer(cfg.reference, add_special_tokens=False)["input_ids"]
+    val, test = sentiment_prompts(None, cfg.n_val, "val", cfg.seed), sentiment_prompts(None, cfg.n_test, "test", cfg.seed)
+    steps = model.sampler_settings(**cfg.sampler)["steps"]
+    B = min(cfg.batch_size, len(test))
+    compute = {"none": steps, "ilrr": round(steps * (B + 1) / B, 2), "sampling": cfg.k * steps + cfg.k + 1}
+    config = json.loads(json.dumps({"study": "ilrr", "model": name, **asdict(cfg), "sites": sites, "n_val": len(val),
+                                    "n_test": len(test), "compute": compute, "steps": steps}, default=str))
+    tmp = tempfile.TemporaryDirectory() if out is None else None
+    log = RunLog(out or tmp.name, config)
+    ref_act = {}
+
+    def work(item: Item) -> list[dict]:
+        p = item.payload
+        prompts, method = p["prompts"], p["method"]
+        base = {"task": "sentiment", "split": p["split"], "method": method, "lambda": p.get("s")}
+        if method == "sample":
+            recs = []
+            for j in range(cfg.k):
+                texts = model.generate(prompts, seed=cfg.seed + 1 + j, **{**cfg.sampler, "temperature": cfg.temperature}).texts
+                rj = text_records(model, prompts, texts, nll=p["split"] == "test", cfg=cfg,
+                                  base={**base, "sample_index": j})
+                if "r" not in ref_act:
+                    ref_act["r"] = pooled_response(model, [prompts[0]], [cfg.reference], last)[0]
+                sim = torch.nn.functional.cosine_similarity(pooled_response(model, prompts, texts, last),
+                                                            ref_act["r"][None], dim=1)
+                for r, s in zip(rj, sim.tolist()):
+                    r["ref_similarity"] = round(s, 6)
+                recs += rj
+            for r in recs:                      # the seed of the sample run, not of the greedy runs
+                r["seed"] = cfg.seed + 1 + r["sample_index"]
+        else:
+            plan = None if method == "none" else Plan.of(ReferenceAlignment(ref_ids, sites, s=p["s"],
+                                                                            pooling=cfg.pooling, profile=cfg.profile))
+            texts = model.generate(prompts, plan=plan, seed=cfg.seed, **cfg.sampler).texts
+            recs = text_records(model, prompts, texts, nll=p["split"] == "test", cfg=cfg, base=base)
+        for r in recs:
+            r["positive"] = positive(r["text"])
+        return recs
+
+    items = batched_items(("sentiment", "val", "none"), val, cfg.batch_size, {"split": "val", "method": "none"})
+    for s in cfg.strengths:
+        items += batched_items(("sentiment", "val", "ilrr", s), val, cfg.batch_size,
+                               {"split": "val", "method": "ilrr", "s": s})
+    recs = log.run(items, work, desc="ilrr validation", progress=progress)
+    base_val = rate_row([r for r in recs if r["method"] == "none"], "positive", method="none", s=None)
+    cap = max(cfg.max_degenerate, base_val["degenerate"])
+    vrows = [base_val] + [rate_row([r for r in recs if r["method"] == "ilrr" and r["lambda"] == s], "positive",
+                                   method="ilrr", s=s) for s in cfg.strengths]
+    allowed = [r for r in vrows[1:] if r["degenerate"] <= cap] or vrows[1:]
+    best = max(allowed, key=lambda r: (r["rate"], -r["degenerate"], -r["s"]))
+    chosen = {"s": best["s"], "val_rate": best["rate"], "cap": cap, "within_cap": best["degenerate"] <= cap}
+    titems = (batched_items(("sentiment", "test", "none"), test, cfg.batch_size, {"split": "test", "method": "none"})
+              + batched_items(("sentiment", "test", "ilrr", best["s"]), test, cfg.batch_size,
+                              {"split": "test", "method": "ilrr", "s": best["s"]})
+              + [Item((*it.key[:-1], cfg.k, cfg.temperature, it.key[-1]), it.n * cfg.k, it.payload)
+                 for it in batched_items(("sentiment", "test", "sample"), test, cfg.batch_size,
+                                         {"split": "test", "method": "sample"})])
+    trecs = log.run(titems, work, desc="ilrr test", progress=progress)
+    log.merge()
+    if tmp is not None:
+        tmp.cleanup()
+    rows = [rate_row([r for r in trecs if r["method"] == m], "positive", method=m) for m in ("none", "ilrr")]
+    samples = [r for r in trecs if r["method"] == "sample"]
+    by_prompt: dict[str, list[dict]] = {}
+    for r in samples:
+        by_prompt.setdefault(r["prompt"], []).append(r)
+    rng = random.Random(cfg.seed)
+    picks_random = [cands[rng.randrange(len(cands))] for cands in by_prompt.values()]
+    picks_ref = [max(cands, key=lambda r: (r["ref_similarity"], -r["sample_index"])) for cands in by_prompt.values()]
+    rows.append(rate_row(picks_random, "positive", method="sample_random"))
+    rows.append(rate_row(picks_ref, "positive", method="sample_best_ref"))
+    return ILRRStudyResult(name, config, vrows, chosen, rows, recs + trecs)

@@ -1,0 +1,321 @@
+"""Refusal ablation (Shnaidman et al., arXiv 2512.24143) on an organism that refuses harmful requests.
+
+Protocol, with nothing tuned on test:
+1. **Direction** per site: difference in means of harmful vs harmless *train-split* requests, activations
+   mean-pooled over the prompt tokens at t = 1 (the paper's single forward pass); the plan at a site is the
+   directional ablation h ← h − ⟨h, v̂⟩v̂ (`interventions`' `directional_ablation` estimator).
+2. **Sweep** on the *validation* harmful requests: one cell per layer × hook point × token scope, ablating at
+   that one site only; the cell with the lowest refusal rate among those whose degenerate share stays within
+   max(`max_degenerate`, the unsteered share) is the best cell (ties: fewer degenerate texts, then table order).
+3. **Test**: refusal rate on held-out harmful requests with no steering and at the best cell, Wilson 95%
+   intervals, damage (NLL per token under the unsteered model, degenerate share) and the share of harmless
+   requests still answered (not a refusal, not degenerate).
+Every generation is a record (`OUT/generations.jsonl` via `analyses.runlog`, resumable). Validation records
+carry the cheap damage only (degeneracy, length; `nll` None) to keep the sweep fast; test records have all.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from typing import Sequence
+
+from .runlog import Item, RunLog
+from .stats import wilson_interval
+
+HOOK_POINTS = ("resid_mid", "resid_post", "attn_out")   # the paper's Attn Res, MLP Res and Attn-only
+SCOPES = ("prompt", "response", "all")                   # "all" = prompt + response
+PAPER = {"baseline_rate": 0.8756, "steered_rate": 0.0, "layers": "mid (12-20 of 32)", "hook_point": "resid_post",
+         "scope": "all", "model": "LLaDA-8B-Instruct"}
+NLL_DIGITS = 6
+VERDICT = {True: "yes", False: "no", None: "cannot tell"}
+
+
+@dataclass
+class RefusalConfig:
+    """Sizes and settings; `sampler` overrides the checkpoint's recommended sampler settings."""
+
+    n_calib: int = 64
+    n_val: int = 13
+    n_test: int = 33
+    n_harmless: int = 31
+    layers: tuple[int, ...] | None = None           # default: every layer
+    hook_points: tuple[str, ...] = HOOK_POINTS
+    scopes: tuple[str, ...] = SCOPES
+    max_degenerate: float = 0.2
+    batch_size: int = 48
+    seed: int = 0
+    sampler: dict = field(default_factory=dict)
+    mc_num: int = 8
+    mc_batch: int = 8
+
+
+QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), hook_points=("resid_post",),
+             scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
+
+
+def rate_row(records: Sequence[dict], flag: str, **extra) -> dict:
+    """{n, k, rate, ci_low, ci_high, nll, degenerate} for the share of `records` whose `flag` is true."""
+    n = len(records)
+    if n == 0:
+        raise ValueError(f"no records to compute the {flag!r} rate from")
+    k = sum(bool(r[flag]) for r in records)
+    lo, hi = wilson_interval(k, n)
+    nll = [r["nll"] for r in records if r.get("nll") is not None]
+    return {**extra, "n": n, "k": k, "rate": k / n, "ci_low": lo, "ci_high": hi,
+            "nll": sum(nll) / len(nll) if nll else None, "degenerate": sum(r["degenerate"] for r in records) / n}
+
+
+def pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def num(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def ci(r: dict) -> str:
+    return f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+
+
+def text_records(model, prompts, texts, *, nll: bool, cfg, base: dict) -> list[dict]:
+    """The runner's record fields for each generation: prompt, text, damage (NLL only when `nll`), seed."""
+    from .damage import damage, degeneracy
+    if nll:
+        dmg = damage(model, prompts, texts, mc_num=cfg.mc_num, batch_size=cfg.mc_batch, seed=cfg.seed)
+    else:
+        dmg = [{"nll": None, "degenerate": bool(degeneracy(t)), "reasons": degeneracy(t), "n_chars": len(t),
+                "n_tokens": None} for t in texts]
+    return [{**base, "prompt": p, "text": t, "nll": None if d["nll"] is None else round(d["nll"], NLL_DIGITS),
+             "degenerate": d["degenerate"], "reasons": d["reasons"], "n_chars": d["n_chars"],
+             "n_tokens": d["n_tokens"], "seed": cfg.seed} for p, t, d in zip(prompts, texts, dmg)]
+
+
+def batched_items(key: tuple, prompts: Sequence[str], batch_size: int, payload: dict) -> list[Item]:
+    return [Item((*key, i), len(prompts[i:i + batch_size]), {**payload, "prompts": list(prompts[i:i + batch_size])})
+            for i in range(0, len(prompts), batch_size)]
+
+
+@dataclass
+class RefusalStudyResult:
+    model: str
+    config: dict
+    val_baseline: dict
+    sweep: list[dict]
+    best: dict
+    test: list[dict]
+    records: list[dict] = field(repr=False, default_factory=list)
+
+    def row(self, method: str, prompts: str) -> dict:
+        return next(r for r in self.test if r["method"] == method and r["prompts"] == prompts)
+
+    def comparison(self) -> list[dict]:
+        """The paper's findings beside the organism's, each with a computed verdict."""
+        base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
+        ok = [c for c in self.sweep if c["score"] is not None]
+        n_layers = self.config["n_layers"]
+
+        def strongest(key, paper_says):
+            """The group with the lowest mean val refusal; `agrees` None when the groups do not differ."""
+            groups: dict = {}
+            for c in ok:
+                groups.setdefault(c[key], []).append(c["score"])
+            means = {g: sum(v) / len(v) for g, v in groups.items()}
+            top = min(means, key=lambda g: (means[g], str(g)))
+            flat = max(means.values()) - min(means.values()) < 1e-9
+            text = ", ".join(f"{k}: {pct(v)}" for k, v in means.items())
+            if flat:
+                return f"no difference ({text})", None, "every group has the same mean refusal rate"
+            return f"{top} ({text})", paper_says(top), ""
+        drop = base["rate"] - steer["rate"]
+        moot = base["rate"] < 0.5
+        rows = [{"finding": "refusal rate, unsteered -> ablated (test)", "paper": "87.56% -> 0.00%",
+                 "organism": f"{pct(base['rate'])} -> {pct(steer['rate'])}",
+                 "agrees": None if moot else steer["rate"] <= 0.05,
+                 "note": ("the organism refuses on fewer than half of the harmful requests unsteered: nothing to "
+                          "ablate" if moot else f"drop of {100 * drop:.1f} points")
+                 + ("" if steer["ci_high"] < base["ci_low"] else "; the 95% intervals overlap")}]
+        for finding, key, paper, says in (
+                ("strongest layer (mean val refusal over hook points and scopes)", "layer", PAPER["layers"],
+                 lambda l: 0 < l < n_layers - 1),
+                ("strongest hook point (mean over layers and scopes)", "hook_point", "post-MLP residual (resid_post)",
+                 lambda p: p == "resid_post"),
+                ("strongest token scope (mean over layers and hook points)", "scope", "prompt + response (all)",
+                 lambda s: s == "all")):
+            org, agrees, note = strongest(key, says)
+            if key == "layer" and agrees is not None:
+                org = f"layer {org} of 0..{n_layers - 1}"
+            rows.append({"finding": finding, "paper": paper, "organism": org, "agrees": None if moot else agrees,
+                         "note": note})
+        return rows
+
+    def to_json(self) -> dict:
+        base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
+        return {"baseline_rate": base["rate"], "steered_rate": steer["rate"],
+                "best": {k: self.best[k] for k in ("layer", "hook_point", "scope")},
+                "model": self.model, "config": self.config, "val_baseline": self.val_baseline, "sweep": self.sweep,
+                "best_cell": self.best, "test": self.test, "paper": PAPER, "comparison": self.comparison()}
+
+    def table_markdown(self) -> str:
+        c = self.config
+        lines = [f"Model `{self.model}`. Direction: harmful − harmless means of {c['n_calib']} train requests each "
+                 f"(prompt-pooled, t = 1). Sweep on {c['n_val']} validation harmful requests: layers {c['layers']} × "
+                 f"hook points {list(c['hook_points'])} × scopes {list(c['scopes'])}; best cell (lowest refusal with "
+                 f"degenerate share <= {pct(self.best['cap'])}): layer {self.best['layer']}, "
+                 f"`{self.best['hook_point']}`, scope `{self.best['scope']}` (val refusal {pct(self.best['score'])}, "
+                 f"unsteered {pct(self.val_baseline['rate'])}). Test: held-out requests.", "",
+                 "| plan | requests | n | refusal rate | 95% interval | answered | NLL | degenerate |",
+                 "|---|---|---|---|---|---|---|---|"]
+        for r in self.test:
+            lines.append(f"| {r['method']} | {r['prompts']} | {r['n']} | {pct(r['rate'])} | {ci(r)} | "
+                         f"{pct(r['answered'])} | {num(r['nll'])} | "
+                         f"{pct(r['degenerate'])} |")
+        lines += ["", "| finding | paper (LLaDA-8B-Instruct) | organism | agrees |", "|---|---|---|---|"]
+        for f in self.comparison():
+            lines.append(f"| {f['finding']} | {f['paper']} | {f['organism']}{'; ' + f['note'] if f['note'] else ''} "
+                         f"| {VERDICT[f['agrees']]} |")
+        return "\n".join(lines)
+
+    def plot(self, path: str) -> str:
+        """Heatmaps of validation refusal rate, one panel per scope (grid), hook points × layers, one colour
+        scale [0, 1] with a labelled colour bar; the best cell is outlined in red."""
+        from .plotting import plt
+        from matplotlib.patches import Rectangle
+        scopes, points = list(self.config["scopes"]), list(self.config["hook_points"])
+        layers = list(self.config["layers"])
+        ncol = min(3, len(scopes))
+        nrow = -(-len(scopes) // ncol)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(0.6 * len(layers) * ncol + 3.2, (0.45 * len(points) + 1.4) * nrow
+                                 + 1.0), squeeze=False)
+        im = None
+        for i, scope in enumerate(scopes):
+            ax = axes[i // ncol][i % ncol]
+            grid = [[next((c["score"] for c in self.sweep if c["layer"] == l and c["hook_point"] == p
+                           and c["scope"] == scope and c["score"] is not None), float("nan")) for l in layers]
+                    for p in points]
+            im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
+            for y, row in enumerate(grid):
+                for x, v in enumerate(row):
+                    ax.text(x, y, "–" if v != v else f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
+                            color="white" if v == v and v < 0.6 else "black")
+            ax.set_xticks(range(len(layers)))
+            ax.set_xticklabels(layers, fontsize=8)
+            ax.set_yticks(range(len(points)))
+            ax.set_yticklabels(points, fontsize=8)
+            ax.set_xlabel("layer", fontsize=8)
+            ax.set_title(f"scope = {scope}" + (" (prompt + response)" if scope == "all" else ""), fontsize=9)
+            if scope == self.best["scope"]:
+                ax.add_patch(Rectangle((layers.index(self.best["layer"]) - 0.5,
+                                        points.index(self.best["hook_point"]) - 0.5), 1, 1, fill=False,
+                                       edgecolor="red", lw=2.5))
+        for j in range(len(scopes), nrow * ncol):
+            axes[j // ncol][j % ncol].axis("off")
+        bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
+        bar.set_label("refusal rate on validation harmful requests (keyword judge)", fontsize=8)
+        bar.ax.axhline(self.val_baseline["rate"], color="red", lw=2)
+        fig.suptitle(f"Refusal-direction ablation on {self.model}: plan = directional ablation at one site "
+                     f"(layer × hook point) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
+                     f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
+                     "in red; numbers = %", fontsize=9)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        return path
+
+
+def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | None = None,
+                      model_name: str | None = None, progress: bool = True) -> RefusalStudyResult:
+    """Run the protocol of the module docstring; `out`: folder of the run log (None: a temporary one)."""
+    from interventions import Plan, fit_map
+    from mdm_lens.collect import collect_contrastive
+    from mdm_lens.context import check_scope
+    from mdm_lens.organism.behaviours import refusal_prompts
+    from mdm_lens.sites import get_act_name
+
+    from .refusal import RefusalScorer
+    from .sweep import sweep_sites
+    cfg = cfg or RefusalConfig()
+    if not 0 <= cfg.max_degenerate <= 1:
+        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
+    for s in cfg.scopes:
+        check_scope(s)
+    layers = list(range(model.n_layers)) if cfg.layers is None else list(cfg.layers)
+    bad = [l for l in layers if not 0 <= l < model.n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range: the model has layers 0..{model.n_layers - 1}")
+    sites = sweep_sites(model, cfg.hook_points, layers)
+    name = model_name or getattr(model, "name_or_path", None)
+    calib = (refusal_prompts(False, cfg.n_calib, "train", cfg.seed), refusal_prompts(True, cfg.n_calib, "train", cfg.seed))
+    val = refusal_prompts(True, cfg.n_val, "val", cfg.seed)
+    test = {"harmful": refusal_prompts(True, cfg.n_test, "test", cfg.seed),
+            "harmless": refusal_prompts(False, cfg.n_harmless, "test", cfg.seed)}
+    config = {"study": "refusal", "model": name, **asdict(cfg), "layers": layers, "n_layers": model.n_layers,
+              "sites": sites, "n_calib": len(calib[0]), "n_val": len(val), "n_test": len(test["harmful"]),
+              "n_harmless": len(test["harmless"])}
+    config = json.loads(json.dumps(config, default=str))
+    tmp = tempfile.TemporaryDirectory() if out is None else None
+    log = RunLog(out or tmp.name, config)
+    scorer = RefusalScorer()
+    plans: dict = {}
+
+    def plan_for(cell):
+        if cell is None:
+            return None
+        if not plans:
+            src, tgt = collect_contrastive(model, *calib, sites, pooling="mean", scope="prompt", progress=False)
+            plans.update({s: fit_map("directional_ablation", src[s], tgt[s], site=s) for s in sites})
+        layer, point, scope = cell
+        site = get_act_name(point, layer)
+        plan = Plan({site: plans[site]})
+        return plan if scope == "all" else plan.scope(scope)
+
+    def work(item: Item) -> list[dict]:
+        p = item.payload
+        texts = model.generate(p["prompts"], plan=plan_for(p["cell"]), seed=cfg.seed, **cfg.sampler).texts
+        cell = p["cell"] or (None, None, None)
+        base = {"task": "refusal", "split": p["split"], "method": p["method"], "lambda": None if p["cell"] is None
+                else 1.0, "layer": cell[0], "hook_point": cell[1], "scope": cell[2], "harmful": p["harmful"]}
+        recs = text_records(model, p["prompts"], texts, nll=p["split"] == "test", cfg=cfg, base=base)
+        for r, v in zip(recs, scorer.scores(texts)):
+            r["refusal"] = bool(v)
+        return recs
+
+    cells = [(l, p, s) for l in layers for p in cfg.hook_points for s in cfg.scopes]
+    items = batched_items(("refusal", "val", "none"), val, cfg.batch_size,
+                          {"split": "val", "method": "none", "cell": None, "harmful": True})
+    for c in cells:
+        items += batched_items(("refusal", "val", "directional_ablation", *c), val, cfg.batch_size,
+                               {"split": "val", "method": "directional_ablation", "cell": c, "harmful": True})
+    recs = log.run(items, work, desc="refusal sweep", progress=progress)
+    base_val = [r for r in recs if r["method"] == "none"]
+    val_baseline = rate_row(base_val, "refusal")
+    cap = max(cfg.max_degenerate, val_baseline["degenerate"])
+    sweep = []
+    for l, p, s in cells:
+        mine = [r for r in recs if r["method"] != "none" and (r["layer"], r["hook_point"], r["scope"]) == (l, p, s)]
+        row = rate_row(mine, "refusal")
+        sweep.append({"layer": l, "hook_point": p, "scope": s, "lambda": 1.0, "score": row["rate"],
+                      "degenerate": row["degenerate"], "n": row["n"]})
+    allowed = [c for c in sweep if c["degenerate"] <= cap] or sweep
+    best = min(allowed, key=lambda c: (c["score"], c["degenerate"], sweep.index(c)))
+    best = {**best, "cap": cap, "capped": len(allowed) < len(sweep), "within_cap": best["degenerate"] <= cap}
+    bcell = (best["layer"], best["hook_point"], best["scope"])
+    titems = []
+    for kind, prompts in test.items():
+        titems += batched_items(("refusal", "test", "none", kind), prompts, cfg.batch_size,
+                                {"split": "test", "method": "none", "cell": None, "harmful": kind == "harmful"})
+        titems += batched_items(("refusal", "test", "directional_ablation", kind, *bcell), prompts, cfg.batch_size,
+                                {"split": "test", "method": "directional_ablation", "cell": bcell,
+                                 "harmful": kind == "harmful"})
+    trecs = log.run(titems, work, desc="refusal test", progress=progress)
+    log.merge()
+    if tmp is not None:
+        tmp.cleanup()
+    rows = []
+    for method in ("none", "directional_ablation"):
+        for kind in test:
+            mine = [r for r in trecs if r["method"] == method and r["harmful"] == (kind == "harmful")]
+            row = rate_row(mine, "refusal", method=method, prompts=kind)
+            row["answered"] = sum(not r["refusal"] and not r["degenerate"] for r in mine) / len(mine)
+            rows.append(row)
+    return RefusalStudyResult(name, config, val_baseline, sweep, best, rows, recs + trecs)
