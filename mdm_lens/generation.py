@@ -200,11 +200,10 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
                    progress: bool = False, **overrides) -> GenerationOutput:
     from .sampling import dream_generate, llada_generate
 
-    if model.spec.sampler not in ("llada", "dream"):
+    if model.spec.sampler not in ("llada", "dream", "diffusion_gemma"):
         raise NotImplementedError(
-            f"HookedMDM.generate runs the LLaDA and Dream reference samplers; the {model.spec.name} family uses "
-            "transformers' own sampler: call model.model.generate(...) for it (its forward, caches and "
-            "run_with_cache work through HookedMDM)")
+            f"HookedMDM.generate runs the LLaDA and Dream reference samplers and DiffusionGemma's transformers "
+            f"sampler; the {model.spec.name} family has none: call model.model.generate(...) for it")
     if seed is not None and not _is_int(seed):
         raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
     check_prompts(prompts)
@@ -234,7 +233,14 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         stack.enter_context(own_rng(seed, device) if seed is not None else nullcontext())
         stack.enter_context(model.steer(plan) if plan is not None else nullcontext())
         stack.enter_context(torch.no_grad())
-        if model.spec.sampler == "llada":
+        if model.spec.sampler == "diffusion_gemma":       # transformers' own loop, hooked (families.gemma)
+            from .families.gemma import generate_hooked
+            if return_history:
+                raise ValueError("return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "
+                                 "token, so there is no unmasking history or decode trace; hook the sites instead "
+                                 "(ctx.masked = positions still holding noise)")
+            seqs = generate_hooked(model, input_ids, attn, on_step=on_step, **kwargs)
+        elif model.spec.sampler == "llada":
             _check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
                                                    "return_history"})
             kwargs.setdefault("mask_id", model.mask_id)
@@ -263,5 +269,5 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     history = trace.history_tensor()
     return GenerationOutput(texts=texts, tokens=tokens.cpu(), sequences=seqs.cpu(), prompt_length=plen,
                             attention_mask=attn.cpu() if attn is not None else None,
-                            decode_step=trace.decode_step[:, plen:].cpu(),
+                            decode_step=None if trace.decode_step is None else trace.decode_step[:, plen:].cpu(),
                             history=None if history is None else history[:, :, plen:].cpu())

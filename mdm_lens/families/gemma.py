@@ -13,15 +13,22 @@ the returned logits are zero (the decoder predicts canvas positions only). Sites
 their tensors cover the canvas positions only. There is no mask id (`default_mask_id=-1`), the sampler is
 transformers' own (`sampler="diffusion_gemma"`, not llada/dream), and the post-norms between o_proj /
 down_proj and the residual add make directional-ablation folding inexact (`residual_writers=None`).
+
+`HookedMDM.generate` drives transformers' `generate` itself (`generate_hooked`): hooks get the step clock and
+a `CanvasContext`, whose "still to decide" positions are those holding fresh uniform noise.
 """
 from __future__ import annotations
 
-from typing import Any
+import math
+from functools import cached_property
+from typing import Any, Callable
 
 import torch
 from jaxtyping import Float, Int
 from torch import nn
 
+from ..context import StepContext
+from ..sampling.common import StepInfo
 from ._layers import site_table
 from .base import FamilySpec, Site
 
@@ -36,7 +43,7 @@ class DiffusionGemmaMDM(DiffusionGemmaForBlockDiffusion):
 
     no_split_modules = ["DiffusionGemmaEncoderTextLayer", "DiffusionGemmaDecoderTextLayer"]
 
-    def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: Int[torch.Tensor, "b p"] | None = None,
+    def forward(self, input_ids: Int[torch.Tensor, "b p"] | None = None, attention_mask: Int[torch.Tensor, "b p"] | None = None,
                 position_ids: torch.Tensor | None = None, canvas_length: int | None = None,
                 self_conditioning_logits: torch.Tensor | None = None, **kwargs) -> Float[torch.Tensor, "b p v"]:
         if "decoder_input_ids" in kwargs:        # called the transformers way (e.g. by generate)
@@ -102,6 +109,107 @@ def build_sites(model: nn.Module) -> list[Site]:
              "logits": "lm_head"}
     linears = {r: paths[r] for r in ("attn_out", "mlp_pre", "mlp_pre_linear", "mlp_out")}
     return site_table(dims(model), paths, linears)
+
+
+# ---------------------------------------------------------------------------------------------- generation
+class CanvasContext(StepContext):
+    """The step context of one DiffusionGemma decoder forward.
+
+    Positions are the canvas's (sites sit on the decoder, whose tensors cover the canvas only): `input_ids` is the
+    canvas, every position is a response position (`prompt_length` 0 here; `info.prompt_length` is the prompt's).
+    There is no mask token: the canvas starts as uniform-random tokens and after each step the entropy-bound
+    sampler keeps the tokens it accepted and re-noises the rest. So "still to decide" (`masked`, the "masked"
+    scope, `t`) means: positions holding fresh uniform noise in this forward's input, i.e. every position at a
+    canvas's first step, then the ones the previous step did not accept. Accepted positions are still re-sampled
+    by later steps (nothing is final before the canvas ends: the output is the last step's argmax), and a row the
+    adaptive stopping criterion has finished keeps its canvas while the batch runs on."""
+
+    def __init__(self, canvas: Int[torch.Tensor, "b c"], noise: torch.Tensor, info: StepInfo):
+        super().__init__(canvas, None, -1, prompt_length=0, logits_shift=False, info=info)
+        self._noise = noise
+
+    @cached_property
+    def masked(self) -> torch.Tensor:
+        return self._noise
+
+
+GENERATE_OPTIONS = ("max_new_tokens", "max_denoising_steps", "entropy_bound", "t_min", "t_max",
+                    "stability_threshold", "confidence_threshold")
+
+
+@torch.no_grad()
+def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
+                    on_step: Callable[[StepInfo], None] | None = None, **settings) -> Int[torch.Tensor, "b total"]:
+    """transformers' own `DiffusionGemmaForBlockDiffusion.generate`, with the step clock and hooks.
+
+    `generate` reads `self.forward` once and calls it for every decoder (denoising) forward with
+    `decoder_input_ids=<canvas>`; the first forward of each canvas has no self-conditioning logits. We put a
+    wrapper in the instance's `forward` slot for the duration of the call: it announces a `StepInfo` (step =
+    canvas index × max_denoising_steps + step within the canvas, so a canvas the adaptive criterion stops early
+    leaves gaps; block = canvas index; num_steps / num_blocks are the upper bounds) on `hooked.step_clock`, sets the
+    `CanvasContext` hooks receive, runs the real forward, and checks the logits once. The sampler object is
+    captured the same way (`_prepare_sampler`) to read which positions the previous step accepted. Nothing else
+    of the loop changes: with no-op hooks the tokens equal `generate`'s for the same seed. The encoder (prompt ->
+    KV cache) runs outside the wrapper: sites are on the decoder. Returns prompt + generated ids (pad after EOS)."""
+    from transformers.models.diffusion_gemma.generation_diffusion_gemma import EntropyBoundSamplerConfig
+
+    from ..generation import check_step_logits
+    from ..sampling.common import announcing
+    inner = hooked.model
+    bad = sorted(set(settings) - set(GENERATE_OPTIONS))
+    if bad:
+        raise TypeError(f"unknown DiffusionGemma generate option(s) {bad}; valid options: {list(GENERATE_OPTIONS)}")
+    kwargs = dict(settings)
+    if "entropy_bound" in kwargs:
+        kwargs["sampler_config"] = EntropyBoundSamplerConfig(entropy_bound=kwargs.pop("entropy_bound"))
+    if attention_mask is not None:
+        kwargs["attention_mask"] = attention_mask
+    canvas_len = int(inner.config.canvas_length)
+    per_canvas = int(kwargs.get("max_denoising_steps") or RECOMMENDED["max_denoising_steps"])
+    max_new = int(kwargs.get("max_new_tokens") or RECOMMENDED["max_new_tokens"])
+    n_canvases = math.ceil(max_new / canvas_len)
+    plen = input_ids.shape[1]
+    state: dict[str, Any] = {"block": -1, "i": 0, "sampler": None}
+    real_forward, real_prepare = inner.forward, inner._prepare_sampler
+    had = {k: k in inner.__dict__ for k in ("forward", "_prepare_sampler")}
+
+    def prepare_sampler(generation_config):
+        state["sampler"] = real_prepare(generation_config)
+        return state["sampler"]
+
+    with announcing(hooked, on_step) as announce:
+        def forward(*args, **kw):
+            if "decoder_input_ids" not in kw:
+                return real_forward(*args, **kw)
+            canvas = kw["decoder_input_ids"]
+            if kw.get("self_conditioning_logits") is None:          # a new canvas
+                state["block"], state["i"] = state["block"] + 1, 0
+                noise = torch.ones_like(canvas, dtype=torch.bool)
+            else:
+                noise = ~state["sampler"].accepted_token_mask
+            info = StepInfo(state["block"] * per_canvas + state["i"], per_canvas * n_canvases, state["block"],
+                            n_canvases, plen, max_new, "diffusion_gemma")
+            state["i"] += 1
+            announce(info)
+            prev = hooked._ctx
+            hooked._ctx = CanvasContext(canvas, noise, info)
+            try:
+                out = real_forward(*args, **kw)
+            finally:
+                hooked._ctx = prev
+            check_step_logits(hooked, out.logits, info)
+            return out
+
+        inner.forward, inner._prepare_sampler = forward, prepare_sampler
+        try:
+            out = inner.generate(input_ids, **kwargs)
+        finally:
+            for k, real in (("forward", real_forward), ("_prepare_sampler", real_prepare)):
+                if had[k]:
+                    setattr(inner, k, real)
+                else:
+                    delattr(inner, k)
+    return getattr(out, "sequences", out)
 
 
 # transformers' DiffusionGemmaGenerationConfig._get_default_generation_params (models/diffusion_gemma/
