@@ -63,8 +63,14 @@ def _run(model, prompts, plan, seed, sampler_kwargs, sites):
 
     def spy_logits(act, ctx):
         rows = act[: ctx.main_rows].float()
-        logps[ctx.step] = F.log_softmax(rows, -1).cpu()
-        inputs[ctx.step] = ctx.input_ids[: ctx.main_rows].to("cpu", copy=True)   # the sampler edits x in place
+        ids = ctx.input_ids[: ctx.main_rows].to("cpu", copy=True)   # the sampler edits x in place
+        start, stop = ctx.computed
+        if ctx.cached:          # a KV-cached forward computes [start, stop); the other columns are unchanged
+            canvas = inputs[max(inputs)].clone()            # since the block's full forward (a step before)
+            canvas[:, start:stop] = ids
+            ids = canvas
+        logps[ctx.step] = (start, F.log_softmax(rows, -1).cpu())
+        inputs[ctx.step] = ids
 
     def before(act, ctx):
         pre[ctx.site] = act.detach().clone()
@@ -103,8 +109,12 @@ def step_effects(model, prompts, plan, *, seed: int = 0, **sampler_kwargs) -> St
     for s in sorted(lp_s):
         masked = (in_s[s] == model.mask_id) & (in_b[s] == model.mask_id)
         masked[:, :plen] = False
+        (c_s, lps), (c_b, lpb) = lp_s[s], lp_b.get(s, (0, lp_s[s][1][:, :0]))
+        lo, hi = max(c_s, c_b), min(c_s + lps.shape[1], c_b + lpb.shape[1])     # columns both forwards computed
+        masked[:, :lo] = False
+        masked[:, hi:] = False
         if masked.any():
-            p_s, p_b = lp_s[s][masked], lp_b[s][masked]
+            p_s, p_b = lps[:, lo - c_s:hi - c_s][masked[:, lo:hi]], lpb[:, lo - c_b:hi - c_b][masked[:, lo:hi]]
             kl = float((p_s.exp() * (p_s - p_b)).sum(-1).mean())
         else:
             kl = 0.0

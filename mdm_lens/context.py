@@ -83,6 +83,23 @@ class StepContext:
         c = self.info.computed if self.info is not None else None
         return c[0] if c is not None and self.input_ids.shape[1] == c[1] - c[0] else 0
 
+    @property
+    def computed(self) -> tuple[int, int]:
+        """[start, stop) canvas columns this forward computes, the ones hooks see: a KV-cached forward's block
+        (dual cache) or block + suffix (prefix cache); (0, width) for a full forward."""
+        return self.first_column, self.first_column + self.input_ids.shape[1]
+
+    @property
+    def cached(self) -> list[tuple[int, int]]:
+        """[start, stop) canvas column spans whose keys/values this forward reads from a KV cache (hooks never
+        see them; they hold what the hooks did at the block's full forward): the prefix before the block, and
+        under the dual cache the suffix after it. [] for a full forward."""
+        if self.info is None or self.info.computed is None:
+            return []
+        start, stop = self.computed
+        total = self.info.prompt_length + self.info.gen_length
+        return [span for span in ((0, start), (stop, total)) if span[1] > span[0]]
+
     @cached_property
     def prompt_mask(self) -> Bool[torch.Tensor, "batch pos"]:
         return ~self.response_mask & ~self.padding

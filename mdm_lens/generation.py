@@ -197,7 +197,7 @@ def own_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 
 def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
-                   progress: bool = False, **overrides) -> GenerationOutput:
+                   progress: bool = False, sampler: str = "reference", **overrides) -> GenerationOutput:
     from .sampling import dream_generate, llada_generate
 
     if model.spec.sampler not in ("llada", "dream", "diffusion_gemma"):
@@ -208,7 +208,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
     check_prompts(prompts)
     return_history = bool(overrides.pop("return_history", False))
-    kwargs = model.sampler_settings(**overrides)
+    kwargs = model.sampler_settings(sampler, **overrides)
     ids = special_ids(model)
     input_ids, attn = encode_prompts(prompts, model.tokenizer, chat=chat, pad_id=ids["pad"])
     check_prompt_ids(model, input_ids)
@@ -233,7 +233,11 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         stack.enter_context(own_rng(seed, device) if seed is not None else nullcontext())
         stack.enter_context(model.steer(plan) if plan is not None else nullcontext())
         stack.enter_context(torch.no_grad())
-        if model.spec.sampler == "diffusion_gemma":       # transformers' own loop, hooked (families.gemma)
+        if sampler == "fast":               # Fast-dLLM's KV-cached sampler (mdm_lens.fast_path)
+            from .fast_path import fast_call
+            fn, fast_kwargs = fast_call(model, input_ids, attn, kwargs)
+            seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs)
+        elif model.spec.sampler == "diffusion_gemma":     # transformers' own loop, hooked (families.gemma)
             from .families.gemma import generate_hooked
             if return_history:
                 raise ValueError("return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "

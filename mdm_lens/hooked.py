@@ -24,6 +24,12 @@ Augmenter = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"
                      "tuple[torch.Tensor, torch.Tensor | None] | None"]
 
 
+_AUGMENT_CACHED = (
+    "an intervention that adds batch rows (model.augment_batch, e.g. reference alignment) cannot run under a "
+    "KV-cached sampler: its extra rows would enter the cache, and its hooks need the whole sequence while a "
+    "cached forward computes only a block. Generate with sampler='reference' (the default) for it")
+
+
 class MaskedBatch(NamedTuple):
     """Prompts followed by a fully masked response: the t = 1 canvas."""
 
@@ -187,20 +193,30 @@ class HookedMDM(TLConveniences, nn.Module):
 
     # ------------------------------------------------------------------ forward
     def forward(self, input_ids: Int[torch.Tensor, "batch pos"], attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, prompt_length: int | None = None
+                position_ids: torch.Tensor | None = None, prompt_length: int | None = None, *,
+                past_key_values=None, use_cache: bool = False, replace_position: torch.Tensor | None = None
                 ) -> Float[torch.Tensor, "batch pos vocab"]:
+        """Logits `[batch, pos, vocab]`. The KV-cached samplers (`llada_generate_cached`, `dream_generate_cached`;
+        `docs/fast_sampling.md`) pass `past_key_values` / `use_cache` / `replace_position`, forwarded to the
+        native model only when given; `use_cache=True` returns its `CachedOutput` (logits + past keys/values).
+        Hooks then see the computed columns only (`ctx.computed`)."""
         if not isinstance(input_ids, torch.Tensor):        # text or texts, as TL's forward takes them
             input_ids, mask = self._encode(input_ids)
             attention_mask = mask if attention_mask is None else attention_mask
         main = input_ids.shape[0]
         with self._guard.forward():         # no other thread's hooks or generation (mdm_lens.hooking)
+            cached = past_key_values is not None or use_cache or replace_position is not None
             if self._augmenters:
+                if cached:
+                    raise RuntimeError(_AUGMENT_CACHED)
                 input_ids, attention_mask, position_ids = self._augment(input_ids, attention_mask, position_ids)
             kwargs = {}
             if attention_mask is not None:
                 kwargs["attention_mask"] = attention_mask
             if position_ids is not None:
                 kwargs["position_ids"] = position_ids
+            if cached:
+                kwargs.update(past_key_values=past_key_values, use_cache=use_cache, replace_position=replace_position)
             if self._n_hooks == 0:
                 out = self.model(input_ids, **kwargs)
             else:
@@ -217,7 +233,7 @@ class HookedMDM(TLConveniences, nn.Module):
             logits = logits[:main] if logits.shape[0] != main else logits
             if self.step_clock.info is not None:        # inside a sampler: once per step, one bool read
                 check_step_logits(self, logits, self.step_clock.info)
-            return logits
+            return out if use_cache else logits
 
     def _augment(self, ids, mask, pos):
         info = self.step_clock.info
@@ -250,17 +266,24 @@ class HookedMDM(TLConveniences, nn.Module):
             yield cache
 
     # ------------------------------------------------------------------ generation
-    def sampler_settings(self, **overrides) -> dict[str, Any]:
-        """The sampler options a generation uses: the family's recommended settings, then the checkpoint's
+    def sampler_settings(self, sampler: str = "reference", **overrides) -> dict[str, Any]:
+        """The sampler options a generation uses: the family's recommended settings (plus, for `sampler="fast"`,
+        the fast path's `cache`/`threshold`/... defaults: `mdm_lens.fast_path`), then the checkpoint's
         `mdm_lens_sampler` config entry, then `overrides` (the one place they are merged, and validated:
         `mdm_lens.generation.check_sampler_settings`)."""
+        from .fast_path import check_sampler_name, fast_defaults
         from .generation import check_sampler_settings
+        base = dict(self.spec.recommended)
+        source = {k: f"the {self.spec.name} family's recommended settings" for k in base}
+        if check_sampler_name(sampler) == "fast":
+            extra = fast_defaults(self.spec.sampler)
+            base.update(extra)
+            source.update({k: "the fast sampler's defaults (mdm_lens.fast_path)" for k in extra})
         saved = self.config.get("mdm_lens_sampler", {})
-        source = {**{k: f"the {self.spec.name} family's recommended settings" for k in self.spec.recommended},
-                  **{k: "the checkpoint's mdm_lens_sampler config" for k in saved}}
+        source.update({k: "the checkpoint's mdm_lens_sampler config" for k in saved})
         for k in overrides:
             source.pop(k, None)
-        return check_sampler_settings({**self.spec.recommended, **saved, **overrides}, source)
+        return check_sampler_settings({**base, **saved, **overrides}, source)
 
     @property
     def default_gen_length(self) -> int:
@@ -283,7 +306,10 @@ class HookedMDM(TLConveniences, nn.Module):
         return MaskedBatch(ids.to(self.input_device), attn, plen)
 
     def generate(self, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
-                 progress: bool = False, **sampler_kwargs):
-        """Generate with the family's reference sampler and recommended settings (overridable)."""
+                 progress: bool = False, sampler: str = "reference", **sampler_kwargs):
+        """Generate with the family's reference sampler and recommended settings (overridable). `sampler="fast"`
+        runs Fast-dLLM's KV-cached sampler instead (options `cache="dual"|"prefix"`, `threshold=None|0.9`;
+        approximate, see docs/fast_sampling.md); hooks and plans apply on both."""
         from .generation import run_generation
-        return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, **sampler_kwargs)
+        return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, sampler=sampler,
+                              **sampler_kwargs)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from jaxtyping import Int
 
 from .common import StepInfo, announcing, check_prompt, logits_of
+from .trace import DecodeTrace
 from .dream import sample_tokens
 from .llada_cached import CACHES
 
@@ -54,8 +55,10 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                           cache: str = "prefix", eps: float = 1e-3, alg_temp: float | None = None,
                           temperature: float = 0.0, top_p: float | None = None, top_k: int | None = None,
                           mask_token_id: int = 151666, *, on_step: Callable[[StepInfo], None] | None = None,
-                          stats: dict | None = None) -> Int[torch.Tensor, "b total"]:
-    """Returns prompt + response ids; `stats` receives `forwards` like `llada_generate_cached`."""
+                          stats: dict | None = None, trace: DecodeTrace | None = None
+                          ) -> Int[torch.Tensor, "b total"]:
+    """Returns prompt + response ids; `stats` receives `forwards` like `llada_generate_cached`; `trace` records the
+    forward that unmasked each position (`mdm_lens.sampling.trace`)."""
     num_blocks = _check(cache, threshold, max_new_tokens, block_length, steps)
     check_prompt(input_ids, mask_token_id)
     b, plen = input_ids.shape
@@ -68,8 +71,13 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
     count = {"forwards": 0}
     step = 0
 
+    if trace is not None:
+        trace.start(x)
+
     def forward(ids, computed, announce, blk, **kw):
         nonlocal step
+        if trace is not None and step > 0:       # the previous forward's writes are all in x by now
+            trace.record(step - 1, x)
         announce(StepInfo(step, bound, blk, num_blocks, plen, max_new_tokens, f"dream_{cache}", computed=computed))
         step += 1
         count["forwards"] += 1
@@ -131,6 +139,8 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                 i += 1
                 if not bool((x[:, start:stop] == mask_token_id).any()):
                     break
+    if trace is not None and step > 0:
+        trace.record(step - 1, x)
     if stats is not None:
         stats.update(count)
     return x

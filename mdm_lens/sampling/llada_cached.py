@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 
 from .common import StepInfo, announcing, check_prompt, logits_of
+from .trace import DecodeTrace
 from .llada import add_gumbel_noise, get_num_transfer_tokens, validate_llada_args
 
 CACHES = ("none", "prefix", "dual")
@@ -79,9 +80,11 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                           steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
                           remasking: str = "low_confidence", mask_id: int = 126336, threshold: float | None = None,
                           cache: str = "dual", *, on_step: Callable[[StepInfo], None] | None = None,
-                          stats: dict | None = None) -> Int[torch.Tensor, "b total"]:
+                          stats: dict | None = None, trace: DecodeTrace | None = None
+                          ) -> Int[torch.Tensor, "b total"]:
     """Returns prompt + response ids. `stats`, when given, receives `forwards` (the reference's nfe) and
-    `columns` (query columns computed, summed over forwards: what the caches save)."""
+    `columns` (query columns computed, summed over forwards: what the caches save); `trace` records the forward
+    that unmasked each position (`mdm_lens.sampling.trace`)."""
     num_blocks = validate_llada_args(steps, gen_length, block_length, remasking)
     per_block = steps // num_blocks
     _check(cache, threshold, per_block)
@@ -98,8 +101,13 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
     counter = {"forwards": 0, "columns": 0}
     step = 0
 
+    if trace is not None:
+        trace.start(x)
+
     def forward(ids, computed, announce, blk, **kw):
         nonlocal step
+        if trace is not None and step > 0:       # the previous forward's writes are all in x by now
+            trace.record(step - 1, x)
         announce(StepInfo(step, bound, blk, num_blocks, plen, gen_length, f"llada_{cache}", computed=computed))
         step += 1
         counter["forwards"] += 1
@@ -164,6 +172,8 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                 i += 1
                 if not bool((x[:, start:stop] == mask_id).any()):
                     break
+    if trace is not None and step > 0:
+        trace.record(step - 1, x)
     if stats is not None:
         stats.update(counter)
     return x
