@@ -1,43 +1,44 @@
-"""ILRR: steer generations toward a reference text's sentiment by aligning activations during denoising.
+"""ILRR: steer unprompted reviews toward a positive reference; compare with no steering and with k samples
+(random pick, and the sample closest to the reference) at no less compute (`analyses.ilrr_study`).
 
-    python examples/ilrr_sentiment.py --model GSAI-ML/LLaDA-8B-Instruct \
-        --reference "What a wonderful, joyful day full of friends and sunshine." --out runs/ilrr
-    python examples/ilrr_sentiment.py --smoke
+    python examples/ilrr_sentiment.py --out runs/ilrr
+    python examples/ilrr_sentiment.py --quick --out runs/ilrr_q
+    python examples/ilrr_sentiment.py --reference "What a wonderful, joyful day." --out runs/ilrr_ref
 
-Scored offline with VADER (nltk-vader-sentiment) by default, or `--classifier <hub id>` for a
-transformers sentiment model. One extra forward row per step: 8B bf16 ≈ 16 GB + activations for batch+1
-rows; a strength sweep of 5 values × 32 prompts × 256 steps is minutes to an hour on one GPU (estimate).
+Writes OUT/generations.jsonl (every generation and sample; resumable), OUT/ilrr.json, OUT/ilrr.md and
+OUT/ilrr.png. Positive = VADER compound > 0.05 (offline). The strength s is chosen on validation requests.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 
-from analyses.sentiment import classifier_positive_rate, vader_positive_rate
-from interventions import Plan, ReferenceAlignment
 
-
-def main(argv=None) -> list[dict]:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny-if")
-    ap.add_argument("--reference", default="The garden is lovely, happy and full of life.")
-    ap.add_argument("--classifier", default=None)
-    ap.add_argument("--strengths", type=float, nargs="+", default=[0.0, 0.5, 1.0, 2.0])
-    ap.add_argument("--smoke", action="store_true")
-    args = ap.parse_args(argv)
+def main(argv=None):
+    from analyses.ilrr_study import QUICK, REFERENCE, ILRRConfig, run_ilrr_study
     from mdm_lens import HookedMDM
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="tiny-mdm", help="packaged organism name or a folder")
+    ap.add_argument("--reference", default=REFERENCE)
+    ap.add_argument("--strengths", type=float, nargs="+", help="ILRR strengths to choose from on validation")
+    ap.add_argument("--k", type=int, default=2, help="samples per request of the sampling baseline")
+    ap.add_argument("--out", default="runs/ilrr")
+    ap.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
     model = HookedMDM.from_pretrained(args.model)
-    metric = classifier_positive_rate(args.classifier) if args.classifier else vader_positive_rate
-    prompts = ["Write about the storm.", "Describe the night.", "Tell me about the desert."]
-    sampler = dict(gen_length=16, steps=8, block_length=16) if args.smoke else {}
-    ref = model.tokenizer(args.reference, add_special_tokens=False)["input_ids"]
-    sites = [f"blocks.{l}.hook_resid_post" for l in range(model.n_layers)]
-    rows = []
-    for s in (args.strengths[:2] if args.smoke else args.strengths):
-        plan = Plan.of(ReferenceAlignment(ref, sites, s=s, pooling="mean", profile="linear"))
-        texts = model.generate(prompts, plan=plan, seed=0, **sampler).texts
-        rows.append({"strength": s, "positive_rate": metric(texts), "example": texts[0]})
-        print(rows[-1])
-    return rows
+    opts = dict(QUICK if args.quick else {}, reference=args.reference, k=args.k, seed=args.seed)
+    if args.strengths:
+        opts["strengths"] = tuple(args.strengths)
+    res = run_ilrr_study(model, ILRRConfig(**opts), out=args.out, model_name=args.model)
+    with open(os.path.join(args.out, "ilrr.json"), "w") as f:
+        json.dump(res.to_json(), f, indent=2, default=str)
+    with open(os.path.join(args.out, "ilrr.md"), "w") as f:
+        f.write(res.table_markdown() + "\n")
+    res.plot(os.path.join(args.out, "ilrr.png"))
+    print(res.table_markdown())
+    return res
 
 
 if __name__ == "__main__":
