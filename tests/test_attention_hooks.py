@@ -236,3 +236,12 @@ def test_kv_cached_forwards_hook_the_computed_columns(model, how):
         assert k.shape == (b, stop - start, kvh, model.cfg.d_head)
         torch.testing.assert_close(pat, full["pattern", l][:, :, start:stop], atol=3e-5, rtol=0)
         torch.testing.assert_close(k, full["k", l][:, start:stop], atol=1e-5, rtol=1e-5)
+
+
+def test_attn_bench_reports_ratios_and_equal_logits(model):
+    """`mdm-lens bench attn` (mdm_lens.bench_attn): the JSON it prints, on a tiny model (timings are not asserted)."""
+    from mdm_lens.bench_attn import attn_bench
+    out = attn_bench(model, seq=8, repeats=1)
+    assert set(out["seconds"]) == {"plain", "z_all", "pattern_one", "pattern_all"}
+    assert out["pattern_all_ratio"] == out["seconds"]["pattern_all"] / out["seconds"]["plain"]
+    assert out["eager_logits_max_abs_diff"] < 1e-5 and out["settings"]["n_layers"] == model.n_layers
