@@ -23,7 +23,9 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
          "detectable_format:number_bullet_lists", "detectable_format:title")         # organism corpus KINDS
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit")
+BENCHMARKS = ("sampler", "steer", "fit", "fast")
+SAMPLERS = ("reference", "fast")                                                      # mdm_lens.fast_path.SAMPLERS
+CACHES = ("prefix", "dual")                                                           # mdm_lens.sampling.llada_cached
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
 
@@ -66,23 +68,37 @@ SAMPLER_OPTIONS = (("gen_length", int, "response length in tokens (LLaDA)"),
 def cmd_generate(args) -> int:
     model = _load(args)
     overrides = {k: getattr(args, k) for k, _, _ in SAMPLER_OPTIONS if getattr(args, k) is not None}
-    out = model.generate(args.prompt, seed=args.seed, chat=not args.no_chat, progress=True, **overrides)
+    overrides.update({k: getattr(args, k) for k in ("cache", "threshold") if getattr(args, k) is not None})
+    out = model.generate(args.prompt, seed=args.seed, chat=not args.no_chat, progress=True, sampler=args.sampler,
+                         **overrides)
     for prompt, text in zip(args.prompt, out.texts):
         print(json.dumps({"prompt": prompt, "response": text}))
     return 0
 
 
 def cmd_bench(args) -> int:
+    if args.what == "fast":
+        from interventions.bench import linear_act_everywhere
+        from mdm_lens.bench_fast import run_fast_bench
+        results = run_fast_bench(model=args.model, gen_length=args.gen_length or 256, block_length=args.block_length,
+                                 steps=args.steps, prompt_len=args.prompt_len or 64, threshold=args.threshold,
+                                 repeats=args.repeats, device=args.device, dtype=args.dtype,
+                                 steer=linear_act_everywhere)
+        return _print_json(results, args.json)
     if args.what == "sampler":
         from mdm_lens.bench import run_sampler_bench as run
     else:
         from interventions.bench import run_bench as run
-    results = run(args.what, model=args.model, gen_length=args.gen_length, steps=args.steps,
-                  prompt_len=args.prompt_len, batch=args.batch, repeats=args.repeats)
+    results = run(args.what, model=args.model, gen_length=args.gen_length or 32, steps=args.steps or 32,
+                  prompt_len=args.prompt_len or 16, batch=args.batch, repeats=args.repeats)
+    return _print_json(results, args.json)
+
+
+def _print_json(results: dict, path: str | None) -> int:
     text = json.dumps(results, indent=2)
     print(text)
-    if args.json:
-        Path(args.json).write_text(text)
+    if path:
+        Path(path).write_text(text)
     return 0
 
 
@@ -189,6 +205,15 @@ def _model_options(p: argparse.ArgumentParser, default: str | None = None, dtype
         p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cpu)")
 
 
+def _fast_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", choices=SAMPLERS, default="reference",
+                   help="'fast': Fast-dLLM's KV-cached sampler (approximate; docs/fast_sampling.md)")
+    p.add_argument("--cache", choices=CACHES, default=None, help="KV cache of --sampler fast (default: dual)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="--sampler fast: confidence threshold for parallel decoding, e.g. 0.9 (default: none, a "
+                   "fixed number of tokens per step)")
+
+
 def _contrastive_options(p: argparse.ArgumentParser) -> None:
     _model_options(p, default="tiny-if")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -223,16 +248,28 @@ def build_parser() -> argparse.ArgumentParser:
     for key, typ, help_ in SAMPLER_OPTIONS:
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
                        help=help_ + " (default: the family's recommended setting)")
+    _fast_options(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="overhead benchmarks: ratios measured in one run, as JSON",
                        description="sampler: wrapper and no-op hooks vs the bare model; steer: hooked and folded "
-                       "Linear-ACT vs unsteered; fit: Bures OT fit at d=4096.")
+                       "Linear-ACT vs unsteered; fit: Bures OT fit at d=4096; fast: LLaDA's reference sampler vs "
+                       "Fast-dLLM's prefix / dual cache / dual cache + threshold (speedup, FLOPs ratio) and "
+                       "Linear-ACT on every layer on the fast path (hooked_ratio). On a GPU: mdm-lens bench fast "
+                       "--device cuda --dtype bfloat16 --repeats 3 (docs/fast_sampling.md).")
     p.add_argument("what", choices=BENCHMARKS, help="which benchmark")
-    p.add_argument("--model", default=None, help="model to time (default: a tiny and a mid-size random LLaDA)")
-    p.add_argument("--gen-length", dest="gen_length", type=int, default=32, help="response length in tokens")
-    p.add_argument("--steps", type=int, default=32, help="denoising steps")
-    p.add_argument("--prompt-len", dest="prompt_len", type=int, default=16, help="random prompt length in tokens")
+    p.add_argument("--model", default=None, help="model to time (default: a tiny and a mid-size random LLaDA; fast: "
+                   "the mid-size one)")
+    p.add_argument("--gen-length", dest="gen_length", type=int, default=None,
+                   help="response length in tokens (default: 32; fast: 256)")
+    p.add_argument("--steps", type=int, default=None,
+                   help="denoising steps (default: 32; fast: gen-length, one token per step)")
+    p.add_argument("--prompt-len", dest="prompt_len", type=int, default=None,
+                   help="random prompt length in tokens (default: 16; fast: 64)")
+    p.add_argument("--block-length", dest="block_length", type=int, default=32, help="block length (fast)")
+    p.add_argument("--threshold", type=float, default=0.9, help="confidence threshold of the last variant (fast)")
+    p.add_argument("--device", default=None, help="torch device (fast; default: cpu)")
+    p.add_argument("--dtype", choices=DTYPES, default=None, help="weight dtype (fast; default: float32)")
     p.add_argument("--batch", type=int, default=1, help="batch size")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (the median is reported)")
     p.add_argument("--json", default=None, help="also write the JSON to this file (default: stdout only)")

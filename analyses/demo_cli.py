@@ -29,7 +29,10 @@ def cmd_experiment(args) -> int:
         tasks = ifeval_tasks(args.tasks, args.n_calib, args.n_val, args.n_test, args.seed,
                              instruction_ids=args.instruction_id or None)
     sampler = {k: v for k, v in (("gen_length", args.gen_length), ("steps", args.steps),
-                                 ("block_length", args.block_length)) if v is not None}
+                                 ("block_length", args.block_length), ("cache", args.cache),
+                                 ("threshold", args.threshold)) if v is not None}
+    if args.sampler != "reference":         # recorded in the run config (and its hash) like every sampler option
+        sampler["sampler"] = args.sampler
     cfg = ExperimentConfig(lambdas=tuple(args.lambdas), n_calib=args.n_calib, n_val=args.n_val, n_test=args.n_test,
                            seed=args.seed, sampler=sampler, batch_size=args.batch_size,
                            methods=tuple(args.methods))
@@ -73,4 +76,6 @@ def add_parsers(sub) -> None:
                        ("block_length", "semi-autoregressive block length")):
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=int,
                        help=help_ + " (default: the family's recommended setting)")
+    from .cli import _fast_options       # stdlib-only, like this module
+    _fast_options(p)
     p.set_defaults(func=cmd_experiment)

@@ -67,7 +67,8 @@ class ExperimentConfig:
     n_test: int = 64
     batch_size: int = 32
     seed: int = 0
-    sampler: dict = field(default_factory=dict)      # overrides of the family's recommended settings
+    sampler: dict = field(default_factory=dict)      # overrides of the family's recommended settings; {"sampler":
+    # "fast", "cache": ..., "threshold": ...} picks Fast-dLLM's KV-cached sampler (HookedMDM.generate)
     method_options: dict = field(default_factory=dict)
     mc_num: int = 16
     mc_batch: int = 8

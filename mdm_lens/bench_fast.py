@@ -39,10 +39,14 @@ class ForwardCounter:
 
 
 def fast_bench(model, mask_id: int, *, gen_length: int = 256, block_length: int = 32, steps: int | None = None,
-               prompt_len: int = 64, threshold: float = 0.9, repeats: int = 1) -> dict:
+               prompt_len: int = 64, threshold: float = 0.9, repeats: int = 1, hooked=None, plan=None) -> dict:
     """`model`: a native LLaDA model (what `HookedMDM.model` holds). steps None = gen_length (one token per
     step, the setting Fast-dLLM reports its cache speedups in). Each variant runs `repeats` times, variants
-    interleaved so load drift hits them alike; FLOPs are counted on every run (they do not vary)."""
+    interleaved so load drift hits them alike; FLOPs are counted on every run (they do not vary).
+
+    With `hooked` (the HookedMDM around `model`) and `plan` (e.g. Linear-ACT on every layer), two more variants
+    run in the same rounds: the dual cache (fixed forwards per block) through the wrapper unsteered and steered by `plan`;
+    `hooked_ratio` is steered / unsteered time, the steering overhead on the fast path."""
     steps = gen_length if steps is None else steps
     cfg = model.cfg
     g = torch.Generator().manual_seed(0)
@@ -54,6 +58,10 @@ def fast_bench(model, mask_id: int, *, gen_length: int = 256, block_length: int 
                 "dual": lambda f: llada_generate_cached(f, prompt, cache="dual", **kw),
                 f"dual_threshold_{threshold}": lambda f: llada_generate_cached(f, prompt, cache="dual",
                                                                               threshold=threshold, **kw)}
+    fast = variants["dual"]     # a fixed number of forwards per block, so steering cannot change the work
+    steered = {}
+    if plan is not None:
+        steered = {"fast_unsteered": lambda: fast(hooked), "fast_steered": lambda: _steered(hooked, plan, fast)}
     with torch.no_grad():                    # warm-up: one forward of each shape family
         model(torch.cat([prompt, prompt], 1)[:, :prompt_len + block_length])
     counters = {name: ForwardCounter(model, cfg) for name in variants}
@@ -66,15 +74,28 @@ def fast_bench(model, mask_id: int, *, gen_length: int = 256, block_length: int 
                 t0 = time.perf_counter()
                 outputs[name] = _sync(run(counters[name]), device)
                 times[name].append(time.perf_counter() - t0)
+            for name, run in steered.items():
+                torch.manual_seed(0)
+                t0 = time.perf_counter()
+                outputs[name] = _sync(run(), device)
+                times.setdefault(name, []).append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    fastest = min((k for k in med if k != "reference"), key=med.get)
+    fastest = min((k for k in variants if k != "reference"), key=med.get)
+    extra = {}
+    if steered:
+        extra = {"hooked_ratio": med["fast_steered"] / med["fast_unsteered"],
+                 "hooked_variant": "dual through HookedMDM",
+                 "steered_sites": len(plan.sites),
+                 "steered_tokens_differ": float((outputs["fast_steered"][:, prompt_len:]
+                                                 != outputs["fast_unsteered"][:, prompt_len:]).float().mean())}
     ref = counters["reference"].flops
     gen = slice(prompt_len, None)
     return {
         "seconds": med,
         "speedup": med["reference"] / med[fastest],
+        **extra,
         "fastest": fastest,
-        "speedup_by_variant": {k: med["reference"] / v for k, v in med.items() if k != "reference"},
+        "speedup_by_variant": {k: med["reference"] / med[k] for k in variants if k != "reference"},
         "flops_ratio": {k: ref / c.flops for k, c in counters.items() if k != "reference"},
         "forwards_per_run": {k: c.forwards // repeats for k, c in counters.items()},
         "tokens_equal_reference": {k: float((o[:, gen] == outputs["reference"][:, gen]).float().mean())
@@ -85,6 +106,11 @@ def fast_bench(model, mask_id: int, *, gen_length: int = 256, block_length: int 
     }
 
 
+def _steered(hooked, plan, run):
+    with hooked.steer(plan):
+        return run(hooked)
+
+
 def _sync(out, device):
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -93,9 +119,10 @@ def _sync(out, device):
 
 def run_fast_bench(*, model: str | None = None, gen_length: int = 256, block_length: int = 32,
                    steps: int | None = None, prompt_len: int = 64, threshold: float = 0.9, repeats: int = 1,
-                   device: str | None = None, dtype: str | None = None) -> dict:
+                   device: str | None = None, dtype: str | None = None, steer=None) -> dict:
     """The JSON of `mdm-lens bench fast`. Default model: the mid-size random LLaDA (`bench.MID`); on a GPU pass
-    e.g. device="cuda", dtype="bfloat16" (and model=GSAI-ML/LLaDA-8B-Instruct for the real thing)."""
+    e.g. device="cuda", dtype="bfloat16" (and model=GSAI-ML/LLaDA-8B-Instruct for the real thing). `steer`:
+    model -> plan to time on the fast path (`hooked_ratio`; the CLI passes Linear-ACT on every layer)."""
     from .hooked import HookedMDM
     from .loading import parse_dtype
     from .testing import tiny_config
@@ -111,6 +138,7 @@ def run_fast_bench(*, model: str | None = None, gen_length: int = 256, block_len
     inner = hooked.model.eval()
     t0 = time.perf_counter()
     result = fast_bench(inner, hooked.mask_id, gen_length=gen_length, block_length=block_length, steps=steps,
-                        prompt_len=prompt_len, threshold=threshold, repeats=repeats)
+                        prompt_len=prompt_len, threshold=threshold, repeats=repeats, hooked=hooked,
+                        plan=steer(hooked) if steer is not None else None)
     return {"benchmark": "fast", "model": name, **result, "total_seconds": time.perf_counter() - t0,
-            "goals": {"speedup": 3.0}}
+            "goals": {"speedup": 3.0, "hooked_ratio": 1.10}}

@@ -152,3 +152,25 @@ def test_step_effects_on_the_fast_path(tiny_llada):
     assert all(r[f"delta_norm:{SITE}"] > 0 for r in eff.records)
     assert eff.records[0]["t"] == 1.0 and any(r["kl_masked"] > 0 for r in eff.records)
     assert eff.unmask_step_steer.shape == (1, 16) and int(eff.unmask_step_steer.max()) <= 7
+
+
+def test_cli_sampler_switch(capsys):
+    import json
+
+    from analyses import cli
+    from mdm_lens.fast_path import SAMPLERS
+    from mdm_lens.sampling.llada_cached import CACHES
+    assert cli.SAMPLERS == SAMPLERS and cli.CACHES == CACHES[1:]          # the stdlib-only copies
+    parser = cli.build_parser()
+    args = parser.parse_args(["experiment", "--model", "tiny-if", "--out", "x", "--sampler", "fast", "--cache",
+                              "prefix", "--threshold", "0.9"])
+    assert (args.sampler, args.cache, args.threshold) == ("fast", "prefix", 0.9)
+    assert parser.parse_args(["bench", "fast"]).what == "fast"
+    argv = ["generate", "--model", "tiny-if", "--prompt", "hello", "--gen-length", "16", "--steps", "8",
+            "--block-length", "8", "--no-chat"]
+    assert cli.main(argv + ["--sampler", "fast", "--cache", "dual"]) == 0
+    fast = json.loads(capsys.readouterr().out.splitlines()[-1])
+    from mdm_lens import HookedMDM
+    model = HookedMDM.from_pretrained("tiny-if")
+    want = model.generate(["hello"], sampler="fast", cache="dual", seed=0, chat=False, **KW).texts[0]
+    assert fast == {"prompt": "hello", "response": want}
