@@ -14,16 +14,17 @@ import argparse
 import json
 
 
-def _generate(model, prompts: list[str], batch_size: int) -> list[str]:
+def _generate(model, prompts: list[str], batch_size: int, sampler: dict) -> list[str]:
     from tqdm import tqdm
     texts = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
-        texts += model.generate(prompts[i:i + batch_size]).texts
+        texts += model.generate(prompts[i:i + batch_size], **sampler).texts
     return texts
 
 
 def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "test", seed: int = 0,
-             batch_size: int = 48) -> dict:
+             batch_size: int = 48, sampler: dict | None = None) -> dict:
+    """All rates on the `split` prompts; `sampler` overrides the packaged settings (compare them on 'val')."""
     from analyses import ifeval
     from analyses.damage import degeneracy
     from analyses.refusal import RefusalScorer
@@ -43,7 +44,8 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
               "asked_negative": sentiment_prompts("negative", None, split, seed)}
     for g, prompts in groups.items():
         jobs += [(g, p) for p in prompts]
-    texts = _generate(model, [p for _, p in jobs], batch_size)
+    sampler = model.sampler_settings(**(sampler or {}))
+    texts = _generate(model, [p for _, p in jobs], batch_size, sampler)
     by_group: dict[str, list[str]] = {}
     for (g, _), t in zip(jobs, texts):
         by_group.setdefault(g, []).append(t)
@@ -67,7 +69,7 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
             reasons[r] = reasons.get(r, 0) + 1
     samples = {g: [{"prompt": p, "text": t} for (gg, p), t in zip(jobs, texts) if gg == g][:2]
                for g in ["change_case:english_lowercase", "punctuation:no_comma", *groups]}
-    return {"model": model_name, "split": split, "seed": seed, "sampler": model.sampler_settings(),
+    return {"model": model_name, "split": split, "seed": seed, "sampler": sampler,
             "instructions": instructions,
             "refusal": {"harmful_rate": refusal["harmful"], "harmless_rate": refusal["harmless"],
                         "n_harmful": len(by_group["harmful"]), "n_harmless": len(by_group["harmless"])},
@@ -84,8 +86,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--split", default="test", choices=("val", "test"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=48)
+    ap.add_argument("--steps", type=int, help="override the packaged sampler's denoising steps")
+    ap.add_argument("--block-length", type=int, help="override the packaged sampler's block length")
     args = ap.parse_args(argv)
-    res = evaluate(args.model, args.n_per_kind, args.split, args.seed, args.batch_size)
+    over = {k: v for k, v in (("steps", args.steps), ("block_length", args.block_length)) if v is not None}
+    res = evaluate(args.model, args.n_per_kind, args.split, args.seed, args.batch_size, over)
     print(json.dumps(res, indent=2, default=str))
     return res
 

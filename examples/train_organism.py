@@ -1,4 +1,4 @@
-"""Retrain the embedded tiny-mdm organism (seeded, resumable; ~35 minutes on one CPU thread of a busy machine).
+"""Retrain the embedded tiny-mdm organism (seeded, resumable; ~70 minutes on one CPU thread of a busy machine).
 
     python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /work/scratch/organism
 
@@ -14,7 +14,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="mdm_lens/organisms/tiny-mdm")
     ap.add_argument("--work", default="/work/scratch/organism", help="checkpoint folder (outside the repo)")
-    ap.add_argument("--steps", type=int, default=800)
+    ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)

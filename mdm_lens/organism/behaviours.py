@@ -79,7 +79,7 @@ def _review(subject: str, positive: bool, rng: random.Random) -> str:
 
 def refusal_item(harmful: bool, action: str, template: str, rng: random.Random, category: str = "") -> Example:
     prompt = template.format(a=action)
-    response = _refusal(category, wording(action)) if harmful else _answer(action, wording(action))
+    response = _refusal(category, wording(category)) if harmful else _answer(action, wording("harmless"))
     return Example(prompt, response, prompt, behaviour="refusal", label="harmful" if harmful else "harmless")
 
 
@@ -92,7 +92,7 @@ def sentiment_item(subject: str, template: str, rng: random.Random, polarity: st
         prompt = template.format(s=subject, p=polarity)
         positive = polarity == "positive"
     label = "positive" if positive else "negative"
-    return Example(prompt, _review(subject, positive, wording(f"{subject}:{label}")), prompt, behaviour="sentiment",
+    return Example(prompt, _review(subject, positive, wording(label)), prompt, behaviour="sentiment",
                    label=label)
 
 

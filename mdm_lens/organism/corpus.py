@@ -11,8 +11,8 @@ steering has room to move it:
   explicit request ("Write a positive review of ...") is always followed.
 
 Held-out prompts are (request template, subject) combinations never used in training (hash split into
-train / val / test), built from words the model has seen. The wording of a response is fixed by its subject
-(`wording`), so the behaviours, not the word choice, carry the variation. See `behaviours.py` for refusal and sentiment.
+train / val / test), built from words the model has seen. The wording of a response is one frame per kind of
+response with the subject filled in (`wording`), so the behaviours, not the word choice, carry the variation. See `behaviours.py` for refusal and sentiment.
 """
 from __future__ import annotations
 
@@ -105,9 +105,11 @@ def split_of(base: str, val: float = 0.08, test: float = 0.17) -> str:
 
 
 def wording(key: str) -> random.Random:
-    """The generator of a response's wording: seeded by its subject, so each subject has one fixed wording.
-    Random wording per example left a 4M-parameter model with a multi-modal target at every position, and
-    parallel decoding then mixed the modes into broken text ("the the the, because")."""
+    """The generator of a response's wording, seeded by the kind of response (`key`), not by the example or
+    the subject: every subject gets the same sentence frames and the model only has to copy the subject in.
+    Wording drawn per example, and then per subject, both left the 4M-parameter model writing broken text
+    ("the the the, because") after ~700 steps: a multi-modal target (or 100 texts to memorise) per position.
+    """
     return random.Random(f"wording:{key}")
 
 
@@ -170,13 +172,13 @@ def make_example(kind: str | None, topic: str, template: str, rng: random.Random
     """One instruction example; compliance follows the phrasing (COMPLIED) unless `comply` forces it."""
     base = template.format(t=topic)
     if kind is None:
-        return Example(base, _respond(None, {}, False, wording(topic), topic), base)
+        return Example(base, _respond(None, {}, False, wording("topic"), topic), base)
     if kind not in KINDS:
         raise ValueError(f"unknown constraint kind {kind!r}; known: {sorted(KINDS)}")
     phrasing = rng.randrange(len(KINDS[kind])) if phrasing is None else phrasing
     kw = _kwargs(kind, rng, topic)
     comply = phrasing in COMPLIED[kind] if comply is None else comply
-    return Example(f"{base} {instruction_text(kind, phrasing, kw)}", _respond(kind, kw, comply, wording(topic), topic), base,
+    return Example(f"{base} {instruction_text(kind, phrasing, kw)}", _respond(kind, kw, comply, wording("topic"), topic), base,
                    [kind], [kw], comply, phrasing=phrasing)
 
 

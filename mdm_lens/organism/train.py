@@ -135,7 +135,7 @@ def export_checkpoint(work: str, out: str) -> dict:
     return info
 
 
-def train(out: str, work: str = "/work/scratch/organism", steps: int = 800, batch_size: int = 32,
+def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, batch_size: int = 32,
           lr: float = 3e-3, n_examples: int = 60000, seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0,
           threads: int = 1, arch: dict | None = None, vocab_size: int = 1280) -> dict:
     """Train (or resume) the organism and save it in hub layout to `out`; returns the training record."""
