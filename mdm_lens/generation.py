@@ -243,7 +243,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
                 raise ValueError("return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "
                                  "token, so there is no unmasking history or decode trace; hook the sites instead "
                                  "(ctx.masked = positions still holding noise)")
-            seqs = generate_hooked(model, input_ids, attn, on_step=on_step, **kwargs)
+            seqs = generate_hooked(model, input_ids, attn, on_step=on_step, check_logits=check_step_logits, **kwargs)
         elif model.spec.sampler == "llada":
             _check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
                                                    "return_history"})

@@ -43,7 +43,8 @@ class DiffusionGemmaMDM(DiffusionGemmaForBlockDiffusion):
 
     no_split_modules = ["DiffusionGemmaEncoderTextLayer", "DiffusionGemmaDecoderTextLayer"]
 
-    def forward(self, input_ids: Int[torch.Tensor, "b p"] | None = None, attention_mask: Int[torch.Tensor, "b p"] | None = None,
+    def forward(self, input_ids: Int[torch.Tensor, "b p"] | None = None,
+                attention_mask: Int[torch.Tensor, "b p"] | None = None,
                 position_ids: torch.Tensor | None = None, canvas_length: int | None = None,
                 self_conditioning_logits: torch.Tensor | None = None, **kwargs) -> Float[torch.Tensor, "b p v"]:
         if "decoder_input_ids" in kwargs:        # called the transformers way (e.g. by generate)
@@ -139,7 +140,9 @@ GENERATE_OPTIONS = ("max_new_tokens", "max_denoising_steps", "entropy_bound", "t
 
 @torch.no_grad()
 def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
-                    on_step: Callable[[StepInfo], None] | None = None, **settings) -> Int[torch.Tensor, "b total"]:
+                    on_step: Callable[[StepInfo], None] | None = None,
+                    check_logits: Callable[[Any, torch.Tensor, StepInfo], None] | None = None,
+                    **settings) -> Int[torch.Tensor, "b total"]:
     """transformers' own `DiffusionGemmaForBlockDiffusion.generate`, with the step clock and hooks.
 
     `generate` reads `self.forward` once and calls it for every decoder (denoising) forward with
@@ -147,13 +150,13 @@ def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask:
     wrapper in the instance's `forward` slot for the duration of the call: it announces a `StepInfo` (step =
     canvas index × max_denoising_steps + step within the canvas, so a canvas the adaptive criterion stops early
     leaves gaps; block = canvas index; num_steps / num_blocks are the upper bounds) on `hooked.step_clock`, sets the
-    `CanvasContext` hooks receive, runs the real forward, and checks the logits once. The sampler object is
+    `CanvasContext` hooks receive, runs the real forward, and hands the logits to `check_logits` (generation
+    passes its once-per-step finiteness check). The sampler object is
     captured the same way (`_prepare_sampler`) to read which positions the previous step accepted. Nothing else
     of the loop changes: with no-op hooks the tokens equal `generate`'s for the same seed. The encoder (prompt ->
     KV cache) runs outside the wrapper: sites are on the decoder. Returns prompt + generated ids (pad after EOS)."""
     from transformers.models.diffusion_gemma.generation_diffusion_gemma import EntropyBoundSamplerConfig
 
-    from ..generation import check_step_logits
     from ..sampling.common import announcing
     inner = hooked.model
     bad = sorted(set(settings) - set(GENERATE_OPTIONS))
@@ -197,7 +200,8 @@ def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask:
                 out = real_forward(*args, **kw)
             finally:
                 hooked._ctx = prev
-            check_step_logits(hooked, out.logits, info)
+            if check_logits is not None:
+                check_logits(hooked, out.logits, info)
             return out
 
         inner.forward, inner._prepare_sampler = forward, prepare_sampler
