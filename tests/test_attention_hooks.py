@@ -78,16 +78,27 @@ def test_unhooked_layers_keep_sdpa(model, monkeypatch):
     assert len(calls) == 1                               # layer 1 only
     _, cache = model.run_with_cache(ids, names_filter="blocks.0.attn.hook_attn_scores")
     assert len(calls) == 2 and list(cache) == ["blocks.0.attn.hook_attn_scores"]
-    hooks = [m for m in model.model.modules() if isinstance(m, _layers.AttentionHooks)]
-    assert len(hooks) == model.n_layers
-    try:
-        for h in hooks:
-            h.force_eager = True
+    with _layers.eager_attention(model):                # forced: every layer, hooked or not
         model(ids)
-    finally:
-        for h in hooks:
-            h.force_eager = False
     assert len(calls) == 2 + model.n_layers
+    with _layers.eager_attention(model, layers=[1]):
+        model(ids)
+    assert len(calls) == 3 + model.n_layers
+    model(ids)
+    assert len(calls) == 3 + model.n_layers            # restored on exit
+    with pytest.raises(ValueError, match="out of range"), _layers.eager_attention(model, layers=[model.n_layers]):
+        pass
+
+
+def test_nnsight_reads_the_pattern_under_eager_attention(model):
+    """nnsight wraps module forwards (no torch hooks), so the per-layer switch cannot see it: force the path."""
+    from mdm_lens.nnsight_interop import MDMEnvelope
+    ids, _ = _inputs(model, False)
+    env = MDMEnvelope(model)
+    with _layers.eager_attention(model, layers=[0]), env.trace(ids):
+        pattern = env.act("blocks.0.attn.hook_pattern").save()
+    _, cache = model.run_with_cache(ids, names_filter="blocks.0.attn.hook_pattern")
+    assert torch.equal(pattern, cache["pattern", 0])
 
 
 @pytest.mark.parametrize("padded", [False, True])

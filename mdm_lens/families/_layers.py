@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -65,7 +67,8 @@ class AttentionHooks(nn.Module):
     GQA), rot_q / rot_k the same after rotary (`rotary=True`: LLaDA; TL's Dream adapter has none), z
     `[batch, pos, n_heads, d_head]` the per-head mix before the output projection. Those exist on every path.
     scores / pattern `[batch, n_heads, query, key]` only exist on the eager path, which a layer takes only while
-    one of them is hooked (or `force_eager` is set, e.g. for nnsight, whose module wrappers are not torch hooks):
+    one of them is hooked (or `force_eager` is set: `eager_attention`, e.g. for nnsight, whose module wrappers are
+    not torch hooks):
     an unhooked layer keeps SDPA. WHY per layer: caching one layer's pattern must not slow the other layers.
     In a KV-cached forward every hook sees the computed columns only: q / k / v / rot / z and the query axis of
     scores / pattern cover them; the key axis covers every key column (cached and computed).
@@ -87,6 +90,27 @@ class AttentionHooks(nn.Module):
     def heads(hook: HookPoint, x: Float[torch.Tensor, "b h p hd"]) -> Float[torch.Tensor, "b h p hd"]:
         """Fire `hook` on TL's layout `[b, p, h, hd]` (a view: no copy, same numbers); hand back `[b, h, p, hd]`."""
         return hook(x.transpose(1, 2)).transpose(1, 2)
+
+
+@contextmanager
+def eager_attention(root: nn.Module, layers: Iterable[int] | None = None) -> Iterator[None]:
+    """Inside the block the chosen layers (default all) take the eager path whether hooked or not: for tools
+    that read `hook_attn_scores` / `hook_pattern` without torch hooks (nnsight's module wrappers), which the
+    per-layer switch cannot see. `root`: a native model or the HookedMDM around it."""
+    mods = [m for m in root.modules() if isinstance(m, AttentionHooks)]
+    idx = range(len(mods)) if layers is None else [int(i) for i in layers]
+    bad = [i for i in idx if not 0 <= i < len(mods)]
+    if bad:
+        raise ValueError(f"layers {bad} out of range: this model has {len(mods)} attention layers (0..{len(mods) - 1})")
+    chosen = [mods[i] for i in idx]
+    before = [m.force_eager for m in chosen]
+    try:
+        for m in chosen:
+            m.force_eager = True
+        yield
+    finally:
+        for m, old in zip(chosen, before):
+            m.force_eager = old
 
 
 def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
