@@ -57,8 +57,9 @@ NORM_ROLES = {
     "ln2_out": Role(_B + "ln2.hook_out", _RES, (_B + "mlp.hook_in", _B + "mlp.gate.hook_in", _B + "mlp.in.hook_in")),
     "mlp_act": Role(_B + "mlp.act.hook_out", _MLP),
 }
-# Attention internals, in TL's layouts (k/v keep the GQA kv heads). A family has them once its attention
-# materialises them (issue 11, H11b): its site table then gives each role a module path; nothing else changes.
+# Attention internals, in TL's layouts (k/v keep the GQA kv heads; q/k/v before rotary, rot_q/rot_k after: LLaDA
+# only, as TL's adapters). scores / pattern exist only on a layer's eager path, which it takes while one of them is
+# hooked (mdm_lens.families._layers.AttentionHooks); under a KV cache they cover the computed query columns only.
 ATTN_ROLES = {
     "q": Role(_B + "attn.hook_q", ("batch", "pos", "n_heads", "d_head"), (_B + "attn.q.hook_out",)),
     "k": Role(_B + "attn.hook_k", ("batch", "pos", "n_kv_heads", "d_head"), (_B + "attn.k.hook_out",)),
