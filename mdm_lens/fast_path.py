@@ -29,6 +29,9 @@ def check_sampler_name(sampler: Any) -> str:
 
 def fast_defaults(family_sampler: str) -> dict[str, Any]:
     """The options the fast path adds under the family's recommended settings."""
+    if family_sampler not in _NO_OP:
+        raise ValueError(f"sampler='fast' runs Fast-dLLM's KV-cached samplers, which exist for LLaDA and Dream only; "
+                         f"this model's family samples with {family_sampler!r}: use sampler='reference'")
     return {**FAST_DEFAULTS, **(DREAM_FAST_DEFAULTS if family_sampler == "dream" else {})}
 
 
