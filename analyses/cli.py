@@ -128,10 +128,16 @@ def cmd_moments(args) -> int:
     from .records import write_records
     model, src_p, tgt_p, collect_contrastive = _setup(args)
     sites = [get_act_name(args.hook_point, l) for l in range(model.n_layers)]
-    src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
-    rep = moment_mismatch(src, tgt, sites)
+    if len(src_p) < 4:
+        raise ValueError(f"{len(src_p)} contrastive pairs: moments need at least 4 (half fit the maps, half are "
+                         "held out); raise --n")
+    half = len(src_p) // 2               # fit on the first half, measure also on the unseen second half
+    src, tgt = collect_contrastive(model, src_p[:half], tgt_p[:half], sites)
+    src_h, tgt_h = collect_contrastive(model, src_p[half:], tgt_p[half:], sites)
+    rep = moment_mismatch(src, tgt, sites, held_out=(src_h, tgt_h))
     write_records(args.out, "moments", rep.records)
-    rep.plot(os.path.join(args.out, "moments.png"))
+    what = f"{Path(args.source).name} → {Path(args.target).name}" if args.source else f"{args.kind} pairs"
+    rep.plot(os.path.join(args.out, "moments.png"), title=f"{args.model} · {args.hook_point} of every layer · {what}")
     print(f"wrote {args.out}/moments.csv, moments.json, moments.png")
     return 0
 
@@ -154,27 +160,39 @@ def cmd_effects(args) -> int:
 
 def cmd_sweep(args) -> int:
     from .records import write_records
-    from .sweep import layer_sweep, sweep_sites
+    from .sweep import layer_sweep, resolve_metric, sweep_sites
+    from_files = bool(args.source or args.target)
+    if from_files and not (args.source and args.target):
+        raise ValueError("give both --source and --target (files of prompts, one a line), or neither")
+    if from_files and not args.metric:
+        raise ValueError("prompts from --source/--target files need --metric (an IFEval instruction id, 'refusal', "
+                         "'sentiment' or 'module:function'): the organism's --kind checks only fit its own prompts")
+    kwargs = json.loads(args.metric_kwargs) if args.metric_kwargs else None
+    name, metric = resolve_metric(args.metric, kwargs) if args.metric else (None, None)   # refused before loading
     model, src_p, tgt_p, collect_contrastive = _setup(args)
     sites = sweep_sites(model, args.hook_points)
     src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
     factory = functools.partial(_fit_plan, args, src, tgt)
-    if args.source and args.target:
-        from .refusal import refusal_rate
-        prompts, metric = tgt_p[: args.n_eval], refusal_rate
+    if from_files:
+        prompts, what = tgt_p[: args.n_eval], f"target prompts of {Path(args.target).name}"
     else:
         from mdm_lens.organism.corpus import eval_items
 
         from . import ifeval
         items = eval_items(args.kind, args.n_eval, "val", args.seed)
-        prompts = [e.prompt for e in items]
-        metric = lambda texts: sum(all(ifeval.check(t, e.instruction_id_list, e.kwargs))  # noqa: E731
-                                   for t, e in zip(texts, items)) / len(items)
+        prompts, what = [e.prompt for e in items], f"{args.kind} validation prompts"
+        if metric is None:
+            name = f"{args.kind} strict pass rate"
+            metric = lambda texts: sum(all(ifeval.check(t, e.instruction_id_list, e.kwargs))  # noqa: E731
+                                       for t, e in zip(texts, items)) / len(items)
     res = layer_sweep(model, factory, prompts, metric, hook_points=args.hook_points, scopes=args.scopes,
                       lambdas=args.lambdas, seed=args.seed)
-    write_records(args.out, "sweep", [{**r, "baseline": res.baseline} for r in res.records])
-    res.plot(os.path.join(args.out, "sweep.png"))
-    print(f"baseline {res.baseline:.3f}; wrote {args.out}/sweep.csv, sweep.json, sweep.png")
+    write_records(args.out, "sweep", [{**r, "baseline": res.baseline, "metric": name} for r in res.records])
+    title = (f"{args.model} · {args.estimator} map per site, fit on "
+             + (f"{Path(args.source).name} → {Path(args.target).name}" if from_files else f"{args.kind} pairs")
+             + f" · scored on {len(prompts)} {what}")
+    res.plot(os.path.join(args.out, "sweep.png"), metric=name, title=title)
+    print(f"metric: {name}; baseline {res.baseline:.3f}; wrote {args.out}/sweep.csv, sweep.json, sweep.png")
     return 0
 
 
@@ -292,9 +310,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_effects)
 
     p = sub.add_parser("sweep", help="layer × hook point × scope × λ sensitivity sweep",
-                       description="Steer one layer and hook point at a time and score the generations: the "
-                       "organism's IFEval checks with --kind, the refusal rate with --source/--target.")
+                       description="Steer one layer and hook point at a time and score the generations with "
+                       "--metric (default with --kind: the organism's IFEval checks of that constraint). Prompts "
+                       "from --source/--target files need --metric.")
     _contrastive_options(p)
+    p.add_argument("--metric", default=None,
+                   help="what a cell's generations score: an IFEval instruction id (e.g. "
+                   "change_case:english_lowercase), 'refusal', 'sentiment' (VADER) or 'module:function' taking the "
+                   "list of texts (default: the --kind constraint's checks; required with --source/--target)")
+    p.add_argument("--metric-kwargs", dest="metric_kwargs", default=None,
+                   help='JSON kwargs of an IFEval instruction id metric, e.g. \'{"keywords": ["cat"]}\' (default: none, '
+                   'for ids that take no kwargs)')
     p.add_argument("--n-eval", dest="n_eval", type=int, default=8, help="prompts generated per cell")
     p.add_argument("--estimator", choices=ESTIMATORS, default="linear_act", help="steering rule to fit")
     p.add_argument("--hook-points", dest="hook_points", nargs="+", choices=ROLES,

@@ -55,29 +55,41 @@ def mismatch(A: torch.Tensor, B: torch.Tensor) -> dict:
 
 @dataclass
 class MomentReport:
+    """One record per (data, site, estimator); `data` is "in-sample" (the pairs the maps were fitted on) or
+    "held-out" (calibration pairs the fit never saw: what a map transports, not what it memorised)."""
+
     records: list[dict] = field(default_factory=list)
 
-    def plot(self, path: str, metric: str = "w2_gauss_full") -> str:
+    def plot(self, path: str, metric: str = "w2_gauss_full", title: str | None = None) -> str:
         sites = list(dict.fromkeys(r["site"] for r in self.records))
-        fig, ax = plt.subplots(figsize=(max(6, len(sites) * 0.5), 3.8))
-        for est in dict.fromkeys(r["estimator"] for r in self.records):
-            vals = [next((r[metric] for r in self.records if r["site"] == s and r["estimator"] == est), None)
-                    for s in sites]
-            ax.plot(range(len(sites)), vals, marker="o", label=est)
-        ax.set_xticks(range(len(sites)))
-        ax.set_xticklabels(sites, rotation=60, ha="right", fontsize=7)
-        ax.set_ylabel(metric)
-        ax.set_title("what each map leaves unmatched (source→target)")
-        ax.legend(fontsize=7)
+        datas = list(dict.fromkeys(r.get("data", "in-sample") for r in self.records))
+        fig, axes = plt.subplots(1, len(datas), figsize=(max(6, len(sites) * 0.5) * len(datas), 3.8), squeeze=False,
+                                 sharey=True)
+        for ax, data in zip(axes[0], datas):
+            mine = [r for r in self.records if r.get("data", "in-sample") == data]
+            n = next((r.get("n_pairs") for r in mine if r.get("n_pairs")), None)
+            for est in dict.fromkeys(r["estimator"] for r in mine):
+                vals = [next((r[metric] for r in mine if r["site"] == s and r["estimator"] == est), None)
+                        for s in sites]
+                ax.plot(range(len(sites)), vals, marker="o", label=est)
+            ax.set_xticks(range(len(sites)))
+            ax.set_xticklabels(sites, rotation=60, ha="right", fontsize=7)
+            ax.set_title(f"{data}" + (f" ({n} pairs)" if n else ""), fontsize=9)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel(f"{metric}(T(source), target)")
+        head = "What each map leaves unmatched between transported source and target ('none': untouched source)"
+        fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 
 
 def moment_mismatch(src, tgt, sites: Sequence[str] | None = None,
-                    estimators: Sequence[str] = ("mean_act", "gaussian_ot", "linear_act", "bures_ot")) -> MomentReport:
-    """`src` / `tgt`: Activations (or dicts site -> [n, d]). One record per (site, estimator), plus
-    estimator 'none' for the untouched source."""
+                    estimators: Sequence[str] = ("mean_act", "gaussian_ot", "linear_act", "bures_ot"),
+                    held_out: tuple | None = None) -> MomentReport:
+    """`src` / `tgt`: Activations (or dicts site -> [n, d]) the maps are fitted on. One record per (site,
+    estimator), plus estimator 'none' for the untouched source, measured on the fitting data ("in-sample")
+    and, when `held_out=(src_h, tgt_h)` is given, on those unseen pairs with the same fitted maps ("held-out")."""
     from interventions import fit_map
     from mdm_lens.collect import Activations
     sites = list(sites or (src.sites if isinstance(src, Activations) else src))
@@ -86,8 +98,13 @@ def moment_mismatch(src, tgt, sites: Sequence[str] | None = None,
     rep = MomentReport()
     for s in sites:
         A, B = src[s].double(), tgt[s].double()
-        rep.records.append({"site": s, "estimator": "none", **mismatch(A, B)})
-        for est in estimators:
-            TA = fit_map(est, A, B, site=s)(A)
-            rep.records.append({"site": s, "estimator": est, **mismatch(TA, B)})
+        maps = {est: fit_map(est, A, B, site=s) for est in estimators}
+        sets = [("in-sample", A, B)]
+        if held_out is not None:
+            sets.append(("held-out", held_out[0][s].double(), held_out[1][s].double()))
+        for data, X, Y in sets:
+            base = {"data": data, "site": s, "n_pairs": int(X.shape[0])}
+            rep.records.append({**base, "estimator": "none", **mismatch(X, Y)})
+            for est, T in maps.items():
+                rep.records.append({**base, "estimator": est, **mismatch(T(X), Y)})
     return rep

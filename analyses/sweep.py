@@ -23,31 +23,82 @@ def sweep_sites(model, hook_points: Sequence[str], layers: Sequence[int] | None 
     return model.site_names(check_roles(hook_points, "hook points"), layers)
 
 
+def resolve_metric(spec: str, kwargs: dict | None = None):
+    """`(name, metric(texts) -> float)` from a metric spec: an IFEval instruction id (share of texts that pass
+    it, with `kwargs` for the ids that take some), `refusal` (refusal rate), `sentiment` (VADER positive rate)
+    or `module:function` (any callable taking the list of texts and returning a float)."""
+    from . import ifeval
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"metric {spec!r}: give an IFEval instruction id, 'refusal', 'sentiment' or "
+                         "'module:function'")
+    if spec == "refusal":
+        from .refusal import refusal_rate
+        return "refusal rate", refusal_rate
+    if spec == "sentiment":
+        from .sentiment import vader_positive_rate
+        return "positive-sentiment rate (VADER)", vader_positive_rate
+    if spec in ifeval.INSTRUCTION_IDS:
+        check = ifeval.get_spec(spec).bind(kwargs or {})      # refuses missing / unknown kwargs, naming them
+        return f"{spec} pass rate", lambda texts: sum(check(t) for t in texts) / len(texts)
+    if ":" in spec and spec.split(":", 1)[0] not in {i.split(":")[0] for i in ifeval.INSTRUCTION_IDS}:
+        import importlib
+        mod, fn = spec.split(":", 1)
+        try:
+            func = getattr(importlib.import_module(mod), fn)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"metric {spec!r}: cannot load {fn!r} from module {mod!r} ({err})") from err
+        if not callable(func):
+            raise ValueError(f"metric {spec!r}: {fn!r} in {mod!r} is not callable")
+        return spec, func
+    raise ValueError(f"metric {spec!r}: not an IFEval instruction id (e.g. change_case:english_lowercase), "
+                     "'refusal', 'sentiment' or an importable 'module:function'")
+
+
 @dataclass
 class SweepResult:
     records: list[dict] = field(default_factory=list)
     baseline: float | None = None
 
-    def plot(self, path: str) -> str:
+    def plot(self, path: str, metric: str = "score", title: str | None = None) -> str:
+        """One heatmap per (scope, λ) in a grid (rows: scopes, columns: λ), hook points × layers, all on ONE
+        colour scale with a colour bar labelled with `metric`; the baseline is marked on the colour bar."""
         ok = [r for r in self.records if r.get("score") is not None]
-        groups = sorted({(r["scope"], r["lambda"]) for r in ok})
+        scopes = list(dict.fromkeys(r["scope"] for r in ok)) or ["all"]
+        lams = sorted({r["lambda"] for r in ok}) or [1.0]
         layers = sorted({r["layer"] for r in ok})
         points = list(dict.fromkeys(r["hook_point"] for r in ok))
-        fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4 * max(1, len(groups)), 3.5), squeeze=False)
-        for ax, (scope, lam) in zip(axes[0], groups):
-            grid = [[next((r["score"] for r in ok if r["layer"] == l and r["hook_point"] == p and r["scope"] == scope
-                           and r["lambda"] == lam), float("nan")) for l in layers] for p in points]
-            im = ax.imshow(grid, aspect="auto", cmap="magma")
-            ax.set_xticks(range(len(layers)))
-            ax.set_xticklabels(layers)
-            ax.set_yticks(range(len(points)))
-            ax.set_yticklabels(points)
-            ax.set_xlabel("layer")
-            ax.set_title(f"scope={scope} λ={lam} (baseline {self.baseline:.2f})" if self.baseline is not None
-                         else f"scope={scope} λ={lam}", fontsize=8)
-            fig.colorbar(im, ax=ax)
-        fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        vals = [r["score"] for r in ok] + ([self.baseline] if self.baseline is not None else [])
+        lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
+        if 0 <= lo and hi <= 1:
+            lo, hi = 0.0, 1.0           # rates: the full [0, 1] scale, comparable across sweeps
+        elif lo == hi:
+            lo, hi = lo - 0.5, hi + 0.5
+        fig, axes = plt.subplots(len(scopes), len(lams), figsize=(0.55 * max(4, len(layers)) * len(lams) + 2.2,
+                                 (0.5 * len(points) + 1.3) * len(scopes) + 0.8), squeeze=False,
+                                 gridspec_kw={"hspace": 0.5})
+        im = None
+        for i, scope in enumerate(scopes):
+            for j, lam in enumerate(lams):
+                ax = axes[i][j]
+                grid = [[next((r["score"] for r in ok if r["layer"] == l and r["hook_point"] == p and r["scope"] == scope
+                               and r["lambda"] == lam), float("nan")) for l in layers] for p in points]
+                im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
+                ax.set_xticks(range(len(layers)))
+                ax.set_xticklabels(layers, fontsize=8)
+                ax.set_yticks(range(len(points)))
+                ax.set_yticklabels(points if j == 0 else [""] * len(points), fontsize=8)
+                if i == len(scopes) - 1:
+                    ax.set_xlabel("layer")
+                ax.set_title(f"scope={scope}, λ={lam}", fontsize=9)
+        if im is not None:
+            bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
+            bar.set_label(metric)
+            if self.baseline is not None:
+                bar.ax.axhline(self.baseline, color="red", lw=2)
+        head = f"{metric}: each cell steers one hook point of one layer (unsteered baseline "
+        head += f"{self.baseline:.3f}, red on the colour bar)" if self.baseline is not None else "(no baseline)"
+        fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
+        fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 

@@ -21,8 +21,54 @@ def test_moments_and_effects(tmp_path):
 def test_sweep_and_experiment(tmp_path):
     assert main(["sweep", "--out", str(tmp_path / "s"), "--n", "6", "--n-eval", "2", "--hook-points", "mlp_out"]) == 0
     assert os.path.getsize(tmp_path / "s" / "sweep.png")
+    recs = json.load(open(tmp_path / "s" / "sweep.json"))
+    assert recs[0]["metric"] == "change_case:english_lowercase strict pass rate"
     assert main(["experiment", "--model", "tiny-if", "--out", str(tmp_path / "x"), "--n-calib", "4", "--n-val", "1",
                  "--n-test", "2", "--lambdas", "1.0", "--methods", "none", "linear_act", "--gen-length", "16",
                  "--steps", "8", "--block-length", "16"]) == 0
     res = json.load(open(tmp_path / "x" / "result.json"))
     assert set(res["summary"]) == {"none", "linear_act"} and res["config"]["lambdas"] == [1.0]
+
+
+def _prompt_files(tmp_path):
+    from mdm_lens.organism.corpus import calibration_pairs
+    src, tgt = calibration_pairs("change_case:english_lowercase", 4, 0)
+    (tmp_path / "a.txt").write_text("\n".join(src))
+    (tmp_path / "b.txt").write_text("\n".join(tgt))
+    return ["--source", str(tmp_path / "a.txt"), "--target", str(tmp_path / "b.txt")]
+
+
+def test_sweep_from_files_needs_a_metric(tmp_path, capsys):
+    files = _prompt_files(tmp_path)
+    assert main(["sweep", "--out", str(tmp_path / "s"), *files]) == 2
+    assert "need --metric" in capsys.readouterr().err and not (tmp_path / "s").exists()
+    assert main(["sweep", "--out", str(tmp_path / "s"), *files, "--metric", "magic"]) == 2
+    assert "metric 'magic'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):          # an empty --kind is refused, never a silent switch of metric
+        main(["sweep", "--out", str(tmp_path / "s"), "--kind", ""])
+
+
+def test_sweep_from_files_with_metric(tmp_path):
+    files = _prompt_files(tmp_path)
+    assert main(["sweep", "--out", str(tmp_path / "s"), *files, "--metric", "change_case:english_lowercase",
+                 "--n-eval", "2", "--hook-points", "mlp_out"]) == 0
+    recs = json.load(open(tmp_path / "s" / "sweep.json"))
+    assert len(recs) == 4 and {r["metric"] for r in recs} == {"change_case:english_lowercase pass rate"}
+    assert all(0 <= r["score"] <= 1 for r in recs) and os.path.getsize(tmp_path / "s" / "sweep.png")
+
+
+def test_resolve_metric():
+    from analyses.sweep import resolve_metric
+    name, f = resolve_metric("change_case:english_lowercase")
+    assert f(["all lower", "Not Lower"]) == 0.5
+    name, f = resolve_metric("keywords:existence", {"keywords": ["cat"]})
+    assert f(["a cat sat", "a dog"]) == 0.5
+    with pytest.raises(ValueError, match="missing kwargs"):
+        resolve_metric("keywords:existence")
+    name, f = resolve_metric("analyses.refusal:refusal_rate")
+    assert name == "analyses.refusal:refusal_rate" and f(["I cannot help with that.", "Sure, here it is."]) == 0.5
+    assert resolve_metric("refusal")[0] == "refusal rate"
+    with pytest.raises(ValueError, match="cannot load"):
+        resolve_metric("analyses.refusal:nope")
+    with pytest.raises(ValueError, match="not an IFEval instruction id"):
+        resolve_metric("change_case:nope")
