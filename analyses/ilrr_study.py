@@ -249,3 +249,17 @@ def run_ilrr_study(model, cfg: ILRRConfig | None = None, *, out: str | None = No
     rows.append(rate_row(picks_random, "positive", method="sample_random"))
     rows.append(rate_row(picks_ref, "positive", method="sample_best_ref"))
     return ILRRStudyResult(name, config, vrows, chosen, rows, recs + trecs)
+
+
+def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):
+    """The demo's ILRR section: the study written into `out/ilrr/`, the figure at `out/ilrr.png`; summary.json
+    gets `ilrr.{baseline_rate, ilrr_rate, ...}`."""
+    import os
+    from .demo import Section
+    res = run_ilrr_study(model, ILRRConfig(**(QUICK if quick else {}), seed=seed), out=os.path.join(out, "ilrr"),
+                         model_name=model_name, progress=progress)
+    res.plot(os.path.join(out, "ilrr.png"))
+    md = ["## ILRR: alignment to a positive reference", "", res.table_markdown(), "",
+          "- `ilrr.png`: positive rate per method with 95% intervals, beside NLL and % degenerate. Generations "
+          "(every baseline sample too): `ilrr/generations.jsonl`.", ""]
+    return Section("ilrr", md, res.to_json(), ["ilrr.png"])

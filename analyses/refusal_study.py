@@ -55,6 +55,12 @@ QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), hook_poi
              scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
 
 
+def default_organism() -> str:
+    """`tiny-mdm` (organism v2: refuses, has mixed sentiment) when packaged, else `tiny-if`."""
+    from mdm_lens.organisms import available
+    return "tiny-mdm" if "tiny-mdm" in available() else "tiny-if"
+
+
 def rate_row(records: Sequence[dict], flag: str, **extra) -> dict:
     """{n, k, rate, ci_low, ci_high, nll, degenerate} for the share of `records` whose `flag` is true."""
     n = len(records)
@@ -319,3 +325,16 @@ def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | Non
             row["answered"] = sum(not r["refusal"] and not r["degenerate"] for r in mine) / len(mine)
             rows.append(row)
     return RefusalStudyResult(name, config, val_baseline, sweep, best, rows, recs + trecs)
+
+
+def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):
+    """The demo's refusal section: the study at full (or `--quick`) size, written into `out/refusal/`, the
+    sweep heatmap at `out/refusal_sweep.png`; summary.json gets `refusal.{baseline_rate, steered_rate, best, ...}`."""
+    from .demo import Section
+    res = run_refusal_study(model, RefusalConfig(**(QUICK if quick else {}), seed=seed),
+                            out=os.path.join(out, "refusal"), model_name=model_name, progress=progress)
+    res.plot(os.path.join(out, "refusal_sweep.png"))
+    md = ["## Refusal ablation (Shnaidman et al.)", "", res.table_markdown(), "",
+          "- `refusal_sweep.png`: validation refusal rate per layer × hook point, one panel per token scope, one "
+          "colour scale; the chosen cell outlined. Generations: `refusal/generations.jsonl`.", ""]
+    return Section("refusal", md, res.to_json(), ["refusal_sweep.png"])

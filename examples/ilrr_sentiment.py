@@ -17,9 +17,11 @@ import os
 
 def main(argv=None):
     from analyses.ilrr_study import QUICK, REFERENCE, ILRRConfig, run_ilrr_study
+    from analyses.refusal_study import default_organism
     from mdm_lens import HookedMDM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny-mdm", help="packaged organism name or a folder")
+    ap.add_argument("--model", default=default_organism(),
+                    help="packaged organism name or a folder (default: tiny-mdm; tiny-if until it is packaged)")
     ap.add_argument("--reference", default=REFERENCE)
     ap.add_argument("--strengths", type=float, nargs="+", help="ILRR strengths to choose from on validation")
     ap.add_argument("--k", type=int, default=2, help="samples per request of the sampling baseline")

@@ -16,10 +16,11 @@ import os
 
 
 def main(argv=None):
-    from analyses.refusal_study import QUICK, RefusalConfig, run_refusal_study
+    from analyses.refusal_study import QUICK, RefusalConfig, default_organism, run_refusal_study
     from mdm_lens import HookedMDM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="tiny-mdm", help="packaged organism name or a folder")
+    ap.add_argument("--model", default=default_organism(),
+                    help="packaged organism name or a folder (default: tiny-mdm; tiny-if until it is packaged)")
     ap.add_argument("--out", default="runs/refusal")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     ap.add_argument("--seed", type=int, default=0)

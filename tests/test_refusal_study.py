@@ -6,9 +6,10 @@ import os
 
 import pytest
 
+from analyses.refusal_study import default_organism
 from mdm_lens.organisms import available
 
-ORGANISM = "tiny-mdm"
+ORGANISM = default_organism()      # tiny-mdm once packaged, tiny-if until then
 
 
 @pytest.mark.skipif(ORGANISM not in available(), reason=f"the {ORGANISM} organism is not packaged")
