@@ -192,8 +192,9 @@ class RefusalStudyResult:
         layers = list(self.config["layers"])
         ncol = min(3, len(scopes))
         nrow = -(-len(scopes) // ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(0.6 * len(layers) * ncol + 3.2, (0.45 * len(points) + 1.4) * nrow
-                                 + 1.0), squeeze=False)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(max(0.7 * len(layers), 2.6) * ncol + 3.0,
+                                 (0.5 * len(points) + 1.3) * nrow + 1.2), squeeze=False,
+                                 gridspec_kw={"wspace": 0.15, "hspace": 0.6})
         im = None
         for i, scope in enumerate(scopes):
             ax = axes[i // ncol][i % ncol]
@@ -208,7 +209,7 @@ class RefusalStudyResult:
             ax.set_xticks(range(len(layers)))
             ax.set_xticklabels(layers, fontsize=8)
             ax.set_yticks(range(len(points)))
-            ax.set_yticklabels(points, fontsize=8)
+            ax.set_yticklabels(points if i % ncol == 0 else [""] * len(points), fontsize=8)
             ax.set_xlabel("layer", fontsize=8)
             ax.set_title(f"scope = {scope}" + (" (prompt + response)" if scope == "all" else ""), fontsize=9)
             if scope == self.best["scope"]:
@@ -218,12 +219,12 @@ class RefusalStudyResult:
         for j in range(len(scopes), nrow * ncol):
             axes[j // ncol][j % ncol].axis("off")
         bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
-        bar.set_label("refusal rate on validation harmful requests (keyword judge)", fontsize=8)
+        bar.set_label("refusal rate, validation (keyword judge)", fontsize=8)
         bar.ax.axhline(self.val_baseline["rate"], color="red", lw=2)
         fig.suptitle(f"Refusal-direction ablation on {self.model}: plan = directional ablation at one site "
                      f"(layer × hook point) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
                      f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
-                     "in red; numbers = %", fontsize=9)
+                     "in red; numbers = %", fontsize=9, y=1.0 + 0.12 / nrow)
         fig.savefig(path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
