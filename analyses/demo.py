@@ -1,130 +1,219 @@
 """`mdm-lens demo`: the whole toolkit on the embedded tiny-if organism, offline, in a few minutes.
 
 Collect contrastive activations → fit every estimator → choose λ on validation → score held-out test
-prompts with the IFEval checkers (95% intervals) → compose two maps and measure their interference →
-per-timestep effects of one map → a report folder (summary.md, summary.json, CSV, PNG).
+prompts with the IFEval checkers (95% intervals) next to the damage each method does (NLL under the unsteered
+model, degenerate texts) → compose two maps and measure their interference → per-timestep effects of one map →
+a report folder (summary.md, summary.json, generations.jsonl, CSV, PNG).
+
+The report is a list of sections: `ifeval_section` returns one (markdown lines + JSON data + figures); other
+studies (refusal, ...) append theirs and `write_report` writes them all. Every generation goes through
+`analyses.runlog`, so a re-run of the same demo into the same folder generates nothing again.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
+from dataclasses import dataclass, field
 
 import torch
 
-from .experiment import (ExperimentConfig, fit_plan, generate_texts, run_experiment, score,
-                         write_result)
+from .experiment import METHODS, ExperimentConfig, PlanCache, default_sites, generation_items, generation_work, run_experiment
 from .experiment_plots import method_label
+from .experiment_report import experiment_section, num, pct, write_report as write_experiment
 from .plotting import plt
 from .records import write_csv
+from .runlog import RunLog
 from .stats import wilson_interval
 from .tasks import organism_tasks
 
 KINDS = ("change_case:english_lowercase", "punctuation:no_comma", "change_case:english_capital", "startend:end_checker")
-PAIR = ("change_case:english_lowercase", "punctuation:no_comma")
 FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.5, 1.0))
-QUICK = dict(n_calib=6, n_val=2, n_test=3, lambdas=(1.0,))
+QUICK = dict(n_calib=6, n_val=2, n_test=3, lambdas=(1.0,), methods=("none", "mean_act", "linear_act"),
+             sampler=dict(gen_length=16, steps=8, block_length=16))     # a smoke run: short answers, few steps
+PAIR = ("change_case:english_lowercase", "punctuation:no_comma")   # a fixed pair for examples/compose_maps.py
+MC = dict(mc_num=8, mc_batch=8)        # damage NLL: a small Monte-Carlo estimate on the tiny model
 
 
-def composition(model, tasks, chosen: dict, cfg: ExperimentConfig, sites) -> list[dict]:
-    """Accuracy on each of two constraints under map A, map B and A + B (the plan sum applies A then B)."""
-    from mdm_lens.collect import collect_contrastive
-    ta, tb = tasks
-    plans = {}
-    for t in (ta, tb):
-        src, tgt = collect_contrastive(model, t.source[:cfg.n_calib], t.target[:cfg.n_calib], sites, progress=False,
-                                       gen_length=cfg.sampler.get("gen_length"))
-        plans[t.name] = fit_plan("linear_act", src, tgt, sites, {}).strength(chosen.get(t.name) or 1.0)
-    variants = {"none": None, "A": plans[ta.name], "B": plans[tb.name], "A+B": plans[ta.name] + plans[tb.name]}
+@dataclass
+class Section:
+    """One part of a report: markdown lines, JSON-ready data (under `key` in summary.json), figure files."""
+
+    key: str
+    markdown: list[str]
+    data: dict = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)
+
+
+def pick_pair(tasks, base_val: dict) -> tuple[list, str]:
+    """Two constraints that both have room to move: unsteered validation accuracy strictly between 0 and 1
+    (closest to 1/2 first); otherwise the two closest to 1/2, and the reason says so."""
+    order = sorted(tasks, key=lambda t: (abs(base_val[t.name] - 0.5), t.name))
+    movable = [t for t in order if 0 < base_val[t.name] < 1]
+    if len(movable) >= 2:
+        pair, why = movable[:2], "unsteered validation accuracy strictly between 0 and 1"
+    else:
+        pair, why = order[:2], ("fewer than two constraints have unsteered validation accuracy strictly between "
+                                "0 and 1: the two closest to 1/2")
+    return pair, why + " (" + ", ".join(f"{t.name}: {pct(base_val[t.name])}" for t in pair) + ")"
+
+
+def composition(model, pair, chosen: dict, cfg: ExperimentConfig, plans, out: str | None = None,
+                config: dict | None = None, progress: bool = False) -> list[dict]:
+    """Accuracy and damage on each of two constraints under no map, map A, map B and A + B (the plan sum
+    applies A then B); Linear-ACT maps at their chosen λ (1.0 where `chosen` has none). `plans`: a PlanCache,
+    or the list of sites to fit on. Generations saved (resumable) in `out` (None: a temporary folder)."""
+    import tempfile
+    ta, tb = pair
+    if not isinstance(plans, PlanCache):
+        plans = PlanCache(model, pair, cfg, list(plans), [])
+    if config is None:
+        from .experiment import run_config
+        config = run_config(getattr(model, "name_or_path", None), pair, cfg, plans.sites, plans.rsites)
+    tmp = tempfile.TemporaryDirectory() if out is None else None
+    variants = {"none": [], "A": [ta.name], "B": [tb.name], "A+B": [ta.name, tb.name]}
+
+    def plan_for(task, variant, lam):
+        parts = [plans.plan(n, "linear_act", chosen.get(n) or 1.0) for n in variants[variant]]
+        return sum(parts[1:], parts[0]) if parts else None
+
+    items = [it for v in variants for t in pair
+             for it in generation_items(t.name, "test", v, None, t.test[:cfg.n_test], cfg.batch_size)]
+    log = RunLog(out or tmp.name, {**config, "composition": {"A": ta.name, "B": tb.name, "lambda": chosen}})
+    recs = log.run(items, generation_work(model, cfg, plan_for), desc="composition", progress=progress)
+    log.merge()
+    if tmp is not None:
+        tmp.cleanup()
     rows = []
-    for vname, plan in variants.items():
-        for t in (ta, tb):
-            v = score(t.test[:cfg.n_test], generate_texts(model, [r.prompt for r in t.test[:cfg.n_test]], plan=plan, cfg=cfg))
-            lo, hi = wilson_interval(sum(v), len(v))
-            rows.append({"plan": vname, "task": t.name, "accuracy": sum(v) / len(v), "ci_low": lo, "ci_high": hi,
-                         "n": len(v)})
+    for v in variants:
+        for t in pair:
+            mine = [r for r in recs if r["method"] == v and r["task"] == t.name]
+            k, n = sum(r["follow_strict"] for r in mine), len(mine)
+            lo, hi = wilson_interval(k, n)
+            nll = [r["nll"] for r in mine if r["nll"] is not None]
+            rows.append({"plan": v, "task": t.name, "accuracy": k / n, "ci_low": lo, "ci_high": hi, "n": n,
+                         "nll": sum(nll) / len(nll) if nll else None,
+                         "degenerate": sum(r["degenerate"] for r in mine) / n})
     return rows
 
 
-def _plot_composition(rows, path):
+def _plot_composition(rows, path, a: str, b: str, model_name: str):
     tasks = list(dict.fromkeys(r["task"] for r in rows))
     plans = list(dict.fromkeys(r["plan"] for r in rows))
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    width = 0.8 / len(plans)
-    for i, p in enumerate(plans):
-        vals = [100 * next(r["accuracy"] for r in rows if r["plan"] == p and r["task"] == t) for t in tasks]
-        ax.bar([j + i * width for j in range(len(tasks))], vals, width, label=p)
-    ax.set_xticks([j + 0.4 - width / 2 for j in range(len(tasks))])
-    ax.set_xticklabels([t.split(":")[-1] for t in tasks])
-    ax.set_ylabel("accuracy (%)")
-    ax.set_ylim(0, 100)
-    ax.legend(title="plan", fontsize=8)
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig, axes = plt.subplots(1, len(tasks), figsize=(4.6 * len(tasks), 3.2), squeeze=False, sharex=True)
+    for ax, t in zip(axes[0], tasks):
+        for i, p in enumerate(plans[::-1]):
+            r = next(r for r in rows if r["plan"] == p and r["task"] == t)
+            acc = 100 * r["accuracy"]
+            ax.errorbar([acc], [i], xerr=[[acc - 100 * r["ci_low"]], [100 * r["ci_high"] - acc]], fmt="o", capsize=3)
+        ax.set_yticks(range(len(plans)))
+        ax.set_yticklabels(plans[::-1])
+        ax.set_xlim(-2, 102)
+        ax.set_xlabel("strict accuracy (%), 95% interval")
+        ax.set_title(f"scored on {t} (n={rows[0]['n']})", fontsize=9)
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"Composition on {model_name}: A = Linear-ACT map for {a}, B = Linear-ACT map for {b}; "
+                 "A+B applies A then B", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
-def _markdown(summary: dict) -> str:
-    lines = ["# mdm-lens demo report", "", f"Model: `{summary['model']}`; {summary['seconds']:.0f} s on "
-             f"{torch.get_num_threads()} threads.", "", "## IFEval accuracy on held-out test prompts (95% Wilson interval)",
-             "", "| method | accuracy | 95% interval | λ per constraint |", "|---|---|---|---|"]
-    for m, s in summary["methods"].items():
-        lam = ", ".join(f"{k.split(':')[-1]}={v}" for k, v in s["lambda"].items())
-        lines.append(f"| {method_label(m)} | {100 * s['accuracy']:.1f}% | [{100 * s['ci_low']:.1f}, "
-                     f"{100 * s['ci_high']:.1f}] | {lam or '-'} |")
-    lines += ["", "## Composition (Linear-ACT maps, A then B)", "", "| plan | constraint | accuracy |", "|---|---|---|"]
-    for r in summary["composition"]:
-        lines.append(f"| {r['plan']} | {r['task'].split(':')[-1]} | {100 * r['accuracy']:.1f}% |")
-    lines += ["", "Figures: `experiment/radar.png`, `experiment/bars.png`, `composition.png`, `effects.png`.", ""]
-    return "\n".join(lines)
+def ifeval_section(model, out: str, model_name: str, kinds=KINDS, size: dict = FULL, seed: int = 0,
+                   progress: bool = True) -> Section:
+    """The IFEval study: protocol (all methods, λ on validation, accuracy next to damage), composition of two
+    maps, per-step effects of one. Writes into `out` (experiment/, composition/, PNG, CSV)."""
+    sampler = {**model.config.get("mdm_lens_sampler", {}), **size.get("sampler", {})}
+    cfg = ExperimentConfig(lambdas=size["lambdas"], n_calib=size["n_calib"], n_val=size["n_val"],
+                           n_test=size["n_test"], seed=seed, sampler=sampler, batch_size=32,
+                           methods=size.get("methods", METHODS), **MC)
+    tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed)
+    exp_dir = os.path.join(out, "experiment")
+    result = run_experiment(model, tasks, cfg, progress=progress, out=exp_dir, model_name=model_name)
+    write_experiment(result, exp_dir, title=f"IFEval protocol on {model_name}")
+    chosen = {r["task"]: r["lambda"] for r in result["rows"] if r["method"] == "linear_act"}
+    _, rsites = default_sites(model)
+    plans = PlanCache(model, tasks, cfg, result["config"]["sites"], rsites)
+    pair, why = pick_pair(tasks, result["unsteered_validation_accuracy"])
+    from .experiment import run_config
+    config = run_config(model_name, tasks, cfg, result["config"]["sites"], rsites)
+    comp = composition(model, pair, chosen, cfg, plans, os.path.join(out, "composition"), config, progress)
+    a, b = pair[0].name, pair[1].name
+    _plot_composition(comp, os.path.join(out, "composition.png"), a, b, model_name)
+    write_csv(os.path.join(out, "composition.csv"), comp)
+
+    from .effects import step_effects
+    first = tasks[0]
+    lam = chosen.get(first.name) or 1.0
+    eff = step_effects(model, [r.prompt for r in first.test[:4]], plans.plan(first.name, "linear_act", lam),
+                       seed=seed, **sampler)
+    eff.plot(os.path.join(out, "effects.png"), title=f"Per-step effects on {model_name}: Linear-ACT plan for "
+             f"{first.name} at λ={lam} ({len(result['config']['sites'])} MLP sites), 4 of its test prompts")
+    write_csv(os.path.join(out, "effects.csv"), eff.records)
+
+    md = [f"Model `{model_name}`; sampler {json.dumps(sampler)}; seed {seed}.", ""]
+    md += experiment_section(result, method_label, figure_prefix="experiment/")
+    md += ["## Composition (Linear-ACT maps, A then B)", "",
+           f"A = map for `{a}` (λ={chosen.get(a)}), B = map for `{b}` (λ={chosen.get(b)}); the two constraints "
+           f"were chosen by {why}. Scored on the {comp[0]['n']} test prompts of each constraint.", "",
+           "| plan | scored on | accuracy | 95% interval | NLL | degenerate |", "|---|---|---|---|---|---|"]
+    for r in comp:
+        md.append(f"| {r['plan']} | {r['task'].split(':')[-1]} | {pct(r['accuracy'])} | "
+                  f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] | {num(r['nll'])} | {pct(r['degenerate'])} |")
+    md += ["", "## Figures", "",
+           "- `experiment/methods.png`: accuracy per method with 95% intervals, beside mean NLL and % degenerate.",
+           "- `experiment/constraints.png`: accuracy per constraint and method, 95% intervals.",
+           "- `composition.png`: accuracy of each constraint under no map, A, B and A+B.",
+           f"- `effects.png`: per denoising step, what the Linear-ACT plan for `{first.name}` changes "
+           "(activation change, KL on masked positions, share of differing tokens, where they flip).", ""]
+    data = {"methods": result["summary"], "per_task": result["rows"], "samples": result["samples"],
+            "lambda_choice": result["lambda_choice"], "composition": comp,
+            "composition_pair": {"A": a, "B": b, "why": why}, "effects": eff.records,
+            "sizes": {k: v for k, v in size.items() if k not in ("sampler", "methods")} | {"lambdas": list(size["lambdas"])},
+            "sampler": sampler, "sites": result["config"]["sites"],
+            "tasks": result["tasks"]}
+    return Section("ifeval", ["## IFEval steering", ""] + md, data,
+                   ["experiment/methods.png", "experiment/constraints.png", "composition.png", "effects.png"])
+
+
+def write_report(out: str, title: str, header: dict, sections: list[Section]) -> dict:
+    """summary.json ({**header, section.key: section.data, ...}) and summary.md (title, header, sections)."""
+    summary = dict(header)
+    for s in sections:
+        summary[s.key] = s.data
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=2, default=str)
+    lines = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in header.items()] + [""]
+    for s in sections:
+        lines += s.markdown + [""]
+    with open(os.path.join(out, "summary.md"), "w") as f:
+        f.write("\n".join(lines))
+    return summary
 
 
 def table(summary: dict) -> str:
-    rows = [f"{'method':<22}{'accuracy':>10}   95% interval"]
-    for m, s in summary["methods"].items():
-        rows.append(f"{method_label(m):<22}{100 * s['accuracy']:>9.1f}%   [{100 * s['ci_low']:.1f}, "
-                    f"{100 * s['ci_high']:.1f}]")
+    """The IFEval methods table for the terminal: accuracy, interval, damage."""
+    rows = [f"{'method':<22}{'accuracy':>10}   {'95% interval':<14}{'NLL':>7}  degenerate"]
+    for m, s in summary["ifeval"]["methods"].items():
+        rows.append(f"{method_label(m):<22}{100 * s['accuracy']:>9.1f}%   [{100 * s['ci_low']:5.1f}, "
+                    f"{100 * s['ci_high']:5.1f}]{num(s['nll']):>8}  {pct(s['degenerate'])}")
     return "\n".join(rows)
 
 
 def run_demo(out: str, model_name: str = "tiny-if", quick: bool = False, seed: int = 0, progress: bool = True,
              kinds=KINDS) -> dict:
     from mdm_lens import HookedMDM
-
-    from .effects import step_effects
     t0 = time.time()
     torch.manual_seed(seed)
     os.makedirs(out, exist_ok=True)
     model = HookedMDM.from_pretrained(model_name)
     size = QUICK if quick else FULL
     kinds = kinds[:2] if quick else kinds
-    sampler = dict(model.config.get("mdm_lens_sampler", {}))
-    cfg = ExperimentConfig(lambdas=size["lambdas"], n_calib=size["n_calib"], n_val=size["n_val"],
-                           n_test=size["n_test"], seed=seed, sampler=sampler, batch_size=32)
-    tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed)
-    result = run_experiment(model, tasks, cfg, progress=progress)
-    result["model"] = model_name
-    write_result(result, os.path.join(out, "experiment"))
-    chosen = {r["task"]: r["lambda"] for r in result["rows"] if r["method"] == "linear_act"}
-    sites = result["config"]["sites"]
-    pair = [t for t in tasks if t.name in PAIR]
-    comp = composition(model, pair, chosen, cfg, sites) if len(pair) == 2 else []
-    if comp:
-        _plot_composition(comp, os.path.join(out, "composition.png"))
-    first = tasks[0]
-    from mdm_lens.collect import collect_contrastive
-    src, tgt = collect_contrastive(model, first.source, first.target, sites, progress=False,
-                                   gen_length=sampler.get("gen_length"))
-    plan = fit_plan("linear_act", src, tgt, sites, {}).strength(chosen.get(first.name) or 1.0)
-    eff = step_effects(model, [r.prompt for r in first.test[:4]], plan, seed=seed, **sampler)
-    eff.plot(os.path.join(out, "effects.png"))
-    write_csv(os.path.join(out, "effects.csv"), eff.records)
-    write_csv(os.path.join(out, "composition.csv"), comp)
-    summary = {"model": model_name, "quick": quick, "seed": seed, "seconds": time.time() - t0,
-               "methods": result["summary"], "per_task": result["rows"], "composition": comp,
-               "effects": eff.records, "sizes": size | {"lambdas": list(size["lambdas"])}, "sampler": sampler,
-               "sites": sites}
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write(_markdown(summary))
-    return summary
+    section = ifeval_section(model, out, model_name, kinds, size, seed, progress)
+    from .ilrr_study import demo_section as ilrr_section
+    from .refusal_study import demo_section as refusal_section
+    sections = [section, refusal_section(model, out, model_name, quick, seed, progress),
+                ilrr_section(model, out, model_name, quick, seed, progress)]
+    header = {"model": model_name, "quick": quick, "seed": seed,
+              "seconds": round(time.time() - t0, 1), "threads": torch.get_num_threads()}
+    return write_report(out, "mdm-lens demo report", header, sections)

@@ -11,20 +11,34 @@ def cmd_demo(args) -> int:
     from .demo import run_demo, table
     summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
     print(table(summary))
-    print(f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG figures); "
-          f"{summary['seconds']:.0f} s")
+    print(f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, generations.jsonl, CSV "
+          f"and PNG figures); {summary['seconds']:.0f} s")
     return 0
 
 
 def cmd_experiment(args) -> int:
+    import time
+
     from mdm_lens import HookedMDM
 
     from .experiment import ExperimentConfig, run_experiment, write_result
+    from .runlog import dist_env
     from .tasks import ifeval_tasks, organism_tasks
-    model = HookedMDM.from_pretrained(args.model)
+    t0 = time.time()
+    rank, world = dist_env()
+    device = args.device or ("cuda" if world > 1 and _cuda() else None)
+    if device == "cuda" and world > 1:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
+    model = HookedMDM.from_pretrained(args.model, device=device)
     if args.tasks == "organism":
+        from mdm_lens.organism.corpus import KINDS as ALL
+
         from .demo import KINDS
-        tasks = organism_tasks(KINDS, args.n_calib, args.n_val, args.n_test, args.seed)
+        unknown = sorted(set(args.instruction_id) - set(ALL))
+        if unknown:
+            raise ValueError(f"--instruction-id {unknown}: not an organism constraint; choose from {list(ALL)}")
+        kinds = list(args.instruction_id) or list(KINDS)
+        tasks = organism_tasks(kinds, args.n_calib, args.n_val, args.n_test, args.seed)
     else:
         tasks = ifeval_tasks(args.tasks, args.n_calib, args.n_val, args.n_test, args.seed,
                              instruction_ids=args.instruction_id or None)
@@ -35,13 +49,23 @@ def cmd_experiment(args) -> int:
         sampler["sampler"] = args.sampler
     cfg = ExperimentConfig(lambdas=tuple(args.lambdas), n_calib=args.n_calib, n_val=args.n_val, n_test=args.n_test,
                            seed=args.seed, sampler=sampler, batch_size=args.batch_size,
-                           methods=tuple(args.methods))
-    result = run_experiment(model, tasks, cfg)
+                           methods=tuple(args.methods), mc_num=args.mc_num, mc_batch=min(args.mc_batch, args.mc_num),
+                           max_degenerate=args.max_degenerate, max_nll_increase=args.max_nll_increase)
+    result = run_experiment(model, tasks, cfg, out=args.out, model_name=args.model, rank=rank, world=world)
+    if rank != 0:
+        return 0
     paths = write_result(result, args.out)
     for m, s in result["summary"].items():
-        print(f"{m:<22} {100 * s['accuracy']:5.1f}%  [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]")
-    print(f"result: {paths['json']}")
+        nll = "-" if s["nll"] is None else f"{s['nll']:.3f}"
+        print(f"{m:<22} {100 * s['accuracy']:5.1f}%  [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]  "
+              f"NLL {nll}  degenerate {100 * s['degenerate']:.0f}%")
+    print(f"result: {paths['json']}; report: {paths['md']}; {world} process(es), {time.time() - t0:.0f} s")
     return 0
+
+
+def _cuda() -> bool:
+    import torch
+    return torch.cuda.is_available()
 
 
 def add_parsers(sub) -> None:
@@ -57,13 +81,18 @@ def add_parsers(sub) -> None:
 
     p = sub.add_parser("experiment", help="the OT-steering paper's IFEval protocol",
                        description="Per task: fit each method on calibration pairs, choose λ on validation "
-                       "prompts, score test prompts; writes result.json, rows.csv, radar.png and bars.png.")
+                       "prompts, score test prompts; every generation with its damage (NLL under the unsteered "
+                       "model, degeneracy) goes to OUT/generations.jsonl. Re-running with the same --out resumes; "
+                       "under `accelerate launch --no_python --num_processes N mdm-lens experiment ...` the work is "
+                       "sharded over N processes and merged into one result. Writes result.json, rows.csv, "
+                       "summary.md, methods.png, constraints.png.")
     p.add_argument("--model", required=True, help="hub id, local folder in hub layout, or a packaged organism name")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
     p.add_argument("--tasks", default="organism",
                    help="'organism' (the tiny-if constraints) or a single-instruction IFEval jsonl file")
     p.add_argument("--instruction-id", action="append", default=[],
-                   help="keep only this IFEval instruction id; repeat for several (default: all in the file)")
+                   help="keep only this instruction id (IFEval file or organism constraint); repeat for several "
+                   "(default: all)")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="steering methods compared")
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
                    help="strengths tried on the validation prompts")
@@ -72,6 +101,18 @@ def add_parsers(sub) -> None:
     p.add_argument("--n-test", dest="n_test", type=int, default=64, help="test prompts per task")
     p.add_argument("--batch-size", dest="batch_size", type=int, default=16, help="prompts generated per batch")
     p.add_argument("--seed", type=int, default=0, help="seed for splits and generation")
+    p.add_argument("--device", default=None, help="torch device (default: cpu; cuda:LOCAL_RANK per process when "
+                   "launched with several processes on a GPU box)")
+    p.add_argument("--mc-num", dest="mc_num", type=int, default=16,
+                   help="Monte-Carlo rows per damage NLL estimate (LLaDA likelihood; the reference uses 128)")
+    p.add_argument("--mc-batch", dest="mc_batch", type=int, default=8,
+                   help="rows per Monte-Carlo mini-batch (mc-num must be a multiple)")
+    p.add_argument("--max-degenerate", dest="max_degenerate", type=float, default=0.5,
+                   help="λ selection: drop strengths whose validation texts are degenerate more often than this "
+                   "share (or the unsteered share, if higher)")
+    p.add_argument("--max-nll-increase", dest="max_nll_increase", type=float, default=None,
+                   help="λ selection: drop strengths whose mean validation NLL exceeds the unsteered one by more "
+                   "than this many nats/token (default: no NLL cap)")
     for key, help_ in (("gen_length", "response length in tokens"), ("steps", "denoising steps"),
                        ("block_length", "semi-autoregressive block length")):
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=int,

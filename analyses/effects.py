@@ -30,7 +30,8 @@ class StepEffects:
             out[:, s] = ((when == s) & diff).float().mean(0)
         return out
 
-    def plot(self, path: str) -> str:
+    def plot(self, path: str, title: str | None = None) -> str:
+        """`title`: what the figure shows (model, plan, constraint), drawn above the panels."""
         steps = [r["step"] for r in self.records]
         fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
         sites = sorted({k[len("delta_norm:"):] for r in self.records for k in r if k.startswith("delta_norm:")})
@@ -51,6 +52,8 @@ class StepEffects:
             axes[3].set_xlabel("denoising step at which it was decoded")
             axes[3].set_ylabel("response position")
             fig.colorbar(im, ax=axes[3], label="share of prompts")
+        if title:
+            fig.suptitle(title, fontsize=10)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)

@@ -1,4 +1,5 @@
-"""A fast smoke run of the demo pipeline on the packaged organism writes every report file."""
+"""A fast smoke run of the demo pipeline on the packaged organism writes every report file, with damage next
+to accuracy, every generation saved, and a re-run that generates nothing again."""
 import json
 import os
 
@@ -9,16 +10,48 @@ from mdm_lens.organisms import available
 
 @pytest.mark.skipif("tiny-if" not in available(), reason="the tiny-if organism is not packaged")
 def test_quick_demo_writes_the_report(tmp_path):
-    from analyses.demo import run_demo
+    from analyses.demo import run_demo, table
+    from analyses.stats import wilson_interval
     out = str(tmp_path / "report")
     summary = run_demo(out, quick=True, progress=False)
     for f in ("summary.md", "summary.json", "effects.csv", "effects.png", "composition.csv", "composition.png",
-              "experiment/result.json", "experiment/rows.csv", "experiment/radar.png", "experiment/bars.png"):
+              "experiment/result.json", "experiment/rows.csv", "experiment/methods.png", "experiment/constraints.png",
+              "experiment/generations.jsonl", "experiment/config.json", "composition/generations.jsonl"):
         assert os.path.getsize(os.path.join(out, f)) > 0, f
-    data = json.load(open(os.path.join(out, "summary.json")))
-    assert set(data["methods"]) == set(summary["methods"]) and "none" in data["methods"]
-    from analyses.stats import wilson_interval
-    for m in data["methods"].values():
-        k = round(m["accuracy"] * m["n"])
-        assert abs(m["accuracy"] - k / m["n"]) < 1e-12
-        assert (m["ci_low"], m["ci_high"]) == pytest.approx(wilson_interval(k, m["n"]))
+    data = json.load(open(os.path.join(out, "summary.json")))["ifeval"]
+    assert set(data["methods"]) == set(summary["ifeval"]["methods"]) and "none" in data["methods"]
+    gens = [json.loads(l) for l in open(os.path.join(out, "experiment", "generations.jsonl"))]
+    for m, s in data["methods"].items():
+        k = round(s["accuracy"] * s["n"])
+        assert abs(s["accuracy"] - k / s["n"]) < 1e-12
+        assert (s["ci_low"], s["ci_high"]) == pytest.approx(wilson_interval(k, s["n"]))
+        test = [g for g in gens if g["method"] == m and g["split"] == "test"]
+        assert len(test) == s["n"] and s["degenerate"] == pytest.approx(sum(g["degenerate"] for g in test) / s["n"])
+    md = open(os.path.join(out, "summary.md")).read()
+    for needle in ("mean NLL/token", "degenerate", "λ grid", "validation", "n per task", "Sites:", "best", "worst",
+                   "A = map for", "composition.png", "effects.png"):
+        assert needle in md, needle
+    assert "NLL" in table(summary)
+    # the refusal and ILRR sections (analyses.refusal_study / ilrr_study): the summary.json contract
+    full = json.load(open(os.path.join(out, "summary.json")))
+    assert set(full["refusal"]["best"]) == {"layer", "hook_point", "scope"}
+    for key, rates in (("refusal", ("baseline_rate", "steered_rate")), ("ilrr", ("baseline_rate", "ilrr_rate"))):
+        assert all(0 <= full[key][r] <= 1 for r in rates), key
+    for f in ("refusal_sweep.png", "ilrr.png", "refusal/generations.jsonl", "ilrr/generations.jsonl"):
+        assert os.path.getsize(os.path.join(out, f)) > 0, f
+    assert "## Refusal ablation" in md and "## ILRR" in md and "87.56%" in md
+    # a second run into the same folder resumes: every generation is on disk already
+    before = open(os.path.join(out, "experiment", "result.json")).read()
+    from analyses import demo, experiment
+    calls = []
+    orig = experiment.generation_work
+
+    def counting(*a, **k):
+        work = orig(*a, **k)
+        return lambda item: calls.append(item) or work(item)
+    experiment.generation_work = demo.generation_work = counting
+    try:
+        run_demo(out, quick=True, progress=False)
+    finally:
+        experiment.generation_work = demo.generation_work = orig
+    assert not calls and open(os.path.join(out, "experiment", "result.json")).read() == before
