@@ -174,3 +174,15 @@ def test_cli_sampler_switch(capsys):
     model = HookedMDM.from_pretrained("tiny-if")
     want = model.generate(["hello"], sampler="fast", cache="dual", seed=0, chat=False, **KW).texts[0]
     assert fast == {"prompt": "hello", "response": want}
+
+
+def test_bench_fast_times_steering_on_the_fast_path(tiny_llada):
+    """`hooked_ratio` comes from two extra variants in the same rounds; its value is `mdm-lens bench fast`'s."""
+    from interventions.bench import linear_act_everywhere
+    from mdm_lens.bench_fast import fast_bench
+    plan = linear_act_everywhere(tiny_llada)
+    out = fast_bench(tiny_llada.model, tiny_llada.mask_id, gen_length=16, block_length=8, steps=8, prompt_len=4,
+                     repeats=1, hooked=tiny_llada, plan=plan)
+    assert {"fast_unsteered", "fast_steered"} <= set(out["seconds"]) and out["hooked_ratio"] > 0
+    assert out["steered_sites"] == 2 * tiny_llada.n_layers and out["fastest"] != "fast_unsteered"
+    assert out["tokens_equal_reference"]["fast_unsteered"] == out["tokens_equal_reference"]["dual"]
