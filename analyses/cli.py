@@ -24,8 +24,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
 BENCHMARKS = ("sampler", "steer", "fit", "fast")
-SAMPLERS = ("reference", "fast")                                                      # mdm_lens.fast_path.SAMPLERS
-CACHES = ("prefix", "dual")                                                           # mdm_lens.sampling.llada_cached
+from .demo_cli import CACHES, SAMPLERS  # noqa: E402  (stdlib-only copies, held equal to the library by tests)
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
 
@@ -223,13 +222,6 @@ def _model_options(p: argparse.ArgumentParser, default: str | None = None, dtype
         p.add_argument("--device", default=None, help="torch device, e.g. cuda or cpu (default: cpu)")
 
 
-def _fast_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", choices=SAMPLERS, default="reference",
-                   help="'fast': Fast-dLLM's KV-cached sampler (approximate; docs/fast_sampling.md)")
-    p.add_argument("--cache", choices=CACHES, default=None, help="KV cache of --sampler fast (default: dual)")
-    p.add_argument("--threshold", type=float, default=None,
-                   help="--sampler fast: confidence threshold for parallel decoding, e.g. 0.9 (default: none, a "
-                   "fixed number of tokens per step)")
 
 
 def _contrastive_options(p: argparse.ArgumentParser) -> None:
@@ -266,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     for key, typ, help_ in SAMPLER_OPTIONS:
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
                        help=help_ + " (default: the family's recommended setting)")
-    _fast_options(p)
+    from .demo_cli import fast_options
+    fast_options(p)
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("bench", help="overhead benchmarks: ratios measured in one run, as JSON",

@@ -22,7 +22,7 @@ from .experiment import METHODS, ExperimentConfig, PlanCache, default_sites, gen
 from .experiment_plots import method_label
 from .experiment_report import experiment_section, num, pct, write_report as write_experiment
 from .plotting import plt
-from .records import write_csv
+from .records import Section, write_csv
 from .runlog import RunLog
 from .stats import wilson_interval
 from .tasks import organism_tasks
@@ -35,14 +35,6 @@ PAIR = ("change_case:english_lowercase", "punctuation:no_comma")   # a fixed pai
 MC = dict(mc_num=8, mc_batch=8)        # damage NLL: a small Monte-Carlo estimate on the tiny model
 
 
-@dataclass
-class Section:
-    """One part of a report: markdown lines, JSON-ready data (under `key` in summary.json), figure files."""
-
-    key: str
-    markdown: list[str]
-    data: dict = field(default_factory=dict)
-    figures: list[str] = field(default_factory=list)
 
 
 def pick_pair(tasks, base_val: dict) -> tuple[list, str]:

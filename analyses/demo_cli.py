@@ -1,9 +1,12 @@
 """`mdm-lens demo` and `mdm-lens experiment` subcommands."""
 from __future__ import annotations
 
+import argparse
 import os
 
 # analyses.experiment.METHODS, spelled here so that building the parser imports no torch (a test holds them equal)
+SAMPLERS = ("reference", "fast")            # mdm_lens.fast_path.SAMPLERS
+CACHES = ("prefix", "dual")                 # mdm_lens.sampling.llada_cached.CACHES[1:]
 METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot")
 
 
@@ -117,6 +120,15 @@ def add_parsers(sub) -> None:
                        ("block_length", "semi-autoregressive block length")):
         p.add_argument("--" + key.replace("_", "-"), dest=key, type=int,
                        help=help_ + " (default: the family's recommended setting)")
-    from .cli import _fast_options       # stdlib-only, like this module
-    _fast_options(p)
+    fast_options(p)
     p.set_defaults(func=cmd_experiment)
+
+
+def fast_options(p: argparse.ArgumentParser) -> None:
+    """--sampler / --cache / --threshold, shared by `generate` and `experiment`."""
+    p.add_argument("--sampler", choices=SAMPLERS, default="reference",
+                   help="'fast': Fast-dLLM's KV-cached sampler (approximate; docs/fast_sampling.md)")
+    p.add_argument("--cache", choices=CACHES, default=None, help="KV cache of --sampler fast (default: dual)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="--sampler fast: confidence threshold for parallel decoding, e.g. 0.9 (default: none, a "
+                   "fixed number of tokens per step)")

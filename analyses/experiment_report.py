@@ -225,7 +225,7 @@ def write_report(result: dict, folder: str, title: str | None = None) -> dict[st
                                                      "baseline_flag"])
     with open(paths["md"], "w") as f:
         f.write("\n".join([f"# {title or 'mdm-lens experiment'}", ""] + experiment_section(result, method_label)))
-    subtitle = f"{result['model']} · λ chosen on validation"
+    subtitle = f"{result['model'] or 'unnamed model'} · λ chosen on validation (grid {result['config']['lambdas']})"
     plot_methods(result["summary"], paths["methods"], subtitle)
     plot_constraints(result["rows"], paths["constraints"], subtitle)
     return paths

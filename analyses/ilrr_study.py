@@ -255,7 +255,7 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     """The demo's ILRR section: the study written into `out/ilrr/`, the figure at `out/ilrr.png`; summary.json
     gets `ilrr.{baseline_rate, ilrr_rate, ...}`."""
     import os
-    from .demo import Section
+    from .records import Section
     res = run_ilrr_study(model, ILRRConfig(**(QUICK if quick else {}), seed=seed), out=os.path.join(out, "ilrr"),
                          model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "ilrr.png"))

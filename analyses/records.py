@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 
@@ -29,3 +30,13 @@ def write_records(folder: str | os.PathLike, name: str, records: list[dict]) -> 
     cols = [k for k in dict.fromkeys(k for r in records for k in r) if k != "traceback"]
     write_csv(paths["csv"], records, cols)
     return paths
+
+
+@dataclass
+class Section:
+    """One part of a report: markdown lines, JSON-ready data (under `key` in summary.json), figure files."""
+
+    key: str
+    markdown: list[str]
+    data: dict = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)

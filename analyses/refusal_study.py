@@ -331,7 +331,7 @@ def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | Non
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):
     """The demo's refusal section: the study at full (or `--quick`) size, written into `out/refusal/`, the
     sweep heatmap at `out/refusal_sweep.png`; summary.json gets `refusal.{baseline_rate, steered_rate, best, ...}`."""
-    from .demo import Section
+    from .records import Section
     res = run_refusal_study(model, RefusalConfig(**(QUICK if quick else {}), seed=seed),
                             out=os.path.join(out, "refusal"), model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "refusal_sweep.png"))

@@ -12,6 +12,13 @@ from typing import Any, Callable
 
 import torch
 
+from .sampling.common import check_kwargs
+
+AUGMENT_CACHED = (
+    "an intervention that adds batch rows (model.augment_batch, e.g. reference alignment) cannot run under a "
+    "KV-cached sampler: its extra rows would enter the cache, and its hooks need the whole sequence while a "
+    "cached forward computes only a block. Generate with sampler='reference' (the default) for it")
+
 SAMPLERS = ("reference", "fast")
 FAST_DEFAULTS = {"cache": "dual", "threshold": None}
 DREAM_FAST_DEFAULTS = {"block_length": 32}
@@ -38,11 +45,9 @@ def fast_defaults(family_sampler: str) -> dict[str, Any]:
 def fast_call(model, input_ids: torch.Tensor, attn: torch.Tensor | None, kwargs: dict[str, Any]
               ) -> tuple[Callable, dict[str, Any]]:
     """-> (cached sampler, its keyword arguments) for `fn(model, input_ids, **kw)`; refuses what it cannot run."""
-    from .generation import _check_kwargs
     from .sampling import dream_generate_cached, llada_generate_cached
-    from .hooked import _AUGMENT_CACHED
     if model._augmenters:
-        raise ValueError(_AUGMENT_CACHED)
+        raise ValueError(AUGMENT_CACHED)
     family = model.spec.sampler
     kwargs = dict(kwargs)
     for key, no_op in _NO_OP[family].items():
@@ -68,5 +73,5 @@ def fast_call(model, input_ids: torch.Tensor, attn: torch.Tensor | None, kwargs:
         if attn is not None and bool((attn == 0).any()):
             raise ValueError("sampler='fast' on Dream takes no left-padded batch (Fast-dLLM's Dream cache ignores "
                              "padding): generate prompts of one length together, or use sampler='reference'")
-    _check_kwargs(fn, kwargs, {"model", "prompt", "input_ids", "on_step", "trace", "stats"})
+    check_kwargs(fn, kwargs, {"model", "prompt", "input_ids", "on_step", "trace", "stats"})
     return fn, kwargs

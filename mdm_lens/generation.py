@@ -11,7 +11,6 @@ once per model and length and runs.
 """
 from __future__ import annotations
 
-import inspect
 import math
 import warnings
 from contextlib import ExitStack, contextmanager, nullcontext
@@ -21,6 +20,7 @@ from typing import Any, Iterator
 import torch
 
 from .prompts import GenerationOutput, decode_responses, encode_prompts
+from .sampling.common import check_kwargs
 
 POSITION_KEYS = {"llada": "max_sequence_length", "dream": "max_position_embeddings"}   # trained length, by sampler
 POSITIVE_INTS = ("steps", "gen_length", "block_length", "max_new_tokens")
@@ -49,11 +49,6 @@ def special_ids(model) -> dict[str, int | None]:
     return {"eos": eos, "eot": eot, "pad": pad if pad is not None else 0}
 
 
-def _check_kwargs(fn, kwargs: dict, fixed: set[str]) -> None:
-    valid = set(inspect.signature(fn).parameters) - fixed
-    bad = sorted(set(kwargs) - valid)
-    if bad:
-        raise TypeError(f"unknown sampler option(s) {bad} for {fn.__name__}; valid options: {sorted(valid)}")
 
 
 # ---------------------------------------------------------------------------------------------- validation
@@ -245,7 +240,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
                                  "(ctx.masked = positions still holding noise)")
             seqs = generate_hooked(model, input_ids, attn, on_step=on_step, check_logits=check_step_logits, **kwargs)
         elif model.spec.sampler == "llada":
-            _check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
+            check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
                                                    "return_history"})
             kwargs.setdefault("mask_id", model.mask_id)
             if ids["eos"] is not None:
@@ -254,7 +249,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
                 kwargs.setdefault("eot_id", ids["eot"])
             seqs = llada_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
         else:
-            _check_kwargs(dream_generate, kwargs, {"model", "input_ids", "attention_mask", "on_step", "trace",
+            check_kwargs(dream_generate, kwargs, {"model", "input_ids", "attention_mask", "on_step", "trace",
                                                    "return_history"})
             kwargs.setdefault("mask_token_id", model.mask_id)
             seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)

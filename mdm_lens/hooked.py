@@ -12,6 +12,7 @@ from torch import nn
 from .cache import Reducer, StepCache, StepFilter
 from .context import StepContext
 from .families.base import FamilySpec, Site
+from .fast_path import AUGMENT_CACHED
 from .generation import check_step_logits
 from .hooking import HookSpec, ThreadGuard, attach_hooks
 from .sampling.common import StepClock, StepInfo
@@ -24,10 +25,6 @@ Augmenter = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None"
                      "tuple[torch.Tensor, torch.Tensor | None] | None"]
 
 
-_AUGMENT_CACHED = (
-    "an intervention that adds batch rows (model.augment_batch, e.g. reference alignment) cannot run under a "
-    "KV-cached sampler: its extra rows would enter the cache, and its hooks need the whole sequence while a "
-    "cached forward computes only a block. Generate with sampler='reference' (the default) for it")
 
 
 class MaskedBatch(NamedTuple):
@@ -208,7 +205,7 @@ class HookedMDM(TLConveniences, nn.Module):
             cached = past_key_values is not None or use_cache or replace_position is not None
             if self._augmenters:
                 if cached:
-                    raise RuntimeError(_AUGMENT_CACHED)
+                    raise RuntimeError(AUGMENT_CACHED)
                 input_ids, attention_mask, position_ids = self._augment(input_ids, attention_mask, position_ids)
             kwargs = {}
             if attention_mask is not None:

@@ -1,5 +1,6 @@
 """Every example script runs in its tiny-model smoke mode."""
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -23,20 +24,20 @@ def test_ot_ifeval_smoke(tmp_path):
 
 
 def test_refusal_ablation_smoke(tmp_path):
-    res = _main("refusal_ablation")(["--smoke", "--out", str(tmp_path)])
-    assert len(res.records) == 2 * 2 * 3
-    n = 6                                          # harmful prompts scored per cell in smoke mode
-    for r in res.records:                          # every cell ran and scored (no error recorded instead)
-        assert "error" not in r and round(r["score"] * n) == pytest.approx(r["score"] * n), r
-    assert round(res.baseline * n) == pytest.approx(res.baseline * n)
-    assert (tmp_path / "refusal_sweep.png").exists()
+    res = _main("refusal_ablation")(["--quick", "--out", str(tmp_path)])
+    js = json.loads((tmp_path / "refusal.json").read_text())
+    assert set(js["best"]) == {"layer", "hook_point", "scope"} and js["best"] == res.to_json()["best"]
+    n = res.config["n_test"]                       # a rate over the test prompts: a whole number of them
+    for key in ("baseline_rate", "steered_rate"):
+        assert round(js[key] * n) == pytest.approx(js[key] * n), (key, js[key], n)
+    assert (tmp_path / "refusal_sweep.png").exists() and (tmp_path / "refusal.md").read_text().strip()
 
 
-def test_ilrr_sentiment_smoke():
-    rows = _main("ilrr_sentiment")(["--smoke"])
-    assert [r["strength"] for r in rows] == [0.0, 0.5]
-    for r in rows:                                 # a rate over the 3 prompts: a whole number of them
-        assert r["positive_rate"] in (0.0, 1 / 3, 2 / 3, 1.0), r
+def test_ilrr_sentiment_smoke(tmp_path):
+    res = _main("ilrr_sentiment")(["--quick", "--out", str(tmp_path)])
+    js = json.loads((tmp_path / "ilrr.json").read_text())
+    assert js["ilrr_rate"] == res.to_json()["ilrr_rate"] and js["baseline_rate"] == res.row("none")["rate"]
+    assert (tmp_path / "ilrr.png").exists() and (tmp_path / "ilrr.md").read_text().strip()
 
 
 def test_compose_maps_smoke():

@@ -5,9 +5,10 @@ import pytest
 
 from analyses import ifeval
 from analyses.refusal import RefusalScorer
-from mdm_lens.organism.behaviours import SUBJECTS, positive_subject, refusal_prompts, sentiment_prompts
+from mdm_lens.organism.behaviours import (SUBJECTS, positive_subject, refusal_prompts, sentiment_prompts,
+                                          training_corpus)
 from mdm_lens.organism.corpus import (COMPLIED, KINDS, TOPICS, calibration_pairs, eval_items, instruction_text,
-                                      make_example, training_corpus)
+                                      make_example)
 from mdm_lens.organisms import available
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from functools import lru_cache
 
-from .corpus import Example, split_of, wording
+from .corpus import Example, instruction_example, split_of, wording
 
 HARMFUL = {
     "weapons": ("build a bomb", "make a gun at home", "make a deadly poison", "build an explosive device"),
@@ -142,3 +142,16 @@ def sentiment_prompts(polarity: str | None = None, n: int | None = None, split: 
     prompts = [t.format(s=s, p=polarity or "") for s, t in _sentiment_bases(split, polarity is not None)]
     random.Random(f"{seed}:{split}:{polarity}").shuffle(prompts)
     return prompts if n is None else prompts[:n]
+
+
+def training_corpus(n: int, seed: int = 0, mix: tuple[float, float, float] = (0.55, 0.25, 0.2)) -> list[Example]:
+    """`n` training examples: instructions, refusal and sentiment in proportions `mix`."""
+    if len(mix) != 3 or min(mix) < 0 or abs(sum(mix) - 1) > 1e-9:
+        raise ValueError(f"mix must be three non-negative shares summing to 1, got {mix}")
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        u = rng.random()
+        make = instruction_example if u < mix[0] else refusal_example if u < mix[0] + mix[1] else sentiment_example
+        out.append(make(rng))
+    return out

@@ -198,18 +198,6 @@ def instruction_example(rng: random.Random, constrained_share: float = 0.8) -> E
     return make_example(kind, topic, template, rng)
 
 
-def training_corpus(n: int, seed: int = 0, mix: tuple[float, float, float] = (0.55, 0.25, 0.2)) -> list[Example]:
-    """`n` training examples: instructions, refusal and sentiment in proportions `mix`."""
-    from .behaviours import refusal_example, sentiment_example
-    if len(mix) != 3 or min(mix) < 0 or abs(sum(mix) - 1) > 1e-9:
-        raise ValueError(f"mix must be three non-negative shares summing to 1, got {mix}")
-    rng = random.Random(seed)
-    out = []
-    for _ in range(n):
-        u = rng.random()
-        make = instruction_example if u < mix[0] else refusal_example if u < mix[0] + mix[1] else sentiment_example
-        out.append(make(rng))
-    return out
 
 
 def eval_items(kind: str, n: int, split: str = "test", seed: int = 0) -> list[Example]:

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from .corpus import training_corpus
+from .behaviours import training_corpus
 from .tokenizer import build_tokenizer
 
 RESPONSE_LEN = 48

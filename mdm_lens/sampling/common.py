@@ -86,3 +86,12 @@ def check_prompt(prompt: torch.Tensor, mask_id: int) -> None:
         rows = sorted(set((prompt == mask_id).nonzero()[:, 0].tolist()))
         raise ValueError(f"prompt rows {rows} contain the mask token id {mask_id}; the sampler would treat "
                          "them as positions to generate. Remove it (or pad with another id)")
+
+
+def check_kwargs(fn, kwargs: dict, fixed: set[str]) -> None:
+    """Refuse sampler options `fn` does not take, listing the valid ones (a typo must not be dropped silently)."""
+    import inspect
+    valid = set(inspect.signature(fn).parameters) - fixed
+    bad = sorted(set(kwargs) - valid)
+    if bad:
+        raise TypeError(f"unknown sampler option(s) {bad} for {fn.__name__}; valid options: {sorted(valid)}")
