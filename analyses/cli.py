@@ -23,7 +23,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
          "detectable_format:number_bullet_lists", "detectable_format:title")         # organism corpus KINDS
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit", "fast")
+BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn")
 from .demo_cli import CACHES, SAMPLERS  # noqa: E402  (stdlib-only copies, held equal to the library by tests)
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
@@ -84,6 +84,10 @@ def cmd_bench(args) -> int:
                                  repeats=args.repeats, device=args.device, dtype=args.dtype,
                                  steer=linear_act_everywhere)
         return _print_json(results, args.json)
+    if args.what == "attn":
+        from mdm_lens.bench_attn import run_attn_bench
+        return _print_json(run_attn_bench(model=args.model, seq=args.prompt_len or 256, batch=args.batch,
+                                          repeats=args.repeats), args.json)
     if args.what == "sampler":
         from mdm_lens.bench import run_sampler_bench as run
     else:
@@ -266,7 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="sampler: wrapper and no-op hooks vs the bare model; steer: hooked and folded "
                        "Linear-ACT vs unsteered; fit: Bures OT fit at d=4096; fast: LLaDA's reference sampler vs "
                        "Fast-dLLM's prefix / dual cache / dual cache + threshold (speedup, FLOPs ratio) and "
-                       "Linear-ACT on every layer on the fast path (hooked_ratio). On a GPU: mdm-lens bench fast "
+                       "Linear-ACT on every layer on the fast path (hooked_ratio); attn: SDPA vs the eager path when attention "
+                       "patterns are hooked. On a GPU: mdm-lens bench fast "
                        "--device cuda --dtype bfloat16 --repeats 3 (docs/fast_sampling.md).")
     p.add_argument("what", choices=BENCHMARKS, help="which benchmark")
     p.add_argument("--model", default=None, help="model to time (default: a tiny and a mid-size random LLaDA; fast: "
@@ -276,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None,
                    help="denoising steps (default: 32; fast: gen-length, one token per step)")
     p.add_argument("--prompt-len", dest="prompt_len", type=int, default=None,
-                   help="random prompt length in tokens (default: 16; fast: 64)")
+                   help="random prompt length in tokens (default: 16; fast: 64; attn: the sequence length, 256)")
     p.add_argument("--block-length", dest="block_length", type=int, default=32, help="block length (fast)")
     p.add_argument("--threshold", type=float, default=0.9, help="confidence threshold of the last variant (fast)")
     p.add_argument("--device", default=None, help="torch device (fast; default: cpu)")
