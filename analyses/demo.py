@@ -119,7 +119,8 @@ def ifeval_section(model, out: str, model_name: str, kinds=KINDS, size: dict = F
     cfg = ExperimentConfig(lambdas=size["lambdas"], n_calib=size["n_calib"], n_val=size["n_val"],
                            n_test=size["n_test"], seed=seed, sampler=sampler, batch_size=32,
                            methods=size.get("methods", METHODS), **MC)
-    tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed)
+    from mdm_lens.organism import corpus_for
+    tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed, corpus_for(model.config))
     exp_dir = os.path.join(out, "experiment")
     result = run_experiment(model, tasks, cfg, progress=progress, out=exp_dir, model_name=model_name)
     write_experiment(result, exp_dir, title=f"IFEval protocol on {model_name}")

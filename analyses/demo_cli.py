@@ -34,14 +34,16 @@ def cmd_experiment(args) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     model = HookedMDM.from_pretrained(args.model, device=device)
     if args.tasks == "organism":
-        from mdm_lens.organism.corpus import KINDS as ALL
+        from mdm_lens.organism import corpus_for
+        corpus = corpus_for(model.config)
+        ALL = corpus.KINDS
 
         from .demo import KINDS
         unknown = sorted(set(args.instruction_id) - set(ALL))
         if unknown:
             raise ValueError(f"--instruction-id {unknown}: not an organism constraint; choose from {list(ALL)}")
         kinds = list(args.instruction_id) or list(KINDS)
-        tasks = organism_tasks(kinds, args.n_calib, args.n_val, args.n_test, args.seed)
+        tasks = organism_tasks(kinds, args.n_calib, args.n_val, args.n_test, args.seed, corpus)
     else:
         tasks = ifeval_tasks(args.tasks, args.n_calib, args.n_val, args.n_test, args.seed,
                              instruction_ids=args.instruction_id or None)

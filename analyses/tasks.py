@@ -43,9 +43,12 @@ def ifeval_tasks(path: str, n_calib: int = 128, n_val: int = 10, n_test: int = 6
     return tasks
 
 
-def organism_tasks(kinds, n_calib: int, n_val: int, n_test: int, seed: int = 0) -> list[Task]:
-    """Tasks on the tiny-if organism's held-out requests (see mdm_lens.organism.corpus)."""
-    from mdm_lens.organism.corpus import calibration_pairs, eval_items
+def organism_tasks(kinds, n_calib: int, n_val: int, n_test: int, seed: int = 0, corpus=None) -> list[Task]:
+    """Tasks on an organism's held-out requests. `corpus` is the corpus module that trained the model
+    (`mdm_lens.organism.corpus_for(model.config)`; default: v1, the packaged tiny-if's)."""
+    from mdm_lens.organism import corpus_for
+    corpus = corpus or corpus_for(None)
+    calibration_pairs, eval_items = corpus.calibration_pairs, corpus.eval_items
     tasks = []
     for kind in kinds:
         src, tgt = calibration_pairs(kind, n_calib, seed)

@@ -13,6 +13,7 @@ import argparse
 from analyses.demo import PAIR, composition
 from analyses.experiment import ExperimentConfig, default_sites
 from analyses.tasks import organism_tasks
+from mdm_lens.organism import corpus_for
 
 
 def main(argv=None) -> list[dict]:
@@ -25,7 +26,7 @@ def main(argv=None) -> list[dict]:
     n = (6, 2, 3) if args.smoke else (48, 6, 24)
     sampler = dict(gen_length=16, steps=8, block_length=16) if args.smoke else dict(model.config.get("mdm_lens_sampler", {}))
     cfg = ExperimentConfig(n_calib=n[0], n_val=n[1], n_test=n[2], sampler=sampler)
-    rows = composition(model, organism_tasks(PAIR, *n), {}, cfg, default_sites(model)[0])
+    rows = composition(model, organism_tasks(PAIR, *n, corpus=corpus_for(model.config)), {}, cfg, default_sites(model)[0])
     for r in rows:
         print(f"{r['plan']:>4} {r['task']:<32} {100 * r['accuracy']:.1f}%")
     return rows

@@ -17,6 +17,7 @@ import torch
 
 from analyses.experiment import ExperimentConfig, run_experiment, write_result
 from analyses.tasks import ifeval_tasks, organism_tasks
+from mdm_lens.organism import corpus_for
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "ifeval" / "ifeval_single_instr_format.jsonl"
 
@@ -32,7 +33,7 @@ def main(argv=None) -> dict:
     dtype = None if args.smoke or not torch.cuda.is_available() else torch.bfloat16
     model = HookedMDM.from_pretrained(args.model, dtype=dtype, device="cuda" if dtype else None)
     if args.smoke:
-        tasks = organism_tasks(["change_case:english_capital"], 6, 2, 3)
+        tasks = organism_tasks(["change_case:english_capital"], 6, 2, 3, corpus=corpus_for(model.config))
         cfg = ExperimentConfig(lambdas=(1.0,), n_calib=6, n_val=2, n_test=3, sampler=dict(gen_length=16, steps=8,
                                                                                           block_length=16))
     else:

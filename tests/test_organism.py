@@ -154,3 +154,20 @@ def test_tiny_if_still_loads_and_generates():
     out = model.generate([f"Describe the {t}." for t in TOPICS[:6]])
     assert sum(len(t.split()) >= 3 for t in out.texts) >= 5
     assert not (out.tokens == model.mask_id).any()
+
+
+def test_tasks_come_from_the_corpus_that_trained_the_model():
+    """tiny-if was trained on corpus v1: its tasks must use v1's held-out requests, a v2 checkpoint v2's."""
+    from analyses.tasks import organism_tasks
+    from mdm_lens.organism import corpus_for, corpus_v1
+    from mdm_lens.organism import corpus as corpus_v2
+    from mdm_lens.organisms import ROOT
+    import json
+    tiny_if = json.loads((ROOT / "tiny-if" / "config.json").read_text())
+    assert corpus_for(tiny_if) is corpus_v1 and corpus_for({"mdm_lens_corpus": "v2"}) is corpus_v2
+    kind = "change_case:english_lowercase"
+    t1 = organism_tasks([kind], 4, 2, 3, corpus=corpus_for(tiny_if))[0]
+    assert [r.prompt for r in t1.test] == [e.prompt for e in corpus_v1.eval_items(kind, 3, "test")]
+    assert t1.test[0].prompt not in {e.prompt for e in corpus_v2.eval_items(kind, 50, "test")}
+    with pytest.raises(ValueError, match="v3"):
+        corpus_for({"mdm_lens_corpus": "v3"})

@@ -1,2 +1,23 @@
-"""The tiny-if model organism: a procedurally generated instruction-following corpus, its tokenizer,
-and the masked-diffusion training loop that produces `mdm_lens/organisms/tiny-if`."""
+"""Model organisms: procedural corpora, their tokenizer, and the masked-diffusion training loop.
+
+`corpus_v1` trained the packaged `tiny-if`; `corpus` + `behaviours` (v2: instructions, refusal, sentiment) train
+`tiny-mdm`. Prompts must come from the corpus that trained the model, or the held-out numbers measure nothing:
+`corpus_for(model.config)` picks it from the checkpoint's `mdm_lens_corpus` entry (absent: v1, as in tiny-if).
+"""
+from __future__ import annotations
+
+from types import ModuleType
+
+CORPORA = ("v1", "v2")
+
+
+def corpus_for(config: dict | None) -> ModuleType:
+    """The corpus module whose prompts match the model's training (`config` is the checkpoint's config.json)."""
+    version = (config or {}).get("mdm_lens_corpus", "v1")
+    if version == "v1":
+        from . import corpus_v1
+        return corpus_v1
+    if version == "v2":
+        from . import corpus
+        return corpus
+    raise ValueError(f"config mdm_lens_corpus={version!r} is not a known organism corpus; use one of {CORPORA}")

@@ -109,6 +109,7 @@ def model_config(tok, arch: dict) -> dict:
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
                       **arch)
     cfg["mdm_lens_sampler"] = SAMPLER
+    cfg["mdm_lens_corpus"] = "v2"          # organism tasks draw prompts from the corpus that trained it
     return cfg
 
 
