@@ -104,8 +104,8 @@ def _plot_composition(rows, path, a: str, b: str, model_name: str):
         ax.set_xlabel("strict accuracy (%), 95% interval")
         ax.set_title(f"scored on {t} (n={rows[0]['n']})", fontsize=9)
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"Composition on {model_name}: A = Linear-ACT map for {a}, B = Linear-ACT map for {b}; "
-                 "A+B applies A then B", fontsize=9)
+    fig.suptitle(f"Composition on {model_name}: A = Linear-ACT map for {a}, B = Linear-ACT map for {b}\n"
+                 "A+B applies A then B at every shared site", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -148,7 +148,7 @@ def ifeval_section(model, out: str, model_name: str, kinds=KINDS, size: dict = F
     md += experiment_section(result, method_label, figure_prefix="experiment/")
     md += ["## Composition (Linear-ACT maps, A then B)", "",
            f"A = map for `{a}` (λ={chosen.get(a)}), B = map for `{b}` (λ={chosen.get(b)}); the two constraints "
-           f"were chosen by {why}. Scored on the {comp[0]['n']} test prompts of each constraint.", "",
+           f"were chosen as follows: {why}. Scored on the {comp[0]['n']} test prompts of each constraint.", "",
            "| plan | scored on | accuracy | 95% interval | NLL | degenerate |", "|---|---|---|---|---|---|"]
     for r in comp:
         md.append(f"| {r['plan']} | {r['task'].split(':')[-1]} | {pct(r['accuracy'])} | "
