@@ -14,8 +14,8 @@ def cmd_demo(args) -> int:
     from .demo import run_demo, table
     summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
     print(table(summary))
-    print(f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, generations.jsonl, CSV "
-          f"and PNG figures); {summary['seconds']:.0f} s")
+    print(f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG "
+          f"figures; every generation in experiment/, composition/, refusal/ and ilrr/generations.jsonl); {summary['seconds']:.0f} s")
     return 0
 
 
