@@ -228,6 +228,16 @@ def _model_options(p: argparse.ArgumentParser, default: str | None = None, dtype
 
 
 
+def _sampler_options(p: argparse.ArgumentParser) -> None:
+    """--seed, --no-chat and every sampler setting, each defaulting to the family's recommended value."""
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
+    choices = {"remasking": REMASKING, "alg": DREAM_ALGS}
+    for key, typ, help_ in SAMPLER_OPTIONS:
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
+                       help=help_ + " (default: the family's recommended setting)")
+
+
 def _contrastive_options(p: argparse.ArgumentParser) -> None:
     _model_options(p, default="tiny-if")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
@@ -256,12 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "recommended settings.")
     _model_options(p, dtype=True)
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat the option for a batch")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
-    choices = {"remasking": REMASKING, "alg": DREAM_ALGS}
-    for key, typ, help_ in SAMPLER_OPTIONS:
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
-                       help=help_ + " (default: the family's recommended setting)")
+    _sampler_options(p)
     from .demo_cli import fast_options
     fast_options(p)
     p.set_defaults(func=cmd_generate)
@@ -340,12 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, nargs="+", default=None, help="layers read by the lens (default: all)")
     p.add_argument("--positions", choices=LENS_POSITIONS, default="all",
                    help="response positions read: all, or only up to the first stop token (text)")
-    p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--no-chat", action="store_true", help="do not apply the chat template")
-    choices = {"remasking": REMASKING, "alg": DREAM_ALGS}
-    for key, typ, help_ in SAMPLER_OPTIONS:
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=typ, default=None, choices=choices.get(key),
-                       help=help_ + " (default: the family's recommended setting)")
+    _sampler_options(p)
     p.set_defaults(func=cmd_lens)
 
     from .demo_cli import add_parsers     # stdlib-only at import time, like this module
