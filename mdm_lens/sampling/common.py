@@ -95,3 +95,39 @@ def check_kwargs(fn, kwargs: dict, fixed: set[str]) -> None:
     bad = sorted(set(kwargs) - valid)
     if bad:
         raise TypeError(f"unknown sampler option(s) {bad} for {fn.__name__}; valid options: {sorted(valid)}")
+
+
+class CachedForwards:
+    """The per-forward bookkeeping both KV-cached samplers share, so their loops hold only the algorithm: before
+    each forward, record what the previous forward decoded (`trace`), announce this forward's StepInfo with the
+    columns it computes, count forwards and computed query columns (`stats`: what the cache saves)."""
+
+    def __init__(self, model, canvas: torch.Tensor, announce: Callable[[StepInfo], None], trace, *, bound: int,
+                 num_blocks: int, prompt_length: int, gen_length: int, sampler: str,
+                 attention_mask: torch.Tensor | None = None):
+        self.model, self.canvas, self.announce, self.trace = model, canvas, announce, trace
+        self.head = (bound, num_blocks, prompt_length, gen_length, sampler)
+        self.attention_mask = attention_mask
+        self.step = 0
+        self.stats = {"forwards": 0, "columns": 0}
+        if trace is not None:
+            trace.start(canvas)
+
+    def __call__(self, ids: torch.Tensor, computed: tuple[int, int] | None, block: int, **kw):
+        bound, num_blocks, plen, gen_length, sampler = self.head
+        if self.trace is not None and self.step > 0:       # the previous forward's writes are all in the canvas
+            self.trace.record(self.step - 1, self.canvas)
+        self.announce(StepInfo(self.step, bound, block, num_blocks, plen, gen_length, sampler, computed=computed))
+        self.step += 1
+        self.stats["forwards"] += 1
+        self.stats["columns"] += ids.shape[0] * ids.shape[1]
+        if self.attention_mask is not None:
+            kw["attention_mask"] = self.attention_mask
+        return self.model(ids, **kw)
+
+    def finish(self, stats: dict | None) -> None:
+        """After the loop: the last forward's decodes into the trace, the counts into `stats`."""
+        if self.trace is not None and self.step > 0:
+            self.trace.record(self.step - 1, self.canvas)
+        if stats is not None:
+            stats.update(self.stats)

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Int
 
-from .common import StepInfo, announcing, check_prompt, logits_of
+from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of
 from .trace import DecodeTrace
 from .dream import sample_tokens
 from .llada_cached import CACHES
@@ -68,25 +68,12 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
     timesteps = torch.linspace(1, eps, per_block + 1, device=x.device)
     bound = num_blocks * (per_block if threshold is None else block_length)
     rows = torch.arange(b, device=x.device)
-    count = {"forwards": 0}
-    step = 0
-
-    if trace is not None:
-        trace.start(x)
-
-    def forward(ids, computed, announce, blk, **kw):
-        nonlocal step
-        if trace is not None and step > 0:       # the previous forward's writes are all in x by now
-            trace.record(step - 1, x)
-        announce(StepInfo(step, bound, blk, num_blocks, plen, max_new_tokens, f"dream_{cache}", computed=computed))
-        step += 1
-        count["forwards"] += 1
-        return model(ids, **kw)
-
     with announcing(model, on_step) as announce:
+        forward = CachedForwards(model, x, announce, trace, bound=bound, num_blocks=num_blocks, prompt_length=plen,
+                                 gen_length=max_new_tokens, sampler=f"dream_{cache}")
         for blk in range(num_blocks):
             start, stop = plen + blk * block_length, plen + (blk + 1) * block_length
-            out = forward(x, None, announce, blk, use_cache=True)
+            out = forward(x, None, blk, use_cache=True)
             _, x0 = sample_tokens(_shift(out.logits), temperature=temperature, top_p=top_p, top_k=top_k)
             x[:, start] = x0[:, start]
             past = out.past_key_values
@@ -106,7 +93,7 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                                        f"mask token id {mask_token_id}")
                 view = x[:, start:end]
                 mask_index = view == mask_token_id
-                logits = _shift(logits_of(forward(view, (start, end), announce, blk, **kw)))
+                logits = _shift(logits_of(forward(view, (start, end), blk, **kw)))
                 proposal = torch.full_like(view, mask_token_id)
                 conf = torch.full(view.shape, -torch.inf, dtype=logits.dtype, device=x.device)
                 if threshold is not None:
@@ -139,8 +126,5 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                 i += 1
                 if not bool((x[:, start:stop] == mask_token_id).any()):
                     break
-    if trace is not None and step > 0:
-        trace.record(step - 1, x)
-    if stats is not None:
-        stats.update(count)
+    forward.finish(stats)
     return x

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 
-from .common import StepInfo, announcing, check_prompt, logits_of
+from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of
 from .trace import DecodeTrace
 from .llada import add_gumbel_noise, get_num_transfer_tokens, validate_llada_args
 
@@ -98,25 +98,9 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
         am = torch.cat([attention_mask.to(x.device), attention_mask.new_ones((b, gen_length)).to(x.device)], dim=-1)
     # forwards per block: at most `per_block`, or one per token with a threshold (+1 when the first finishes it)
     bound = num_blocks * (per_block if threshold is None else max(block_length, 2))
-    counter = {"forwards": 0, "columns": 0}
-    step = 0
-
-    if trace is not None:
-        trace.start(x)
-
-    def forward(ids, computed, announce, blk, **kw):
-        nonlocal step
-        if trace is not None and step > 0:       # the previous forward's writes are all in x by now
-            trace.record(step - 1, x)
-        announce(StepInfo(step, bound, blk, num_blocks, plen, gen_length, f"llada_{cache}", computed=computed))
-        step += 1
-        counter["forwards"] += 1
-        counter["columns"] += ids.shape[1] * ids.shape[0]
-        if am is not None:
-            kw["attention_mask"] = am
-        return model(ids, **kw)
-
     with announcing(model, on_step) as announce:
+        forward = CachedForwards(model, x, announce, trace, bound=bound, num_blocks=num_blocks, prompt_length=plen,
+                                 gen_length=gen_length, sampler=f"llada_{cache}", attention_mask=am)
         for blk in range(num_blocks):
             start, stop = plen + blk * block_length, plen + (blk + 1) * block_length
             num_transfer = get_num_transfer_tokens(x[:, start:stop] == mask_id, per_block)
@@ -131,7 +115,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
 
             i = 0
             if cache != "none":
-                out = forward(x, None, announce, blk, use_cache=True)
+                out = forward(x, None, blk, use_cache=True)
                 past = out.past_key_values
                 if cache == "prefix":
                     past = [(k[:, :, :start], v[:, :, :start]) for k, v in past]
@@ -150,14 +134,14 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                 if cache == "none":
                     mask_index = x == mask_id
                     mask_index[:, stop:] = False
-                    logits = logits_of(forward(x, None, announce, blk))
+                    logits = logits_of(forward(x, None, blk))
                     x0, take = transfer_index(logits, x, mask_index, temperature, remasking, count(i), threshold)
                     x[take] = x0[take]
                 elif cache == "prefix":
                     view = x[:, start:]
                     mask_index = view == mask_id
                     mask_index[:, block_length:] = False
-                    logits = logits_of(forward(view, (start, total), announce, blk, past_key_values=past,
+                    logits = logits_of(forward(view, (start, total), blk, past_key_values=past,
                                                use_cache=True))
                     add_gumbel_noise(logits, temperature)     # the reference's unused draw (see module doc)
                     x0, take = transfer_index(logits, view, mask_index, temperature, remasking, count(i), threshold)
@@ -165,15 +149,12 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                 else:
                     view = x[:, start:stop]
                     mask_index = view == mask_id
-                    logits = logits_of(forward(view, (start, stop), announce, blk, past_key_values=past,
+                    logits = logits_of(forward(view, (start, stop), blk, past_key_values=past,
                                                use_cache=True, replace_position=replace_position))
                     x0, take = transfer_index(logits, view, mask_index, temperature, remasking, count(i), threshold)
                     view[take] = x0[take]
                 i += 1
                 if not bool((x[:, start:stop] == mask_id).any()):
                     break
-    if trace is not None and step > 0:
-        trace.record(step - 1, x)
-    if stats is not None:
-        stats.update(counter)
+    forward.finish(stats)
     return x
