@@ -159,7 +159,10 @@ def ifeval_section(model, out: str, model_name: str, kinds=KINDS, size: dict = F
            "- `composition.png`: accuracy of each constraint under no map, A, B and A+B.",
            f"- `effects.png`: per denoising step, what the Linear-ACT plan for `{first.name}` changes "
            "(activation change, KL on masked positions, share of differing tokens, where they flip).", ""]
-    data = {"methods": result["summary"], "per_task": result["rows"], "samples": result["samples"],
+    baseline = {r["task"]: {k: r[k] for k in ("accuracy", "ci_low", "ci_high", "n")}
+                for r in result["rows"] if r["method"] == "none"}
+    data = {"methods": result["summary"], "baseline_per_constraint": baseline,
+            "per_task": result["rows"], "samples": result["samples"],
             "lambda_choice": result["lambda_choice"], "composition": comp,
             "composition_pair": {"A": a, "B": b, "why": why}, "effects": eff.records,
             "sizes": {k: v for k, v in size.items() if k not in ("sampler", "methods")} | {"lambdas": list(size["lambdas"])},
@@ -184,6 +187,20 @@ def write_report(out: str, title: str, header: dict, sections: list[Section]) ->
     return summary
 
 
+def gather_generations(out: str, parts=("experiment", "composition", "refusal", "ilrr")) -> int:
+    """`out/generations.jsonl`: every generation of every section in one file beside summary.json, each record
+    tagged with its `section` (the per-section files stay: they are what a re-run resumes from)."""
+    from mdm_lens.safefile import write_text_atomic
+    lines = []
+    for part in parts:
+        path = os.path.join(out, part, "generations.jsonl")
+        if os.path.exists(path):
+            with open(path) as f:
+                lines += [json.dumps({"section": part, **json.loads(l)}) for l in f if l.strip()]
+    write_text_atomic("\n".join(lines) + "\n", os.path.join(out, "generations.jsonl"))
+    return len(lines)
+
+
 def table(summary: dict) -> str:
     """The IFEval methods table for the terminal: accuracy, interval, damage."""
     rows = [f"{'method':<22}{'accuracy':>10}   {'95% interval':<14}{'NLL':>7}  degenerate"]
@@ -193,9 +210,12 @@ def table(summary: dict) -> str:
     return "\n".join(rows)
 
 
-def run_demo(out: str, model_name: str = "tiny-if", quick: bool = False, seed: int = 0, progress: bool = True,
+def run_demo(out: str, model_name: str | None = None, quick: bool = False, seed: int = 0, progress: bool = True,
              kinds=KINDS) -> dict:
     from mdm_lens import HookedMDM
+
+    from .refusal_study import default_organism
+    model_name = model_name or default_organism()
     t0 = time.time()
     torch.manual_seed(seed)
     os.makedirs(out, exist_ok=True)
@@ -207,6 +227,7 @@ def run_demo(out: str, model_name: str = "tiny-if", quick: bool = False, seed: i
     from .refusal_study import demo_section as refusal_section
     sections = [section, refusal_section(model, out, model_name, quick, seed, progress),
                 ilrr_section(model, out, model_name, quick, seed, progress)]
-    header = {"model": model_name, "quick": quick, "seed": seed,
+    n_gen = gather_generations(out)
+    header = {"model": model_name, "quick": quick, "seed": seed, "generations": n_gen,
               "seconds": round(time.time() - t0, 1), "threads": torch.get_num_threads()}
     return write_report(out, "mdm-lens demo report", header, sections)

@@ -7,7 +7,7 @@ import os
 # analyses.experiment.METHODS, spelled here so that building the parser imports no torch (a test holds them equal)
 SAMPLERS = ("reference", "fast")            # mdm_lens.fast_path.SAMPLERS
 CACHES = ("prefix", "dual")                 # mdm_lens.sampling.llada_cached.CACHES[1:]
-METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot")
+METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot", "linear_act_t")
 
 
 def cmd_demo(args) -> int:
@@ -15,7 +15,7 @@ def cmd_demo(args) -> int:
     summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
     print(table(summary))
     print(f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG "
-          f"figures; every generation in experiment/, composition/, refusal/ and ilrr/generations.jsonl); {summary['seconds']:.0f} s")
+          f"figures; all {summary['generations']} generations in generations.jsonl); {summary['seconds']:.0f} s")
     return 0
 
 
@@ -75,11 +75,14 @@ def _cuda() -> bool:
 
 def add_parsers(sub) -> None:
     """Imports nothing heavy: `mdm-lens --help` stays torch-free."""
-    p = sub.add_parser("demo", help="the whole toolkit on the embedded tiny-if organism (offline)",
-                       description="Fit every estimator, choose λ, score with the IFEval checkers, compose two maps "
-                       "and measure per-step effects; writes a report folder.")
+    p = sub.add_parser("demo", help="the three seed papers on the embedded organism (offline)",
+                       description="IFEval OT steering (every estimator and per-timestep Linear-ACT, λ chosen on "
+                       "validation, accuracy beside damage, two maps composed, per-step effects), refusal ablation "
+                       "with its layer × hook point × scope sweep, and ILRR sentiment alignment; writes a report "
+                       "folder with summary.md, summary.json, generations.jsonl and figures.")
     p.add_argument("--out", default="mdm-lens-demo", help="report folder")
-    p.add_argument("--model", default="tiny-if", help="packaged organism name, hub id or local folder")
+    p.add_argument("--model", default=None, help="packaged organism name, hub id or local folder "
+                   "(default: tiny-mdm, or tiny-if where tiny-mdm is not packaged)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke run)")
     p.add_argument("--seed", type=int, default=0, help="seed for prompt sampling and generation")
     p.set_defaults(func=cmd_demo)

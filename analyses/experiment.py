@@ -21,7 +21,10 @@ from typing import Any, Callable, Sequence
 
 from .runlog import Item, RunLog
 
-METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot")
+METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot", "linear_act_t")
+# Per-timestep Linear-ACT (the OT-view paper's future work): one Linear-ACT map per t in `ExperimentConfig.t_levels`,
+# fitted on activations collected during real generations at the step where that share of the response is masked.
+PER_T_METHODS = {"linear_act_t": "linear_act"}
 # The paper steers Directional Ablation and ActAdd on the residual stream, as their authors recommend.
 RESIDUAL_METHODS = ("directional_ablation", "actadd")
 NLL_DIGITS = 6      # records keep 6 decimals: equal across processes whose float reductions differ in the last bit
@@ -74,6 +77,7 @@ class ExperimentConfig:
     mc_batch: int = 8
     max_degenerate: float = 0.5
     max_nll_increase: float | None = None
+    t_levels: tuple[float, ...] = (1.0, 0.67, 0.33)     # per-timestep methods: the t each map is fitted at
 
 
 def default_sites(model) -> tuple[list[str], list[str]]:
@@ -169,6 +173,7 @@ class PlanCache:
         self.model, self.tasks, self.cfg = model, {t.name: t for t in tasks}, cfg
         self.sites, self.rsites = list(sites), list(rsites)
         self._acts: dict[str, tuple] = {}
+        self._acts_t: dict[str, tuple] = {}
         self._plans: dict[tuple[str, str], Any] = {}
 
     def activations(self, task: str):
@@ -182,10 +187,37 @@ class PlanCache:
                                                    **_collect_kwargs(cfg))
         return self._acts[task]
 
+    def step_activations(self, task: str) -> tuple[dict, dict]:
+        """(source, target) activations per step, collected during real generations at the steps where the
+        shares `cfg.t_levels` of the response are still masked (`mdm_lens.collect.collect_by_step`)."""
+        if task not in self._acts_t:
+            from mdm_lens.collect import collect_by_step
+            t, cfg = self.tasks[task], self.cfg
+            n_steps = self.model.sampler_settings(**cfg.sampler)["steps"]
+            steps = sorted({min(n_steps - 1, round((1 - lvl) * n_steps)) for lvl in cfg.t_levels})
+            sampler = {k: v for k, v in cfg.sampler.items() if k not in ("gen_length", "max_new_tokens")}
+            kw = dict(pooling=cfg.pooling, scope=cfg.scope, progress=False, seed=cfg.seed, **sampler,
+                      **_collect_kwargs(cfg))
+            self._acts_t[task] = (collect_by_step(self.model, t.source[:cfg.n_calib], self.sites, steps, **kw),
+                                  collect_by_step(self.model, t.target[:cfg.n_calib], self.sites, steps, **kw))
+        return self._acts_t[task]
+
     def plan(self, task: str, method: str, lam: float | None):
         if method == "none":
             return None
-        if (task, method) not in self._plans:
+        if (task, method) in self._plans:
+            return self._plans[(task, method)].strength(lam)
+        if method in PER_T_METHODS:
+            from interventions import Plan
+            from interventions.restrict import fit_schedule
+            src, tgt = self.step_activations(task)
+            opts = self.cfg.method_options.get(method, {})
+            t_of = {step: a.meta["t"] for step, a in src.items()}     # the same steps mask the same share
+            self._plans[(task, method)] = Plan({site: fit_schedule({t_of[k]: a[site] for k, a in src.items()},
+                                                                   {t_of[k]: a[site] for k, a in tgt.items()},
+                                                                   PER_T_METHODS[method], **opts)
+                                                for site in self.sites})
+        else:
             src, tgt = self.activations(task)
             sites = self.rsites if method in RESIDUAL_METHODS else self.sites
             self._plans[(task, method)] = fit_plan(method, src, tgt, sites, self.cfg.method_options)

@@ -6,7 +6,7 @@ from .plotting import plt
 
 METHOD_LABELS = {"none": "No steering", "directional_ablation": "Directional Ablation", "mean_act": "Mean-ACT",
                  "actadd": "Activation Addition", "gaussian_ot": "Gaussian OT", "linear_act": "Linear-ACT",
-                 "bures_ot": "Full-cov OT"}
+                 "bures_ot": "Full-cov OT", "linear_act_t": "Linear-ACT per t"}
 
 
 def method_label(method: str) -> str:

@@ -78,19 +78,55 @@ def collect(model, prompts: Sequence[str], sites: Iterable[str], *, pooling: str
     """Pooled activations per prompt: at t = 1 (default) or at the denoising steps `at_steps` of a real
     generation (rows stacked in step order per batch; sampler options such as `steps=` pass through)."""
     sites = list(sites)
+    store, gen, _ = _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress,
+                         sampler_kwargs, by_step=False)
+    data = {s: torch.cat(store[s]) for s in sites}
+    return Activations(data, {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
+                              "at_steps": list(at_steps) if at_steps is not None else None,
+                              "t": 1.0 if at_steps is None else None})
+
+
+def collect_by_step(model, prompts: Sequence[str], sites: Iterable[str], at_steps: Sequence[int], *,
+                    pooling: str = "mean", scope: str = "all", gen_length: int | None = None, batch_size: int = 16,
+                    chat: bool = True, progress: bool = True, **sampler_kwargs) -> dict[int, Activations]:
+    """One `Activations` per denoising step in `at_steps`, all from one real generation per batch: what a
+    per-timestep map is fitted on. Each one's `meta["t"]` is the mean share of response positions still masked
+    at that step (the `ctx.t` a `TimestepSchedule` reads at run time)."""
+    sites, steps = list(sites), sorted(set(int(s) for s in at_steps))
+    if not steps:
+        raise ValueError("at_steps is empty: give the denoising steps to collect at, e.g. [0, 8, 16]")
+    store, gen, ts = _run(model, prompts, sites, pooling, scope, gen_length, steps, batch_size, chat, progress,
+                          sampler_kwargs, by_step=True)
+    missing = [s for s in steps if s not in ts]
+    if missing:
+        raise ValueError(f"steps {missing} never ran: the sampler ran steps 0..{max(ts, default=-1)}; "
+                         "pick steps below its `steps` setting")
+    return {s: Activations({site: torch.cat(store[(site, s)]) for site in sites},
+                           {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
+                            "at_steps": [s], "t": sum(ts[s]) / len(ts[s])})
+            for s in steps}
+
+
+def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress, sampler_kwargs,
+         by_step: bool):
+    """The collection loop: (store keyed by site or (site, step), gen length, step -> observed t list)."""
     _check_args(model, prompts, sites, pooling, scope)
     gen = gen_length or model.default_gen_length
-    store: dict[str, list[torch.Tensor]] = {s: [] for s in sites}
+    store: dict = {}
+    seen_t: dict[int, list[float]] = {}
     batch_prompts: list[str] = []
 
     def pool(act, ctx):
+        if by_step and ctx.site == sites[0]:
+            seen_t.setdefault(ctx.step, []).append(ctx.t)
         if at_steps is not None and ctx.step not in at_steps:
             return None
         sel = ctx.scope_mask(scope, act.device)[: ctx.main_rows]
         empty = (sel.sum(1) == 0).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"scope {scope!r} selects no position for prompt {batch_prompts[empty[0]]!r}")
-        store[ctx.site].append(_pool(act[: ctx.main_rows], sel, pooling).cpu())
+        key = (ctx.site, ctx.step) if by_step else ctx.site
+        store.setdefault(key, []).append(_pool(act[: ctx.main_rows], sel, pooling).cpu())
 
     bar = tqdm(total=len(prompts), desc="collect", disable=not progress, leave=False)
     with torch.no_grad(), model.hooks({s: pool for s in sites}):
@@ -103,10 +139,7 @@ def collect(model, prompts: Sequence[str], sites: Iterable[str], *, pooling: str
                 model.generate(batch_prompts, chat=chat, **{model.spec.length_key: gen, **sampler_kwargs})
             bar.update(len(batch_prompts))
     bar.close()
-    data = {s: torch.cat(v) for s, v in store.items()}
-    return Activations(data, {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
-                              "at_steps": list(at_steps) if at_steps is not None else None,
-                              "t": 1.0 if at_steps is None else None})
+    return store, gen, seen_t
 
 
 def collect_contrastive(model, source_prompts: Sequence[str], target_prompts: Sequence[str], sites: Iterable[str],

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from mdm_lens import get_act_name
-from mdm_lens.collect import Activations, collect, collect_contrastive
+from mdm_lens.collect import Activations, collect, collect_by_step, collect_contrastive
 
 PROMPTS = ["hello world", "the cat is good", "a dog and a cat", "write a story"]
 
@@ -53,6 +53,22 @@ def test_collect_at_denoising_steps(tiny_llada):
         tiny_llada.generate(PROMPTS[:2], gen_length=4, block_length=4, steps=4)
     expected = torch.cat([cache[site, 0], cache[site, 2]]).double()    # rows: step 0 prompts, then step 2
     torch.testing.assert_close(acts[site], expected, atol=1e-5, rtol=1e-5)
+
+
+def test_collect_by_step_splits_one_generation_per_step(tiny_llada):
+    site = "blocks.0.hook_resid_post"
+    opts = dict(gen_length=4, block_length=4, steps=4, progress=False, batch_size=1)
+    by_step = collect_by_step(tiny_llada, PROMPTS[:3], [site], [2, 0], **opts)
+    stacked = collect(tiny_llada, PROMPTS[:3], [site], at_steps=[0, 2], **opts)   # batch 1: rows alternate steps
+    assert list(by_step) == [0, 2]
+    torch.testing.assert_close(by_step[0][site], stacked[site][0::2], atol=0, rtol=0)
+    torch.testing.assert_close(by_step[2][site], stacked[site][1::2], atol=0, rtol=0)
+    # t = share of the response still masked: all of it at step 0, half after two of four one-token steps
+    assert by_step[0].meta["t"] == 1.0 and by_step[2].meta["t"] == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"steps \[7\] never ran.*0\.\.3"):
+        collect_by_step(tiny_llada, PROMPTS[:1], [site], [7], **opts)
+    with pytest.raises(ValueError, match="at_steps is empty"):
+        collect_by_step(tiny_llada, PROMPTS[:1], [site], [], **opts)
 
 
 def test_errors_and_roundtrip(tiny_llada, tmp_path):

@@ -1,8 +1,10 @@
 """The paper-protocol runner end to end on a tiny model with small sizes."""
 import json
+from types import SimpleNamespace
 import os
 
 import pytest
+import torch
 
 from analyses.experiment import METHODS, EvalRecord, ExperimentConfig, Task, run_experiment, write_result
 from analyses.records import write_csv
@@ -42,8 +44,9 @@ def test_runner_end_to_end(tiny_llada, tmp_path):
     methods = {r["method"] for r in res["rows"]}
     assert methods == set(METHODS)
     gens = [json.loads(l) for l in open(tmp_path / "run" / "generations.jsonl")]
-    # unsteered val + test, 6 methods x 2 lambdas on val, 6 methods on test; per task
-    assert len(gens) == 2 * (2 + 3 + 6 * 2 * 2 + 6 * 3)
+    # unsteered val + test, each steered method x 2 lambdas on val, each steered method on test; per task
+    k = len(METHODS) - 1
+    assert len(gens) == 2 * (2 + 3 + k * 2 * 2 + k * 3)
     for g in gens:
         assert {"task", "split", "method", "lambda", "prompt", "text", "strict", "loose", "nll", "degenerate",
                 "reasons", "seed", "rank", "n_tokens"} <= set(g)
@@ -66,6 +69,31 @@ def test_runner_end_to_end(tiny_llada, tmp_path):
     assert all(os.path.getsize(paths[k]) > 1000 for k in ("methods", "constraints"))
     md = open(paths["md"]).read()
     assert "mean NLL/token" in md and "degenerate" in md and "λ grid [0.5, 1.0]" in md and "worst" in md
+
+
+def test_per_timestep_linear_act_fits_one_map_per_t(tiny_llada):
+    """linear_act_t: Linear-ACT maps fitted on activations of real generations at the steps where 1, 2/3 and 1/3
+    of the response is masked; at run time the map whose t interval holds ctx.t acts."""
+    from analyses.experiment import PlanCache, default_sites
+    from interventions import fit_map
+    from interventions.restrict import TimestepSchedule
+    cfg = ExperimentConfig(**CFG)
+    sites, rsites = default_sites(tiny_llada)
+    cache = PlanCache(tiny_llada, _tasks(), cfg, sites[:2], rsites)
+    plan = cache.plan("no_comma", "linear_act_t", 1.0)
+    src, tgt = cache.step_activations("no_comma")
+    assert sorted(src) == [0, 1, 3]                     # 4 steps: t = 1, 0.75, 0.25 are the nearest to the levels
+    assert [a.meta["t"] for a in src.values()] == [1.0, 0.75, 0.25]
+    for site in sites[:2]:
+        sched = plan.maps[site][0]
+        assert isinstance(sched, TimestepSchedule) and len(sched.entries) == 3
+        assert sched.entries[0][0] == 0.0 and sched.entries[-1][1] == 1.0
+        x = torch.randn(2, 3, sched.d, dtype=torch.float32)
+        for step, acts in src.items():
+            t = acts.meta["t"]
+            ref = fit_map("linear_act", acts[site], tgt[step][site])
+            torch.testing.assert_close(sched(x, SimpleNamespace(t=t)), ref(x, None))
+        assert torch.equal(sched(x, SimpleNamespace(t=None)), x)      # outside a denoising loop: untouched
 
 
 def test_resume_redoes_nothing_and_kill_midway(tiny_llada, tmp_path, monkeypatch):
