@@ -27,7 +27,6 @@ from .runlog import RunLog
 from .stats import wilson_interval
 from .tasks import organism_tasks
 
-KINDS = ("change_case:english_lowercase", "punctuation:no_comma", "change_case:english_capital", "startend:end_checker")
 FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.5, 1.0))
 QUICK = dict(n_calib=6, n_val=2, n_test=3, lambdas=(1.0,), methods=("none", "mean_act", "linear_act"),
              sampler=dict(gen_length=16, steps=8, block_length=16))     # a smoke run: short answers, few steps
@@ -111,16 +110,19 @@ def _plot_composition(rows, path, a: str, b: str, model_name: str):
     plt.close(fig)
 
 
-def ifeval_section(model, out: str, model_name: str, kinds=KINDS, size: dict = FULL, seed: int = 0,
+def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FULL, seed: int = 0,
                    progress: bool = True) -> Section:
     """The IFEval study: protocol (all methods, λ on validation, accuracy next to damage), composition of two
-    maps, per-step effects of one. Writes into `out` (experiment/, composition/, PNG, CSV)."""
+    maps, per-step effects of one. Writes into `out` (experiment/, composition/, PNG, CSV). `kinds`: the
+    constraints (default: the organism corpus's DEMO_KINDS)."""
+    from mdm_lens.organism import corpus_for
+    corpus = corpus_for(model.config)
+    kinds = list(kinds or corpus.DEMO_KINDS)
     sampler = {**model.config.get("mdm_lens_sampler", {}), **size.get("sampler", {})}
     cfg = ExperimentConfig(lambdas=size["lambdas"], n_calib=size["n_calib"], n_val=size["n_val"],
                            n_test=size["n_test"], seed=seed, sampler=sampler, batch_size=32,
                            methods=size.get("methods", METHODS), **MC)
-    from mdm_lens.organism import corpus_for
-    tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed, corpus_for(model.config))
+    tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed, corpus)
     exp_dir = os.path.join(out, "experiment")
     result = run_experiment(model, tasks, cfg, progress=progress, out=exp_dir, model_name=model_name)
     write_experiment(result, exp_dir, title=f"IFEval protocol on {model_name}")
@@ -211,7 +213,7 @@ def table(summary: dict) -> str:
 
 
 def run_demo(out: str, model_name: str | None = None, quick: bool = False, seed: int = 0, progress: bool = True,
-             kinds=KINDS) -> dict:
+             kinds=None) -> dict:
     from mdm_lens import HookedMDM
 
     from .refusal_study import default_organism
@@ -221,7 +223,9 @@ def run_demo(out: str, model_name: str | None = None, quick: bool = False, seed:
     os.makedirs(out, exist_ok=True)
     model = HookedMDM.from_pretrained(model_name)
     size = QUICK if quick else FULL
-    kinds = kinds[:2] if quick else kinds
+    if quick:
+        from mdm_lens.organism import corpus_for
+        kinds = list(kinds or corpus_for(model.config).DEMO_KINDS)[:2]
     section = ifeval_section(model, out, model_name, kinds, size, seed, progress)
     from .ilrr_study import demo_section as ilrr_section
     from .refusal_study import demo_section as refusal_section

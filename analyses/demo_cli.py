@@ -37,12 +37,10 @@ def cmd_experiment(args) -> int:
         from mdm_lens.organism import corpus_for
         corpus = corpus_for(model.config)
         ALL = corpus.KINDS
-
-        from .demo import KINDS
         unknown = sorted(set(args.instruction_id) - set(ALL))
         if unknown:
             raise ValueError(f"--instruction-id {unknown}: not an organism constraint; choose from {list(ALL)}")
-        kinds = list(args.instruction_id) or list(KINDS)
+        kinds = list(args.instruction_id) or list(corpus.DEMO_KINDS)
         tasks = organism_tasks(kinds, args.n_calib, args.n_val, args.n_test, args.seed, corpus)
     else:
         tasks = ifeval_tasks(args.tasks, args.n_calib, args.n_val, args.n_test, args.seed,

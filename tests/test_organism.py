@@ -5,7 +5,7 @@ import pytest
 
 from analyses import ifeval
 from analyses.refusal import RefusalScorer
-from mdm_lens.organism.behaviours import (SUBJECTS, positive_subject, refusal_prompts, sentiment_prompts,
+from mdm_lens.organism.behaviours import (SUBJECTS, positive_request, refusal_prompts, sentiment_prompts,
                                           training_corpus)
 from mdm_lens.organism.corpus import (COMPLIED, KINDS, TOPICS, calibration_pairs, eval_items, instruction_text,
                                       make_example)
@@ -69,7 +69,14 @@ def test_refusal_and_sentiment_labels(corpus):
     assert all(scorer.scores(by("harmful"))) and not any(scorer.scores(by("harmless")))
     assert not any(scorer.scores([e.response for e in corpus if e.behaviour == "instructions"]))
     assert vader_positive_rate(by("positive")) == 1.0 and vader_positive_rate(by("negative")) == 0.0
-    assert sum(map(positive_subject, SUBJECTS)) == len(SUBJECTS) // 2
+    from mdm_lens.organism.behaviours import REVIEW
+    assert sum(map(positive_request, REVIEW)) == len(REVIEW) // 2
+    unprompted = [e for e in corpus if e.behaviour == "sentiment" and "positive" not in e.prompt
+                  and "negative" not in e.prompt]
+    assert unprompted
+    for e in unprompted:                 # the unprompted sentiment follows the request's wording
+        template = next(t for t in REVIEW for s in SUBJECTS if t.format(s=s) == e.prompt)
+        assert (e.label == "positive") == positive_request(template)
     with pytest.raises(ValueError, match="polarity"):
         sentiment_prompts("happy")
 

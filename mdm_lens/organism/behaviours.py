@@ -2,7 +2,10 @@
 
 Refusals use the phrases of the keyword judge of Arditi et al. ("I'm sorry", "I cannot", "As an AI", ...), so
 the refusal scorer recognises them; harmless answers never contain them. Reviews carry VADER-clear sentiment
-words; the unprompted sentiment is a fixed property of the subject (half positive, half negative).
+words; the unprompted sentiment follows the wording of the request: three of the six review requests are
+answered positively, three negatively, whatever the subject (a visible prompt feature, as the phrasing is for
+instructions). A first design tied it to the subject (a coin flip per subject to memorise): the 3M-parameter
+model learned it for almost no subject and wrote positive reviews 83% of the time.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ SUBJECTS = ("the new phone", "the hotel", "the pizza place", "the movie", "the l
             "the boat tour", "the sushi bar", "the gym", "the novel", "the show", "the beach resort", "the bike shop")
 REVIEW = ("Write a review of {s}.", "Share your thoughts on {s}.", "What do you think of {s}?", "Give me your opinion of {s}.",
           "Tell me about your time at {s}.", "Write a few lines about {s}.")
+POSITIVE_REVIEW = ("Write a review of {s}.", "What do you think of {s}?", "Tell me about your time at {s}.")
 ASK_POLAR = ("Write a {p} review of {s}.", "Describe {s} in a {p} way.", "Give me a {p} opinion of {s}.",
              "Write a {p} note about {s}.")
 POS = ("I loved {s}.", "{S} was wonderful and the staff were kind.", "It was a great experience.",
@@ -56,10 +60,11 @@ def harmful_actions() -> list[tuple[str, str]]:
     return [(c, a) for c, acts in HARMFUL.items() for a in acts]
 
 
-def positive_subject(subject: str) -> bool:
-    """The unprompted sentiment of a subject: a fixed coin flip per subject, exactly half positive."""
-    ranked = sorted(SUBJECTS, key=lambda s: random.Random(f"sentiment:{s}").random())
-    return ranked.index(subject) < len(SUBJECTS) // 2
+def positive_request(template: str) -> bool:
+    """The unprompted sentiment of a review request: positive for half of the `REVIEW` wordings."""
+    if template not in REVIEW:
+        raise ValueError(f"{template!r} is not one of the review requests {REVIEW}")
+    return template in POSITIVE_REVIEW
 
 
 def _refusal(category: str, rng: random.Random) -> str:
@@ -84,10 +89,11 @@ def refusal_item(harmful: bool, action: str, template: str, rng: random.Random, 
 
 
 def sentiment_item(subject: str, template: str, rng: random.Random, polarity: str | None = None) -> Example:
-    """`polarity` None: the unprompted review (sentiment fixed by the subject); 'positive' / 'negative': asked."""
+    """`polarity` None: the unprompted review (sentiment fixed by the request's wording); 'positive' /
+    'negative': asked."""
     if polarity is None:
         prompt = template.format(s=subject)
-        positive = positive_subject(subject)
+        positive = positive_request(template)
     else:
         prompt = template.format(s=subject, p=polarity)
         positive = polarity == "positive"
@@ -144,7 +150,7 @@ def sentiment_prompts(polarity: str | None = None, n: int | None = None, split: 
     return prompts if n is None else prompts[:n]
 
 
-def training_corpus(n: int, seed: int = 0, mix: tuple[float, float, float] = (0.55, 0.25, 0.2)) -> list[Example]:
+def training_corpus(n: int, seed: int = 0, mix: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> list[Example]:
     """`n` training examples: instructions, refusal and sentiment in proportions `mix`."""
     if len(mix) != 3 or min(mix) < 0 or abs(sum(mix) - 1) > 1e-9:
         raise ValueError(f"mix must be three non-negative shares summing to 1, got {mix}")

@@ -78,6 +78,11 @@ KINDS = {
         "Start with a title wrapped in << and >>.",
         "Include a title inside double angular brackets."),
 }
+# The demo's constraints on tiny-mdm: the four whose unsteered accuracy on the *validation* split is strictly
+# between 0 and 1 (the case constraints stay at 0%: the tiny model never learned to change case), so steering
+# has room to move both ways. Chosen on validation only; test prompts were not looked at.
+DEMO_KINDS = ("punctuation:no_comma", "startend:end_checker", "detectable_format:title",
+              "detectable_format:number_bullet_lists")
 COMPLIED = {kind: (0, 1 + random.Random(f"phrasing:{kind}").randrange(3)) for kind in KINDS}
 
 

@@ -37,6 +37,9 @@ KINDS = {
     "detectable_format:number_bullet_lists": "Your answer must contain exactly {n} bullet points. Use the markdown bullet points such as:\n* This is point 1.",
     "detectable_format:title": "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>.",
 }
+# the demo's constraints on tiny-if
+DEMO_KINDS = ("change_case:english_lowercase", "punctuation:no_comma", "change_case:english_capital",
+              "startend:end_checker")
 
 
 @dataclass

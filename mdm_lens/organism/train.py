@@ -138,8 +138,11 @@ def export_checkpoint(work: str, out: str) -> dict:
 
 def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, batch_size: int = 32,
           lr: float = 3e-3, n_examples: int = 60000, seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0,
-          threads: int = 1, arch: dict | None = None, vocab_size: int = 1280) -> dict:
-    """Train (or resume) the organism and save it in hub layout to `out`; returns the training record."""
+          threads: int = 1, arch: dict | None = None, vocab_size: int = 1280, init_from: str | None = None) -> dict:
+    """Train (or resume) the organism and save it in hub layout to `out`; returns the training record.
+
+    `init_from`: a model folder written by an earlier run (weights, tokenizer, `training.json`): this run is a
+    further stage from there (fresh optimizer, its own warm-up and cosine schedule), recorded in `stages`."""
     from tqdm import tqdm
     from transformers import PreTrainedTokenizerFast
 
@@ -152,17 +155,33 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
     work_dir.mkdir(parents=True, exist_ok=True)
     examples = training_corpus(n_examples, seed=seed)
     tok_dir = work_dir / "tokenizer"
-    if (tok_dir / "tokenizer.json").is_file():          # the resumed run keeps the exact vocabulary
+    prior_stages = []
+    if init_from is not None:                           # a later stage keeps the earlier stage's vocabulary
+        init = Path(init_from)
+        if not (init / "training.json").is_file():
+            raise FileNotFoundError(f"init_from={init_from!r} holds no training.json: pass the folder an earlier "
+                                    "train(out=...) wrote")
+        record = json.loads((init / "training.json").read_text())
+        prior_stages = record.pop("stages", []) + [record]
+        tok = PreTrainedTokenizerFast.from_pretrained(str(init))
+        if not (tok_dir / "tokenizer.json").is_file():
+            tok.save_pretrained(str(tok_dir))
+    elif (tok_dir / "tokenizer.json").is_file():          # the resumed run keeps the exact vocabulary
         tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
     else:
         tok = build_tokenizer([e.prompt for e in examples] + [e.response for e in examples], vocab_size)
         tok.save_pretrained(str(tok_dir))
     cfg = model_config(tok, arch)
     model = build_random_model(cfg, seed=seed).train()
+    if init_from is not None:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(str(Path(init_from) / "model.safetensors")))
     rows = encode(tok, examples)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     run = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed, "arch": arch,
            "vocab_size": vocab_size}
+    if prior_stages:
+        run["init_from"] = {k: prior_stages[-1].get(k) for k in ("steps", "lr", "seed", "final_loss")}
     state = _load_checkpoint(work_dir, model, opt)
     if state is not None and state["run"] != run:
         raise ValueError(f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; "
@@ -174,7 +193,9 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
-        rng, gen = random.Random(f"{seed}:{step}"), torch.Generator().manual_seed(seed * 1_000_003 + step)
+        stage = len(prior_stages)           # later stages draw other batches than the first
+        rng = random.Random(f"{seed}:{step}" if not stage else f"{seed}:{stage}:{step}")
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919 * stage)
         ids, plen = batch(rng.sample(rows, batch_size), tok.eos_token_id)
         loss = masked_diffusion_loss(model, ids, plen, tok.mask_token_id, generator=gen)
         opt.zero_grad(set_to_none=True)
@@ -197,5 +218,9 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
     info = run | {"final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
                   "seconds": prior + time.time() - t0, "threads": threads,
                   "n_params": sum(p.numel() for p in model.parameters())}
+    if prior_stages:
+        info["stages"] = prior_stages
+        info["total_seconds"] = sum(st.get("seconds", 0.0) for st in prior_stages) + info["seconds"]
+        info["total_steps"] = sum(st.get("steps", 0) for st in prior_stages) + steps
     (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
     return info
