@@ -55,12 +55,6 @@ QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), hook_poi
              scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
 
 
-def default_organism() -> str:
-    """`tiny-mdm` (organism v2: refuses, has mixed sentiment) when packaged, else `tiny-if`."""
-    from mdm_lens.organisms import available
-    return "tiny-mdm" if "tiny-mdm" in available() else "tiny-if"
-
-
 def rate_row(records: Sequence[dict], flag: str, **extra) -> dict:
     """{n, k, rate, ci_low, ci_high, nll, degenerate} for the share of `records` whose `flag` is true."""
     n = len(records)

@@ -17,7 +17,7 @@ import os
 
 def main(argv=None):
     from analyses.ilrr_study import QUICK, REFERENCE, ILRRConfig, run_ilrr_study
-    from analyses.refusal_study import default_organism
+    from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=default_organism(),

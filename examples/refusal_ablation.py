@@ -16,7 +16,8 @@ import os
 
 
 def main(argv=None):
-    from analyses.refusal_study import QUICK, RefusalConfig, default_organism, run_refusal_study
+    from analyses.refusal_study import QUICK, RefusalConfig, run_refusal_study
+    from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=default_organism(),

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from analyses.refusal_study import default_organism
+from mdm_lens.organisms import default_organism
 from mdm_lens.organisms import available
 
 ORGANISM = default_organism()      # tiny-mdm once packaged, tiny-if until then

@@ -127,7 +127,8 @@ def tiny_mdm():
 @pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
 def test_tiny_mdm_instructions_depend_on_the_phrasing(tiny_mdm):
     from analyses.damage import degeneracy
-    items = eval_items("change_case:english_lowercase", 8, "test") + eval_items("punctuation:no_comma", 8, "test")
+    from mdm_lens.organism.corpus import DEMO_KINDS
+    items = [e for kind in DEMO_KINDS[:2] for e in eval_items(kind, 8, "test")]
     texts = tiny_mdm.generate([e.prompt for e in items]).texts
     ok = [all(ifeval.check(t, e.instruction_id_list, e.kwargs)) for e, t in zip(items, texts)]
     followed = [o for o, e in zip(ok, items) if e.complied]
@@ -151,7 +152,9 @@ def test_tiny_mdm_sentiment_is_mixed_and_follows_requests(tiny_mdm):
     pos = lambda texts: sum(polarity_scores(t)["compound"] > 0.05 for t in texts)  # noqa: E731
     assert 2 <= pos(tiny_mdm.generate(sentiment_prompts(None, 10)).texts) <= 8
     assert pos(tiny_mdm.generate(sentiment_prompts("positive", 6)).texts) >= 5
-    assert pos(tiny_mdm.generate(sentiment_prompts("negative", 6)).texts) <= 1
+    # asked for negative, it writes a negative review or (a third of the time on the test split) falls back to its
+    # most common answer, a neutral description that VADER scores positive ("they feel safe")
+    assert pos(tiny_mdm.generate(sentiment_prompts("negative", 6)).texts) <= 2
 
 
 @pytest.mark.skipif("tiny-if" not in available(), reason="the tiny-if organism is not packaged")

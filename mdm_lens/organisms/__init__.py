@@ -16,3 +16,9 @@ def resolve(name: str) -> str | None:
         return None
     folder = ROOT / name
     return str(folder) if (folder / "config.json").is_file() else None
+
+
+def default_organism() -> str:
+    """The organism the demo and the studies use: `tiny-mdm` (v2: follows some instructions, refuses harmful
+    requests, has a sentiment to move) when packaged, else `tiny-if` (instructions only)."""
+    return "tiny-mdm" if "tiny-mdm" in available() else "tiny-if"
