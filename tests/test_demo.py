@@ -8,7 +8,7 @@ import pytest
 from mdm_lens.organisms import available
 
 
-@pytest.mark.skipif("tiny-if" not in available(), reason="the tiny-if organism is not packaged")
+@pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
 def test_quick_demo_writes_the_report(tmp_path):
     from analyses.demo import run_demo, table
     from analyses.stats import wilson_interval
@@ -37,6 +37,14 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert set(full["refusal"]["best"]) == {"layer", "hook_point", "scope"}
     for key, rates in (("refusal", ("baseline_rate", "steered_rate")), ("ilrr", ("baseline_rate", "ilrr_rate"))):
         assert all(0 <= full[key][r] <= 1 for r in rates), key
+    # the rest of the contract: seconds, unsteered accuracy per constraint, every generation in one file beside it
+    assert full["seconds"] > 0 and full["model"] == "tiny-mdm"
+    base = full["ifeval"]["baseline_per_constraint"]
+    assert set(base) == {t["name"] for t in full["ifeval"]["tasks"]} and all(0 <= b["accuracy"] <= 1 for b in base.values())
+    every = [json.loads(l) for l in open(os.path.join(out, "generations.jsonl"))]
+    assert len(every) == full["generations"] and {g["section"] for g in every} == {"experiment", "composition",
+                                                                                  "refusal", "ilrr"}
+    assert sum(g["section"] == "experiment" for g in every) == len(gens)
     for f in ("refusal_sweep.png", "ilrr.png", "refusal/generations.jsonl", "ilrr/generations.jsonl"):
         assert os.path.getsize(os.path.join(out, f)) > 0, f
     assert "## Refusal ablation" in md and "## ILRR" in md and "87.56%" in md
