@@ -80,6 +80,9 @@ def collect(model, prompts: Sequence[str], sites: Iterable[str], *, pooling: str
     sites = list(sites)
     store, gen, _ = _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress,
                          sampler_kwargs, by_step=False)
+    if set(store) != set(sites):
+        raise ValueError(f"no activation was recorded at steps {list(at_steps or [])}: the sampler's steps run "
+                         "0..steps-1; pick steps below its `steps` setting")
     data = {s: torch.cat(store[s]) for s in sites}
     return Activations(data, {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
                               "at_steps": list(at_steps) if at_steps is not None else None,
