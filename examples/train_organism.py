@@ -1,14 +1,13 @@
-"""Retrain the embedded tiny-mdm organism (seeded, resumable; ~70 minutes on one CPU thread of a busy machine).
+"""Retrain the embedded tiny-mdm organism (seeded, resumable; two stages, about 25 minutes on 2 CPU threads).
 
-    python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /work/scratch/organism
-
-Checkpoints go to --work every few minutes (atomically); rerunning the same command resumes from there.
 The packaged tiny-mdm is two stages (its training.json records both):
 
-    python examples/train_organism.py --out /tmp/stage1 --work /tmp/organism1 --steps 1600 --lr 3e-3
+    python examples/train_organism.py --out /tmp/stage1 --work /tmp/organism1 --steps 1600 --lr 3e-3 --threads 2
     python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /tmp/organism2 --steps 1200 \
-        --lr 1.5e-3 --init-from /tmp/stage1
-Then measure it:  python examples/evaluate_organism.py --model mdm_lens/organisms/tiny-mdm
+        --lr 1.5e-3 --init-from /tmp/stage1 --threads 2
+
+Checkpoints go to --work every few minutes (atomically); rerunning the same command resumes from there.
+Then measure it:  python examples/evaluate_organism.py --model mdm_lens/organisms/tiny-mdm --split val
 """
 import argparse
 import json
