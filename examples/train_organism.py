@@ -3,7 +3,7 @@
 The packaged tiny-mdm is two stages (its training.json records both):
 
     python examples/train_organism.py --out /tmp/stage1 --work /tmp/organism1 --steps 1600 --lr 3e-3 --threads 2
-    python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /tmp/organism2 --steps 1200 \
+    python examples/train_organism.py --out mdm_lens/organisms/tiny-mdm --work /tmp/organism2 --steps 1200 \\
         --lr 1.5e-3 --init-from /tmp/stage1 --threads 2
 
 Checkpoints go to --work every few minutes (atomically); rerunning the same command resumes from there.
