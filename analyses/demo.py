@@ -18,11 +18,13 @@ import time
 
 import torch
 
+from mdm_lens.safefile import write_text_atomic
+
 from .experiment import METHODS, ExperimentConfig, PlanCache, default_sites, generation_items, generation_work, run_experiment
 from .experiment_plots import method_label
 from .experiment_report import experiment_section, num, pct, write_report as write_experiment
 from .plotting import plt
-from .records import Section, write_csv
+from .records import Section, write_csv, write_json
 from .runlog import RunLog
 from .stats import wilson_interval
 from .tasks import organism_tasks
@@ -179,20 +181,17 @@ def write_report(out: str, title: str, header: dict, sections: list[Section]) ->
     summary = dict(header)
     for s in sections:
         summary[s.key] = s.data
-    with open(os.path.join(out, "summary.json"), "w") as f:
-        json.dump(summary, f, indent=2, default=str)
+    write_json(os.path.join(out, "summary.json"), summary)
     lines = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in header.items()] + [""]
     for s in sections:
         lines += s.markdown + [""]
-    with open(os.path.join(out, "summary.md"), "w") as f:
-        f.write("\n".join(lines))
+    write_text_atomic("\n".join(lines), os.path.join(out, "summary.md"))
     return summary
 
 
 def gather_generations(out: str, parts=("experiment", "composition", "refusal", "ilrr")) -> int:
     """`out/generations.jsonl`: every generation of every section in one file beside summary.json, each record
     tagged with its `section` (the per-section files stay: they are what a re-run resumes from)."""
-    from mdm_lens.safefile import write_text_atomic
     lines = []
     for part in parts:
         path = os.path.join(out, part, "generations.jsonl")

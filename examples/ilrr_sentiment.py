@@ -11,12 +11,11 @@ OUT/ilrr.png. Positive = VADER compound > 0.05 (offline). The strength s is chos
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 
 def main(argv=None):
     from analyses.ilrr_study import QUICK, REFERENCE, ILRRConfig, run_ilrr_study
+    from analyses.records import write_study
     from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,11 +33,7 @@ def main(argv=None):
     if args.strengths:
         opts["strengths"] = tuple(args.strengths)
     res = run_ilrr_study(model, ILRRConfig(**opts), out=args.out, model_name=args.model)
-    with open(os.path.join(args.out, "ilrr.json"), "w") as f:
-        json.dump(res.to_json(), f, indent=2, default=str)
-    with open(os.path.join(args.out, "ilrr.md"), "w") as f:
-        f.write(res.table_markdown() + "\n")
-    res.plot(os.path.join(args.out, "ilrr.png"))
+    write_study(res, args.out, "ilrr", "ilrr.png")
     print(res.table_markdown())
     return res
 

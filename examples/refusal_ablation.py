@@ -11,12 +11,11 @@ corpus's harmful / harmless requests (train: direction, val: cell choice, test: 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 
 
 def main(argv=None):
     from analyses.refusal_study import QUICK, RefusalConfig, run_refusal_study
+    from analyses.records import write_study
     from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -29,11 +28,7 @@ def main(argv=None):
     model = HookedMDM.from_pretrained(args.model)
     cfg = RefusalConfig(**(QUICK if args.quick else {}), seed=args.seed)
     res = run_refusal_study(model, cfg, out=args.out, model_name=args.model)
-    with open(os.path.join(args.out, "refusal.json"), "w") as f:
-        json.dump(res.to_json(), f, indent=2, default=str)
-    with open(os.path.join(args.out, "refusal.md"), "w") as f:
-        f.write(res.table_markdown() + "\n")
-    res.plot(os.path.join(args.out, "refusal_sweep.png"))
+    write_study(res, args.out, "refusal", "refusal_sweep.png")
     print(res.table_markdown())
     return res
 

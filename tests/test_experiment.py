@@ -154,3 +154,24 @@ def test_csv_rows_are_as_wide_as_the_header(tmp_path):
     write_csv(path, [{"a": 1, "b": "x, \"quoted\""}, {"a": 2}, {"c": 3.5}])
     rows = list(csv.reader(open(path, newline="")))
     assert rows == [["a", "b", "c"], ["1", 'x, "quoted"', ""], ["2", "", ""], ["", "", "3.5"]]
+
+
+def test_report_files_are_written_whole(tmp_path):
+    """A writer that fails midway leaves the previous file as it was (no half-written CSV / JSON)."""
+    from analyses.records import write_json
+
+    class Unprintable:
+        def __str__(self):
+            raise RuntimeError("boom")
+
+    path = tmp_path / "t.csv"
+    write_csv(path, [{"a": 1}])
+    before = path.read_bytes()
+    with pytest.raises(RuntimeError, match="boom"):
+        write_csv(path, [{"a": 2}] * 1000 + [{"a": Unprintable()}])
+    assert path.read_bytes() == before
+    jpath = tmp_path / "t.json"
+    write_json(jpath, {"a": 1})
+    with pytest.raises(RuntimeError, match="boom"):
+        write_json(jpath, {"a": list(range(1000)), "b": Unprintable()})
+    assert json.loads(jpath.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.json"]
