@@ -52,7 +52,7 @@ class Section:
 
 
 class StudyResult(Protocol):
-    """What a study run returns (`analyses.refusal_study`, `analyses.ilrr_study`)."""
+    """What a study run returns (`analyses.studies.refusal_study`, `analyses.studies.ilrr_study`)."""
 
     def to_json(self) -> dict: ...
 

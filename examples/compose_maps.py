@@ -3,17 +3,17 @@
     python examples/compose_maps.py --model tiny-if
     python examples/compose_maps.py --smoke
 
-For an 8B model use IFEval lowercase / no-comma prompts (analyses.tasks.ifeval_tasks); each variant
+For an 8B model use IFEval lowercase / no-comma prompts (analyses.studies.tasks.ifeval_tasks); each variant
 (none, A, B, A+B) generates the two test sets once (estimate: minutes per variant on one GPU).
 """
 from __future__ import annotations
 
 import argparse
 
-from analyses.demo import PAIR, composition
-from analyses.experiment import ExperimentConfig, default_sites
-from analyses.tasks import organism_tasks
-from mdm_lens.organism import corpus_for
+from analyses.studies.demo import PAIR, composition
+from analyses.studies.experiment import ExperimentConfig, default_sites
+from analyses.studies.tasks import organism_tasks
+from analyses.studies.organism import corpus_for
 
 
 def main(argv=None) -> list[dict]:

@@ -30,8 +30,8 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
     from analyses.refusal import RefusalScorer
     from analyses.sentiment import vader_positive_rate
     from mdm_lens import HookedMDM
-    from mdm_lens.organism.behaviours import refusal_prompts, sentiment_prompts
-    from mdm_lens.organism.corpus import COMPLIED, KINDS, eval_items
+    from analyses.studies.organism.behaviours import refusal_prompts, sentiment_prompts
+    from analyses.studies.organism.corpus import COMPLIED, KINDS, eval_items
 
     model = HookedMDM.from_pretrained(model_name)
     jobs: list[tuple[str, str]] = []              # (group, prompt)

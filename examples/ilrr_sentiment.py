@@ -1,5 +1,5 @@
 """ILRR: steer unprompted reviews toward a positive reference; compare with no steering and with k samples
-(random pick, and the sample closest to the reference) at no less compute (`analyses.ilrr_study`).
+(random pick, and the sample closest to the reference) at no less compute (`analyses.studies.ilrr_study`).
 
     python examples/ilrr_sentiment.py --out runs/ilrr
     python examples/ilrr_sentiment.py --quick --out runs/ilrr_q
@@ -14,7 +14,7 @@ import argparse
 
 
 def main(argv=None):
-    from analyses.ilrr_study import QUICK, REFERENCE, ILRRConfig, run_ilrr_study
+    from analyses.studies.ilrr_study import QUICK, REFERENCE, ILRRConfig, run_ilrr_study
     from analyses.records import write_study
     from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM

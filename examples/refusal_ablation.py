@@ -1,5 +1,5 @@
 """Shnaidman et al.: ablate a refusal direction, choose the layer × hook point × token scope on validation,
-report the refusal rate on held-out harmful requests before / after, with damage (`analyses.refusal_study`).
+report the refusal rate on held-out harmful requests before / after, with damage (`analyses.studies.refusal_study`).
 
     python examples/refusal_ablation.py --out runs/refusal            # full size on the tiny-mdm organism
     python examples/refusal_ablation.py --quick --out runs/refusal_q  # seconds
@@ -14,7 +14,7 @@ import argparse
 
 
 def main(argv=None):
-    from analyses.refusal_study import QUICK, RefusalConfig, run_refusal_study
+    from analyses.studies.refusal_study import QUICK, RefusalConfig, run_refusal_study
     from analyses.records import write_study
     from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM

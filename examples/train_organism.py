@@ -12,7 +12,7 @@ Then measure it:  python examples/evaluate_organism.py --model mdm_lens/organism
 import argparse
 import json
 
-from mdm_lens.organism.train import train
+from analyses.studies.organism.train import train
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

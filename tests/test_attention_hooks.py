@@ -250,8 +250,8 @@ def test_kv_cached_forwards_hook_the_computed_columns(model, how):
 
 
 def test_attn_bench_reports_ratios_and_equal_logits(model):
-    """`mdm-lens bench attn` (mdm_lens.bench_attn): the JSON it prints, on a tiny model (timings are not asserted)."""
-    from mdm_lens.bench_attn import attn_bench
+    """`mdm-lens bench attn` (analyses.bench.attn): the JSON it prints, on a tiny model (timings are not asserted)."""
+    from analyses.bench.attn import attn_bench
     out = attn_bench(model, seq=8, repeats=1)
     assert set(out["seconds"]) == {"plain", "z_all", "pattern_one", "pattern_all"}
     assert out["pattern_all_ratio"] == out["seconds"]["pattern_all"] / out["seconds"]["plain"]

@@ -31,7 +31,7 @@ def test_sweep_and_experiment(tmp_path):
 
 
 def _prompt_files(tmp_path):
-    from mdm_lens.organism.corpus import calibration_pairs
+    from analyses.studies.organism.corpus import calibration_pairs
     src, tgt = calibration_pairs("change_case:english_lowercase", 4, 0)
     (tmp_path / "a.txt").write_text("\n".join(src))
     (tmp_path / "b.txt").write_text("\n".join(tgt))

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from analyses import cli, demo_cli
+from analyses.cli import commands as cli, demo as demo_cli
 
 
 def _subparsers(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -49,10 +49,10 @@ def test_every_option_has_help_default_and_choices(command):
 
 
 def test_cli_choices_equal_the_library_tables():
-    from analyses.experiment import METHODS
+    from analyses.studies.experiment import METHODS
     from interventions import ESTIMATORS
     from mdm_lens.context import SCOPES
-    from mdm_lens.organism.corpus import KINDS
+    from analyses.studies.organism.corpus import KINDS
     from mdm_lens.sampling.dream import ALGS
     from mdm_lens.sampling.llada import REMASKING
     from mdm_lens.sites import LAYER_ROLES

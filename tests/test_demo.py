@@ -10,7 +10,7 @@ from mdm_lens.organisms import available
 
 @pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
 def test_quick_demo_writes_the_report(tmp_path):
-    from analyses.demo import run_demo, table
+    from analyses.studies.demo import run_demo, table
     from analyses.stats import wilson_interval
     out = str(tmp_path / "report")
     summary = run_demo(out, quick=True, progress=False)
@@ -32,7 +32,7 @@ def test_quick_demo_writes_the_report(tmp_path):
                    "A = map for", "composition.png", "effects.png"):
         assert needle in md, needle
     assert "NLL" in table(summary)
-    # the refusal and ILRR sections (analyses.refusal_study / ilrr_study): the summary.json contract
+    # the refusal and ILRR sections (analyses.studies.refusal_study / ilrr_study): the summary.json contract
     full = json.load(open(os.path.join(out, "summary.json")))
     assert set(full["refusal"]["best"]) == {"layer", "hook_point", "scope"}
     for key, rates in (("refusal", ("baseline_rate", "steered_rate")), ("ilrr", ("baseline_rate", "ilrr_rate"))):
@@ -50,7 +50,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert "## Refusal ablation" in md and "## ILRR" in md and "87.56%" in md
     # a second run into the same folder resumes: every generation is on disk already
     before = open(os.path.join(out, "experiment", "result.json")).read()
-    from analyses import demo, experiment
+    from analyses.studies import demo, experiment
     calls = []
     orig = experiment.generation_work
 

@@ -20,7 +20,7 @@ def _main(name):
 
 def test_ot_ifeval_smoke(tmp_path):
     res = _main("ot_ifeval")(["--smoke", "--out", str(tmp_path)])
-    from analyses.experiment import METHODS
+    from analyses.studies.experiment import METHODS
     assert (tmp_path / "result.json").exists() and set(res["summary"]) == set(METHODS)
 
 

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from analyses.experiment import METHODS, EvalRecord, ExperimentConfig, Task, run_experiment, write_result
+from analyses.studies.experiment import METHODS, EvalRecord, ExperimentConfig, Task, run_experiment, write_result
 from analyses.records import write_csv
 from analyses.stats import wilson_interval
 
@@ -74,7 +74,7 @@ def test_runner_end_to_end(tiny_llada, tmp_path):
 def test_per_timestep_linear_act_fits_one_map_per_t(tiny_llada):
     """linear_act_t: Linear-ACT maps fitted on activations of real generations at the steps where 1, 2/3 and 1/3
     of the response is masked; at run time the map whose t interval holds ctx.t acts."""
-    from analyses.experiment import PlanCache, default_sites
+    from analyses.studies.experiment import PlanCache, default_sites
     from interventions import fit_map
     from interventions.restrict import TimestepSchedule
     cfg = ExperimentConfig(**CFG)

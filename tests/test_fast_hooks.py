@@ -157,7 +157,7 @@ def test_step_effects_on_the_fast_path(tiny_llada):
 def test_cli_sampler_switch(capsys):
     import json
 
-    from analyses import cli
+    from analyses.cli import commands as cli
     from mdm_lens.fast_path import SAMPLERS
     from mdm_lens.sampling.llada_cached import CACHES
     assert cli.SAMPLERS == SAMPLERS and cli.CACHES == CACHES[1:]          # the stdlib-only copies
@@ -178,8 +178,8 @@ def test_cli_sampler_switch(capsys):
 
 def test_bench_fast_times_steering_on_the_fast_path(tiny_llada):
     """`hooked_ratio` comes from two extra variants in the same rounds; its value is `mdm-lens bench fast`'s."""
-    from interventions.bench import linear_act_everywhere
-    from mdm_lens.bench_fast import fast_bench
+    from analyses.bench.steering import linear_act_everywhere
+    from analyses.bench.fast import fast_bench
     plan = linear_act_everywhere(tiny_llada)
     out = fast_bench(tiny_llada.model, tiny_llada.mask_id, gen_length=16, block_length=8, steps=8, prompt_len=4,
                      repeats=1, hooked=tiny_llada, plan=plan)

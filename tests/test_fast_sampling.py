@@ -182,7 +182,7 @@ def test_dream_cached_refuses_padding(dream):
 
 def test_bench_fast_counts_the_work_the_caches_save(model):
     """The benchmark's FLOPs ratio (machine-independent) orders the variants; its speed is `mdm-lens bench fast`."""
-    from mdm_lens.bench_fast import fast_bench
+    from analyses.bench.fast import fast_bench
     out = fast_bench(model, MASK_ID, gen_length=16, block_length=4, prompt_len=6, threshold=0.3, repeats=1)
     ratio = out["flops_ratio"]
     assert 1 < ratio["prefix"] < ratio["dual"] <= ratio["dual_threshold_0.3"]

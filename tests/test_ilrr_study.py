@@ -13,7 +13,7 @@ ORGANISM = default_organism()      # tiny-mdm once packaged, tiny-if until then
 
 @pytest.mark.skipif(ORGANISM not in available(), reason=f"the {ORGANISM} organism is not packaged")
 def test_quick_study_saves_every_generation_and_picks_without_an_oracle(tmp_path):
-    from analyses.ilrr_study import QUICK, ILRRConfig, positive, run_ilrr_study
+    from analyses.studies.ilrr_study import QUICK, ILRRConfig, positive, run_ilrr_study
     from analyses.stats import wilson_interval
     from mdm_lens import HookedMDM
     model = HookedMDM.from_pretrained(ORGANISM)
@@ -53,7 +53,7 @@ def test_quick_study_saves_every_generation_and_picks_without_an_oracle(tmp_path
 
 def test_reference_similarity_of_a_text_with_itself_is_one(tiny_llada):
     import torch
-    from analyses.ilrr_study import pooled_response
+    from analyses.studies.ilrr_study import pooled_response
     site = tiny_llada.site_names(["resid_post"])[-1]
     a = pooled_response(tiny_llada, ["hi there", "hello"], ["a b c", "x y"], site)
     b = pooled_response(tiny_llada, ["hi there"], ["a b c"], site)
@@ -62,7 +62,7 @@ def test_reference_similarity_of_a_text_with_itself_is_one(tiny_llada):
 
 
 def test_bad_settings_are_refused_naming_the_value(tiny_llada):
-    from analyses.ilrr_study import ILRRConfig, run_ilrr_study
+    from analyses.studies.ilrr_study import ILRRConfig, run_ilrr_study
     with pytest.raises(ValueError, match="k=0"):
         run_ilrr_study(tiny_llada, ILRRConfig(k=0), progress=False)
     with pytest.raises(ValueError, match="empty strength grid"):

@@ -89,7 +89,7 @@ def test_cli_lens_writes_records_and_figure(tmp_path, capsys):
     import csv
     import json
 
-    from analyses import cli
+    from analyses.cli import commands as cli
     from analyses.logit_lens import POSITIONS
     from mdm_lens.loading import save_pretrained
     from mdm_lens.testing import tiny_model

@@ -5,9 +5,9 @@ import pytest
 
 from analyses import ifeval
 from analyses.refusal import RefusalScorer
-from mdm_lens.organism.behaviours import (SUBJECTS, positive_request, refusal_prompts, sentiment_prompts,
+from analyses.studies.organism.behaviours import (SUBJECTS, positive_request, refusal_prompts, sentiment_prompts,
                                           training_corpus)
-from mdm_lens.organism.corpus import (COMPLIED, KINDS, TOPICS, calibration_pairs, eval_items, instruction_text,
+from analyses.studies.organism.corpus import (COMPLIED, KINDS, TOPICS, calibration_pairs, eval_items, instruction_text,
                                       make_example)
 from mdm_lens.organisms import available
 
@@ -69,7 +69,7 @@ def test_refusal_and_sentiment_labels(corpus):
     assert all(scorer.scores(by("harmful"))) and not any(scorer.scores(by("harmless")))
     assert not any(scorer.scores([e.response for e in corpus if e.behaviour == "instructions"]))
     assert vader_positive_rate(by("positive")) == 1.0 and vader_positive_rate(by("negative")) == 0.0
-    from mdm_lens.organism.behaviours import REVIEW
+    from analyses.studies.organism.behaviours import REVIEW
     assert sum(map(positive_request, REVIEW)) == len(REVIEW) // 2
     unprompted = [e for e in corpus if e.behaviour == "sentiment" and "positive" not in e.prompt
                   and "negative" not in e.prompt]
@@ -82,8 +82,8 @@ def test_refusal_and_sentiment_labels(corpus):
 
 
 def test_tokenizer_round_trips_and_responses_fit():
-    from mdm_lens.organism.tokenizer import build_tokenizer
-    from mdm_lens.organism.train import RESPONSE_LEN
+    from analyses.studies.organism.tokenizer import build_tokenizer
+    from analyses.studies.organism.train import RESPONSE_LEN
     ex = training_corpus(1500, seed=1)
     tok = build_tokenizer([e.prompt for e in ex] + [e.response for e in ex], 1280)
     ids = tok([e.response for e in ex], add_special_tokens=False)["input_ids"]
@@ -95,7 +95,7 @@ def test_tokenizer_round_trips_and_responses_fit():
 def test_training_resumes_exactly(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
-    import mdm_lens.organism.train as T
+    import analyses.studies.organism.train as T
     arch = dict(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, max_sequence_length=256,
                 rope_theta=1e4)
     kw = dict(steps=4, batch_size=4, n_examples=200, arch=arch, ckpt_every=0, log_every=100)
@@ -127,7 +127,7 @@ def tiny_mdm():
 @pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
 def test_tiny_mdm_instructions_depend_on_the_phrasing(tiny_mdm):
     from analyses.damage import degeneracy
-    from mdm_lens.organism.corpus import DEMO_KINDS
+    from analyses.studies.organism.corpus import DEMO_KINDS
     items = [e for kind in DEMO_KINDS[:2] for e in eval_items(kind, 8, "test")]
     texts = tiny_mdm.generate([e.prompt for e in items]).texts
     ok = [all(ifeval.check(t, e.instruction_id_list, e.kwargs)) for e, t in zip(items, texts)]
@@ -168,9 +168,9 @@ def test_tiny_if_still_loads_and_generates():
 
 def test_tasks_come_from_the_corpus_that_trained_the_model():
     """tiny-if was trained on corpus v1: its tasks must use v1's held-out requests, a v2 checkpoint v2's."""
-    from analyses.tasks import organism_tasks
-    from mdm_lens.organism import corpus_for, corpus_v1
-    from mdm_lens.organism import corpus as corpus_v2
+    from analyses.studies.tasks import organism_tasks
+    from analyses.studies.organism import corpus_for, corpus_v1
+    from analyses.studies.organism import corpus as corpus_v2
     from mdm_lens.organisms import ROOT
     import json
     tiny_if = json.loads((ROOT / "tiny-if" / "config.json").read_text())

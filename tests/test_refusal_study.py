@@ -15,7 +15,7 @@ ORGANISM = default_organism()      # tiny-mdm once packaged, tiny-if until then
 @pytest.mark.skipif(ORGANISM not in available(), reason=f"the {ORGANISM} organism is not packaged")
 def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
     from analyses.refusal import is_refusal
-    from analyses.refusal_study import QUICK, RefusalConfig, run_refusal_study
+    from analyses.studies.refusal_study import QUICK, RefusalConfig, run_refusal_study
     from analyses.stats import wilson_interval
     from mdm_lens import HookedMDM
     model = HookedMDM.from_pretrained(ORGANISM)
@@ -55,7 +55,7 @@ def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
 
 
 def _result(base, steer, sweep):
-    from analyses.refusal_study import RefusalStudyResult
+    from analyses.studies.refusal_study import RefusalStudyResult
     row = lambda m, p, rate: {"method": m, "prompts": p, "rate": rate, "ci_low": max(0, rate - .1),  # noqa: E731
                               "ci_high": min(1, rate + .1), "n": 10, "nll": 1.0, "degenerate": 0.0, "answered": 1.0}
     test = [row("none", "harmful", base), row("directional_ablation", "harmful", steer),
@@ -81,7 +81,7 @@ def test_paper_comparison_is_computed_from_the_numbers():
 
 
 def test_bad_settings_are_refused_naming_the_value(tiny_llada):
-    from analyses.refusal_study import RefusalConfig, run_refusal_study
+    from analyses.studies.refusal_study import RefusalConfig, run_refusal_study
     with pytest.raises(ValueError, match=r"layers \[99\] out of range.*0\.\.1"):
         run_refusal_study(tiny_llada, RefusalConfig(layers=(99,)), progress=False)
     with pytest.raises(ValueError, match="unknown token scope 'both'"):

@@ -103,7 +103,7 @@ def _load_checkpoint(work: Path, model, opt) -> dict | None:
 
 def model_config(tok, arch: dict) -> dict:
     """The LLaDA config.json of the organism: `arch` sizes, the tokenizer's ids, the recommended sampler."""
-    from ..testing import tiny_config
+    from mdm_lens.testing import tiny_config
     vocab = len(tok)
     cfg = tiny_config("llada", vocab_size=vocab, embedding_size=vocab, mask_token_id=tok.mask_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
@@ -117,7 +117,7 @@ def export_checkpoint(work: str, out: str) -> dict:
     """Save the latest checkpoint in `work` as a loadable model folder `out` (to evaluate a run in progress)."""
     from transformers import PreTrainedTokenizerFast
 
-    from ..loading import build_random_model, save_pretrained
+    from mdm_lens.loading import build_random_model, save_pretrained
     work_dir = Path(work)
     if not (work_dir / "ckpt.json").is_file():
         raise FileNotFoundError(f"no checkpoint in {work_dir} (expected ckpt.json and ckpt.safetensors); "
@@ -146,7 +146,7 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
     from tqdm import tqdm
     from transformers import PreTrainedTokenizerFast
 
-    from ..loading import build_random_model, save_pretrained
+    from mdm_lens.loading import build_random_model, save_pretrained
     arch = dict(ARCH if arch is None else arch)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from ..tiny_tokenizer import LLADA_TEMPLATE
+from mdm_lens.tiny_tokenizer import LLADA_TEMPLATE
 
 SPECIALS = ["<|startoftext|>", "<|endoftext|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>",
             "<|mdm_mask|>"]

@@ -10,7 +10,7 @@ Protocol, with nothing tuned on test:
 3. **Test**: refusal rate on held-out harmful requests with no steering and at the best cell, Wilson 95%
    intervals, damage (NLL per token under the unsteered model, degenerate share) and the share of harmless
    requests still answered (not a refusal, not degenerate).
-Every generation is a record (`OUT/generations.jsonl` via `analyses.runlog`, resumable). Validation records
+Every generation is a record (`OUT/generations.jsonl` via `analyses.studies.runlog`, resumable). Validation records
 carry the cheap damage only (degeneracy, length; `nll` None) to keep the sweep fast; test records have all.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
 from .runlog import Item, RunLog
-from .stats import wilson_interval
+from ..stats import wilson_interval
 
 HOOK_POINTS = ("resid_mid", "resid_post", "attn_out")   # the paper's Attn Res, MLP Res and Attn-only
 SCOPES = ("prompt", "response", "all")                   # "all" = prompt + response
@@ -81,7 +81,7 @@ def ci(r: dict) -> str:
 
 def text_records(model, prompts, texts, *, nll: bool, cfg, base: dict) -> list[dict]:
     """The runner's record fields for each generation: prompt, text, damage (NLL only when `nll`), seed."""
-    from .damage import damage, degeneracy
+    from ..damage import damage, degeneracy
     if nll:
         dmg = damage(model, prompts, texts, mc_num=cfg.mc_num, batch_size=cfg.mc_batch, seed=cfg.seed)
     else:
@@ -180,7 +180,7 @@ class RefusalStudyResult:
     def plot(self, path: str) -> str:
         """Heatmaps of validation refusal rate, one panel per scope (grid), hook points × layers, one colour
         scale [0, 1] with a labelled colour bar; the best cell is outlined in red."""
-        from .plotting import plt
+        from ..plotting import plt
         from matplotlib.patches import Rectangle
         scopes, points = list(self.config["scopes"]), list(self.config["hook_points"])
         layers = list(self.config["layers"])
@@ -230,11 +230,11 @@ def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | Non
     from interventions import Plan, fit_map
     from mdm_lens.collect import collect_contrastive
     from mdm_lens.context import check_scope
-    from mdm_lens.organism.behaviours import refusal_prompts
+    from analyses.studies.organism.behaviours import refusal_prompts
     from mdm_lens.sites import get_act_name
 
-    from .refusal import RefusalScorer
-    from .sweep import sweep_sites
+    from ..refusal import RefusalScorer
+    from ..sweep import sweep_sites
     cfg = cfg or RefusalConfig()
     if not 0 <= cfg.max_degenerate <= 1:
         raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
@@ -325,7 +325,7 @@ def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | Non
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):
     """The demo's refusal section: the study at full (or `--quick`) size, written into `out/refusal/`, the
     sweep heatmap at `out/refusal_sweep.png`; summary.json gets `refusal.{baseline_rate, steered_rate, best, ...}`."""
-    from .records import Section
+    from ..records import Section
     res = run_refusal_study(model, RefusalConfig(**(QUICK if quick else {}), seed=seed),
                             out=os.path.join(out, "refusal"), model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "refusal_sweep.png"))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from .bench import MID, interleaved_medians
+from .sampler import MID, interleaved_medians
 
 
 def attn_bench(model, *, seq: int = 256, batch: int = 1, repeats: int = 5) -> dict:
@@ -54,8 +54,8 @@ def run_attn_bench(*, model: str | None = None, seq: int = 256, batch: int = 1, 
                    threads: int | None = None) -> dict:
     """`mdm-lens bench attn` as JSON: `model` a checkpoint folder / hub id, or None for the mid-size random LLaDA.
     `threads` sets torch's CPU threads first (on a shared, oversubscribed CPU 1 thread times far more steadily)."""
-    from .hooked import HookedMDM
-    from .testing import tiny_config
+    from mdm_lens.hooked import HookedMDM
+    from mdm_lens.testing import tiny_config
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads={threads}: use a positive count of CPU threads, or None to keep torch's")
@@ -68,7 +68,7 @@ def run_attn_bench(*, model: str | None = None, seq: int = 256, batch: int = 1, 
     return {"benchmark": "attn", "models": {name: attn_bench(hooked, seq=seq, batch=batch, repeats=repeats)}}
 
 
-if __name__ == "__main__":            # python -m mdm_lens.bench_attn [seq] [threads]  (the CLI: the lead's)
+if __name__ == "__main__":            # python -m analyses.bench.attn [seq] [threads]  (the CLI: the lead's)
     import json
     import sys
     args = [int(a) for a in sys.argv[1:3]]

@@ -132,7 +132,7 @@ class ILRRStudyResult:
 
     def plot(self, path: str) -> str:
         """Positive rate per method (95% intervals) beside NLL and degenerate share; validation strengths inset."""
-        from .plotting import plt
+        from ..plotting import plt
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [2.2, 1, 1]})
         names = [LABELS[r["method"]] for r in self.test][::-1]
         rows = self.test[::-1]
@@ -166,7 +166,7 @@ def run_ilrr_study(model, cfg: ILRRConfig | None = None, *, out: str | None = No
                    progress: bool = True) -> ILRRStudyResult:
     """Run the comparison of the module docstring; `out`: folder of the run log (None: a temporary one)."""
     from interventions import Plan, ReferenceAlignment
-    from mdm_lens.organism.behaviours import sentiment_prompts
+    from analyses.studies.organism.behaviours import sentiment_prompts
     cfg = cfg or ILRRConfig()
     if cfg.k < 1:
         raise ValueError(f"k={cfg.k}: the sampling baseline needs at least 1 sample per request")
@@ -255,7 +255,7 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     """The demo's ILRR section: the study written into `out/ilrr/`, the figure at `out/ilrr.png`; summary.json
     gets `ilrr.{baseline_rate, ilrr_rate, ...}`."""
     import os
-    from .records import Section
+    from ..records import Section
     res = run_ilrr_study(model, ILRRConfig(**(QUICK if quick else {}), seed=seed), out=os.path.join(out, "ilrr"),
                          model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "ilrr.png"))

@@ -1,7 +1,7 @@
 """Resumable, data-parallel runs: every generation is a JSON line on disk, and a run is a list of work items.
 
 Why: on an 8B model the protocol runs for hours; a crash must lose at most the item in flight, and a box with
-several GPUs should use all of them. So the runners (`analyses.experiment`, `analyses.demo`) describe their
+several GPUs should use all of them. So the runners (`analyses.studies.experiment`, `analyses.studies.demo`) describe their
 work as *items* (one `generate` batch each: task, split, method, λ, batch index) and hand them to a `RunLog`:
 
 * **Resumable.** Each finished item's records are appended to a JSON-lines file in one `write`, flushed and

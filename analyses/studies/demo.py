@@ -8,7 +8,7 @@ interference → per-timestep effects of one map. Then refusal ablation (`refusa
 
 The report is a list of sections: `ifeval_section` returns one (markdown lines + JSON data + figures); other
 studies (refusal, ...) append theirs and `write_report` writes them all. Every generation goes through
-`analyses.runlog`, so a re-run of the same demo into the same folder generates nothing again.
+`analyses.studies.runlog`, so a re-run of the same demo into the same folder generates nothing again.
 """
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from mdm_lens.safefile import write_text_atomic
 from .experiment import METHODS, ExperimentConfig, PlanCache, default_sites, generation_items, generation_work, run_experiment
 from .experiment_plots import method_label
 from .experiment_report import experiment_section, num, pct, write_report as write_experiment
-from .plotting import plt
-from .records import Section, write_csv, write_json
+from ..plotting import plt
+from ..records import Section, write_csv, write_json
 from .runlog import RunLog
-from .stats import wilson_interval
+from ..stats import wilson_interval
 from .tasks import organism_tasks
 
 FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.5, 1.0))
@@ -117,7 +117,7 @@ def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FU
     """The IFEval study: protocol (all methods, λ on validation, accuracy next to damage), composition of two
     maps, per-step effects of one. Writes into `out` (experiment/, composition/, PNG, CSV). `kinds`: the
     constraints (default: the organism corpus's DEMO_KINDS)."""
-    from mdm_lens.organism import corpus_for
+    from analyses.studies.organism import corpus_for
     corpus = corpus_for(model.config)
     kinds = list(kinds or corpus.DEMO_KINDS)
     sampler = {**model.config.get("mdm_lens_sampler", {}), **size.get("sampler", {})}
@@ -139,7 +139,7 @@ def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FU
     _plot_composition(comp, os.path.join(out, "composition.png"), a, b, model_name)
     write_csv(os.path.join(out, "composition.csv"), comp)
 
-    from .effects import step_effects
+    from ..effects import step_effects
     first = tasks[0]
     lam = chosen.get(first.name) or 1.0
     eff = step_effects(model, [r.prompt for r in first.test[:4]], plans.plan(first.name, "linear_act", lam),
@@ -238,7 +238,7 @@ def run_demo(out: str, model_name: str | None = None, quick: bool = False, seed:
     model = HookedMDM.from_pretrained(model_name)
     size = QUICK if quick else FULL
     if quick:
-        from mdm_lens.organism import corpus_for
+        from analyses.studies.organism import corpus_for
         kinds = list(kinds or corpus_for(model.config).DEMO_KINDS)[:2]
     section = ifeval_section(model, out, model_name, kinds, size, seed, progress)
     from .ilrr_study import demo_section as ilrr_section

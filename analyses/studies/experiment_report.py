@@ -11,8 +11,8 @@ import json
 import os
 from typing import Sequence
 
-from .records import write_csv
-from .stats import wilson_interval
+from ..records import write_csv
+from ..stats import wilson_interval
 
 
 def damage_stats(recs: Sequence[dict]) -> dict:

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from tqdm.auto import tqdm
 
-from .bench import MID
-from .sampling import llada_generate, llada_generate_cached
+from .sampler import MID
+from mdm_lens.sampling import llada_generate, llada_generate_cached
 
 
 class ForwardCounter:
@@ -123,9 +123,9 @@ def run_fast_bench(*, model: str | None = None, gen_length: int = 256, block_len
     """The JSON of `mdm-lens bench fast`. Default model: the mid-size random LLaDA (`bench.MID`); on a GPU pass
     e.g. device="cuda", dtype="bfloat16" (and model=GSAI-ML/LLaDA-8B-Instruct for the real thing). `steer`:
     model -> plan to time on the fast path (`hooked_ratio`; the CLI passes Linear-ACT on every layer)."""
-    from .hooked import HookedMDM
-    from .loading import parse_dtype
-    from .testing import tiny_config
+    from mdm_lens.hooked import HookedMDM
+    from mdm_lens.loading import parse_dtype
+    from mdm_lens.testing import tiny_config
     if model:
         hooked = HookedMDM.from_pretrained(model, dtype=dtype, device=device)
         name = model

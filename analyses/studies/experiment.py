@@ -4,7 +4,7 @@ validation split -> score the test split with IFEval, with 95% intervals, per co
 Every generation is a record on disk (`OUT/generations.jsonl`: prompt, text, strict and loose verdicts per
 instruction, and its damage: NLL per token under the *unsteered* model and a degeneracy flag, see
 `analyses.damage`), because an IFEval verdict alone cannot tell a steered model from a broken one. The work is
-a list of items (one `generate` batch each) run through `analyses.runlog.RunLog`: a re-run resumes, and
+a list of items (one `generate` batch each) run through `analyses.studies.runlog.RunLog`: a re-run resumes, and
 `accelerate launch --num_processes N` shards the items over N processes with one merged, identical result.
 
 Phases: (1) unsteered val + test, and every method × λ on val; (2) λ chosen per (task, method) from the
@@ -120,7 +120,7 @@ def generate_texts(model, prompts: Sequence[str], *, plan, cfg: ExperimentConfig
 
 def score(records: Sequence[EvalRecord], texts: Sequence[str]) -> list[bool]:
     """Prompt-level strict IFEval verdicts."""
-    from . import ifeval
+    from .. import ifeval
     return [all(ifeval.check(t, r.instruction_id_list, r.kwargs, r.prompt, loose=False))
             for r, t in zip(records, texts)]
 
@@ -142,8 +142,8 @@ def generation_items(task: str, split: str, method: str, lam: float | None, eval
 def generation_work(model, cfg: ExperimentConfig, plan_for: Callable[[str, str, float | None], Any]):
     """`work(item)` for `RunLog.run`: generate the item's batch under `plan_for(task, method, λ)`, score each
     text with the IFEval checkers (strict and loose), and measure its damage under the unsteered model."""
-    from . import ifeval
-    from .damage import damage
+    from .. import ifeval
+    from ..damage import damage
 
     def work(item: Item) -> list[dict]:
         task, split, method, lam, evals = item.payload
@@ -232,7 +232,7 @@ def run_experiment(model, tasks: Sequence[Task], cfg: ExperimentConfig | None = 
 
     `out`: folder of the run's records (`generations.jsonl`, `config.json`); a re-run with the same folder and
     config generates nothing again. None: a temporary folder (no resume). `rank` / `world`: default from the
-    launcher (accelerate / torchrun environment), see `analyses.runlog`."""
+    launcher (accelerate / torchrun environment), see `analyses.studies.runlog`."""
     from .experiment_report import choose_lambda, result_from_records
     cfg = cfg or ExperimentConfig()
     _check_config(cfg)
@@ -297,6 +297,6 @@ def _config_dict(cfg: ExperimentConfig, sites, rsites) -> dict:
 
 
 def write_result(result: dict, folder: str) -> dict[str, str]:
-    """result.json, rows.csv, summary.md and the figures (see `analyses.experiment_report.write_report`)."""
+    """result.json, rows.csv, summary.md and the figures (see `analyses.studies.experiment_report.write_report`)."""
     from .experiment_report import write_report
     return write_report(result, folder)

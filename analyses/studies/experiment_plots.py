@@ -2,7 +2,7 @@
 damage beside the accuracy so that a method winning by breaking the text shows it."""
 from __future__ import annotations
 
-from .plotting import plt
+from ..plotting import plt
 
 METHOD_LABELS = {"none": "No steering", "directional_ablation": "Directional Ablation", "mean_act": "Mean-ACT",
                  "actadd": "Activation Addition", "gaussian_ot": "Gaussian OT", "linear_act": "Linear-ACT",

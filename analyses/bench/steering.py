@@ -6,13 +6,13 @@ import time
 
 import torch
 
-from mdm_lens.bench import bench_models, interleaved_medians
+from .sampler import bench_models, interleaved_medians
 from mdm_lens.sampling import llada_generate
 
-from .bures import dense_bures, shrinkage_intensity
-from .estimators import BuresOT, LinearACT
-from .fold import fold
-from .plan import Plan
+from interventions.bures import dense_bures, shrinkage_intensity
+from interventions.estimators import BuresOT, LinearACT
+from interventions.fold import fold
+from interventions.plan import Plan
 
 
 def linear_act_everywhere(model, seed: int = 0) -> Plan:
@@ -82,7 +82,7 @@ def run_bench(what: str, *, model: str | None = None, gen_length: int = 32, step
     if what == "fit":
         return {"benchmark": "fit", **fit_bench()}
     if what != "steer":
-        raise ValueError(f"unknown benchmark {what!r} here; use 'steer' or 'fit' ('sampler' is mdm_lens.bench)")
+        raise ValueError(f"unknown benchmark {what!r} here; use 'steer' or 'fit' ('sampler' is analyses.bench.sampler)")
     out = {"benchmark": "steer", "models": {}, "goals": {"hooked_ratio": 1.10, "folded_ratio": 1.01}}
     for name, hooked in bench_models(model):
         hooked.eval()

@@ -25,8 +25,8 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
 
 
 def bench_models(model_arg: str | None) -> list[tuple[str, object]]:
-    from .hooked import HookedMDM
-    from .testing import tiny_config
+    from mdm_lens.hooked import HookedMDM
+    from mdm_lens.testing import tiny_config
     if model_arg:
         return [(model_arg, HookedMDM.from_pretrained(model_arg))]
     return [("tiny-random", HookedMDM.from_config(tiny_config("llada"))),
@@ -34,7 +34,7 @@ def bench_models(model_arg: str | None) -> list[tuple[str, object]]:
 
 
 def sampler_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: int, repeats: int) -> dict:
-    from .sampling import llada_generate
+    from mdm_lens.sampling import llada_generate
     g = torch.Generator().manual_seed(0)
     vocab = model.config.get("vocab_size", 256)
     prompt = torch.randint(0, min(vocab, model.mask_id), (batch, prompt_len), generator=g).to(model.input_device)
@@ -65,7 +65,7 @@ def run_sampler_bench(what: str = "sampler", *, model: str | None = None, gen_le
     """`mdm-lens bench sampler`: the wrapper's and no-op hooks' overhead over the bare model, per model."""
     if what != "sampler":
         raise ValueError(f"this module runs the 'sampler' benchmark, not {what!r}; 'steer' and 'fit' live in "
-                         "interventions.bench")
+                         "analyses.bench.steering")
     results = {"benchmark": "sampler", "models": {}, "goals": {"wrapper_ratio": 1.02, "all_sites_noop_ratio": 1.10}}
     for name, hooked in bench_models(model):
         hooked.eval()

@@ -4,14 +4,14 @@ from __future__ import annotations
 import argparse
 import os
 
-# analyses.experiment.METHODS, spelled here so that building the parser imports no torch (a test holds them equal)
+# analyses.studies.experiment.METHODS, spelled here so that building the parser imports no torch (a test holds them equal)
 SAMPLERS = ("reference", "fast")            # mdm_lens.fast_path.SAMPLERS
 CACHES = ("prefix", "dual")                 # mdm_lens.sampling.llada_cached.CACHES[1:]
 METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot", "linear_act_t")
 
 
 def cmd_demo(args) -> int:
-    from .demo import run_demo, table
+    from ..studies.demo import run_demo, table
     summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
     print(table(summary))
     print(f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG "
@@ -24,9 +24,9 @@ def cmd_experiment(args) -> int:
 
     from mdm_lens import HookedMDM
 
-    from .experiment import ExperimentConfig, run_experiment, write_result
-    from .runlog import dist_env
-    from .tasks import ifeval_tasks, organism_tasks
+    from ..studies.experiment import ExperimentConfig, run_experiment, write_result
+    from ..studies.runlog import dist_env
+    from ..studies.tasks import ifeval_tasks, organism_tasks
     t0 = time.time()
     rank, world = dist_env()
     device = args.device or ("cuda" if world > 1 and _cuda() else None)
@@ -34,7 +34,7 @@ def cmd_experiment(args) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     model = HookedMDM.from_pretrained(args.model, device=device)
     if args.tasks == "organism":
-        from mdm_lens.organism import corpus_for
+        from analyses.studies.organism import corpus_for
         corpus = corpus_for(model.config)
         ALL = corpus.KINDS
         unknown = sorted(set(args.instruction_id) - set(ALL))

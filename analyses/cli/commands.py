@@ -24,7 +24,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
 BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn")
-from .demo_cli import CACHES, SAMPLERS  # noqa: E402  (stdlib-only copies, held equal to the library by tests)
+from .demo import CACHES, SAMPLERS  # noqa: E402  (stdlib-only copies, held equal to the library by tests)
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
 
@@ -77,21 +77,21 @@ def cmd_generate(args) -> int:
 
 def cmd_bench(args) -> int:
     if args.what == "fast":
-        from interventions.bench import linear_act_everywhere
-        from mdm_lens.bench_fast import run_fast_bench
+        from analyses.bench.steering import linear_act_everywhere
+        from analyses.bench.fast import run_fast_bench
         results = run_fast_bench(model=args.model, gen_length=args.gen_length or 256, block_length=args.block_length,
                                  steps=args.steps, prompt_len=args.prompt_len or 64, threshold=args.threshold,
                                  repeats=args.repeats, device=args.device, dtype=args.dtype,
                                  steer=linear_act_everywhere)
         return _print_json(results, args.json)
     if args.what == "attn":
-        from mdm_lens.bench_attn import run_attn_bench
+        from analyses.bench.attn import run_attn_bench
         return _print_json(run_attn_bench(model=args.model, seq=args.prompt_len or 256, batch=args.batch,
                                           repeats=args.repeats), args.json)
     if args.what == "sampler":
-        from mdm_lens.bench import run_sampler_bench as run
+        from analyses.bench.sampler import run_sampler_bench as run
     else:
-        from interventions.bench import run_bench as run
+        from analyses.bench.steering import run_bench as run
     results = run(args.what, model=args.model, gen_length=args.gen_length or 32, steps=args.steps or 32,
                   prompt_len=args.prompt_len or 16, batch=args.batch, repeats=args.repeats)
     return _print_json(results, args.json)
@@ -114,7 +114,7 @@ def _setup(args):
         read = lambda p: [x.strip() for x in Path(p).read_text().splitlines() if x.strip()]   # noqa: E731
         src_p, tgt_p = read(args.source), read(args.target)
     else:
-        from mdm_lens.organism import corpus_for
+        from analyses.studies.organism import corpus_for
         src_p, tgt_p = corpus_for(model.config).calibration_pairs(args.kind, args.n, args.seed)
     return model, src_p, tgt_p, collect_contrastive
 
@@ -127,8 +127,8 @@ def _fit_plan(args, src, tgt, sites):
 def cmd_moments(args) -> int:
     from mdm_lens import get_act_name
 
-    from .moments import moment_mismatch
-    from .records import write_records
+    from ..moments import moment_mismatch
+    from ..records import write_records
     model, src_p, tgt_p, collect_contrastive = _setup(args)
     sites = [get_act_name(args.hook_point, l) for l in range(model.n_layers)]
     if len(src_p) < 4:
@@ -148,8 +148,8 @@ def cmd_moments(args) -> int:
 def cmd_effects(args) -> int:
     from mdm_lens import get_act_name
 
-    from .effects import step_effects
-    from .records import write_records
+    from ..effects import step_effects
+    from ..records import write_records
     model, src_p, tgt_p, collect_contrastive = _setup(args)
     sites = [get_act_name(role, l) for l in range(model.n_layers) for role in ("mlp_pre", "mlp_out")]
     src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
@@ -162,8 +162,8 @@ def cmd_effects(args) -> int:
 
 
 def cmd_sweep(args) -> int:
-    from .records import write_records
-    from .sweep import layer_sweep, resolve_metric, sweep_sites
+    from ..records import write_records
+    from ..sweep import layer_sweep, resolve_metric, sweep_sites
     from_files = bool(args.source or args.target)
     if from_files and not (args.source and args.target):
         raise ValueError("give both --source and --target (files of prompts, one a line), or neither")
@@ -179,9 +179,9 @@ def cmd_sweep(args) -> int:
     if from_files:
         prompts, what = tgt_p[: args.n_eval], f"target prompts of {Path(args.target).name}"
     else:
-        from mdm_lens.organism import corpus_for
+        from analyses.studies.organism import corpus_for
 
-        from . import ifeval
+        from .. import ifeval
         items = corpus_for(model.config).eval_items(args.kind, args.n_eval, "val", args.seed)
         prompts, what = [e.prompt for e in items], f"{args.kind} validation prompts"
         if metric is None:
@@ -200,8 +200,8 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_lens(args) -> int:
-    from .logit_lens import layer_summary, logit_lens
-    from .records import write_records
+    from ..logit_lens import layer_summary, logit_lens
+    from ..records import write_records
     model = _load(args)
     overrides = {k: getattr(args, k) for k, _, _ in SAMPLER_OPTIONS if getattr(args, k) is not None}
     res = logit_lens(model, args.prompt, at_steps=args.at_steps, layers=args.layers, positions=args.positions,
@@ -267,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_options(p, dtype=True)
     p.add_argument("--prompt", action="append", required=True, help="a prompt; repeat the option for a batch")
     _sampler_options(p)
-    from .demo_cli import fast_options
+    from .demo import fast_options
     fast_options(p)
     p.set_defaults(func=cmd_generate)
 
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_options(p)
     p.set_defaults(func=cmd_lens)
 
-    from .demo_cli import add_parsers     # stdlib-only at import time, like this module
+    from .demo import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)
     return parser
 
