@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -16,6 +16,10 @@ from mdm_lens.context import check_scope
 from mdm_lens.sites import check_roles, get_act_name
 
 from .plotting import plt
+
+if TYPE_CHECKING:
+    from interventions import Plan
+    from mdm_lens import HookedMDM
 
 
 def sweep_sites(model, hook_points: Sequence[str], layers: Sequence[int] | None = None) -> list[str]:
@@ -103,6 +107,38 @@ class SweepResult:
         return path
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One sweep cell: steer the site of `role` at `layer` (`site`, from the site table) within `scope`."""
+
+    layer: int
+    role: str
+    site: str
+    scope: str = "all"
+    lam: float = 1.0
+
+
+def sweep_cells(model: HookedMDM, layers: Sequence[int] | None, roles: Sequence[str], scopes: Sequence[str] = ("all",),
+                lambdas: Sequence[float] = (1.0,)) -> list[Cell]:
+    """The cells of a sweep, in table order (layer, role, scope, λ), every role, scope and layer checked first:
+    a bad one is refused before anything is generated."""
+    check_roles(roles, "roles")
+    for scope in scopes:
+        check_scope(scope)
+    layers = list(range(model.n_layers)) if layers is None else list(layers)
+    bad = [layer for layer in layers if not 0 <= layer < model.n_layers]
+    if bad:
+        raise ValueError(f"layers {bad} out of range: the model has layers 0..{model.n_layers - 1}")
+    return [Cell(layer, role, get_act_name(role, layer), scope, lam)
+            for layer in layers for role in roles for scope in scopes for lam in lambdas]
+
+
+def cell_plan(plan_factory: Callable[[list[str]], Plan], cell: Cell) -> Plan:
+    """The plan a cell steers with: `plan_factory([cell.site])` at the cell's strength, within its scope."""
+    plan = plan_factory([cell.site]).strength(cell.lam)
+    return plan if cell.scope == "all" else plan.scope(cell.scope)
+
+
 def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: Callable[[list[str]], float], *,
                 layers: Sequence[int] | None = None, hook_points: Sequence[str] = ("resid_post", "mlp_out"),
                 scopes: Sequence[str] = ("all",), lambdas: Sequence[float] = (1.0,), seed: int = 0,
@@ -111,22 +147,15 @@ def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: C
     the activations); `metric(texts) -> float` scores one cell's generations."""
     if not prompts:
         raise ValueError("empty prompt set: the sweep needs prompts to generate from")
-    check_roles(hook_points, "hook points")
-    for scope in scopes:
-        check_scope(scope)
-    layers = list(range(model.n_layers)) if layers is None else list(layers)
+    cells = sweep_cells(model, layers, hook_points, scopes, lambdas)
     res = SweepResult()
     texts = model.generate(list(prompts), seed=seed, **sampler_kwargs).texts
     res.baseline = float(metric(texts))
-    cells = [(l, p, s, lam) for l in layers for p in hook_points for s in scopes for lam in lambdas]
-    for layer, point, scope, lam in tqdm(cells, desc="sweep", disable=not progress):
-        site = get_act_name(point, layer)
-        rec = {"layer": layer, "hook_point": point, "site": site, "scope": scope, "lambda": lam, "score": None}
+    for cell in tqdm(cells, desc="sweep", disable=not progress):
+        rec = {"layer": cell.layer, "hook_point": cell.role, "site": cell.site, "scope": cell.scope,
+               "lambda": cell.lam, "score": None}
         try:
-            plan = plan_factory([site]).strength(lam)
-            if scope != "all":
-                plan = plan.scope(scope)
-            out = model.generate(list(prompts), plan=plan, seed=seed, **sampler_kwargs)
+            out = model.generate(list(prompts), plan=cell_plan(plan_factory, cell), seed=seed, **sampler_kwargs)
             rec["score"] = float(metric(out.texts))
             rec["delta"] = rec["score"] - res.baseline
         except Exception as err:       # one failing cell must not lose the table

@@ -63,3 +63,26 @@ def test_quick_demo_writes_the_report(tmp_path):
     finally:
         experiment.generation_work = demo.generation_work = orig
     assert not calls and open(os.path.join(out, "experiment", "result.json")).read() == before
+
+
+def test_protocol_composition_and_effects_fit_once(tiny_llada, tmp_path):
+    """The demo's walk: the protocol fits each (task, method) plan once; composition and effects reuse the
+    same setup, so they collect and fit nothing again."""
+    from analyses.effects import step_effects
+    from analyses.studies.demo import composition
+    from analyses.studies.experiment import ExperimentConfig, run_experiment, setup_experiment
+    from test_experiment import CFG, _tasks
+    tasks = _tasks()
+    cfg = ExperimentConfig(**{**CFG, "lambdas": (1.0,), "methods": ("none", "linear_act")})
+    setup = setup_experiment(tiny_llada, tasks, cfg)
+    res = run_experiment(tiny_llada, tasks, cfg, progress=False, out=str(tmp_path / "run"), setup=setup)
+    assert (setup.plans.fits, setup.plans.collections) == (2, 2)      # linear_act per task; one calibration each
+    chosen = {r["task"]: r["lambda"] for r in res["rows"] if r["method"] == "linear_act"}
+    rows = composition(tiny_llada, tasks, chosen, cfg, setup, str(tmp_path / "comp"))
+    assert {r["plan"] for r in rows} == {"none", "A", "B", "A+B"} and all(r["n"] == 3 for r in rows)
+    step_effects(tiny_llada, ["hello"], setup.plans.plan("lower", "linear_act", 1.0), **cfg.sampler)
+    assert (setup.plans.fits, setup.plans.collections) == (2, 2)
+    # without a shared setup, composition fits its own maps: the count above is what the sharing saves
+    fresh = setup_experiment(tiny_llada, tasks, cfg)
+    composition(tiny_llada, tasks, chosen, cfg, fresh, str(tmp_path / "comp2"))
+    assert fresh.plans.fits == 2

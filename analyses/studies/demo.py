@@ -15,18 +15,23 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Sequence
 
 import torch
 
 from mdm_lens.safefile import write_text_atomic
 
-from .experiment import METHODS, ExperimentConfig, PlanCache, default_sites, generation_items, generation_work, run_experiment
+if TYPE_CHECKING:
+    from mdm_lens import HookedMDM
+
+from .experiment import (METHODS, ExperimentConfig, ExperimentSetup, Task, generation_items, generation_work,
+                         run_experiment, setup_experiment)
 from .experiment_plots import method_label
-from .experiment_report import experiment_section, num, pct, write_report as write_experiment
+from .experiment_report import experiment_section, write_report as write_experiment
+from .kernel import num, pct, rate_row, run_log
 from ..plotting import plt
 from ..records import Section, write_csv, write_json
-from .runlog import RunLog
-from ..stats import wilson_interval
 from .tasks import organism_tasks
 
 FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.5, 1.0))
@@ -51,19 +56,16 @@ def pick_pair(tasks, base_val: dict) -> tuple[list, str]:
     return pair, why + " (" + ", ".join(f"{t.name}: {pct(base_val[t.name])}" for t in pair) + ")"
 
 
-def composition(model, pair, chosen: dict, cfg: ExperimentConfig, plans, out: str | None = None,
-                config: dict | None = None, progress: bool = False) -> list[dict]:
+def composition(model: HookedMDM, pair: Sequence[Task], chosen: dict, cfg: ExperimentConfig,
+                setup: ExperimentSetup | Sequence[str], out: str | None = None, progress: bool = False) -> list[dict]:
     """Accuracy and damage on each of two constraints under no map, map A, map B and A + B (the plan sum
-    applies A then B); Linear-ACT maps at their chosen λ (1.0 where `chosen` has none). `plans`: a PlanCache,
-    or the list of sites to fit on. Generations saved (resumable) in `out` (None: a temporary folder)."""
-    import tempfile
+    applies A then B); Linear-ACT maps at their chosen λ (1.0 where `chosen` has none). `setup`: the
+    protocol's (its cached plans are reused), or the list of sites to fit on. Generations saved (resumable)
+    in `out` (None: a temporary folder)."""
     ta, tb = pair
-    if not isinstance(plans, PlanCache):
-        plans = PlanCache(model, pair, cfg, list(plans), [])
-    if config is None:
-        from .experiment import run_config
-        config = run_config(getattr(model, "name_or_path", None), pair, cfg, plans.sites, plans.rsites)
-    tmp = tempfile.TemporaryDirectory() if out is None else None
+    if not isinstance(setup, ExperimentSetup):
+        setup = setup_experiment(model, pair, replace(cfg, sites=tuple(setup), methods=("none", "linear_act")))
+    plans = setup.plans
     variants = {"none": [], "A": [ta.name], "B": [tb.name], "A+B": [ta.name, tb.name]}
 
     def plan_for(task, variant, lam):
@@ -72,21 +74,16 @@ def composition(model, pair, chosen: dict, cfg: ExperimentConfig, plans, out: st
 
     items = [it for v in variants for t in pair
              for it in generation_items(t.name, "test", v, None, t.test[:cfg.n_test], cfg.batch_size)]
-    log = RunLog(out or tmp.name, {**config, "composition": {"A": ta.name, "B": tb.name, "lambda": chosen}})
-    recs = log.run(items, generation_work(model, cfg, plan_for), desc="composition", progress=progress)
-    log.merge()
-    if tmp is not None:
-        tmp.cleanup()
+    config = {**setup.config, "composition": {"A": ta.name, "B": tb.name, "lambda": chosen}}
+    with run_log(out, config) as log:
+        recs = log.run(items, generation_work(model, cfg, plan_for), desc="composition", progress=progress)
+        log.merge()
     rows = []
     for v in variants:
         for t in pair:
-            mine = [r for r in recs if r["method"] == v and r["task"] == t.name]
-            k, n = sum(r["follow_strict"] for r in mine), len(mine)
-            lo, hi = wilson_interval(k, n)
-            nll = [r["nll"] for r in mine if r["nll"] is not None]
-            rows.append({"plan": v, "task": t.name, "accuracy": k / n, "ci_low": lo, "ci_high": hi, "n": n,
-                         "nll": sum(nll) / len(nll) if nll else None,
-                         "degenerate": sum(r["degenerate"] for r in mine) / n})
+            r = rate_row([r for r in recs if r["method"] == v and r["task"] == t.name], "follow_strict")
+            rows.append({"plan": v, "task": t.name, "accuracy": r["rate"], "ci_low": r["ci_low"],
+                         "ci_high": r["ci_high"], "n": r["n"], "nll": r["nll"], "degenerate": r["degenerate"]})
     return rows
 
 
@@ -120,21 +117,18 @@ def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FU
     from analyses.studies.organism import corpus_for
     corpus = corpus_for(model.config)
     kinds = list(kinds or corpus.DEMO_KINDS)
-    sampler = {**model.config.get("mdm_lens_sampler", {}), **size.get("sampler", {})}
+    sampler = model.sampler_settings(**size.get("sampler", {}))     # recommended < checkpoint's < size's
     cfg = ExperimentConfig(lambdas=size["lambdas"], n_calib=size["n_calib"], n_val=size["n_val"],
                            n_test=size["n_test"], seed=seed, sampler=sampler, batch_size=32,
                            methods=size.get("methods", METHODS), **MC)
     tasks = organism_tasks(kinds, size["n_calib"], size["n_val"], size["n_test"], seed, corpus)
     exp_dir = os.path.join(out, "experiment")
-    result = run_experiment(model, tasks, cfg, progress=progress, out=exp_dir, model_name=model_name)
+    setup = setup_experiment(model, tasks, cfg, model_name)      # one set of plans for protocol, composition, effects
+    result = run_experiment(model, tasks, cfg, progress=progress, out=exp_dir, setup=setup)
     write_experiment(result, exp_dir, title=f"IFEval protocol on {model_name}")
     chosen = {r["task"]: r["lambda"] for r in result["rows"] if r["method"] == "linear_act"}
-    _, rsites = default_sites(model)
-    plans = PlanCache(model, tasks, cfg, result["config"]["sites"], rsites)
     pair, why = pick_pair(tasks, result["unsteered_validation_accuracy"])
-    from .experiment import run_config
-    config = run_config(model_name, tasks, cfg, result["config"]["sites"], rsites)
-    comp = composition(model, pair, chosen, cfg, plans, os.path.join(out, "composition"), config, progress)
+    comp = composition(model, pair, chosen, cfg, setup, os.path.join(out, "composition"), progress)
     a, b = pair[0].name, pair[1].name
     _plot_composition(comp, os.path.join(out, "composition.png"), a, b, model_name)
     write_csv(os.path.join(out, "composition.csv"), comp)
@@ -142,7 +136,7 @@ def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FU
     from ..effects import step_effects
     first = tasks[0]
     lam = chosen.get(first.name) or 1.0
-    eff = step_effects(model, [r.prompt for r in first.test[:4]], plans.plan(first.name, "linear_act", lam),
+    eff = step_effects(model, [r.prompt for r in first.test[:4]], setup.plans.plan(first.name, "linear_act", lam),
                        seed=seed, **sampler)
     eff.plot(os.path.join(out, "effects.png"), title=f"Per-step effects on {model_name}: Linear-ACT plan for "
              f"{first.name} at λ={lam} ({len(result['config']['sites'])} MLP sites), 4 of its test prompts")

@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
-from .runlog import Item, RunLog
+from .kernel import StudyConfig, damage_fields, model_name_of, run_log
+from .runlog import Item
+
+if TYPE_CHECKING:
+    from mdm_lens import HookedMDM
 
 METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot", "linear_act_t")
 # Per-timestep Linear-ACT (the OT-view paper's future work): one Linear-ACT map per t in `ExperimentConfig.t_levels`,
@@ -27,7 +30,6 @@ METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", 
 PER_T_METHODS = {"linear_act_t": "linear_act"}
 # The paper steers Directional Ablation and ActAdd on the residual stream, as their authors recommend.
 RESIDUAL_METHODS = ("directional_ablation", "actadd")
-NLL_DIGITS = 6      # records keep 6 decimals: equal across processes whose float reductions differ in the last bit
 
 
 @dataclass
@@ -52,38 +54,33 @@ class Task:
 
 
 @dataclass
-class ExperimentConfig:
-    """Protocol settings. Damage: `mc_num` Monte-Carlo rows (in mini-batches of `mc_batch`) per NLL estimate
-    (small by default: a damage gauge, not a benchmark). λ selection on validation keeps only strengths whose
-    share of degenerate texts is at most max(`max_degenerate`, the unsteered share) and, when
-    `max_nll_increase` is set, whose mean NLL exceeds the unsteered one by at most that many nats per token;
-    when no λ qualifies, the least damaging one is taken and the report says so."""
+class ExperimentConfig(StudyConfig):
+    """Protocol settings (the shared ones: `analyses.studies.kernel.StudyConfig`). λ selection on validation
+    keeps only strengths whose share of degenerate texts is at most max(`max_degenerate`, the unsteered share)
+    and, when `max_nll_increase` is set, whose mean NLL exceeds the unsteered one by at most that many nats per
+    token; when no λ qualifies, the least damaging one is taken and the report says so. `sampler`:
+    {"sampler": "fast", "cache": ..., "threshold": ...} picks Fast-dLLM's KV-cached sampler."""
 
+    n_test: int = 64
+    max_degenerate: float = 0.5
+    mc_num: int = 16                                  # a damage gauge, not a benchmark
     methods: tuple[str, ...] = METHODS
-    sites: tuple[str, ...] | None = None            # default: mlp.hook_pre + mlp.hook_out of every layer
+    sites: tuple[str, ...] | None = None            # default: mlp.hook_pre + hook_mlp_out of every layer
     residual_sites: tuple[str, ...] | None = None   # default: hook_resid_post of every layer
     lambdas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     pooling: str = "mean"
     scope: str = "all"
     n_calib: int = 128
-    n_val: int = 10
-    n_test: int = 64
-    batch_size: int = 32
-    seed: int = 0
-    sampler: dict = field(default_factory=dict)      # overrides of the family's recommended settings; {"sampler":
-    # "fast", "cache": ..., "threshold": ...} picks Fast-dLLM's KV-cached sampler (HookedMDM.generate)
     method_options: dict = field(default_factory=dict)
-    mc_num: int = 16
-    mc_batch: int = 8
-    max_degenerate: float = 0.5
     max_nll_increase: float | None = None
     t_levels: tuple[float, ...] = (1.0, 0.67, 0.33)     # per-timestep methods: the t each map is fitted at
 
 
-def default_sites(model) -> tuple[list[str], list[str]]:
-    mlp = [f"blocks.{l}.mlp.{s}" for l in range(model.n_layers) for s in ("hook_pre", "hook_out")]
-    resid = [f"blocks.{l}.hook_resid_post" for l in range(model.n_layers)]
-    return mlp, resid
+def default_sites(model: HookedMDM) -> tuple[list[str], list[str]]:
+    """(MLP sites: pre-activation and output of every layer, residual sites: every layer's resid_post)."""
+    from mdm_lens.sites import get_act_name
+    mlp = [get_act_name(role, layer) for layer in range(model.n_layers) for role in ("mlp_pre", "mlp_out")]
+    return mlp, model.site_names(["resid_post"])
 
 
 def _check_sizes(task: Task, cfg: ExperimentConfig) -> None:
@@ -97,25 +94,14 @@ def _check_sizes(task: Task, cfg: ExperimentConfig) -> None:
 
 
 def _check_config(cfg: ExperimentConfig) -> None:
+    cfg.check()
     unknown = sorted(set(cfg.methods) - set(METHODS))
     if unknown:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     if not cfg.lambdas:
         raise ValueError("empty λ grid: give at least one strength (e.g. lambdas=(0.5, 1.0))")
-    if not 0 <= cfg.max_degenerate <= 1:
-        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
     if cfg.max_nll_increase is not None and cfg.max_nll_increase < 0:
         raise ValueError(f"max_nll_increase={cfg.max_nll_increase}: nats per token, must be >= 0 (or None: no cap)")
-    if cfg.batch_size < 1:
-        raise ValueError(f"batch_size={cfg.batch_size}: must be >= 1")
-
-
-def generate_texts(model, prompts: Sequence[str], *, plan, cfg: ExperimentConfig) -> list[str]:
-    texts: list[str] = []
-    for i in range(0, len(prompts), cfg.batch_size):
-        out = model.generate(list(prompts[i:i + cfg.batch_size]), plan=plan, seed=cfg.seed, **cfg.sampler)
-        texts += out.texts
-    return texts
 
 
 def score(records: Sequence[EvalRecord], texts: Sequence[str]) -> list[bool]:
@@ -155,26 +141,28 @@ def generation_work(model, cfg: ExperimentConfig, plan_for: Callable[[str, str, 
         for e, text, d in zip(evals, texts, dmg):
             strict = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=False)
             loose = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=True)
-            nll = None if d["nll"] is None else round(d["nll"], NLL_DIGITS)
             recs.append({"task": task, "split": split, "method": method, "lambda": lam, "key": e.key,
                          "prompt": e.prompt, "text": text, "instructions": list(e.instruction_id_list),
                          "strict": [bool(v) for v in strict], "loose": [bool(v) for v in loose],
-                         "follow_strict": all(strict), "follow_loose": all(loose), "nll": nll,
-                         "degenerate": d["degenerate"], "reasons": d["reasons"], "n_chars": d["n_chars"],
-                         "n_tokens": d["n_tokens"], "seed": cfg.seed})
+                         "follow_strict": all(strict), "follow_loose": all(loose), **damage_fields(d),
+                         "seed": cfg.seed})
         return recs
     return work
 
 
 class PlanCache:
-    """Fits a task's plans on first use (calibration collected once per task, in the process that needs it)."""
+    """Fits a task's plans on first use (calibration collected once per task, in the process that needs it).
+    `fits` / `collections` count the plans fitted and the calibration sets collected (tests hold them to once)."""
 
-    def __init__(self, model, tasks: Sequence[Task], cfg: ExperimentConfig, sites, rsites):
+    def __init__(self, model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig, sites: Sequence[str],
+                 rsites: Sequence[str]):
         self.model, self.tasks, self.cfg = model, {t.name: t for t in tasks}, cfg
         self.sites, self.rsites = list(sites), list(rsites)
         self._acts: dict[str, tuple] = {}
         self._acts_t: dict[str, tuple] = {}
         self._plans: dict[tuple[str, str], Any] = {}
+        self.fits = 0
+        self.collections = 0
 
     def activations(self, task: str):
         if task not in self._acts:
@@ -182,9 +170,10 @@ class PlanCache:
             t, cfg = self.tasks[task], self.cfg
             needed = sorted(set(self.sites) | (set(self.rsites) if set(cfg.methods) & set(RESIDUAL_METHODS)
                                                else set()))
+            self.collections += 1
             self._acts[task] = collect_contrastive(self.model, t.source[:cfg.n_calib], t.target[:cfg.n_calib], needed,
                                                    pooling=cfg.pooling, scope=cfg.scope, progress=False,
-                                                   **_collect_kwargs(cfg))
+                                                   **_collect_kwargs(self.model, cfg))
         return self._acts[task]
 
     def step_activations(self, task: str) -> tuple[dict, dict]:
@@ -195,9 +184,10 @@ class PlanCache:
             t, cfg = self.tasks[task], self.cfg
             n_steps = self.model.sampler_settings(**cfg.sampler)["steps"]
             steps = sorted({min(n_steps - 1, round((1 - lvl) * n_steps)) for lvl in cfg.t_levels})
-            sampler = {k: v for k, v in cfg.sampler.items() if k not in ("gen_length", "max_new_tokens")}
+            sampler = {k: v for k, v in cfg.sampler.items() if k != self.model.spec.length_key}
             kw = dict(pooling=cfg.pooling, scope=cfg.scope, progress=False, seed=cfg.seed, **sampler,
-                      **_collect_kwargs(cfg))
+                      **_collect_kwargs(self.model, cfg))
+            self.collections += 1
             self._acts_t[task] = (collect_by_step(self.model, t.source[:cfg.n_calib], self.sites, steps, **kw),
                                   collect_by_step(self.model, t.target[:cfg.n_calib], self.sites, steps, **kw))
         return self._acts_t[task]
@@ -221,55 +211,78 @@ class PlanCache:
             src, tgt = self.activations(task)
             sites = self.rsites if method in RESIDUAL_METHODS else self.sites
             self._plans[(task, method)] = fit_plan(method, src, tgt, sites, self.cfg.method_options)
+        self.fits += 1
         return self._plans[(task, method)].strength(lam)
 
 
 # ------------------------------------------------------------------------------------------- the protocol
-def run_experiment(model, tasks: Sequence[Task], cfg: ExperimentConfig | None = None, progress: bool = True,
-                   log: Callable[[str], None] | None = None, out: str | None = None, model_name: str | None = None,
-                   rank: int | None = None, world: int | None = None) -> dict:
-    """Run the whole protocol; returns a JSON-ready dict holding every setting needed to repeat it.
+@dataclass
+class ExperimentSetup:
+    """What a run decides before it generates: the run config (the run log's identity) and the plans (a
+    `PlanCache`: each (task, method) fitted once, on first use). A caller that goes on steering after the
+    protocol (the demo's composition and effects) passes the same setup on, so nothing is fitted twice."""
 
-    `out`: folder of the run's records (`generations.jsonl`, `config.json`); a re-run with the same folder and
-    config generates nothing again. None: a temporary folder (no resume). `rank` / `world`: default from the
-    launcher (accelerate / torchrun environment), see `analyses.studies.runlog`."""
-    from .experiment_report import choose_lambda, result_from_records
-    cfg = cfg or ExperimentConfig()
+    config: dict
+    plans: PlanCache
+
+    @property
+    def sites(self) -> list[str]:
+        return self.plans.sites
+
+
+def setup_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig,
+                     model_name: str | None = None) -> ExperimentSetup:
+    """Check `cfg` and `tasks`, resolve the sites (`cfg.sites`, else `default_sites`) and build the setup."""
     _check_config(cfg)
     for task in tasks:
         _check_sizes(task, cfg)
     mlp_sites, resid_sites = default_sites(model)
     sites, rsites = list(cfg.sites or mlp_sites), list(cfg.residual_sites or resid_sites)
-    name = model_name or getattr(model, "name_or_path", None)
-    config = run_config(name, tasks, cfg, sites, rsites)
-    tmp = tempfile.TemporaryDirectory() if out is None else None
-    runlog = RunLog(out or tmp.name, config, rank=rank, world=world)
-    plans = PlanCache(model, tasks, cfg, sites, rsites)
-    work = generation_work(model, cfg, plans.plan)
-    steered = [m for m in cfg.methods if m != "none"]
+    config = run_config(model_name_of(model, model_name), tasks, cfg, sites, rsites)
+    return ExperimentSetup(config, PlanCache(model, tasks, cfg, sites, rsites))
 
-    phase1: list[Item] = []
-    for t in tasks:
-        val, test = t.val[:cfg.n_val], t.test[:cfg.n_test]
-        phase1 += generation_items(t.name, "val", "none", None, val, cfg.batch_size)
-        phase1 += generation_items(t.name, "test", "none", None, test, cfg.batch_size)
-        for m in steered:
-            for lam in cfg.lambdas:
-                phase1 += generation_items(t.name, "val", m, lam, val, cfg.batch_size)
-    recs = runlog.run(phase1, work, desc="validation", progress=progress)
-    choice = {(t.name, m): choose_lambda(recs, t.name, m, cfg) for t in tasks for m in steered}
-    phase2 = [it for t in tasks for m in steered
-              for it in generation_items(t.name, "test", m, choice[(t.name, m)]["lambda"],
-                                         t.test[:cfg.n_test], cfg.batch_size)]
-    recs += runlog.run(phase2, work, desc="test", progress=progress)
-    runlog.merge()
-    result = result_from_records(recs, tasks, cfg, choice, config)
+
+def run_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig | None = None,
+                   progress: bool = True, log: Callable[[str], None] | None = None, out: str | None = None,
+                   model_name: str | None = None, rank: int | None = None, world: int | None = None,
+                   setup: ExperimentSetup | None = None) -> dict:
+    """Run the whole protocol; returns a JSON-ready dict holding every setting needed to repeat it.
+
+    `out`: folder of the run's records (`generations.jsonl`, `config.json`); a re-run with the same folder and
+    config generates nothing again. None: a temporary folder (no resume). `rank` / `world`: default from the
+    launcher (accelerate / torchrun environment), see `analyses.studies.runlog`. `setup`: from
+    `setup_experiment` (built here when None); its plans are fitted as the protocol needs them and stay cached."""
+    from .experiment_report import choose_lambda, result_from_records
+    cfg = cfg or ExperimentConfig()
+    setup = setup or setup_experiment(model, tasks, cfg, model_name)
+    work = generation_work(model, cfg, setup.plans.plan)
+    steered = [m for m in cfg.methods if m != "none"]
+    with run_log(out, setup.config, rank=rank, world=world) as runlog:
+        recs = runlog.run(_validation_items(tasks, cfg, steered), work, desc="validation", progress=progress)
+        choice = {(t.name, m): choose_lambda(recs, t.name, m, cfg) for t in tasks for m in steered}
+        phase2 = [it for t in tasks for m in steered
+                  for it in generation_items(t.name, "test", m, choice[(t.name, m)]["lambda"],
+                                             t.test[:cfg.n_test], cfg.batch_size)]
+        recs += runlog.run(phase2, work, desc="test", progress=progress)
+        runlog.merge()
+    result = result_from_records(recs, tasks, cfg, choice, setup.config)
     if log:
         for r in result["rows"]:
             log(f"{r['task']} {r['method']}: λ={r['lambda']} test acc {r['accuracy']:.2f}")
-    if tmp is not None:
-        tmp.cleanup()
     return result
+
+
+def _validation_items(tasks: Sequence[Task], cfg: ExperimentConfig, steered: Sequence[str]) -> list[Item]:
+    """Phase 1: unsteered val + test, and every steered method × λ on val."""
+    items: list[Item] = []
+    for t in tasks:
+        val, test = t.val[:cfg.n_val], t.test[:cfg.n_test]
+        items += generation_items(t.name, "val", "none", None, val, cfg.batch_size)
+        items += generation_items(t.name, "test", "none", None, test, cfg.batch_size)
+        for m in steered:
+            for lam in cfg.lambdas:
+                items += generation_items(t.name, "val", m, lam, val, cfg.batch_size)
+    return items
 
 
 def run_config(model_name, tasks: Sequence[Task], cfg: ExperimentConfig, sites, rsites) -> dict:
@@ -284,8 +297,10 @@ def run_config(model_name, tasks: Sequence[Task], cfg: ExperimentConfig, sites, 
                        "n_test": min(len(t.test), cfg.n_test), "prompts_sha256": digest(t)} for t in tasks]}
 
 
-def _collect_kwargs(cfg: ExperimentConfig) -> dict:
-    gen = cfg.sampler.get("gen_length") or cfg.sampler.get("max_new_tokens")
+def _collect_kwargs(model: HookedMDM, cfg: ExperimentConfig) -> dict:
+    """The response length the sampler settings give, under the family's key (`spec.length_key`), as
+    `collect`'s `gen_length`; nothing when they give none (then collect uses the model's default)."""
+    gen = cfg.sampler.get(model.spec.length_key)
     return {"gen_length": gen} if gen else {}
 
 

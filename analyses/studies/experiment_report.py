@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ..records import write_csv
 from ..stats import wilson_interval
+from .kernel import num, pct
 
 
 def damage_stats(recs: Sequence[dict]) -> dict:
@@ -135,14 +136,6 @@ def _acc(recs):
 
 
 # ------------------------------------------------------------------------------------------- report files
-def pct(x) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
-def num(x, digits: int = 3) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
 def methods_table(summary: dict, label=lambda m: m) -> list[str]:
     """Markdown table: accuracy with its 95% interval and damage, one line per method."""
     lines = ["| method | accuracy | 95% interval | mean NLL/token (unsteered model) | degenerate | λ per task | "

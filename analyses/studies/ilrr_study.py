@@ -20,16 +20,17 @@ one extra forward per step). Positive = VADER compound > 0.05 (`analyses.sentime
 """
 from __future__ import annotations
 
-import json
 import random
-import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
-from .refusal_study import ci, batched_items, num, pct, rate_row, text_records
-from .runlog import Item, RunLog
+from .kernel import StudyConfig, batched_items, ci, jsonable, model_name_of, num, pct, rate_row, run_log, text_records
+from .runlog import Item
+
+if TYPE_CHECKING:
+    from mdm_lens import HookedMDM
 
 REFERENCE = "It was a great experience. Everything was excellent and I felt happy. I would gladly recommend it."
 LABELS = {"none": "no steering (greedy)", "ilrr": "ILRR (positive reference)",
@@ -37,21 +38,17 @@ LABELS = {"none": "no steering (greedy)", "ilrr": "ILRR (positive reference)",
 
 
 @dataclass
-class ILRRConfig:
+class ILRRConfig(StudyConfig):
+    """Settings (the shared ones: `analyses.studies.kernel.StudyConfig`)."""
+
+    n_val: int = 12
+    n_test: int = 22
     reference: str = REFERENCE
     strengths: tuple[float, ...] = (0.5, 1.0, 2.0)
     pooling: str = "mean"
     profile: str = "linear"
     k: int = 2
     temperature: float = 1.0
-    n_val: int = 12
-    n_test: int = 22
-    max_degenerate: float = 0.2
-    batch_size: int = 32
-    seed: int = 0
-    sampler: dict = field(default_factory=dict)
-    mc_num: int = 8
-    mc_batch: int = 8
 
 
 QUICK = dict(strengths=(1.0,), n_val=2, n_test=2, sampler={"steps": 8, "gen_length": 16, "block_length": 16})
@@ -162,93 +159,111 @@ class ILRRStudyResult:
         return path
 
 
-def run_ilrr_study(model, cfg: ILRRConfig | None = None, *, out: str | None = None, model_name: str | None = None,
-                   progress: bool = True) -> ILRRStudyResult:
+def run_ilrr_study(model: HookedMDM, cfg: ILRRConfig | None = None, *, out: str | None = None,
+                   model_name: str | None = None, progress: bool = True) -> ILRRStudyResult:
     """Run the comparison of the module docstring; `out`: folder of the run log (None: a temporary one)."""
-    from interventions import Plan, ReferenceAlignment
     from analyses.studies.organism.behaviours import sentiment_prompts
     cfg = cfg or ILRRConfig()
+    cfg.check()
     if cfg.k < 1:
         raise ValueError(f"k={cfg.k}: the sampling baseline needs at least 1 sample per request")
     if not cfg.strengths:
         raise ValueError("empty strength grid: give at least one ILRR strength (e.g. strengths=(1.0,))")
-    if not 0 <= cfg.max_degenerate <= 1:
-        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
-    name = model_name or getattr(model, "name_or_path", None)
+    name = model_name_of(model, model_name)
     sites = model.site_names(["resid_post"])
-    last = sites[-1]
-    ref_ids = model.tokenizer(cfg.reference, add_special_tokens=False)["input_ids"]
     val, test = sentiment_prompts(None, cfg.n_val, "val", cfg.seed), sentiment_prompts(None, cfg.n_test, "test", cfg.seed)
     steps = model.sampler_settings(**cfg.sampler)["steps"]
     B = min(cfg.batch_size, len(test))
     compute = {"none": steps, "ilrr": round(steps * (B + 1) / B, 2), "sampling": cfg.k * steps + cfg.k + 1}
-    config = json.loads(json.dumps({"study": "ilrr", "model": name, **asdict(cfg), "sites": sites, "n_val": len(val),
-                                    "n_test": len(test), "compute": compute, "steps": steps}, default=str))
-    tmp = tempfile.TemporaryDirectory() if out is None else None
-    log = RunLog(out or tmp.name, config)
-    ref_act = {}
+    config = jsonable({"study": "ilrr", "model": name, **asdict(cfg), "sites": sites, "n_val": len(val),
+                       "n_test": len(test), "compute": compute, "steps": steps})
+    work = _work(model, cfg, sites)
+    with run_log(out, config) as log:
+        items = batched_items(("sentiment", "val", "none"), val, cfg.batch_size, {"split": "val", "method": "none"})
+        for s in cfg.strengths:
+            items += batched_items(("sentiment", "val", "ilrr", s), val, cfg.batch_size,
+                                   {"split": "val", "method": "ilrr", "s": s})
+        recs = log.run(items, work, desc="ilrr validation", progress=progress)
+        vrows, chosen = _choose_strength(recs, cfg)
+        trecs = log.run(_test_items(test, chosen["s"], cfg), work, desc="ilrr test", progress=progress)
+        log.merge()
+    return ILRRStudyResult(name, config, vrows, chosen, _test_rows(trecs, cfg.seed), recs + trecs)
+
+
+def _work(model: HookedMDM, cfg: ILRRConfig, sites: list[str]) -> Callable[[Item], list[dict]]:
+    """`work(item)` for the run log: greedy generations (unsteered or under ILRR at strength s), or `cfg.k`
+    samples each with its cosine similarity to the reference; every text scored with VADER."""
+    from interventions import Plan, ReferenceAlignment
+    ref_ids = model.tokenizer(cfg.reference, add_special_tokens=False)["input_ids"]
+    ref_act: dict = {}
+
+    def samples(prompts: list[str], base: dict, nll: bool) -> list[dict]:
+        recs = []
+        for j in range(cfg.k):
+            texts = model.generate(prompts, seed=cfg.seed + 1 + j, **{**cfg.sampler, "temperature": cfg.temperature}).texts
+            rj = text_records(model, prompts, texts, nll=nll, cfg=cfg, base={**base, "sample_index": j})
+            if "r" not in ref_act:
+                ref_act["r"] = pooled_response(model, [prompts[0]], [cfg.reference], sites[-1])[0]
+            sim = torch.nn.functional.cosine_similarity(pooled_response(model, prompts, texts, sites[-1]),
+                                                        ref_act["r"][None], dim=1)
+            for r, s in zip(rj, sim.tolist()):
+                r["ref_similarity"] = round(s, 6)
+                r["seed"] = cfg.seed + 1 + j        # the seed of the sample run, not of the greedy runs
+            recs += rj
+        return recs
 
     def work(item: Item) -> list[dict]:
         p = item.payload
-        prompts, method = p["prompts"], p["method"]
+        prompts, method, nll = p["prompts"], p["method"], p["split"] == "test"
         base = {"task": "sentiment", "split": p["split"], "method": method, "lambda": p.get("s")}
         if method == "sample":
-            recs = []
-            for j in range(cfg.k):
-                texts = model.generate(prompts, seed=cfg.seed + 1 + j, **{**cfg.sampler, "temperature": cfg.temperature}).texts
-                rj = text_records(model, prompts, texts, nll=p["split"] == "test", cfg=cfg,
-                                  base={**base, "sample_index": j})
-                if "r" not in ref_act:
-                    ref_act["r"] = pooled_response(model, [prompts[0]], [cfg.reference], last)[0]
-                sim = torch.nn.functional.cosine_similarity(pooled_response(model, prompts, texts, last),
-                                                            ref_act["r"][None], dim=1)
-                for r, s in zip(rj, sim.tolist()):
-                    r["ref_similarity"] = round(s, 6)
-                recs += rj
-            for r in recs:                      # the seed of the sample run, not of the greedy runs
-                r["seed"] = cfg.seed + 1 + r["sample_index"]
+            recs = samples(prompts, base, nll)
         else:
             plan = None if method == "none" else Plan.of(ReferenceAlignment(ref_ids, sites, s=p["s"],
                                                                             pooling=cfg.pooling, profile=cfg.profile))
             texts = model.generate(prompts, plan=plan, seed=cfg.seed, **cfg.sampler).texts
-            recs = text_records(model, prompts, texts, nll=p["split"] == "test", cfg=cfg, base=base)
+            recs = text_records(model, prompts, texts, nll=nll, cfg=cfg, base=base)
         for r in recs:
             r["positive"] = positive(r["text"])
         return recs
+    return work
 
-    items = batched_items(("sentiment", "val", "none"), val, cfg.batch_size, {"split": "val", "method": "none"})
-    for s in cfg.strengths:
-        items += batched_items(("sentiment", "val", "ilrr", s), val, cfg.batch_size,
-                               {"split": "val", "method": "ilrr", "s": s})
-    recs = log.run(items, work, desc="ilrr validation", progress=progress)
+
+def _choose_strength(recs: list[dict], cfg: ILRRConfig) -> tuple[list[dict], dict]:
+    """(validation rows, the chosen strength): the highest positive rate among strengths whose degenerate share
+    stays within max(`max_degenerate`, unsteered); ties: fewer degenerate, then the smaller s."""
     base_val = rate_row([r for r in recs if r["method"] == "none"], "positive", method="none", s=None)
     cap = max(cfg.max_degenerate, base_val["degenerate"])
     vrows = [base_val] + [rate_row([r for r in recs if r["method"] == "ilrr" and r["lambda"] == s], "positive",
                                    method="ilrr", s=s) for s in cfg.strengths]
     allowed = [r for r in vrows[1:] if r["degenerate"] <= cap] or vrows[1:]
     best = max(allowed, key=lambda r: (r["rate"], -r["degenerate"], -r["s"]))
-    chosen = {"s": best["s"], "val_rate": best["rate"], "cap": cap, "within_cap": best["degenerate"] <= cap}
-    titems = (batched_items(("sentiment", "test", "none"), test, cfg.batch_size, {"split": "test", "method": "none"})
-              + batched_items(("sentiment", "test", "ilrr", best["s"]), test, cfg.batch_size,
-                              {"split": "test", "method": "ilrr", "s": best["s"]})
-              + [Item((*it.key[:-1], cfg.k, cfg.temperature, it.key[-1]), it.n * cfg.k, it.payload)
-                 for it in batched_items(("sentiment", "test", "sample"), test, cfg.batch_size,
-                                         {"split": "test", "method": "sample"})])
-    trecs = log.run(titems, work, desc="ilrr test", progress=progress)
-    log.merge()
-    if tmp is not None:
-        tmp.cleanup()
+    return vrows, {"s": best["s"], "val_rate": best["rate"], "cap": cap, "within_cap": best["degenerate"] <= cap}
+
+
+def _test_items(test: list[str], s: float, cfg: ILRRConfig) -> list[Item]:
+    return (batched_items(("sentiment", "test", "none"), test, cfg.batch_size, {"split": "test", "method": "none"})
+            + batched_items(("sentiment", "test", "ilrr", s), test, cfg.batch_size,
+                            {"split": "test", "method": "ilrr", "s": s})
+            + [Item((*it.key[:-1], cfg.k, cfg.temperature, it.key[-1]), it.n * cfg.k, it.payload)
+               for it in batched_items(("sentiment", "test", "sample"), test, cfg.batch_size,
+                                       {"split": "test", "method": "sample"})])
+
+
+def _test_rows(trecs: list[dict], seed: int) -> list[dict]:
+    """Positive rate per method on test; the two sampling rows pick one sample per request (at random, and the
+    one closest to the reference)."""
     rows = [rate_row([r for r in trecs if r["method"] == m], "positive", method=m) for m in ("none", "ilrr")]
-    samples = [r for r in trecs if r["method"] == "sample"]
     by_prompt: dict[str, list[dict]] = {}
-    for r in samples:
-        by_prompt.setdefault(r["prompt"], []).append(r)
-    rng = random.Random(cfg.seed)
+    for r in trecs:
+        if r["method"] == "sample":
+            by_prompt.setdefault(r["prompt"], []).append(r)
+    rng = random.Random(seed)
     picks_random = [cands[rng.randrange(len(cands))] for cands in by_prompt.values()]
     picks_ref = [max(cands, key=lambda r: (r["ref_similarity"], -r["sample_index"])) for cands in by_prompt.values()]
     rows.append(rate_row(picks_random, "positive", method="sample_random"))
     rows.append(rate_row(picks_ref, "positive", method="sample_best_ref"))
-    return ILRRStudyResult(name, config, vrows, chosen, rows, recs + trecs)
+    return rows
 
 
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):

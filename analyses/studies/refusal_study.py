@@ -15,86 +15,43 @@ carry the cheap damage only (degeneracy, length; `nll` None) to keep the sweep f
 """
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
-from .runlog import Item, RunLog
-from ..stats import wilson_interval
+from mdm_lens.sites import get_act_name
+
+from .kernel import StudyConfig, batched_items, ci, jsonable, model_name_of, num, pct, rate_row, run_log, text_records
+from .runlog import Item
+
+if TYPE_CHECKING:
+    from mdm_lens import HookedMDM
+
+    from ..sweep import Cell
 
 HOOK_POINTS = ("resid_mid", "resid_post", "attn_out")   # the paper's Attn Res, MLP Res and Attn-only
 SCOPES = ("prompt", "response", "all")                   # "all" = prompt + response
 PAPER = {"baseline_rate": 0.8756, "steered_rate": 0.0, "layers": "mid (12-20 of 32)", "hook_point": "resid_post",
          "scope": "all", "model": "LLaDA-8B-Instruct"}
-NLL_DIGITS = 6
 VERDICT = {True: "yes", False: "no", None: "cannot tell"}
 
 
 @dataclass
-class RefusalConfig:
-    """Sizes and settings; `sampler` overrides the checkpoint's recommended sampler settings."""
+class RefusalConfig(StudyConfig):
+    """Sizes and settings (the shared ones: `analyses.studies.kernel.StudyConfig`)."""
 
-    n_calib: int = 64
     n_val: int = 13
     n_test: int = 33
+    batch_size: int = 48
+    n_calib: int = 64
     n_harmless: int = 31
     layers: tuple[int, ...] | None = None           # default: every layer
     hook_points: tuple[str, ...] = HOOK_POINTS
     scopes: tuple[str, ...] = SCOPES
-    max_degenerate: float = 0.2
-    batch_size: int = 48
-    seed: int = 0
-    sampler: dict = field(default_factory=dict)
-    mc_num: int = 8
-    mc_batch: int = 8
 
 
 QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), hook_points=("resid_post",),
              scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
-
-
-def rate_row(records: Sequence[dict], flag: str, **extra) -> dict:
-    """{n, k, rate, ci_low, ci_high, nll, degenerate} for the share of `records` whose `flag` is true."""
-    n = len(records)
-    if n == 0:
-        raise ValueError(f"no records to compute the {flag!r} rate from")
-    k = sum(bool(r[flag]) for r in records)
-    lo, hi = wilson_interval(k, n)
-    nll = [r["nll"] for r in records if r.get("nll") is not None]
-    return {**extra, "n": n, "k": k, "rate": k / n, "ci_low": lo, "ci_high": hi,
-            "nll": sum(nll) / len(nll) if nll else None, "degenerate": sum(r["degenerate"] for r in records) / n}
-
-
-def pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
-
-
-def num(x) -> str:
-    return "n/a" if x is None else f"{x:.3f}"
-
-
-def ci(r: dict) -> str:
-    return f"[{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
-
-
-def text_records(model, prompts, texts, *, nll: bool, cfg, base: dict) -> list[dict]:
-    """The runner's record fields for each generation: prompt, text, damage (NLL only when `nll`), seed."""
-    from ..damage import damage, degeneracy
-    if nll:
-        dmg = damage(model, prompts, texts, mc_num=cfg.mc_num, batch_size=cfg.mc_batch, seed=cfg.seed)
-    else:
-        dmg = [{"nll": None, "degenerate": bool(degeneracy(t)), "reasons": degeneracy(t), "n_chars": len(t),
-                "n_tokens": None} for t in texts]
-    return [{**base, "prompt": p, "text": t, "nll": None if d["nll"] is None else round(d["nll"], NLL_DIGITS),
-             "degenerate": d["degenerate"], "reasons": d["reasons"], "n_chars": d["n_chars"],
-             "n_tokens": d["n_tokens"], "seed": cfg.seed} for p, t, d in zip(prompts, texts, dmg)]
-
-
-def batched_items(key: tuple, prompts: Sequence[str], batch_size: int, payload: dict) -> list[Item]:
-    return [Item((*key, i), len(prompts[i:i + batch_size]), {**payload, "prompts": list(prompts[i:i + batch_size])})
-            for i in range(0, len(prompts), batch_size)]
 
 
 @dataclass
@@ -224,51 +181,62 @@ class RefusalStudyResult:
         return path
 
 
-def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | None = None,
+def run_refusal_study(model: HookedMDM, cfg: RefusalConfig | None = None, *, out: str | None = None,
                       model_name: str | None = None, progress: bool = True) -> RefusalStudyResult:
     """Run the protocol of the module docstring; `out`: folder of the run log (None: a temporary one)."""
-    from interventions import Plan, fit_map
-    from mdm_lens.collect import collect_contrastive
-    from mdm_lens.context import check_scope
     from analyses.studies.organism.behaviours import refusal_prompts
-    from mdm_lens.sites import get_act_name
 
-    from ..refusal import RefusalScorer
-    from ..sweep import sweep_sites
+    from ..sweep import sweep_cells
     cfg = cfg or RefusalConfig()
-    if not 0 <= cfg.max_degenerate <= 1:
-        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
-    for s in cfg.scopes:
-        check_scope(s)
-    layers = list(range(model.n_layers)) if cfg.layers is None else list(cfg.layers)
-    bad = [l for l in layers if not 0 <= l < model.n_layers]
-    if bad:
-        raise ValueError(f"layers {bad} out of range: the model has layers 0..{model.n_layers - 1}")
-    sites = sweep_sites(model, cfg.hook_points, layers)
-    name = model_name or getattr(model, "name_or_path", None)
+    cfg.check()
+    cells = sweep_cells(model, cfg.layers, cfg.hook_points, cfg.scopes)
+    layers = list(dict.fromkeys(c.layer for c in cells))
+    sites = list(dict.fromkeys(c.site for c in cells))
+    name = model_name_of(model, model_name)
     calib = (refusal_prompts(False, cfg.n_calib, "train", cfg.seed), refusal_prompts(True, cfg.n_calib, "train", cfg.seed))
     val = refusal_prompts(True, cfg.n_val, "val", cfg.seed)
     test = {"harmful": refusal_prompts(True, cfg.n_test, "test", cfg.seed),
             "harmless": refusal_prompts(False, cfg.n_harmless, "test", cfg.seed)}
-    config = {"study": "refusal", "model": name, **asdict(cfg), "layers": layers, "n_layers": model.n_layers,
-              "sites": sites, "n_calib": len(calib[0]), "n_val": len(val), "n_test": len(test["harmful"]),
-              "n_harmless": len(test["harmless"])}
-    config = json.loads(json.dumps(config, default=str))
-    tmp = tempfile.TemporaryDirectory() if out is None else None
-    log = RunLog(out or tmp.name, config)
-    scorer = RefusalScorer()
-    plans: dict = {}
+    config = jsonable({"study": "refusal", "model": name, **asdict(cfg), "layers": layers, "n_layers": model.n_layers,
+                       "sites": sites, "n_calib": len(calib[0]), "n_val": len(val), "n_test": len(test["harmful"]),
+                       "n_harmless": len(test["harmless"])})
+    work = _work(model, cfg, calib, sites)
+    with run_log(out, config) as log:
+        recs = log.run(_sweep_items(cells, val, cfg), work, desc="refusal sweep", progress=progress)
+        val_baseline, sweep, best = _choose_cell(recs, cells, cfg)
+        trecs = log.run(_test_items(test, best, cfg), work, desc="refusal test", progress=progress)
+        log.merge()
+    rows = []
+    for method in ("none", "directional_ablation"):
+        for kind in test:
+            mine = [r for r in trecs if r["method"] == method and r["harmful"] == (kind == "harmful")]
+            row = rate_row(mine, "refusal", method=method, prompts=kind)
+            row["answered"] = sum(not r["refusal"] and not r["degenerate"] for r in mine) / len(mine)
+            rows.append(row)
+    return RefusalStudyResult(name, config, val_baseline, sweep, best, rows, recs + trecs)
 
-    def plan_for(cell):
+
+def _work(model: HookedMDM, cfg: RefusalConfig, calib: tuple[list[str], list[str]],
+          sites: list[str]) -> Callable[[Item], list[dict]]:
+    """`work(item)` for the run log: generate the item's prompts under its cell's ablation (directions fitted
+    on first use, once, for every swept site), score refusals, measure damage (NLL on test only)."""
+    from interventions import Plan, fit_map
+    from mdm_lens.collect import collect_contrastive
+
+    from ..refusal import RefusalScorer
+    from ..sweep import Cell, cell_plan
+    scorer = RefusalScorer()
+    maps: dict = {}
+
+    def plan_for(cell: list | None):
         if cell is None:
             return None
-        if not plans:
+        if not maps:
             src, tgt = collect_contrastive(model, *calib, sites, pooling="mean", scope="prompt", progress=False)
-            plans.update({s: fit_map("directional_ablation", src[s], tgt[s], site=s) for s in sites})
-        layer, point, scope = cell
-        site = get_act_name(point, layer)
-        plan = Plan({site: plans[site]})
-        return plan if scope == "all" else plan.scope(scope)
+            maps.update({s: fit_map("directional_ablation", src[s], tgt[s], site=s) for s in sites})
+        layer, role, scope = cell
+        return cell_plan(lambda names: Plan({n: maps[n] for n in names}),
+                         Cell(layer, role, get_act_name(role, layer), scope))
 
     def work(item: Item) -> list[dict]:
         p = item.payload
@@ -280,46 +248,47 @@ def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | Non
         for r, v in zip(recs, scorer.scores(texts)):
             r["refusal"] = bool(v)
         return recs
+    return work
 
-    cells = [(l, p, s) for l in layers for p in cfg.hook_points for s in cfg.scopes]
+
+def _sweep_items(cells: Sequence[Cell], val: list[str], cfg: RefusalConfig) -> list[Item]:
     items = batched_items(("refusal", "val", "none"), val, cfg.batch_size,
                           {"split": "val", "method": "none", "cell": None, "harmful": True})
     for c in cells:
-        items += batched_items(("refusal", "val", "directional_ablation", *c), val, cfg.batch_size,
-                               {"split": "val", "method": "directional_ablation", "cell": c, "harmful": True})
-    recs = log.run(items, work, desc="refusal sweep", progress=progress)
-    base_val = [r for r in recs if r["method"] == "none"]
-    val_baseline = rate_row(base_val, "refusal")
+        key = (c.layer, c.role, c.scope)
+        items += batched_items(("refusal", "val", "directional_ablation", *key), val, cfg.batch_size,
+                               {"split": "val", "method": "directional_ablation", "cell": key, "harmful": True})
+    return items
+
+
+def _choose_cell(recs: list[dict], cells: Sequence[Cell], cfg: RefusalConfig) -> tuple[dict, list[dict], dict]:
+    """(unsteered validation row, one row per cell, the best cell): the lowest refusal rate among the cells whose
+    degenerate share stays within max(`max_degenerate`, unsteered); ties: fewer degenerate, then table order."""
+    val_baseline = rate_row([r for r in recs if r["method"] == "none"], "refusal")
     cap = max(cfg.max_degenerate, val_baseline["degenerate"])
     sweep = []
-    for l, p, s in cells:
-        mine = [r for r in recs if r["method"] != "none" and (r["layer"], r["hook_point"], r["scope"]) == (l, p, s)]
+    for c in cells:
+        mine = [r for r in recs if r["method"] != "none" and (r["layer"], r["hook_point"], r["scope"])
+                == (c.layer, c.role, c.scope)]
         row = rate_row(mine, "refusal")
-        sweep.append({"layer": l, "hook_point": p, "scope": s, "lambda": 1.0, "score": row["rate"],
+        sweep.append({"layer": c.layer, "hook_point": c.role, "scope": c.scope, "lambda": 1.0, "score": row["rate"],
                       "degenerate": row["degenerate"], "n": row["n"]})
     allowed = [c for c in sweep if c["degenerate"] <= cap] or sweep
     best = min(allowed, key=lambda c: (c["score"], c["degenerate"], sweep.index(c)))
-    best = {**best, "cap": cap, "capped": len(allowed) < len(sweep), "within_cap": best["degenerate"] <= cap}
+    return val_baseline, sweep, {**best, "cap": cap, "capped": len(allowed) < len(sweep),
+                                 "within_cap": best["degenerate"] <= cap}
+
+
+def _test_items(test: dict[str, list[str]], best: dict, cfg: RefusalConfig) -> list[Item]:
     bcell = (best["layer"], best["hook_point"], best["scope"])
-    titems = []
+    items: list[Item] = []
     for kind, prompts in test.items():
-        titems += batched_items(("refusal", "test", "none", kind), prompts, cfg.batch_size,
-                                {"split": "test", "method": "none", "cell": None, "harmful": kind == "harmful"})
-        titems += batched_items(("refusal", "test", "directional_ablation", kind, *bcell), prompts, cfg.batch_size,
-                                {"split": "test", "method": "directional_ablation", "cell": bcell,
-                                 "harmful": kind == "harmful"})
-    trecs = log.run(titems, work, desc="refusal test", progress=progress)
-    log.merge()
-    if tmp is not None:
-        tmp.cleanup()
-    rows = []
-    for method in ("none", "directional_ablation"):
-        for kind in test:
-            mine = [r for r in trecs if r["method"] == method and r["harmful"] == (kind == "harmful")]
-            row = rate_row(mine, "refusal", method=method, prompts=kind)
-            row["answered"] = sum(not r["refusal"] and not r["degenerate"] for r in mine) / len(mine)
-            rows.append(row)
-    return RefusalStudyResult(name, config, val_baseline, sweep, best, rows, recs + trecs)
+        items += batched_items(("refusal", "test", "none", kind), prompts, cfg.batch_size,
+                               {"split": "test", "method": "none", "cell": None, "harmful": kind == "harmful"})
+        items += batched_items(("refusal", "test", "directional_ablation", kind, *bcell), prompts, cfg.batch_size,
+                               {"split": "test", "method": "directional_ablation", "cell": bcell,
+                                "harmful": kind == "harmful"})
+    return items
 
 
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):
