@@ -14,11 +14,6 @@ from jaxtyping import Float
 from .plotting import plt
 
 
-def _sqrtm_psd(M: torch.Tensor) -> torch.Tensor:
-    vals, vecs = torch.linalg.eigh((M + M.T) / 2)
-    return (vecs * vals.clamp_min(0).sqrt()) @ vecs.T
-
-
 def gaussian_w2_full(A: Float[torch.Tensor, "n d"], B: Float[torch.Tensor, "m d"]) -> float:
     """W2 between Gaussians fitted to A and B; exact via the sample span (tr terms need no d × d matrix)."""
     ma, mb = A.mean(0), B.mean(0)

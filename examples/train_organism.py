@@ -17,7 +17,7 @@ from analyses.studies.organism.train import train
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", default="mdm_lens/organisms/tiny-mdm")
-    ap.add_argument("--work", default="/work/scratch/organism", help="checkpoint folder (outside the repo)")
+    ap.add_argument("--work", required=True, help="checkpoint folder (outside the repo); rerun with it to resume")
     ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--lr", type=float, default=3e-3)

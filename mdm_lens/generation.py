@@ -20,9 +20,7 @@ from typing import Any, Iterator
 import torch
 
 from .prompts import GenerationOutput, decode_responses, encode_prompts
-from .sampling.common import check_kwargs
 
-POSITION_KEYS = {"llada": "max_sequence_length", "dream": "max_position_embeddings"}   # trained length, by sampler
 POSITIVE_INTS = ("steps", "gen_length", "block_length", "max_new_tokens")
 _warned_positions: set[tuple[int, int]] = set()
 
@@ -146,7 +144,7 @@ def check_prompt_ids(model, input_ids: torch.Tensor) -> None:
 
 
 def _warn_positions(model, total: int) -> None:
-    key = POSITION_KEYS.get(model.spec.sampler)
+    key = model.spec.position_key          # the config field of the trained length
     limit = model.config.get(key) if key else None
     if limit is None or total <= int(limit) or (id(model), total) in _warned_positions:
         return
@@ -193,12 +191,10 @@ def own_rng(seed: int, device: torch.device) -> Iterator[None]:
 
 def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
                    progress: bool = False, sampler: str = "reference", **overrides) -> GenerationOutput:
-    from .sampling import dream_generate, llada_generate
-
-    if model.spec.sampler not in ("llada", "dream", "diffusion_gemma"):
+    if model.spec.generate is None:
         raise NotImplementedError(
-            f"HookedMDM.generate runs the LLaDA and Dream reference samplers and DiffusionGemma's transformers "
-            f"sampler; the {model.spec.name} family has none: call model.model.generate(...) for it")
+            f"HookedMDM.generate runs the sampler a family declares (FamilySpec.generate); the {model.spec.name} "
+            "family declares none: call model.model.generate(...) for it")
     if seed is not None and not _is_int(seed):
         raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
     check_prompts(prompts)
@@ -232,28 +228,9 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             from .fast_path import fast_call
             fn, fast_kwargs = fast_call(model, input_ids, attn, kwargs)
             seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs)
-        elif model.spec.sampler == "diffusion_gemma":     # transformers' own loop, hooked (families.gemma)
-            from .families.gemma import generate_hooked
-            if return_history:
-                raise ValueError("return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "
-                                 "token, so there is no unmasking history or decode trace; hook the sites instead "
-                                 "(ctx.masked = positions still holding noise)")
-            seqs = generate_hooked(model, input_ids, attn, on_step=on_step, check_logits=check_step_logits, **kwargs)
-        elif model.spec.sampler == "llada":
-            check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
-                                                   "return_history"})
-            kwargs.setdefault("mask_id", model.mask_id)
-            if ids["eos"] is not None:
-                kwargs.setdefault("eos_id", ids["eos"])
-            if ids["eot"] is not None:
-                kwargs.setdefault("eot_id", ids["eot"])
-            seqs = llada_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
-        else:
-            check_kwargs(dream_generate, kwargs, {"model", "input_ids", "attention_mask", "on_step", "trace",
-                                                   "return_history"})
-            kwargs.setdefault("mask_token_id", model.mask_id)
-            seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
-            seqs = getattr(seqs, "sequences", seqs)
+        else:                               # the family's own sampler (FamilySpec.generate)
+            seqs = model.spec.generate(model, input_ids, attn, kwargs, on_step=on_step, trace=trace, special=ids,
+                                       return_history=return_history)
     except NonFiniteLogitsError as e:
         if plan is None:
             raise

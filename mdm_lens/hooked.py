@@ -11,7 +11,7 @@ from torch import nn
 
 from .cache import Reducer, StepCache, StepFilter
 from .context import StepContext
-from .families.base import FamilySpec, Site
+from .families.base import FamilySpec, Site, resolve_mask_id
 from .fast_path import AUGMENT_CACHED
 from .generation import check_step_logits
 from .hooking import HookSpec, ThreadGuard, attach_hooks
@@ -52,8 +52,7 @@ class HookedMDM(TLConveniences, nn.Module):
         self.config = dict(config or {})
         self.name_or_path = name_or_path
         self.sites: dict[str, Site] = {s.name: s for s in spec.build_sites(model)}
-        self.mask_id = int(self.config.get("mask_token_id") or getattr(tokenizer, "mask_token_id", None)
-                           or spec.default_mask_id)
+        self.mask_id = resolve_mask_id(self.config, tokenizer, spec)     # 0 is a mask id, not a missing one
         self._n_hooks = 0
         self.step_clock = StepClock()   # samplers announce each step on it (sampling.common.announcing)
         self._ctx: StepContext | None = None
@@ -273,7 +272,7 @@ class HookedMDM(TLConveniences, nn.Module):
         base = dict(self.spec.recommended)
         source = {k: f"the {self.spec.name} family's recommended settings" for k in base}
         if check_sampler_name(sampler) == "fast":
-            extra = fast_defaults(self.spec.sampler)
+            extra = fast_defaults(self.spec)
             base.update(extra)
             source.update({k: "the fast sampler's defaults (mdm_lens.fast_path)" for k in extra})
         saved = self.config.get("mdm_lens_sampler", {})

@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import organisms
-from .families import detect_family, family_module
+from .families import detect_family
+from .families.base import resolve_mask_id
 from .families.base import FamilySpec
 from .safefile import StagedWrites, damaged_file, open_safetensors, read_json, reading
 
@@ -137,15 +138,6 @@ def _load_tokenizer(folder: Path):
         hf_logging.set_verbosity(level)
 
 
-def resolve_mask_id(config: dict, tokenizer, spec: FamilySpec) -> int:
-    """config.json's mask_token_id, else the tokenizer's mask token, else the family default."""
-    if config.get("mask_token_id") is not None:
-        return int(config["mask_token_id"])
-    if tokenizer is not None and getattr(tokenizer, "mask_token_id", None) is not None:
-        return int(tokenizer.mask_token_id)
-    return spec.default_mask_id
-
-
 def _expected_keys(model: nn.Module) -> set[str]:
     """State-dict keys a checkpoint must hold: tied aliases (e.g. Dream's lm_head) are optional."""
     tied = getattr(model, "tied_keys", lambda: {})()
@@ -175,28 +167,22 @@ def _device_for(key: str, device_map: dict[str, Any]) -> Any:
     return dev
 
 
-# config.json size fields per family (the family's own names): layers, width, heads, kv heads, vocab, mlp,
-# positions. Checked before a module is built: the modules themselves accept n_layers=-2 (no blocks) silently.
-_SIZE_FIELDS = {
-    "llada": ("n_layers", "d_model", "n_heads", "n_kv_heads", "vocab_size", "mlp_hidden_size", "max_sequence_length",
-              "embedding_size", "mlp_ratio"),
-    "dream": ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
-              "intermediate_size", "max_position_embeddings"),
-    "diffusion_gemma": ("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads",
-                        "vocab_size", "intermediate_size", "max_position_embeddings", "head_dim"),
-}
+def _builder(spec: FamilySpec):
+    if spec.build_model is None:
+        raise NotImplementedError(f"the {spec.name} family declares no build_model (FamilySpec.build_model)")
+    return spec.build_model
 
 
 def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
     """Every size field present is a positive integer, the width splits into the heads and the heads into
     the kv heads; the error names the field, the value and the valid range."""
-    fields = _SIZE_FIELDS.get(spec.name)
-    if fields is None:
+    fields = spec.size_fields           # checked before a module is built: modules accept n_layers=-2 silently
+    if not fields:
         return
-    sub = config.get("text_config") if spec.name == "diffusion_gemma" else config
-    if spec.name == "diffusion_gemma" and not isinstance(sub, dict):
+    sub = config.get(spec.size_section) if spec.size_section else config
+    if not isinstance(sub, dict):
         return                              # transformers' config class supplies its defaults
-    prefix = "text_config." if spec.name == "diffusion_gemma" else ""
+    prefix = f"{spec.size_section}." if spec.size_section else ""
     for key in fields:
         val = sub.get(key)
         if val is None:
@@ -204,7 +190,7 @@ def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
         if isinstance(val, bool) or not isinstance(val, int) or val <= 0:
             raise ValueError(f"{where}: {prefix}{key}={val!r} is invalid; it must be a positive integer (>= 1)")
     layers, width, heads, kv = (sub.get(k) for k in fields[:4])
-    if width is not None and heads is not None and spec.name != "diffusion_gemma" and width % heads:
+    if width is not None and heads is not None and spec.heads_split_width and width % heads:
         raise ValueError(f"{where}: {prefix}{fields[1]}={width} is not divisible by {prefix}{fields[2]}={heads}; "
                          f"choose a width that is a multiple of the head count")
     if heads is not None and kv is not None and heads % kv:
@@ -214,7 +200,7 @@ def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
 
 def _build_meta(config: dict, spec: FamilySpec) -> nn.Module:
     with torch.device("meta"):
-        return family_module(spec).build_model(config)
+        return _builder(spec)(config)
 
 
 def _checkpoint_dtype(files: list[Path]) -> torch.dtype:
@@ -249,7 +235,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     check_sizes(config, spec, where=str(folder / "a config.json file"))
     tokenizer = _load_tokenizer(folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
-    native_loader = getattr(family_module(spec), "from_pretrained", None)
+    native_loader = spec.from_pretrained
     if native_loader is not None:       # a family served by transformers' own classes and loader
         return native_loader(str(folder), dtype, device, device_map).eval(), tokenizer, spec, config
     model = _build_meta(config, spec)
@@ -302,7 +288,7 @@ def build_random_model(config: dict, seed: int = 0) -> nn.Module:
     check_sizes(config, spec)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)                     # construction-time init of non-linear parameters
-        model = family_module(spec).build_model(config)
+        model = _builder(spec)(config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for module in model.modules():        # norms keep their constructed identity values

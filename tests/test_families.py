@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -205,3 +206,32 @@ def test_spec_fields():
 def test_unsupported_llada_variant_is_refused():
     with pytest.raises(NotImplementedError, match="block_type"):
         llada_fam.LLaDAConfig.from_dict({**tiny_config("llada"), "block_type": "sequential"})
+
+
+def test_a_family_declared_in_one_file_loads_and_generates():
+    """tests/fake_family.py fills in a FamilySpec; registered, it is detected from config.json, built, hooked
+    (its mask id 0 kept), sampled with its own settings and length key, and the fast path refuses it by name."""
+    import fake_family
+
+    from mdm_lens import HookedMDM
+    from mdm_lens.families import FAMILIES, register_family, tiny_config
+    register_family(fake_family.SPEC)
+    try:
+        _generate_with_the_fake_family(HookedMDM.from_config(tiny_config("fake_mdm"), seed=0), fake_family.SPEC)
+    finally:
+        FAMILIES.pop("fake_mdm")
+    with pytest.raises(ValueError, match="needs \\['generate'\\]"):
+        register_family(replace(fake_family.SPEC, name="broken", generate=None))
+
+
+def _generate_with_the_fake_family(model, spec):
+    assert model.spec is spec and model.mask_id == 0
+    assert model.sampler_settings()["answer_tokens"] == 6 and model.default_gen_length == 6
+    seen = []
+    ids = torch.tensor([[5, 6, 7]])
+    with model.hooks({"blocks.0.hook_resid_post": lambda a, ctx: seen.append(ctx.step)}):
+        out = model.generate(ids, chat=False, answer_tokens=4, steps=2)
+    assert seen == [0, 1] and out.tokens.shape == (1, 4) and not bool((out.tokens == 0).any())
+    assert out.decode_step.tolist() == [[0, 0, 1, 1]]
+    with pytest.raises(ValueError, match="fake_mdm family does not declare"):
+        model.generate(ids, chat=False, sampler="fast")

@@ -103,3 +103,10 @@ def test_no_import_cycle():
         if v not in index:
             visit(v)
     assert not cycles, f"modules that import each other in a loop: {cycles}"
+
+
+def test_nothing_in_production_imports_the_test_helpers():
+    """`mdm_lens.testing` serves tests and users' tests; the library, benchmarks and studies take tiny configs
+    from the family specs (`mdm_lens.families.tiny_config`)."""
+    users = sorted(m for m, deps in _graph().items() if "mdm_lens.testing" in deps and m != "mdm_lens.testing")
+    assert not users, f"production modules import mdm_lens.testing: {users}"

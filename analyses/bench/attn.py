@@ -55,7 +55,7 @@ def run_attn_bench(*, model: str | None = None, seq: int = 256, batch: int = 1, 
     """`mdm-lens bench attn` as JSON: `model` a checkpoint folder / hub id, or None for the mid-size random LLaDA.
     `threads` sets torch's CPU threads first (on a shared, oversubscribed CPU 1 thread times far more steadily)."""
     from mdm_lens.hooked import HookedMDM
-    from mdm_lens.testing import tiny_config
+    from mdm_lens.families import tiny_config
     if threads is not None:
         if threads < 1:
             raise ValueError(f"threads={threads}: use a positive count of CPU threads, or None to keep torch's")

@@ -125,7 +125,7 @@ def run_fast_bench(*, model: str | None = None, gen_length: int = 256, block_len
     model -> plan to time on the fast path (`hooked_ratio`; the CLI passes Linear-ACT on every layer)."""
     from mdm_lens.hooked import HookedMDM
     from mdm_lens.loading import parse_dtype
-    from mdm_lens.testing import tiny_config
+    from mdm_lens.families import tiny_config
     if model:
         hooked = HookedMDM.from_pretrained(model, dtype=dtype, device=device)
         name = model

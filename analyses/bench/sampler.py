@@ -26,7 +26,7 @@ def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> d
 
 def bench_models(model_arg: str | None) -> list[tuple[str, object]]:
     from mdm_lens.hooked import HookedMDM
-    from mdm_lens.testing import tiny_config
+    from mdm_lens.families import tiny_config
     if model_arg:
         return [(model_arg, HookedMDM.from_pretrained(model_arg))]
     return [("tiny-random", HookedMDM.from_config(tiny_config("llada"))),

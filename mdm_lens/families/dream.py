@@ -23,7 +23,7 @@ from torch import nn
 
 from ..hook_points import HookPoint
 from ._layers import AttentionHooks, RMSNorm, apply_rope, attend, rope_angles, site_table
-from .base import FamilySpec, Site
+from .base import FamilySpec, FastSupport, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
 MASK_ID = 151666
@@ -264,6 +264,62 @@ def residual_writers(model: nn.Module) -> list[str]:
 RECOMMENDED = {"max_new_tokens": 512, "steps": 512, "temperature": 0.2, "top_p": 0.95, "alg": "entropy",
                "alg_temp": 0.0}
 
+def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, settings: dict[str, Any], *,
+             on_step, trace, special: dict[str, int | None], return_history: bool = False) -> torch.Tensor:
+    """The Dream reference sampler (`mdm_lens.sampling.dream_generate`) on the wrapper."""
+    from ..sampling import dream_generate
+    from ..sampling.common import check_kwargs
+    check_kwargs(dream_generate, settings, {"model", "input_ids", "attention_mask", "on_step", "trace",
+                                            "return_history"})
+    settings.setdefault("mask_token_id", model.mask_id)
+    out = dream_generate(model, input_ids, attention_mask=attention_mask, on_step=on_step, trace=trace, **settings)
+    return getattr(out, "sequences", out)
+
+
+def _fast_sampler():
+    from ..sampling import dream_generate_cached
+    return dream_generate_cached
+
+
+def _fast_prepare(settings: dict[str, Any], attention_mask: torch.Tensor | None) -> None:
+    """Fast-dLLM's Dream block sampler decodes by entropy, or by threshold: `alg` is read, not passed; its
+    cache ignores padding, so a left-padded batch is refused."""
+    alg = settings.pop("alg", None)
+    if alg == "confidence_threshold" and settings.get("threshold") is None:
+        raise ValueError("alg='confidence_threshold' needs threshold=... on the fast sampler (pass threshold=0.9, say)")
+    if attention_mask is not None and bool((attention_mask == 0).any()):
+        raise ValueError("sampler='fast' on Dream takes no left-padded batch (Fast-dLLM's Dream cache ignores "
+                         "padding): generate prompts of one length together, or use sampler='reference'")
+
+
+def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """Field set of Dream-org/Dream-v0-Instruct-7B's config.json, small sizes (d 64, 2 layers, vocab 320)."""
+    from ..tiny_tokenizer import tiny_token_ids
+    vocab = overrides.get("vocab_size", 320)
+    ids = tiny_token_ids("dream", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
+    cfg = {"architectures": ["DreamModel"], "model_type": "Dream",
+           "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+           "attention_dropout": 0.0, "hidden_act": "silu", "hidden_size": 64, "initializer_range": 0.02,
+           "intermediate_size": 128, "max_position_embeddings": 512, "max_window_layers": 2,
+           "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
+           "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": None, "tie_word_embeddings": False,
+           "use_cache": False, "use_sliding_window": False, "vocab_size": vocab, "mask_token_id": ids["mask"],
+           "pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"]}
+    return {**cfg, **overrides}
+
+
+def hub_keys(cfg: DreamConfig) -> list[str]:
+    """Sorted parameter names of a hub checkpoint of `cfg` (Qwen2 naming)."""
+    keys = ["model.embed_tokens.weight", "model.norm.weight"] + ([] if cfg.tie_word_embeddings else ["lm_head.weight"])
+    for layer in range(cfg.num_hidden_layers):
+        pre = f"model.layers.{layer}"
+        keys += [f"{pre}.input_layernorm.weight", f"{pre}.post_attention_layernorm.weight",
+                 f"{pre}.self_attn.o_proj.weight", f"{pre}.mlp.gate_proj.weight", f"{pre}.mlp.up_proj.weight",
+                 f"{pre}.mlp.down_proj.weight"]
+        keys += [f"{pre}.self_attn.{n}_proj.{w}" for n in "qkv" for w in ("weight", "bias")]
+    return sorted(keys)
+
+
 SPEC = FamilySpec(
     name="dream",
     model_types=("dream",),
@@ -275,4 +331,15 @@ SPEC = FamilySpec(
     build_sites=build_sites,
     residual_writers=residual_writers,
     dims=dims,
+    length_key="max_new_tokens",
+    position_key="max_position_embeddings",
+    generate=generate,
+    fast=FastSupport(_fast_sampler, "mask_token_id", defaults={"block_length": 32},
+                     prepare=_fast_prepare),
+    build_model=build_model,
+    size_fields=("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
+                 "intermediate_size", "max_position_embeddings"),
+    tiny_config=tiny_config,
+    tokenizer_style="dream",
+    hub_keys=hub_keys,
 )

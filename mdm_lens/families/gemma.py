@@ -221,6 +221,34 @@ def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask:
 RECOMMENDED = {"max_new_tokens": 256, "max_denoising_steps": 48, "entropy_bound": 0.1, "t_min": 0.4, "t_max": 0.8,
                "stability_threshold": 1, "confidence_threshold": 0.005}
 
+def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, settings: dict[str, Any], *,
+             on_step, trace, special: dict[str, int | None], return_history: bool = False) -> torch.Tensor:
+    """transformers' own loop, hooked (`generate_hooked`); it has no unmasking history to return."""
+    from ..generation import check_step_logits
+    if return_history:
+        raise ValueError("return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "
+                         "token, so there is no unmasking history or decode trace; hook the sites instead "
+                         "(ctx.masked = positions still holding noise)")
+    return generate_hooked(model, input_ids, attention_mask, on_step=on_step, check_logits=check_step_logits,
+                           **settings)
+
+
+def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """transformers' DiffusionGemmaConfig: 2 text layers, MoE with 4 experts, a 1-layer vision tower."""
+    text = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "global_head_dim": 32,
+            "num_global_key_value_heads": 1, "sliding_window": 16, "num_experts": 4, "top_k_experts": 2,
+            "moe_intermediate_size": 32, "layer_types": ["sliding_attention", "full_attention"],
+            "max_position_embeddings": 512, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2}
+    text.update(overrides.pop("text_config", {}))
+    vision = {"model_type": "gemma4_vision", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
+              "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16, "position_embedding_size": 64}
+    cfg = DiffusionGemmaConfig(text_config=text, vision_config=vision, canvas_length=8).to_dict()
+    cfg["architectures"] = ["DiffusionGemmaForBlockDiffusion"]
+    cfg.pop("transformers_version", None)
+    return {**cfg, **overrides}
+
+
 SPEC = FamilySpec(
     name="diffusion_gemma",
     model_types=("diffusion_gemma",),
@@ -232,4 +260,13 @@ SPEC = FamilySpec(
     build_sites=build_sites,
     residual_writers=None,
     dims=dims,
+    length_key="max_new_tokens",
+    generate=generate,
+    build_model=build_model,
+    from_pretrained=from_pretrained,
+    size_fields=("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
+                 "intermediate_size", "max_position_embeddings", "head_dim"),
+    size_section="text_config",
+    heads_split_width=False,
+    tiny_config=tiny_config,
 )

@@ -23,7 +23,7 @@ from torch import nn
 
 from ..hook_points import HookPoint
 from ._layers import AttentionHooks, RMSNorm, apply_rope, attend, rope_angles, site_table
-from .base import FamilySpec, Site
+from .base import FamilySpec, FastSupport, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
 MASK_ID = 126336
@@ -298,6 +298,61 @@ RECOMMENDED = {"gen_length": 128, "steps": 128, "block_length": 32, "temperature
                "remasking": "low_confidence", "logits_eos_inf": False, "confidence_eos_eot_inf": False}
 
 
+def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, settings: dict[str, Any], *,
+             on_step, trace, special: dict[str, int | None], return_history: bool = False) -> torch.Tensor:
+    """The LLaDA reference sampler (`mdm_lens.sampling.llada_generate`) on the wrapper, EOS / EOT from the
+    tokenizer; the unmasking history comes from `trace`."""
+    from ..sampling import llada_generate
+    from ..sampling.common import check_kwargs
+    check_kwargs(llada_generate, settings, {"model", "prompt", "attention_mask", "on_step", "trace", "return_history"})
+    settings.setdefault("mask_id", model.mask_id)
+    if special["eos"] is not None:
+        settings.setdefault("eos_id", special["eos"])
+    if special["eot"] is not None:
+        settings.setdefault("eot_id", special["eot"])
+    return llada_generate(model, input_ids, attention_mask=attention_mask, on_step=on_step, trace=trace, **settings)
+
+
+def _fast_sampler():
+    from ..sampling import llada_generate_cached
+    return llada_generate_cached
+
+
+def _fast_prepare(settings: dict[str, Any], attention_mask: torch.Tensor | None) -> None:
+    if attention_mask is not None:
+        settings["attention_mask"] = attention_mask
+
+
+def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """Field set of GSAI-ML/LLaDA-8B-Instruct's config.json, small sizes (d 64, 2 layers, vocab 320)."""
+    from ..tiny_tokenizer import tiny_token_ids
+    vocab = overrides.get("vocab_size", 320)
+    ids = tiny_token_ids("llada", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
+    cfg = {"architectures": ["LLaDAModelLM"], "model_type": "llada",
+           "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
+                        "AutoModel": "modeling_llada.LLaDAModelLM",
+                        "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
+           "activation_type": "silu", "alibi": False, "attention_layer_norm": False, "block_group_size": 1,
+           "block_type": "llama", "bias_for_layer_norm": False, "d_model": 64, "embedding_size": vocab,
+           "include_bias": False, "include_qkv_bias": False, "input_emb_norm": False, "layer_norm_type": "rms",
+           "layer_norm_with_affine": True, "max_sequence_length": 512, "mlp_hidden_size": 128, "mlp_ratio": 4,
+           "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "rms_norm_eps": 1e-5, "rope": True,
+           "rope_full_precision": True, "rope_theta": 500000.0, "scale_logits": False, "vocab_size": vocab,
+           "weight_tying": False, "use_cache": False, "mask_token_id": ids["mask"],
+           "eos_token_id": ids["eos"], "pad_token_id": ids["pad"], "bos_token_id": ids["bos"]}
+    return {**cfg, **overrides}
+
+
+def hub_keys(cfg: LLaDAConfig) -> list[str]:
+    """Sorted parameter names of a hub checkpoint of `cfg`."""
+    t = "model.transformer"
+    keys = [f"{t}.wte.weight", f"{t}.ln_f.weight"] + ([] if cfg.weight_tying else [f"{t}.ff_out.weight"])
+    for layer in range(cfg.n_layers):
+        keys += [f"{t}.blocks.{layer}.{n}.weight" for n in ("attn_norm", "ff_norm", "q_proj", "k_proj",
+                                                             "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")]
+    return sorted(keys)
+
+
 SPEC = FamilySpec(
     name="llada",
     model_types=("llada",),
@@ -309,4 +364,16 @@ SPEC = FamilySpec(
     build_sites=build_sites,
     residual_writers=residual_writers,
     dims=dims,
+    length_key="gen_length",
+    position_key="max_sequence_length",
+    generate=generate,
+    fast=FastSupport(_fast_sampler, "mask_id",
+                     no_op={"cfg_scale": 0.0, "logits_eos_inf": False, "confidence_eos_eot_inf": False},
+                     prepare=_fast_prepare),
+    build_model=build_model,
+    size_fields=("n_layers", "d_model", "n_heads", "n_kv_heads", "vocab_size", "mlp_hidden_size",
+                 "max_sequence_length", "embedding_size", "mlp_ratio"),
+    tiny_config=tiny_config,
+    tokenizer_style="llada",
+    hub_keys=hub_keys,
 )

@@ -103,7 +103,7 @@ def _load_checkpoint(work: Path, model, opt) -> dict | None:
 
 def model_config(tok, arch: dict) -> dict:
     """The LLaDA config.json of the organism: `arch` sizes, the tokenizer's ids, the recommended sampler."""
-    from mdm_lens.testing import tiny_config
+    from mdm_lens.families import tiny_config
     vocab = len(tok)
     cfg = tiny_config("llada", vocab_size=vocab, embedding_size=vocab, mask_token_id=tok.mask_token_id,
                       eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
@@ -113,39 +113,14 @@ def model_config(tok, arch: dict) -> dict:
     return cfg
 
 
-def export_checkpoint(work: str, out: str) -> dict:
-    """Save the latest checkpoint in `work` as a loadable model folder `out` (to evaluate a run in progress)."""
-    from transformers import PreTrainedTokenizerFast
-
-    from mdm_lens.loading import build_random_model, save_pretrained
-    work_dir = Path(work)
-    if not (work_dir / "ckpt.json").is_file():
-        raise FileNotFoundError(f"no checkpoint in {work_dir} (expected ckpt.json and ckpt.safetensors); "
-                                "start a run with train(..., work=...) first")
-    tok = PreTrainedTokenizerFast.from_pretrained(str(work_dir / "tokenizer"))
-    state = json.loads((work_dir / "ckpt.json").read_text())
-    run = state["run"]
-    cfg = model_config(tok, run["arch"])
-    model = build_random_model(cfg, seed=run["seed"])
-    opt = torch.optim.AdamW(model.parameters())
-    _load_checkpoint(work_dir, model, opt)
-    save_pretrained(model.eval(), tok, cfg, out)
-    info = run | {"step": state["step"], "seconds": state["seconds"],
-                  "final_loss": sum(state["history"][-50:]) / max(1, len(state["history"][-50:]))}
-    (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
-    return info
-
-
-def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, batch_size: int = 32,
-          lr: float = 3e-3, n_examples: int = 60000, seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0,
-          threads: int = 1, arch: dict | None = None, vocab_size: int = 1280, init_from: str | None = None) -> dict:
+def train(out: str, work: str, steps: int = 1600, batch_size: int = 32, lr: float = 3e-3, n_examples: int = 60000,
+          seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0, threads: int = 1, arch: dict | None = None,
+          vocab_size: int = 1280, init_from: str | None = None) -> dict:
     """Train (or resume) the organism and save it in hub layout to `out`; returns the training record.
 
+    `work`: the checkpoint folder (outside the repository; a rerun with the same arguments resumes from it).
     `init_from`: a model folder written by an earlier run (weights, tokenizer, `training.json`): this run is a
     further stage from there (fresh optimizer, its own warm-up and cosine schedule), recorded in `stages`."""
-    from tqdm import tqdm
-    from transformers import PreTrainedTokenizerFast
-
     from mdm_lens.loading import build_random_model, save_pretrained
     arch = dict(ARCH if arch is None else arch)
     torch.set_num_threads(threads)
@@ -154,8 +129,46 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
     work_dir = Path(work)
     work_dir.mkdir(parents=True, exist_ok=True)
     examples = training_corpus(n_examples, seed=seed)
+    tok, prior_stages = _tokenizer(work_dir, examples, vocab_size, init_from)
+    cfg = model_config(tok, arch)
+    model = build_random_model(cfg, seed=seed).train()
+    if init_from is not None:
+        from safetensors.torch import load_file
+        model.load_state_dict(load_file(str(Path(init_from) / "model.safetensors")))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
+    run = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed, "arch": arch,
+           "vocab_size": vocab_size}
+    if prior_stages:
+        run["init_from"] = {k: prior_stages[-1].get(k) for k in ("steps", "lr", "seed", "final_loss")}
+    state = _load_checkpoint(work_dir, model, opt)
+    if state is not None and state["run"] != run:
+        raise ValueError(f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; "
+                         f"pass another work folder or delete {work_dir / 'ckpt.json'} to start over")
+    state = state or {"run": run, "step": 0, "history": [], "seconds": 0.0}
+    prior = state["seconds"]
+    _loop(model, opt, tok, encode(tok, examples), state, work_dir, t0, stage=len(prior_stages), log_every=log_every,
+          ckpt_every=ckpt_every)
+    model.eval()
+    Path(out).mkdir(parents=True, exist_ok=True)
+    save_pretrained(model, tok, cfg, out)
+    history = state["history"]
+    info = run | {"final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
+                  "seconds": prior + time.time() - t0, "threads": threads,
+                  "n_params": sum(p.numel() for p in model.parameters())}
+    if prior_stages:
+        info["stages"] = prior_stages
+        info["total_seconds"] = sum(st.get("seconds", 0.0) for st in prior_stages) + info["seconds"]
+        info["total_steps"] = sum(st.get("steps", 0) for st in prior_stages) + steps
+    (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
+    return info
+
+
+def _tokenizer(work_dir: Path, examples: list, vocab_size: int, init_from: str | None):
+    """(tokenizer, earlier stages): an earlier stage's vocabulary when continuing from one, the resumed run's
+    when `work_dir` holds one, else a new one built on the corpus."""
+    from transformers import PreTrainedTokenizerFast
     tok_dir = work_dir / "tokenizer"
-    prior_stages = []
+    prior_stages: list[dict] = []
     if init_from is not None:                           # a later stage keeps the earlier stage's vocabulary
         init = Path(init_from)
         if not (init / "training.json").is_file():
@@ -171,30 +184,22 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
     else:
         tok = build_tokenizer([e.prompt for e in examples] + [e.response for e in examples], vocab_size)
         tok.save_pretrained(str(tok_dir))
-    cfg = model_config(tok, arch)
-    model = build_random_model(cfg, seed=seed).train()
-    if init_from is not None:
-        from safetensors.torch import load_file
-        model.load_state_dict(load_file(str(Path(init_from) / "model.safetensors")))
-    rows = encode(tok, examples)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
-    run = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed, "arch": arch,
-           "vocab_size": vocab_size}
-    if prior_stages:
-        run["init_from"] = {k: prior_stages[-1].get(k) for k in ("steps", "lr", "seed", "final_loss")}
-    state = _load_checkpoint(work_dir, model, opt)
-    if state is not None and state["run"] != run:
-        raise ValueError(f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; "
-                         f"pass another work folder or delete {work_dir / 'ckpt.json'} to start over")
-    state = state or {"run": run, "step": 0, "history": [], "seconds": 0.0}
+    return tok, prior_stages
+
+
+def _loop(model, opt, tok, rows: list, state: dict, work_dir: Path, t0: float, *, stage: int, log_every: int,
+          ckpt_every: float) -> None:
+    """The optimisation steps from `state["step"]` to the run's `steps`, checkpointing into `work_dir`."""
+    from tqdm import tqdm
+    run = state["run"]
+    steps, lr, seed, batch_size = run["steps"], run["lr"], run["seed"], run["batch_size"]
     start, prior, last_ckpt = state["step"], state["seconds"], time.time()
     history = state["history"]
     bar = tqdm(range(start, steps), initial=start, total=steps, desc="train organism", mininterval=10)
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
-        stage = len(prior_stages)           # later stages draw other batches than the first
-        rng = random.Random(f"{seed}:{step}" if not stage else f"{seed}:{stage}:{step}")
+        rng = random.Random(f"{seed}:{step}" if not stage else f"{seed}:{stage}:{step}")   # later stages: other batches
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919 * stage)
         ids, plen = batch(rng.sample(rows, batch_size), tok.eos_token_id)
         loss = masked_diffusion_loss(model, ids, plen, tok.mask_token_id, generator=gen)
@@ -212,15 +217,3 @@ def train(out: str, work: str = "/work/scratch/organism", steps: int = 1600, bat
             state.update(step=step + 1, seconds=prior + time.time() - t0)
             _save_checkpoint(work_dir, model, opt, state)
             last_ckpt = time.time()
-    model.eval()
-    Path(out).mkdir(parents=True, exist_ok=True)
-    save_pretrained(model, tok, cfg, out)
-    info = run | {"final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
-                  "seconds": prior + time.time() - t0, "threads": threads,
-                  "n_params": sum(p.numel() for p in model.parameters())}
-    if prior_stages:
-        info["stages"] = prior_stages
-        info["total_seconds"] = sum(st.get("seconds", 0.0) for st in prior_stages) + info["seconds"]
-        info["total_steps"] = sum(st.get("steps", 0) for st in prior_stages) + steps
-    (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
-    return info
