@@ -125,7 +125,7 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
     attn = None
     if out.attention_mask is not None:
         attn = torch.cat([out.attention_mask, torch.ones_like(final)], 1).to(model.input_device)
-    names = [f"blocks.{l}.hook_resid_pre" for l in range(n_layers)] + [f"blocks.{n_layers - 1}.hook_resid_post"]
+    names = model.site_names(["resid_pre"]) + model.site_names(["resid_post"], [n_layers - 1])
     W_U = model.W_U.detach().float()
     records, cells = [], {}
     it = steps

@@ -1,8 +1,8 @@
-"""Layer sensitivity sweep (Shnaidman et al.): layers × hook points × token scopes × λ, each cell steered
+"""Layer sensitivity sweep (Shnaidman et al.): layers × roles × token scopes × λ, each cell steered
 and scored by a user metric, plus the unsteered baseline. A failing cell is recorded, not fatal; a sweep
 whose every cell fails raises (a table of errors is not a result).
 
-Hook points are site roles (`mdm_lens.sites.LAYER_ROLES`: resid_post, mlp_out, ...), scopes the core's
+Roles come from the site table (`mdm_lens.sites.LAYER_ROLES`: resid_post, mlp_out, ...), scopes the core's
 token scopes (`mdm_lens.context.SCOPES`; "all" = unrestricted)."""
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     from mdm_lens import HookedMDM
 
 
-def sweep_sites(model, hook_points: Sequence[str], layers: Sequence[int] | None = None) -> list[str]:
-    """The sites a sweep over `hook_points` (site roles) × `layers` (all by default) steers, for collection."""
-    return model.site_names(check_roles(hook_points, "hook points"), layers)
+def sweep_sites(model, roles: Sequence[str], layers: Sequence[int] | None = None) -> list[str]:
+    """The sites a sweep over `roles` (site roles) × `layers` (all by default) steers, for collection."""
+    return model.site_names(check_roles(roles, "roles"), layers)
 
 
 def resolve_metric(spec: str, kwargs: dict | None = None):
@@ -64,13 +64,13 @@ class SweepResult:
     baseline: float | None = None
 
     def plot(self, path: str, metric: str = "score", title: str | None = None) -> str:
-        """One heatmap per (scope, λ) in a grid (rows: scopes, columns: λ), hook points × layers, all on ONE
+        """One heatmap per (scope, λ) in a grid (rows: scopes, columns: λ), roles × layers, all on ONE
         colour scale with a colour bar labelled with `metric`; the baseline is marked on the colour bar."""
         ok = [r for r in self.records if r.get("score") is not None]
         scopes = list(dict.fromkeys(r["scope"] for r in ok)) or ["all"]
         lams = sorted({r["lambda"] for r in ok}) or [1.0]
         layers = sorted({r["layer"] for r in ok})
-        points = list(dict.fromkeys(r["hook_point"] for r in ok))
+        points = list(dict.fromkeys(r["role"] for r in ok))
         vals = [r["score"] for r in ok] + ([self.baseline] if self.baseline is not None else [])
         lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
         if 0 <= lo and hi <= 1:
@@ -84,7 +84,7 @@ class SweepResult:
         for i, scope in enumerate(scopes):
             for j, lam in enumerate(lams):
                 ax = axes[i][j]
-                grid = [[next((r["score"] for r in ok if r["layer"] == l and r["hook_point"] == p and r["scope"] == scope
+                grid = [[next((r["score"] for r in ok if r["layer"] == l and r["role"] == p and r["scope"] == scope
                                and r["lambda"] == lam), float("nan")) for l in layers] for p in points]
                 im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
                 ax.set_xticks(range(len(layers)))
@@ -99,7 +99,7 @@ class SweepResult:
             bar.set_label(metric)
             if self.baseline is not None:
                 bar.ax.axhline(self.baseline, color="red", lw=2)
-        head = f"{metric}: each cell steers one hook point of one layer (unsteered baseline "
+        head = f"{metric}: each cell steers one role of one layer (unsteered baseline "
         head += f"{self.baseline:.3f}, red on the colour bar)" if self.baseline is not None else "(no baseline)"
         fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -140,19 +140,25 @@ def cell_plan(plan_factory: Callable[[list[str]], Plan], cell: Cell) -> Plan:
 
 
 def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: Callable[[list[str]], float], *,
-                layers: Sequence[int] | None = None, hook_points: Sequence[str] = ("resid_post", "mlp_out"),
+                layers: Sequence[int] | None = None, roles: Sequence[str] = ("resid_post", "mlp_out"),
                 scopes: Sequence[str] = ("all",), lambdas: Sequence[float] = (1.0,), seed: int = 0,
-                progress: bool = True, **sampler_kwargs) -> SweepResult:
+                progress: bool = True, hook_points: Sequence[str] | None = None, **sampler_kwargs) -> SweepResult:
     """`plan_factory(sites) -> Plan` fits a plan for a list of sites (collect once, outside, and close over
-    the activations); `metric(texts) -> float` scores one cell's generations."""
+    the activations); `metric(texts) -> float` scores one cell's generations. `hook_points`: the deprecated
+    name of `roles` (kept for one release)."""
+    if hook_points is not None:
+        import warnings
+        warnings.warn("layer_sweep(hook_points=...) is deprecated; pass roles=... (the same site roles)",
+                      DeprecationWarning, stacklevel=2)
+        roles = hook_points
     if not prompts:
         raise ValueError("empty prompt set: the sweep needs prompts to generate from")
-    cells = sweep_cells(model, layers, hook_points, scopes, lambdas)
+    cells = sweep_cells(model, layers, roles, scopes, lambdas)
     res = SweepResult()
     texts = model.generate(list(prompts), seed=seed, **sampler_kwargs).texts
     res.baseline = float(metric(texts))
     for cell in tqdm(cells, desc="sweep", disable=not progress):
-        rec = {"layer": cell.layer, "hook_point": cell.role, "site": cell.site, "scope": cell.scope,
+        rec = {"layer": cell.layer, "role": cell.role, "site": cell.site, "scope": cell.scope,
                "lambda": cell.lam, "score": None}
         try:
             out = model.generate(list(prompts), plan=cell_plan(plan_factory, cell), seed=seed, **sampler_kwargs)

@@ -1,4 +1,4 @@
-"""Shnaidman et al.: ablate a refusal direction, choose the layer × hook point × token scope on validation,
+"""Shnaidman et al.: ablate a refusal direction, choose the layer × role × token scope on validation,
 report the refusal rate on held-out harmful requests before / after, with damage (`analyses.studies.refusal_study`).
 
     python examples/refusal_ablation.py --out runs/refusal            # full size on the tiny-mdm organism

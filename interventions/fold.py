@@ -18,7 +18,7 @@ from mdm_lens.protocols import Foldable
 from .affine import AffineMap
 from .plan import Plan
 
-RESIDUAL = ("hook_resid_pre", "hook_resid_mid", "hook_resid_post")
+RESIDUAL_ROLES = ("resid_pre", "resid_mid", "resid_post")     # the residual stream's sites, by role
 
 
 def _composed(site: str, ms: list) -> AffineMap:
@@ -82,7 +82,7 @@ def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap, str]]:
     for site, ms in plan.maps.items():
         m = _composed(site, ms)
         info = model.site(site)
-        if info.name.split(".")[-1] in RESIDUAL:
+        if info.role in RESIDUAL_ROLES:
             v = _is_ablation(m)
             if v is None:
                 raise ValueError(f"cannot fold {site!r}: on the residual stream only a directional ablation "
@@ -94,7 +94,7 @@ def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap, str]]:
             raise ValueError(f"cannot fold {site!r}: no single linear layer writes it (e.g. mlp.hook_post is an "
                              "activation product); steer it with hooks instead")
     if ablations:
-        wanted = {f"blocks.{l}.{r}" for l in range(model.n_layers) for r in RESIDUAL}
+        wanted = set(model.site_names(RESIDUAL_ROLES))
         missing = sorted(wanted - set(ablations))
         vs = list(ablations.values())
         if missing or any(not torch.allclose(vs[0], v, atol=1e-8) for v in vs[1:]):
@@ -172,4 +172,4 @@ def ablation_everywhere(model, direction: torch.Tensor) -> Plan:
     v = torch.as_tensor(direction, dtype=torch.float64)
     v = v / v.norm()
     m = AffineMap(v.numel(), "lowrank", U=-v[:, None], V=v[:, None], meta={"estimator": "directional_ablation"})
-    return Plan({f"blocks.{l}.{r}": m for l in range(model.n_layers) for r in RESIDUAL})
+    return Plan({site: m for site in model.site_names(RESIDUAL_ROLES)})

@@ -1,4 +1,8 @@
-"""Activation caches: one forward (`ActivationCache`) or a whole denoising run (`StepCache`)."""
+"""Activation caches: one forward (`ActivationCache`) or a whole denoising run (`StepCache`).
+
+This module holds `StepCache` (per denoising step, reducers, step filters, safetensors files) and the
+`run_with_cache` machinery; the one-forward `ActivationCache` with TransformerLens' lookups and residual
+tools lives in `mdm_lens.activation_cache` (re-exported here), because it is a TL-parity surface of its own."""
 from __future__ import annotations
 
 import json

@@ -8,15 +8,12 @@ What steering means under the cache: docs/fast_sampling.md.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import torch
 
 from .families.base import FamilySpec, FastSupport
 from .sampling.common import check_kwargs
-
-if TYPE_CHECKING:
-    from .hooked import HookedMDM
 
 AUGMENT_CACHED = (
     "an intervention that adds batch rows (model.augment_batch, e.g. reference alignment) cannot run under a "
@@ -47,9 +44,10 @@ def fast_defaults(spec: FamilySpec) -> dict[str, Any]:
     return {**FAST_DEFAULTS, **fast_support(spec).defaults}
 
 
-def fast_call(model: HookedMDM, input_ids: torch.Tensor, attn: torch.Tensor | None, kwargs: dict[str, Any]
+def fast_call(model: Any, input_ids: torch.Tensor, attn: torch.Tensor | None, kwargs: dict[str, Any]
               ) -> tuple[Callable, dict[str, Any]]:
-    """-> (cached sampler, its keyword arguments) for `fn(model, input_ids, **kw)`; refuses what it cannot run."""
+    """-> (cached sampler, its keyword arguments) for `fn(model, input_ids, **kw)`; refuses what it cannot run.
+    `model` is a `HookedMDM` (not imported here: the wrapper imports this module)."""
     if model._augmenters:
         raise ValueError(AUGMENT_CACHED)
     fast = fast_support(model.spec)

@@ -1,4 +1,7 @@
-"""HookedMDM: a masked diffusion LM with named, step-aware hook sites."""
+"""HookedMDM: a masked diffusion LM with named, step-aware hook sites.
+
+The wrapper users hold. It reads names from `mdm_lens.sites`, attaches functions through `mdm_lens.hooking`
+(onto the `HookPoint`s and layers of the family's module) and runs the family's sampler with the step clock."""
 from __future__ import annotations
 
 from contextlib import contextmanager

@@ -1,4 +1,9 @@
-"""Registering `fn(act, ctx)` hooks on canonical sites, and always removing them."""
+"""Registering `fn(act, ctx)` hooks on canonical sites, and always removing them.
+
+The four hook modules, each one job: `sites` is the table of names (a role placed at a layer);
+`hook_points` the identity modules that give a tensor a place to be hooked; `hooking` (here) attaches user
+functions to sites and guarantees their removal; `hooked` is the `HookedMDM` wrapper that ties them to a
+model, its step clock and its samplers."""
 from __future__ import annotations
 
 import threading

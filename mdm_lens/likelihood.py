@@ -46,9 +46,9 @@ class _Chunk:
     """One reference mini-batch of one pair: `b` noisy copies of prompt + answer."""
 
     pair: int
-    seq: Int[torch.Tensor, "pos"]
+    seq: Int[torch.Tensor, " pos"]
     noisy: Int[torch.Tensor, "b pos"]
-    ratio: Float[torch.Tensor, "b"]      # fraction of the answer masked in each row (c / L)
+    ratio: Float[torch.Tensor, " b"]      # fraction of the answer masked in each row (c / L)
     prompt_len: int
 
 

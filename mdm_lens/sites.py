@@ -33,7 +33,7 @@ _RES = ("batch", "pos", "d_model")
 _MLP = ("batch", "pos", "d_mlp")
 _B = "blocks.{l}."
 
-# The per-layer roles steering tools take (residual stream and MLP: CLI `--hook-point` choices, sweeps).
+# The per-layer roles steering tools take (residual stream and MLP: CLI `--role` choices, sweeps).
 STEER_ROLES = {
     "resid_pre": Role(_B + "hook_resid_pre", _RES, (_B + "hook_in", _B + "ln1.hook_in")),
     "attn_out": Role(_B + "hook_attn_out", _RES, (_B + "attn.hook_out", _B + "attn.o.hook_out")),

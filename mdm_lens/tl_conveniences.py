@@ -112,7 +112,7 @@ class TLConveniences:
         return self._param(self._dims()["unembed_weight"]).T
 
     @property
-    def b_U(self) -> Float[torch.Tensor, "d_vocab"]:
+    def b_U(self) -> Float[torch.Tensor, " d_vocab"]:
         w = self._param(self._dims()["unembed_weight"])
         return torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
 

@@ -10,7 +10,6 @@ from typing import Any
 import torch
 
 from mdm_lens.families import llada
-from mdm_lens.families.base import FamilySpec
 from mdm_lens.sampling.common import StepInfo, announcing, logits_of
 
 MASK_ID = 0         # a mask id of 0: the wrapper must not take it for a missing one

@@ -22,10 +22,10 @@ def test_planted_layer_is_found(tiny_llada, tmp_path):
     prompts = ["hello world", "the cat"]
     base = tiny_llada.generate(prompts, seed=0, **KW).texts
     metric = lambda texts: float(sum(a != b for a, b in zip(texts, base)))   # noqa: E731
-    res = layer_sweep(tiny_llada, _factory(tiny_llada), prompts, metric, hook_points=["resid_post", "mlp_out"],
+    res = layer_sweep(tiny_llada, _factory(tiny_llada), prompts, metric, roles=["resid_post", "mlp_out"],
                       scopes=["all", "response"], progress=False, **KW)
     assert res.baseline == 0
-    by = {(r["layer"], r["hook_point"], r["scope"]): r for r in res.records}
+    by = {(r["layer"], r["role"], r["scope"]): r for r in res.records}
     assert len(res.records) == 2 * 2 * 2 and not any("error" in r for r in res.records)
     for (layer, point, scope), r in by.items():
         assert r["site"] == get_act_name(point, layer) and r["delta"] == r["score"] - res.baseline
@@ -42,7 +42,7 @@ def test_metric_error_is_recorded(tiny_llada):
         if calls["n"] == 2:
             raise RuntimeError("judge down")
         return 1.0
-    res = layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], metric, hook_points=["resid_post"], progress=False,
+    res = layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], metric, roles=["resid_post"], progress=False,
                       **KW)
     assert [r.get("error", "").split(":")[0] for r in res.records] == ["RuntimeError", ""]
     assert "judge down" in res.records[0]["error"] and res.records[0]["score"] is None
@@ -53,7 +53,7 @@ def test_a_sweep_whose_cells_all_fail_raises(tiny_llada):
     def broken(sites):
         raise KeyError("no activations for that site")
     with pytest.raises(RuntimeError, match="every one of the 2 sweep cells failed.*no activations"):
-        layer_sweep(tiny_llada, broken, ["hi"], lambda t: 1.0, hook_points=["mlp_out"], progress=False, **KW)
+        layer_sweep(tiny_llada, broken, ["hi"], lambda t: 1.0, roles=["mlp_out"], progress=False, **KW)
 
 
 def test_bad_arguments_name_the_valid_words(tiny_llada):
@@ -62,7 +62,7 @@ def test_bad_arguments_name_the_valid_words(tiny_llada):
     with pytest.raises(ValueError, match='"all"'):
         layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], len, scopes=["both"])
     with pytest.raises(ValueError, match="resid_post"):
-        layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], len, hook_points=["mlp.hook_out"])
+        layer_sweep(tiny_llada, _factory(tiny_llada), ["hi"], len, roles=["mlp.hook_out"])
 
 
 def test_sweep_sites_come_from_the_role_table(tiny_llada):

@@ -19,7 +19,7 @@ def test_moments_and_effects(tmp_path):
 
 
 def test_sweep_and_experiment(tmp_path):
-    assert main(["sweep", "--out", str(tmp_path / "s"), "--n", "6", "--n-eval", "2", "--hook-points", "mlp_out"]) == 0
+    assert main(["sweep", "--out", str(tmp_path / "s"), "--n", "6", "--n-eval", "2", "--roles", "mlp_out"]) == 0
     assert os.path.getsize(tmp_path / "s" / "sweep.png")
     recs = json.load(open(tmp_path / "s" / "sweep.json"))
     assert recs[0]["metric"] == "change_case:english_lowercase strict pass rate"
@@ -44,14 +44,14 @@ def test_sweep_from_files_needs_a_metric(tmp_path, capsys):
     assert "need --metric" in capsys.readouterr().err and not (tmp_path / "s").exists()
     assert main(["sweep", "--out", str(tmp_path / "s"), *files, "--metric", "magic"]) == 2
     assert "metric 'magic'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):          # an empty --kind is refused, never a silent switch of metric
-        main(["sweep", "--out", str(tmp_path / "s"), "--kind", ""])
+    with pytest.raises(SystemExit):          # an empty --instruction-id is refused, never a silent switch of metric
+        main(["sweep", "--out", str(tmp_path / "s"), "--instruction-id", ""])
 
 
 def test_sweep_from_files_with_metric(tmp_path):
     files = _prompt_files(tmp_path)
     assert main(["sweep", "--out", str(tmp_path / "s"), *files, "--metric", "change_case:english_lowercase",
-                 "--n-eval", "2", "--hook-points", "mlp_out"]) == 0
+                 "--n-eval", "2", "--roles", "mlp_out"]) == 0
     recs = json.load(open(tmp_path / "s" / "sweep.json"))
     assert len(recs) == 4 and {r["metric"] for r in recs} == {"change_case:english_lowercase pass rate"}
     assert all(0 <= r["score"] <= 1 for r in recs) and os.path.getsize(tmp_path / "s" / "sweep.png")
@@ -72,3 +72,17 @@ def test_resolve_metric():
         resolve_metric("analyses.refusal:nope")
     with pytest.raises(ValueError, match="not an IFEval instruction id"):
         resolve_metric("change_case:nope")
+
+
+def test_old_spellings_warn_and_still_work(capsys):
+    """`--hook-points`, `--hook-point` and `--kind` are deprecated aliases of `--roles`, `--role` and
+    `--instruction-id` for one release: same value, one line on stderr naming the replacement."""
+    from analyses.cli.commands import build_parser
+    parser = build_parser()
+    new = parser.parse_args(["sweep", "--out", "x", "--roles", "mlp_out", "--instruction-id", "punctuation:no_comma"])
+    old = parser.parse_args(["sweep", "--out", "x", "--hook-points", "mlp_out", "--kind", "punctuation:no_comma"])
+    assert (old.roles, old.instruction_id) == (new.roles, new.instruction_id) == (["mlp_out"], "punctuation:no_comma")
+    err = capsys.readouterr().err
+    assert "--hook-points is deprecated" in err and "use --roles" in err and "use --instruction-id" in err
+    assert parser.parse_args(["moments", "--out", "x", "--hook-point", "resid_post"]).role == "resid_post"
+    assert "use --role" in capsys.readouterr().err

@@ -34,7 +34,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert "NLL" in table(summary)
     # the refusal and ILRR sections (analyses.studies.refusal_study / ilrr_study): the summary.json contract
     full = json.load(open(os.path.join(out, "summary.json")))
-    assert set(full["refusal"]["best"]) == {"layer", "hook_point", "scope"}
+    assert set(full["refusal"]["best"]) == {"layer", "role", "scope"}
     for key, rates in (("refusal", ("baseline_rate", "steered_rate")), ("ilrr", ("baseline_rate", "ilrr_rate"))):
         assert all(0 <= full[key][r] <= 1 for r in rates), key
     # the rest of the contract: seconds, unsteered accuracy per constraint, every generation in one file beside it

@@ -27,7 +27,7 @@ def test_ot_ifeval_smoke(tmp_path):
 def test_refusal_ablation_smoke(tmp_path):
     res = _main("refusal_ablation")(["--quick", "--out", str(tmp_path)])
     js = json.loads((tmp_path / "refusal.json").read_text())
-    assert set(js["best"]) == {"layer", "hook_point", "scope"} and js["best"] == res.to_json()["best"]
+    assert set(js["best"]) == {"layer", "role", "scope"} and js["best"] == res.to_json()["best"]
     n = res.config["n_test"]                       # a rate over the test prompts: a whole number of them
     for key in ("baseline_rate", "steered_rate"):
         assert round(js[key] * n) == pytest.approx(js[key] * n), (key, js[key], n)

@@ -22,7 +22,7 @@ def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
     cfg = RefusalConfig(**QUICK)
     out = str(tmp_path / "refusal")
     res = run_refusal_study(model, cfg, out=out, model_name=ORGANISM, progress=False)
-    n_cells = len(cfg.layers) * len(cfg.hook_points) * len(cfg.scopes)
+    n_cells = len(cfg.layers) * len(cfg.roles) * len(cfg.scopes)
     assert len(res.records) == cfg.n_val * (1 + n_cells) + 2 * (cfg.n_test + cfg.n_harmless)
     lines = open(os.path.join(out, "generations.jsonl")).read().splitlines()
     assert len(lines) == len(res.records)
@@ -31,19 +31,19 @@ def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
         assert (r["nll"] is None) == (r["split"] == "val" or r["n_tokens"] == 0)
     val = [r for r in res.records if r["split"] == "val"]
     for cell in res.sweep:
-        mine = [r for r in val if (r["layer"], r["hook_point"], r["scope"]) == (cell["layer"], cell["hook_point"],
+        mine = [r for r in val if (r["layer"], r["role"], r["scope"]) == (cell["layer"], cell["role"],
                                                                                   cell["scope"])]
         assert len(mine) == cfg.n_val and cell["score"] == sum(r["refusal"] for r in mine) / cfg.n_val
     allowed = [c for c in res.sweep if c["degenerate"] <= res.best["cap"]] or res.sweep
     assert res.best["score"] == min(c["score"] for c in allowed)
     j = res.to_json()
-    assert set(j["best"]) == {"layer", "hook_point", "scope"}
+    assert set(j["best"]) == {"layer", "role", "scope"}
     harmful_none = [r for r in res.records if r["split"] == "test" and r["method"] == "none" and r["harmful"]]
     k = sum(r["refusal"] for r in harmful_none)
     assert j["baseline_rate"] == k / cfg.n_test
     assert (res.row("none", "harmful")["ci_low"], res.row("none", "harmful")["ci_high"]) == wilson_interval(k, cfg.n_test)
     steered = [r for r in res.records if r["split"] == "test" and r["method"] != "none" and r["harmful"]]
-    assert {(r["layer"], r["hook_point"], r["scope"]) for r in steered} == {tuple(j["best"].values())}
+    assert {(r["layer"], r["role"], r["scope"]) for r in steered} == {tuple(j["best"].values())}
     assert j["steered_rate"] == sum(r["refusal"] for r in steered) / cfg.n_test
     md = res.table_markdown()
     assert "87.56% -> 0.00%" in md and "| none | harmful |" in md and "degenerate" in md
@@ -61,11 +61,11 @@ def _result(base, steer, sweep):
     test = [row("none", "harmful", base), row("directional_ablation", "harmful", steer),
             row("none", "harmless", 0.0), row("directional_ablation", "harmless", 0.0)]
     return RefusalStudyResult("m", {"n_layers": 4, "n_calib": 8, "n_val": 10, "layers": [0, 1, 2, 3],
-                                            "hook_points": ["resid_post", "attn_out"], "scopes": ["prompt", "all"]}, {"rate": base}, sweep, dict(sweep[0], cap=0.2), test)
+                                            "roles": ["resid_post", "attn_out"], "scopes": ["prompt", "all"]}, {"rate": base}, sweep, dict(sweep[0], cap=0.2), test)
 
 
 def test_paper_comparison_is_computed_from_the_numbers():
-    cells = lambda f: [{"layer": l, "hook_point": p, "scope": s, "score": f(l, p, s), "degenerate": 0.0}  # noqa: E731
+    cells = lambda f: [{"layer": l, "role": p, "scope": s, "score": f(l, p, s), "degenerate": 0.0}  # noqa: E731
                        for l in range(4) for p in ("resid_post", "attn_out") for s in ("prompt", "all")]
     like_paper = _result(0.9, 0.0, cells(lambda l, p, s: 0.1 * (l != 2) + 0.2 * (p != "resid_post") + 0.3 * (s != "all")))
     assert [c["agrees"] for c in like_paper.comparison()] == [True, True, True, True]

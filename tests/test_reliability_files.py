@@ -14,7 +14,6 @@ from safetensors.torch import load_file, save_file
 import mdm_lens.loading as loading
 import mdm_lens.safefile as safefile
 from interventions import GaussianOT, Plan, restrict
-from interventions.affine import AffineMap
 from mdm_lens import HookedMDM
 from mdm_lens.cache import StepCache
 from mdm_lens.collect import Activations

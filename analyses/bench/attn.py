@@ -23,9 +23,7 @@ def attn_bench(model, *, seq: int = 256, batch: int = 1, repeats: int = 5) -> di
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, min(vocab, model.mask_id), (batch, seq), generator=g).to(model.input_device)
     ids[:, seq // 2:] = model.mask_id               # a canvas half masked, as mid-generation
-    n = model.n_layers
-    pattern_all = [f"blocks.{l}.attn.hook_pattern" for l in range(n)]
-    z_all = [f"blocks.{l}.attn.hook_z" for l in range(n)]
+    pattern_all, z_all = model.site_names(["pattern"]), model.site_names(["z"])
 
     def plain():
         with torch.no_grad():
@@ -44,7 +42,7 @@ def attn_bench(model, *, seq: int = 256, batch: int = 1, repeats: int = 5) -> di
             "z_all_ratio": med["z_all"] / med["plain"],
             "eager_vs_sdpa_ratio": med["pattern_all"] / med["z_all"],
             "eager_logits_max_abs_diff": err,
-            "settings": {"seq": seq, "batch": batch, "repeats": repeats, "n_layers": n,
+            "settings": {"seq": seq, "batch": batch, "repeats": repeats, "n_layers": model.n_layers,
                          "d_model": int(model.cfg.d_model), "n_heads": int(model.cfg.n_heads),
                          "dtype": str(next(model.model.parameters()).dtype), "device": str(model.input_device),
                          "threads": torch.get_num_threads()}}

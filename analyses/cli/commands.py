@@ -24,7 +24,8 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
 BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn")
-from .demo import CACHES, SAMPLERS  # noqa: E402  (stdlib-only copies, held equal to the library by tests)
+from .demo import CACHES, SAMPLERS  # noqa: E402, F401  (stdlib-only copies, held equal to the library by tests)
+from .options import deprecated_alias  # noqa: E402
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
 
@@ -115,7 +116,7 @@ def _setup(args):
         src_p, tgt_p = read(args.source), read(args.target)
     else:
         from analyses.studies.organism import corpus_for
-        src_p, tgt_p = corpus_for(model.config).calibration_pairs(args.kind, args.n, args.seed)
+        src_p, tgt_p = corpus_for(model.config).calibration_pairs(args.instruction_id, args.n, args.seed)
     return model, src_p, tgt_p, collect_contrastive
 
 
@@ -130,7 +131,7 @@ def cmd_moments(args) -> int:
     from ..moments import moment_mismatch
     from ..records import write_records
     model, src_p, tgt_p, collect_contrastive = _setup(args)
-    sites = [get_act_name(args.hook_point, l) for l in range(model.n_layers)]
+    sites = [get_act_name(args.role, l) for l in range(model.n_layers)]
     if len(src_p) < 4:
         raise ValueError(f"{len(src_p)} contrastive pairs: moments need at least 4 (half fit the maps, half are "
                          "held out); raise --n")
@@ -139,8 +140,8 @@ def cmd_moments(args) -> int:
     src_h, tgt_h = collect_contrastive(model, src_p[half:], tgt_p[half:], sites)
     rep = moment_mismatch(src, tgt, sites, held_out=(src_h, tgt_h))
     write_records(args.out, "moments", rep.records)
-    what = f"{Path(args.source).name} → {Path(args.target).name}" if args.source else f"{args.kind} pairs"
-    rep.plot(os.path.join(args.out, "moments.png"), title=f"{args.model} · {args.hook_point} of every layer · {what}")
+    what = f"{Path(args.source).name} → {Path(args.target).name}" if args.source else f"{args.instruction_id} pairs"
+    rep.plot(os.path.join(args.out, "moments.png"), title=f"{args.model} · {args.role} of every layer · {what}")
     print(f"wrote {args.out}/moments.csv, moments.json, moments.png")
     return 0
 
@@ -169,11 +170,11 @@ def cmd_sweep(args) -> int:
         raise ValueError("give both --source and --target (files of prompts, one a line), or neither")
     if from_files and not args.metric:
         raise ValueError("prompts from --source/--target files need --metric (an IFEval instruction id, 'refusal', "
-                         "'sentiment' or 'module:function'): the organism's --kind checks only fit its own prompts")
+                         "'sentiment' or 'module:function'): the organism's --instruction-id checks only fit its own prompts")
     kwargs = json.loads(args.metric_kwargs) if args.metric_kwargs else None
     name, metric = resolve_metric(args.metric, kwargs) if args.metric else (None, None)   # refused before loading
     model, src_p, tgt_p, collect_contrastive = _setup(args)
-    sites = sweep_sites(model, args.hook_points)
+    sites = sweep_sites(model, args.roles)
     src, tgt = collect_contrastive(model, src_p, tgt_p, sites)
     factory = functools.partial(_fit_plan, args, src, tgt)
     if from_files:
@@ -182,17 +183,17 @@ def cmd_sweep(args) -> int:
         from analyses.studies.organism import corpus_for
 
         from .. import ifeval
-        items = corpus_for(model.config).eval_items(args.kind, args.n_eval, "val", args.seed)
-        prompts, what = [e.prompt for e in items], f"{args.kind} validation prompts"
+        items = corpus_for(model.config).eval_items(args.instruction_id, args.n_eval, "val", args.seed)
+        prompts, what = [e.prompt for e in items], f"{args.instruction_id} validation prompts"
         if metric is None:
-            name = f"{args.kind} strict pass rate"
+            name = f"{args.instruction_id} strict pass rate"
             metric = lambda texts: sum(all(ifeval.check(t, e.instruction_id_list, e.kwargs))  # noqa: E731
                                        for t, e in zip(texts, items)) / len(items)
-    res = layer_sweep(model, factory, prompts, metric, hook_points=args.hook_points, scopes=args.scopes,
+    res = layer_sweep(model, factory, prompts, metric, roles=args.roles, scopes=args.scopes,
                       lambdas=args.lambdas, seed=args.seed)
     write_records(args.out, "sweep", [{**r, "baseline": res.baseline, "metric": name} for r in res.records])
     title = (f"{args.model} · {args.estimator} map per site, fit on "
-             + (f"{Path(args.source).name} → {Path(args.target).name}" if from_files else f"{args.kind} pairs")
+             + (f"{Path(args.source).name} → {Path(args.target).name}" if from_files else f"{args.instruction_id} pairs")
              + f" · scored on {len(prompts)} {what}")
     res.plot(os.path.join(args.out, "sweep.png"), metric=name, title=title)
     print(f"metric: {name}; baseline {res.baseline:.3f}; wrote {args.out}/sweep.csv, sweep.json, sweep.png")
@@ -241,12 +242,13 @@ def _sampler_options(p: argparse.ArgumentParser) -> None:
 def _contrastive_options(p: argparse.ArgumentParser) -> None:
     _model_options(p, default="tiny-if")
     p.add_argument("--out", required=True, help="output folder (created if missing)")
-    p.add_argument("--kind", choices=KINDS, default=KINDS[0],
+    p.add_argument("--instruction-id", dest="instruction_id", choices=KINDS, default=KINDS[0],
                    help="organism constraint whose prompts without / with it form the contrastive sets")
-    p.add_argument("--source", help="file of source prompts, one a line; with --target it replaces --kind "
-                   "(default: prompts from --kind)")
-    p.add_argument("--target", help="file of target prompts, one a line; with --source it replaces --kind "
-                   "(default: prompts from --kind)")
+    deprecated_alias(p, "--kind", "--instruction-id", "instruction_id", choices=KINDS)
+    p.add_argument("--source", help="file of source prompts, one a line; with --target it replaces "
+                   "--instruction-id (default: prompts from --instruction-id)")
+    p.add_argument("--target", help="file of target prompts, one a line; with --source it replaces "
+                   "--instruction-id (default: prompts from --instruction-id)")
     p.add_argument("--n", type=int, default=32, help="contrastive pairs drawn from the organism corpus")
     p.add_argument("--seed", type=int, default=0, help="seed for prompt sampling and generation")
 
@@ -299,12 +301,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("moments", help="moment mismatch per layer, per estimator",
                        description="How far each estimator's transported source moments land from the target's.")
     _contrastive_options(p)
-    p.add_argument("--hook-point", dest="hook_point", choices=ROLES, default="mlp_out",
+    p.add_argument("--role", dest="role", choices=ROLES, default="mlp_out",
                    help="site role measured in every layer")
+    deprecated_alias(p, "--hook-point", "--role", "role", choices=ROLES)
     p.set_defaults(func=cmd_moments)
 
     p = sub.add_parser("effects", help="per-timestep effects of a fitted plan",
-                       description="Fit a plan on mlp.hook_pre + mlp.hook_out of every layer and measure what it "
+                       description="Fit a plan on the mlp_pre and mlp_out sites of every layer and measure what it "
                        "changes at every denoising step.")
     _contrastive_options(p)
     p.add_argument("--n-eval", dest="n_eval", type=int, default=8, help="target prompts generated and compared")
@@ -312,22 +315,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="λ: 0 no steering, 1 the fitted map")
     p.set_defaults(func=cmd_effects)
 
-    p = sub.add_parser("sweep", help="layer × hook point × scope × λ sensitivity sweep",
-                       description="Steer one layer and hook point at a time and score the generations with "
-                       "--metric (default with --kind: the organism's IFEval checks of that constraint). Prompts "
+    p = sub.add_parser("sweep", help="layer × role × scope × λ sensitivity sweep",
+                       description="Steer one layer and role at a time and score the generations with "
+                       "--metric (default with --instruction-id: the organism's IFEval checks of that constraint). Prompts "
                        "from --source/--target files need --metric.")
     _contrastive_options(p)
     p.add_argument("--metric", default=None,
                    help="what a cell's generations score: an IFEval instruction id (e.g. "
                    "change_case:english_lowercase), 'refusal', 'sentiment' (VADER) or 'module:function' taking the "
-                   "list of texts (default: the --kind constraint's checks; required with --source/--target)")
+                   "list of texts (default: the --instruction-id constraint's checks; required with --source/--target)")
     p.add_argument("--metric-kwargs", dest="metric_kwargs", default=None,
                    help='JSON kwargs of an IFEval instruction id metric, e.g. \'{"keywords": ["cat"]}\' (default: none, '
                    'for ids that take no kwargs)')
     p.add_argument("--n-eval", dest="n_eval", type=int, default=8, help="prompts generated per cell")
     p.add_argument("--estimator", choices=ESTIMATORS, default="linear_act", help="steering rule to fit")
-    p.add_argument("--hook-points", dest="hook_points", nargs="+", choices=ROLES,
+    p.add_argument("--roles", dest="roles", nargs="+", choices=ROLES,
                    default=["resid_post", "mlp_out"], help="site roles swept in every layer")
+    deprecated_alias(p, "--hook-points", "--roles", "roles", nargs="+", choices=ROLES)
     p.add_argument("--scopes", nargs="+", choices=SCOPES, default=["all"], help="token scopes swept")
     p.add_argument("--lambdas", type=float, nargs="+", default=[1.0], help="strengths swept")
     p.set_defaults(func=cmd_sweep)

@@ -76,7 +76,7 @@ def add_parsers(sub) -> None:
     p = sub.add_parser("demo", help="the three seed papers on the embedded organism (offline)",
                        description="IFEval OT steering (every estimator and per-timestep Linear-ACT, λ chosen on "
                        "validation, accuracy beside damage, two maps composed, per-step effects), refusal ablation "
-                       "with its layer × hook point × scope sweep, and ILRR sentiment alignment; writes a report "
+                       "with its layer × role × scope sweep, and ILRR sentiment alignment; writes a report "
                        "folder with summary.md, summary.json, generations.jsonl and figures.")
     p.add_argument("--out", default="mdm-lens-demo", help="report folder")
     p.add_argument("--model", default=None, help="packaged organism name, hub id or local folder "

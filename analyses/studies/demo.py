@@ -215,7 +215,7 @@ def table(summary: dict) -> str:
                         f"{100 * r['ci_high']:5.1f}]{num(r['nll']):>8}  {pct(r['degenerate'])}")
     if "refusal" in summary:
         b = summary["refusal"]["best"]
-        rows.append(f"(ablation at layer {b['layer']}, {b['hook_point']}, scope {b['scope']}: the best sweep cell "
+        rows.append(f"(ablation at layer {b['layer']}, {b['role']}, scope {b['scope']}: the best sweep cell "
                     "on validation; the paper: 87.56% -> 0.00% on LLaDA-8B-Instruct)")
     return "\n".join(rows)
 

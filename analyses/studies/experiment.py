@@ -65,7 +65,7 @@ class ExperimentConfig(StudyConfig):
     max_degenerate: float = 0.5
     mc_num: int = 16                                  # a damage gauge, not a benchmark
     methods: tuple[str, ...] = METHODS
-    sites: tuple[str, ...] | None = None            # default: mlp.hook_pre + hook_mlp_out of every layer
+    sites: tuple[str, ...] | None = None            # default: the mlp_pre and mlp_out sites of every layer
     residual_sites: tuple[str, ...] | None = None   # default: hook_resid_post of every layer
     lambdas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
     pooling: str = "mean"

@@ -4,7 +4,7 @@ Protocol, with nothing tuned on test:
 1. **Direction** per site: difference in means of harmful vs harmless *train-split* requests, activations
    mean-pooled over the prompt tokens at t = 1 (the paper's single forward pass); the plan at a site is the
    directional ablation h ← h − ⟨h, v̂⟩v̂ (`interventions`' `directional_ablation` estimator).
-2. **Sweep** on the *validation* harmful requests: one cell per layer × hook point × token scope, ablating at
+2. **Sweep** on the *validation* harmful requests: one cell per layer × role × token scope, ablating at
    that one site only; the cell with the lowest refusal rate among those whose degenerate share stays within
    max(`max_degenerate`, the unsteered share) is the best cell (ties: fewer degenerate texts, then table order).
 3. **Test**: refusal rate on held-out harmful requests with no steering and at the best cell, Wilson 95%
@@ -29,9 +29,9 @@ if TYPE_CHECKING:
 
     from ..sweep import Cell
 
-HOOK_POINTS = ("resid_mid", "resid_post", "attn_out")   # the paper's Attn Res, MLP Res and Attn-only
+SWEEP_ROLES = ("resid_mid", "resid_post", "attn_out")   # the paper's Attn Res, MLP Res and Attn-only
 SCOPES = ("prompt", "response", "all")                   # "all" = prompt + response
-PAPER = {"baseline_rate": 0.8756, "steered_rate": 0.0, "layers": "mid (12-20 of 32)", "hook_point": "resid_post",
+PAPER = {"baseline_rate": 0.8756, "steered_rate": 0.0, "layers": "mid (12-20 of 32)", "role": "resid_post",
          "scope": "all", "model": "LLaDA-8B-Instruct"}
 VERDICT = {True: "yes", False: "no", None: "cannot tell"}
 
@@ -46,11 +46,11 @@ class RefusalConfig(StudyConfig):
     n_calib: int = 64
     n_harmless: int = 31
     layers: tuple[int, ...] | None = None           # default: every layer
-    hook_points: tuple[str, ...] = HOOK_POINTS
+    roles: tuple[str, ...] = SWEEP_ROLES
     scopes: tuple[str, ...] = SCOPES
 
 
-QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), hook_points=("resid_post",),
+QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), roles=("resid_post",),
              scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
 
 
@@ -94,11 +94,11 @@ class RefusalStudyResult:
                           "ablate" if moot else f"drop of {100 * drop:.1f} points")
                  + ("" if steer["ci_high"] < base["ci_low"] else "; the 95% intervals overlap")}]
         for finding, key, paper, says in (
-                ("strongest layer (mean val refusal over hook points and scopes)", "layer", PAPER["layers"],
+                ("strongest layer (mean val refusal over roles and scopes)", "layer", PAPER["layers"],
                  lambda l: 0 < l < n_layers - 1),
-                ("strongest hook point (mean over layers and scopes)", "hook_point", "post-MLP residual (resid_post)",
+                ("strongest role (mean over layers and scopes)", "role", "post-MLP residual (resid_post)",
                  lambda p: p == "resid_post"),
-                ("strongest token scope (mean over layers and hook points)", "scope", "prompt + response (all)",
+                ("strongest token scope (mean over layers and roles)", "scope", "prompt + response (all)",
                  lambda s: s == "all")):
             org, agrees, note = strongest(key, says)
             if key == "layer" and agrees is not None:
@@ -110,7 +110,7 @@ class RefusalStudyResult:
     def to_json(self) -> dict:
         base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
         return {"baseline_rate": base["rate"], "steered_rate": steer["rate"],
-                "best": {k: self.best[k] for k in ("layer", "hook_point", "scope")},
+                "best": {k: self.best[k] for k in ("layer", "role", "scope")},
                 "model": self.model, "config": self.config, "val_baseline": self.val_baseline, "sweep": self.sweep,
                 "best_cell": self.best, "test": self.test, "paper": PAPER, "comparison": self.comparison()}
 
@@ -118,9 +118,9 @@ class RefusalStudyResult:
         c = self.config
         lines = [f"Model `{self.model}`. Direction: harmful − harmless means of {c['n_calib']} train requests each "
                  f"(prompt-pooled, t = 1). Sweep on {c['n_val']} validation harmful requests: layers {c['layers']} × "
-                 f"hook points {list(c['hook_points'])} × scopes {list(c['scopes'])}; best cell (lowest refusal with "
+                 f"roles {list(c['roles'])} × scopes {list(c['scopes'])}; best cell (lowest refusal with "
                  f"degenerate share <= {pct(self.best['cap'])}): layer {self.best['layer']}, "
-                 f"`{self.best['hook_point']}`, scope `{self.best['scope']}` (val refusal {pct(self.best['score'])}, "
+                 f"`{self.best['role']}`, scope `{self.best['scope']}` (val refusal {pct(self.best['score'])}, "
                  f"unsteered {pct(self.val_baseline['rate'])}). Test: held-out requests.", "",
                  "| plan | requests | n | refusal rate | 95% interval | answered | NLL | degenerate |",
                  "|---|---|---|---|---|---|---|---|"]
@@ -135,11 +135,11 @@ class RefusalStudyResult:
         return "\n".join(lines)
 
     def plot(self, path: str) -> str:
-        """Heatmaps of validation refusal rate, one panel per scope (grid), hook points × layers, one colour
+        """Heatmaps of validation refusal rate, one panel per scope (grid), roles × layers, one colour
         scale [0, 1] with a labelled colour bar; the best cell is outlined in red."""
         from ..plotting import plt
         from matplotlib.patches import Rectangle
-        scopes, points = list(self.config["scopes"]), list(self.config["hook_points"])
+        scopes, points = list(self.config["scopes"]), list(self.config["roles"])
         layers = list(self.config["layers"])
         ncol = min(3, len(scopes))
         nrow = -(-len(scopes) // ncol)
@@ -149,7 +149,7 @@ class RefusalStudyResult:
         im = None
         for i, scope in enumerate(scopes):
             ax = axes[i // ncol][i % ncol]
-            grid = [[next((c["score"] for c in self.sweep if c["layer"] == l and c["hook_point"] == p
+            grid = [[next((c["score"] for c in self.sweep if c["layer"] == l and c["role"] == p
                            and c["scope"] == scope and c["score"] is not None), float("nan")) for l in layers]
                     for p in points]
             im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
@@ -165,7 +165,7 @@ class RefusalStudyResult:
             ax.set_title(f"scope = {scope}" + (" (prompt + response)" if scope == "all" else ""), fontsize=9)
             if scope == self.best["scope"]:
                 ax.add_patch(Rectangle((layers.index(self.best["layer"]) - 0.5,
-                                        points.index(self.best["hook_point"]) - 0.5), 1, 1, fill=False,
+                                        points.index(self.best["role"]) - 0.5), 1, 1, fill=False,
                                        edgecolor="red", lw=2.5))
         for j in range(len(scopes), nrow * ncol):
             axes[j // ncol][j % ncol].axis("off")
@@ -173,7 +173,7 @@ class RefusalStudyResult:
         bar.set_label("refusal rate, validation (keyword judge)", fontsize=8)
         bar.ax.axhline(self.val_baseline["rate"], color="red", lw=2)
         fig.suptitle(f"Refusal-direction ablation on {self.model}: plan = directional ablation at one site "
-                     f"(layer × hook point) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
+                     f"(layer × role) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
                      f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
                      "in red; numbers = %", fontsize=9, y=1.0 + 0.12 / nrow)
         fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -189,7 +189,7 @@ def run_refusal_study(model: HookedMDM, cfg: RefusalConfig | None = None, *, out
     from ..sweep import sweep_cells
     cfg = cfg or RefusalConfig()
     cfg.check()
-    cells = sweep_cells(model, cfg.layers, cfg.hook_points, cfg.scopes)
+    cells = sweep_cells(model, cfg.layers, cfg.roles, cfg.scopes)
     layers = list(dict.fromkeys(c.layer for c in cells))
     sites = list(dict.fromkeys(c.site for c in cells))
     name = model_name_of(model, model_name)
@@ -243,7 +243,7 @@ def _work(model: HookedMDM, cfg: RefusalConfig, calib: tuple[list[str], list[str
         texts = model.generate(p["prompts"], plan=plan_for(p["cell"]), seed=cfg.seed, **cfg.sampler).texts
         cell = p["cell"] or (None, None, None)
         base = {"task": "refusal", "split": p["split"], "method": p["method"], "lambda": None if p["cell"] is None
-                else 1.0, "layer": cell[0], "hook_point": cell[1], "scope": cell[2], "harmful": p["harmful"]}
+                else 1.0, "layer": cell[0], "role": cell[1], "scope": cell[2], "harmful": p["harmful"]}
         recs = text_records(model, p["prompts"], texts, nll=p["split"] == "test", cfg=cfg, base=base)
         for r, v in zip(recs, scorer.scores(texts)):
             r["refusal"] = bool(v)
@@ -268,10 +268,10 @@ def _choose_cell(recs: list[dict], cells: Sequence[Cell], cfg: RefusalConfig) ->
     cap = max(cfg.max_degenerate, val_baseline["degenerate"])
     sweep = []
     for c in cells:
-        mine = [r for r in recs if r["method"] != "none" and (r["layer"], r["hook_point"], r["scope"])
+        mine = [r for r in recs if r["method"] != "none" and (r["layer"], r["role"], r["scope"])
                 == (c.layer, c.role, c.scope)]
         row = rate_row(mine, "refusal")
-        sweep.append({"layer": c.layer, "hook_point": c.role, "scope": c.scope, "lambda": 1.0, "score": row["rate"],
+        sweep.append({"layer": c.layer, "role": c.role, "scope": c.scope, "lambda": 1.0, "score": row["rate"],
                       "degenerate": row["degenerate"], "n": row["n"]})
     allowed = [c for c in sweep if c["degenerate"] <= cap] or sweep
     best = min(allowed, key=lambda c: (c["score"], c["degenerate"], sweep.index(c)))
@@ -280,7 +280,7 @@ def _choose_cell(recs: list[dict], cells: Sequence[Cell], cfg: RefusalConfig) ->
 
 
 def _test_items(test: dict[str, list[str]], best: dict, cfg: RefusalConfig) -> list[Item]:
-    bcell = (best["layer"], best["hook_point"], best["scope"])
+    bcell = (best["layer"], best["role"], best["scope"])
     items: list[Item] = []
     for kind, prompts in test.items():
         items += batched_items(("refusal", "test", "none", kind), prompts, cfg.batch_size,
@@ -299,6 +299,6 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
                             out=os.path.join(out, "refusal"), model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "refusal_sweep.png"))
     md = ["## Refusal ablation (Shnaidman et al.)", "", res.table_markdown(), "",
-          "- `refusal_sweep.png`: validation refusal rate per layer × hook point, one panel per token scope, one "
+          "- `refusal_sweep.png`: validation refusal rate per layer × role, one panel per token scope, one "
           "colour scale; the chosen cell outlined. Generations: `refusal/generations.jsonl`.", ""]
     return Section("refusal", md, res.to_json(), ["refusal_sweep.png"])
