@@ -33,6 +33,15 @@ def bench_models(model_arg: str | None) -> list[tuple[str, object]]:
             ("mid-random-d1024-L8", HookedMDM.from_config(tiny_config("llada", **MID)))]
 
 
+def per_model(name: str, bench: Callable[..., dict], model_arg: str | None, goals: dict[str, float],
+              **settings: int) -> dict:
+    """`{"benchmark": name, "models": {model: bench(model, **settings)}, "goals": goals}` over `bench_models`."""
+    results: dict = {"benchmark": name, "models": {}, "goals": goals}
+    for label, hooked in bench_models(model_arg):
+        results["models"][label] = bench(hooked.eval(), **settings)
+    return results
+
+
 def sampler_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: int, repeats: int) -> dict:
     from mdm_lens.sampling import llada_generate
     g = torch.Generator().manual_seed(0)
@@ -66,9 +75,5 @@ def run_sampler_bench(what: str = "sampler", *, model: str | None = None, gen_le
     if what != "sampler":
         raise ValueError(f"this module runs the 'sampler' benchmark, not {what!r}; 'steer' and 'fit' live in "
                          "analyses.bench.steering")
-    results = {"benchmark": "sampler", "models": {}, "goals": {"wrapper_ratio": 1.02, "all_sites_noop_ratio": 1.10}}
-    for name, hooked in bench_models(model):
-        hooked.eval()
-        results["models"][name] = sampler_bench(hooked, gen_length=gen_length, steps=steps, prompt_len=prompt_len,
-                                                batch=batch, repeats=repeats)
-    return results
+    return per_model("sampler", sampler_bench, model, {"wrapper_ratio": 1.02, "all_sites_noop_ratio": 1.10},
+                     gen_length=gen_length, steps=steps, prompt_len=prompt_len, batch=batch, repeats=repeats)

@@ -6,7 +6,7 @@ import time
 
 import torch
 
-from .sampler import bench_models, interleaved_medians
+from .sampler import interleaved_medians, per_model
 from mdm_lens.sampling import llada_generate
 
 from interventions.bures import dense_bures, shrinkage_intensity
@@ -83,9 +83,5 @@ def run_bench(what: str, *, model: str | None = None, gen_length: int = 32, step
         return {"benchmark": "fit", **fit_bench()}
     if what != "steer":
         raise ValueError(f"unknown benchmark {what!r} here; use 'steer' or 'fit' ('sampler' is analyses.bench.sampler)")
-    out = {"benchmark": "steer", "models": {}, "goals": {"hooked_ratio": 1.10, "folded_ratio": 1.01}}
-    for name, hooked in bench_models(model):
-        hooked.eval()
-        out["models"][name] = steer_bench(hooked, gen_length=gen_length, steps=steps, prompt_len=prompt_len,
-                                          batch=batch, repeats=repeats)
-    return out
+    return per_model("steer", steer_bench, model, {"hooked_ratio": 1.10, "folded_ratio": 1.01},
+                     gen_length=gen_length, steps=steps, prompt_len=prompt_len, batch=batch, repeats=repeats)

@@ -253,16 +253,14 @@ def _contrastive_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed for prompt sampling and generation")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mdm-lens", description=__doc__, formatter_class=HelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter))
-
+def _add_sites(sub) -> None:
     p = sub.add_parser("sites", help="list the canonical hook sites of a model", description="Print one line per "
                        "hook site: canonical name, width, module path and tensor kind.")
     _model_options(p, dtype=True)
     p.set_defaults(func=cmd_sites)
 
+
+def _add_generate(sub) -> None:
     p = sub.add_parser("generate", help="generate with the family's reference sampler",
                        description="One JSON line per prompt. Sampler options left out take the family's "
                        "recommended settings.")
@@ -273,6 +271,8 @@ def build_parser() -> argparse.ArgumentParser:
     fast_options(p)
     p.set_defaults(func=cmd_generate)
 
+
+def _add_bench(sub) -> None:
     p = sub.add_parser("bench", help="overhead benchmarks: ratios measured in one run, as JSON",
                        description="sampler: wrapper and no-op hooks vs the bare model; steer: hooked and folded "
                        "Linear-ACT vs unsteered; fit: Bures OT fit at d=4096; fast: LLaDA's reference sampler vs "
@@ -298,6 +298,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", default=None, help="also write the JSON to this file (default: stdout only)")
     p.set_defaults(func=cmd_bench)
 
+
+def _add_moments(sub) -> None:
     p = sub.add_parser("moments", help="moment mismatch per layer, per estimator",
                        description="How far each estimator's transported source moments land from the target's.")
     _contrastive_options(p)
@@ -306,6 +308,8 @@ def build_parser() -> argparse.ArgumentParser:
     deprecated_alias(p, "--hook-point", "--role", "role", choices=ROLES)
     p.set_defaults(func=cmd_moments)
 
+
+def _add_effects(sub) -> None:
     p = sub.add_parser("effects", help="per-timestep effects of a fitted plan",
                        description="Fit a plan on the mlp_pre and mlp_out sites of every layer and measure what it "
                        "changes at every denoising step.")
@@ -315,6 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strength", type=float, default=1.0, help="λ: 0 no steering, 1 the fitted map")
     p.set_defaults(func=cmd_effects)
 
+
+def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="layer × role × scope × λ sensitivity sweep",
                        description="Steer one layer and role at a time and score the generations with "
                        "--metric (default with --instruction-id: the organism's IFEval checks of that constraint). Prompts "
@@ -336,6 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lambdas", type=float, nargs="+", default=[1.0], help="strengths swept")
     p.set_defaults(func=cmd_sweep)
 
+
+def _add_lens(sub) -> None:
     p = sub.add_parser("lens", help="logit lens at every denoising step: layer × step heatmap",
                        description="Generate once with the decode trace, then read each chosen layer's resid_post "
                        "through the final norm and unembedding at the positions still masked at each chosen step, "
@@ -352,6 +360,18 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_options(p)
     p.set_defaults(func=cmd_lens)
 
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mdm-lens", description=__doc__, formatter_class=HelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, formatter_class=HelpFormatter))
+
+    _add_sites(sub)
+    _add_generate(sub)
+    _add_bench(sub)
+    _add_moments(sub)
+    _add_effects(sub)
+    _add_sweep(sub)
+    _add_lens(sub)
     from .demo import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)
     return parser
