@@ -95,6 +95,54 @@ def _check_choice(kind: str, chosen: Sequence[int] | None, n: int) -> list[int]:
 
 
 @torch.no_grad()
+def _in_text(model, final: torch.Tensor) -> torch.Tensor:
+    """[b, gen] True up to and including each row's first stop token (EOS / EOT); everywhere without one."""
+    from mdm_lens.generation import special_ids
+    ids_ = special_ids(model)
+    gen = final.shape[1]
+    stops = torch.tensor([t for t in (ids_["eos"], ids_["eot"]) if t is not None], dtype=torch.long)
+    is_stop = torch.isin(final, stops)
+    first_stop = torch.where(is_stop.any(1), is_stop.float().argmax(1), torch.full_like(is_stop[:, 0], gen,
+                                                                                           dtype=torch.long))
+    return torch.arange(gen)[None, :] <= first_stop[:, None]
+
+
+def _read_layer(logits: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, final: torch.Tensor, dec: torch.Tensor,
+                in_text: torch.Tensor, s: int, l: int, records: list[dict]) -> tuple[int, float, float]:
+    """One (layer, step) cell from the lens logits [b, gen, V] at the still-masked (rows, pos): its records
+    appended to `records`; returns (n masked, top-1 rate, mean p of the final token)."""
+    tgt = final[rows, pos]
+    lg = logits[rows, pos]                                           # [n, V]
+    p_final = lg.softmax(-1).gather(-1, tgt[:, None].to(lg.device)).squeeze(-1).cpu()
+    top1 = lg.argmax(-1).cpu()
+    rank = (lg > lg.gather(-1, tgt[:, None].to(lg.device))).sum(-1).cpu()
+    is_top1 = top1 == tgt
+    for k in range(len(tgt)):
+        r, g = int(rows[k]), int(pos[k])
+        records.append({"prompt": r, "step": s, "layer": l, "position": g, "final_token": int(tgt[k]),
+                        "decode_step": int(dec[r, g]), "top1_token": int(top1[k]),
+                        "is_top1": bool(is_top1[k]), "p_final": float(p_final[k]), "rank_final": int(rank[k]),
+                        "in_text": bool(in_text[r, g])})
+    if not len(tgt):
+        return 0, float("nan"), float("nan")
+    return len(tgt), float(is_top1.float().mean()), float(p_final.mean())
+
+
+def _first_top1(records: list[dict]) -> list[dict]:
+    """Per (prompt, position, layer): the first step whose top-1 is the final token, its p, and the lead over
+    the step that decoded it (records are in step order)."""
+    first: dict[tuple[int, int, int], dict] = {}
+    for rec in records:
+        key = (rec["prompt"], rec["position"], rec["layer"])
+        row = first.setdefault(key, {"prompt": rec["prompt"], "position": rec["position"], "layer": rec["layer"],
+                                     "final_token": rec["final_token"], "decode_step": rec["decode_step"],
+                                     "first_top1_step": None, "p_at_first_top1": None, "lead_steps": None})
+        if rec["is_top1"] and row["first_top1_step"] is None:
+            row.update(first_top1_step=rec["step"], p_at_first_top1=rec["p_final"],
+                       lead_steps=rec["decode_step"] - rec["step"])
+    return sorted(first.values(), key=lambda r: (r["prompt"], r["position"], r["layer"]))
+
+
 def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers: Sequence[int] | None = None,
                positions: str = "all", seed: int = 0, chat: bool = True, progress: bool = False,
                **sampler_kwargs) -> LensResult:
@@ -115,13 +163,7 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
     gen = out.tokens.shape[1]
     shift = 1 if model.spec.logits_shift else 0
     final, dec = out.tokens, out.decode_step                                   # [b, gen]
-    from mdm_lens.generation import special_ids
-    ids_ = special_ids(model)
-    stops = torch.tensor([t for t in (ids_["eos"], ids_["eot"]) if t is not None], dtype=torch.long)
-    is_stop = torch.isin(final, stops)
-    first_stop = torch.where(is_stop.any(1), is_stop.float().argmax(1), torch.full_like(is_stop[:, 0], gen,
-                                                                                           dtype=torch.long))
-    in_text = torch.arange(gen)[None, :] <= first_stop[:, None]                # [b, gen]
+    in_text = _in_text(model, final)                                          # [b, gen]
     attn = None
     if out.attention_mask is not None:
         attn = torch.cat([out.attention_mask, torch.ones_like(final)], 1).to(model.input_device)
@@ -140,38 +182,14 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
         stack = cache.accumulated_resid(apply_ln=True, pos_slice=slice(plen - shift, plen - shift + gen))
         still = (canvas == mask_id) & (dec >= 0) & (in_text if positions == "text" else True)
         rows, pos = still.nonzero(as_tuple=True)
-        tgt = final[rows, pos]
         for l in layers:
-            logits = stack[l + 1].float() @ W_U                               # [b, gen, V]
-            lg = logits[rows, pos]                                           # [n, V]
-            probs = lg.softmax(-1)
-            p_final = probs.gather(-1, tgt[:, None].to(lg.device)).squeeze(-1).cpu()
-            top1 = lg.argmax(-1).cpu()
-            rank = (lg > lg.gather(-1, tgt[:, None].to(lg.device))).sum(-1).cpu()
-            is_top1 = top1 == tgt
-            cells[(l, s)] = (len(tgt), float(is_top1.float().mean()) if len(tgt) else float("nan"),
-                             float(p_final.mean()) if len(tgt) else float("nan"))
-            for k in range(len(tgt)):
-                r, g = int(rows[k]), int(pos[k])
-                records.append({"prompt": r, "step": s, "layer": l, "position": g, "final_token": int(tgt[k]),
-                                "decode_step": int(dec[r, g]), "top1_token": int(top1[k]),
-                                "is_top1": bool(is_top1[k]), "p_final": float(p_final[k]), "rank_final": int(rank[k]),
-                                "in_text": bool(in_text[r, g])})
+            cells[(l, s)] = _read_layer(stack[l + 1].float() @ W_U, rows, pos, final, dec, in_text, s, l, records)
     grid = [{"layer": l, "step": s, "n_masked": cells[(l, s)][0], "top1_rate": cells[(l, s)][1],
              "mean_p_final": cells[(l, s)][2]} for l in layers for s in steps]
-    first: dict[tuple[int, int, int], dict] = {}
-    for rec in records:                                       # records are in step order
-        key = (rec["prompt"], rec["position"], rec["layer"])
-        row = first.setdefault(key, {"prompt": rec["prompt"], "position": rec["position"], "layer": rec["layer"],
-                                     "final_token": rec["final_token"], "decode_step": rec["decode_step"],
-                                     "first_top1_step": None, "p_at_first_top1": None, "lead_steps": None})
-        if rec["is_top1"] and row["first_top1_step"] is None:
-            row.update(first_top1_step=rec["step"], p_at_first_top1=rec["p_final"],
-                       lead_steps=rec["decode_step"] - rec["step"])
+    first = _first_top1(records)
     settings = {k: v for k, v in model.sampler_settings(**sampler_kwargs).items()
                 if k in ("steps", "gen_length", "max_new_tokens", "block_length", "temperature", "remasking", "alg")}
-    return LensResult(records=records, first_top1=sorted(first.values(), key=lambda r: (r["prompt"], r["position"],
-                                                                                          r["layer"])),
+    return LensResult(records=records, first_top1=first,
                       grid=grid, steps=steps, layers=layers, settings={**settings, "seed": seed,
                                                                        "positions": positions},
                       model_name=str(model.name_or_path or model.spec.name), n_prompts=final.shape[0],

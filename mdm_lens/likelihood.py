@@ -159,6 +159,25 @@ def _model_device(model) -> torch.device:
 
 
 @torch.no_grad()
+def _encode_pairs(model, pairs: list[Pair], mask_id: int, shift: bool, chat: bool) -> list[tuple]:
+    """(prompt ids, answer ids) per pair, refusing what the estimator cannot score (an empty answer, an empty
+    prompt under a shifted-logits family, the mask id inside the text), naming the pair."""
+    encoded = []
+    for i, (prompt, answer) in enumerate(pairs):
+        p, a = encode_pair(model, prompt, answer, chat=chat)
+        if a.numel() == 0:
+            raise ValueError(f"pair {i}: the answer has no tokens; its likelihood is undefined (drop empty answers)")
+        if shift and p.numel() == 0:
+            raise ValueError(f"pair {i}: empty prompt; this model predicts token j from position j-1, so the "
+                             "first answer token needs a prompt token (add a BOS token)")
+        for name, ids in (("prompt", p), ("answer", a)):
+            if bool((ids == mask_id).any()):
+                raise ValueError(f"pair {i}: the {name} contains the mask token id {mask_id}; the estimator would "
+                                 "score it as a masked position. Remove it.")
+        encoded.append((p, a))
+    return encoded
+
+
 def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size: int = 16, cfg_scale: float = 0.0,
                     mask_id: int | None = None, *, seed: int | Sequence[int] | None = None, chat: bool = True,
                     max_rows: int | None = None, progress: bool = False) -> list[float]:
@@ -180,19 +199,7 @@ def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size:
         raise ValueError(f"got {len(seeds)} seeds for {len(pairs)} pairs: pass one int, or one seed per pair")
     shift = bool(getattr(getattr(model, "spec", None), "logits_shift", False))
     device = _model_device(model)
-    encoded = []
-    for i, (prompt, answer) in enumerate(pairs):
-        p, a = encode_pair(model, prompt, answer, chat=chat)
-        if a.numel() == 0:
-            raise ValueError(f"pair {i}: the answer has no tokens; its likelihood is undefined (drop empty answers)")
-        if shift and p.numel() == 0:
-            raise ValueError(f"pair {i}: empty prompt; this model predicts token j from position j-1, so the "
-                             "first answer token needs a prompt token (add a BOS token)")
-        for name, ids in (("prompt", p), ("answer", a)):
-            if bool((ids == mask_id).any()):
-                raise ValueError(f"pair {i}: the {name} contains the mask token id {mask_id}; the estimator would "
-                                 "score it as a masked position. Remove it.")
-        encoded.append((p, a))
+    encoded = _encode_pairs(model, pairs, mask_id, shift, chat)
 
     n_batches = mc_num // batch_size
     totals = [[] for _ in pairs]

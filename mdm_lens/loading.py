@@ -219,6 +219,23 @@ def _checkpoint_dtype(files: list[Path]) -> torch.dtype:
     return _SF_DTYPES[next(iter(found))] if found else torch.float32
 
 
+def _device_map(model: nn.Module, device_map: Any, dtype: torch.dtype) -> dict[str, Any]:
+    """An accelerate device map (module prefix -> device) from a strategy name or a dict; no disk offload."""
+    if isinstance(device_map, str):
+        from accelerate import infer_auto_device_map
+        from accelerate.utils import get_balanced_memory
+        no_split = list(getattr(model, "no_split_modules", []))
+        max_mem = None if device_map == "sequential" else get_balanced_memory(
+            model, dtype=dtype, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0")
+        dmap = infer_auto_device_map(model, max_memory=max_mem, no_split_module_classes=no_split, dtype=dtype)
+    else:
+        dmap = dict(device_map)
+    bad = {k: v for k, v in dmap.items() if v in ("disk", "meta")}
+    if bad:
+        raise ValueError(f"disk offload is not supported; device_map puts {bad} there")
+    return dmap
+
+
 def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, device: Any = None,
                device_map: Any = None) -> tuple[nn.Module, Any, FamilySpec, dict]:
     """-> (native model in eval mode, tokenizer or None, family spec, config dict).
@@ -243,22 +260,9 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     dtype = dtype or _checkpoint_dtype(files)
     model.to(dtype)
 
-    dmap = None
-    if device_map is not None:
-        if device is not None:
-            raise ValueError("pass either device or device_map, not both")
-        if isinstance(device_map, str):
-            from accelerate import infer_auto_device_map
-            from accelerate.utils import get_balanced_memory
-            no_split = list(getattr(model, "no_split_modules", []))
-            max_mem = None if device_map == "sequential" else get_balanced_memory(
-                model, dtype=dtype, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0")
-            dmap = infer_auto_device_map(model, max_memory=max_mem, no_split_module_classes=no_split, dtype=dtype)
-        else:
-            dmap = dict(device_map)
-        bad = {k: v for k, v in dmap.items() if v in ("disk", "meta")}
-        if bad:
-            raise ValueError(f"disk offload is not supported; device_map puts {bad} there")
+    if device_map is not None and device is not None:
+        raise ValueError("pass either device or device_map, not both")
+    dmap = None if device_map is None else _device_map(model, device_map, dtype)
     target = torch.device(device) if device is not None else torch.device("cpu")
 
     state: dict[str, torch.Tensor] = {}

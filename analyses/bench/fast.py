@@ -7,6 +7,7 @@ ratio is the work the caches save, independent of the machine; wall time is what
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Callable
@@ -65,21 +66,8 @@ def fast_bench(model, mask_id: int, *, gen_length: int = 256, block_length: int 
     with torch.no_grad():                    # warm-up: one forward of each shape family
         model(torch.cat([prompt, prompt], 1)[:, :prompt_len + block_length])
     counters = {name: ForwardCounter(model, cfg) for name in variants}
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    outputs = {}
-    with torch.no_grad():
-        for _ in tqdm(range(repeats), desc="bench fast", unit="round", leave=False):
-            for name, run in variants.items():
-                torch.manual_seed(0)
-                t0 = time.perf_counter()
-                outputs[name] = _sync(run(counters[name]), device)
-                times[name].append(time.perf_counter() - t0)
-            for name, run in steered.items():
-                torch.manual_seed(0)
-                t0 = time.perf_counter()
-                outputs[name] = _sync(run(), device)
-                times.setdefault(name, []).append(time.perf_counter() - t0)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    calls = {**{name: functools.partial(run, counters[name]) for name, run in variants.items()}, **steered}
+    med, outputs = _rounds(calls, repeats, device)
     fastest = min((k for k in variants if k != "reference"), key=med.get)
     extra = {}
     if steered:
@@ -104,6 +92,21 @@ def fast_bench(model, mask_id: int, *, gen_length: int = 256, block_length: int 
                      "threshold": threshold, "repeats": repeats, "device": str(device),
                      "dtype": str(next(model.parameters()).dtype), "threads": torch.get_num_threads()},
     }
+
+
+def _rounds(calls: dict, repeats: int, device) -> tuple[dict[str, float], dict]:
+    """Median seconds and last output per variant: `repeats` rounds, every variant once per round (each seeded
+    alike), so load drift hits them all."""
+    times: dict[str, list[float]] = {name: [] for name in calls}
+    outputs = {}
+    with torch.no_grad():
+        for _ in tqdm(range(repeats), desc="bench fast", unit="round", leave=False):
+            for name, run in calls.items():
+                torch.manual_seed(0)
+                t0 = time.perf_counter()
+                outputs[name] = _sync(run(), device)
+                times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}, outputs
 
 
 def _steered(hooked, plan, run):
