@@ -28,6 +28,8 @@ from typing import Sequence
 
 import torch
 
+from mdm_lens.safefile import save_figure_atomic
+
 from .refusal_study import ci, batched_items, num, pct, rate_row, text_records
 from .runlog import Item, RunLog
 
@@ -157,7 +159,7 @@ class ILRRStudyResult:
                      f"chosen on validation), vs greedy and k = {self.config['k']} samples; "
                      f"n = {self.config['n_test']} test requests", fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 

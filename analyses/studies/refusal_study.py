@@ -21,6 +21,8 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from typing import Sequence
 
+from mdm_lens.safefile import save_figure_atomic
+
 from .runlog import Item, RunLog
 from ..stats import wilson_interval
 
@@ -219,7 +221,7 @@ class RefusalStudyResult:
                      f"(layer × hook point) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
                      f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
                      "in red; numbers = %", fontsize=9, y=1.0 + 0.12 / nrow)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 
