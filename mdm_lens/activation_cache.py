@@ -324,6 +324,10 @@ def cache_names(model, names_filter: Union[None, str, Iterable[str], Callable[[s
         return list(model.hook_names)
     if callable(names_filter):
         return [n for n in model.all_hook_names if names_filter(n)]
+    if not isinstance(names_filter, (str, list, tuple, set, frozenset)) or \
+            not all(isinstance(n, str) for n in ([names_filter] if isinstance(names_filter, str) else names_filter)):
+        raise TypeError(f"names_filter={names_filter!r}: pass None (every site), a site name, a list of names, or a "
+                        "predicate fn(name) -> bool")
     names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
     for n in names:
         model.site(n)

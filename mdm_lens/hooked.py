@@ -18,6 +18,7 @@ from .hooking import HookSpec, ThreadGuard, attach_hooks
 from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
 from .tl_conveniences import TLConveniences
+from .validate import check_forward_inputs
 
 # Augmenter: (input_ids, attention_mask, position_ids, step_info) -> extra (ids, mask) rows to run in the same
 # batch, or None; step_info is the sampler's StepInfo (None in a plain forward).
@@ -201,6 +202,8 @@ class HookedMDM(TLConveniences, nn.Module):
             input_ids, mask = self._encode(input_ids)
             attention_mask = mask if attention_mask is None else attention_mask
         main = input_ids.shape[0]
+        check_forward_inputs(input_ids, attention_mask, cached=past_key_values is not None or use_cache
+                             or replace_position is not None)
         with self._guard.forward():         # no other thread's hooks or generation (mdm_lens.hooking)
             cached = past_key_values is not None or use_cache or replace_position is not None
             if self._augmenters:
