@@ -62,6 +62,11 @@ class HookedMDM(TLConveniences, nn.Module):
         self._guard = ThreadGuard()     # one generation / hooked forward at a time (mdm_lens.hooking)
         self.active_fold = None         # the interventions.fold handle whose plan is in the weights, or None
 
+    def __deepcopy__(self, memo: dict) -> "HookedMDM":
+        """A clean model: weights and settings, no live step, hooks or thread guard (`mdm_lens.model_copy`)."""
+        from .model_copy import clean_deepcopy
+        return clean_deepcopy(self, memo)
+
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(cls, name_or_path: str, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
