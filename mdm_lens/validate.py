@@ -8,13 +8,24 @@ reaching torch's "index out of range in self"). Every message names the value, w
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Integral, Real
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
-__all__ = ["is_int", "is_real", "token_ids", "check_ids_in_vocab", "vocab_size", "check_seed", "seed_list", "check_mc",
-           "check_finite_result", "check_forward_inputs"]
+__all__ = [
+    "check_finite_result",
+    "check_forward_inputs",
+    "check_ids_in_vocab",
+    "check_mc",
+    "check_seed",
+    "is_int",
+    "is_real",
+    "seed_list",
+    "token_ids",
+    "vocab_size",
+]
 
 
 def is_int(v: Any) -> bool:
