@@ -114,3 +114,29 @@ def test_replacing_the_owners_read_only_file(tmp_path):
     write_text_atomic("new", f)
     assert f.read_text() == "new" and (os.stat(f).st_mode & 0o777) == 0o444
     assert sorted(os.listdir(tmp_path)) == ["plan.json"]
+
+
+# ---------------------------------------------------------------------------------------------- cache keys (14, 15)
+@pytest.mark.parametrize("key, msg", [
+    (("resid_post", 10), r"layer 10 in \('resid_post', 10\) does not exist: this model has layers 0..1"),
+    (("resid_post", -5), r"layer -5 .* does not exist: this model has layers 0..1 \(or -2..-1 from the end\)"),
+    (("resid_pst", 0), r"unknown hook site 'blocks.0.hook_resid_pst'; closest real sites: 'blocks.0.hook_resid_post'"),
+    (("resid_post", 1.5), r"layer 1.5 in \('resid_post', 1.5\) must be an integer"),
+])
+def test_cache_keys_that_name_no_site_have_their_own_message(tiny_llada, key, msg):
+    _, cache = tiny_llada.run_with_cache([[5, 6, 7]], names_filter=["blocks.0.hook_resid_post"])
+    with pytest.raises(KeyError, match=msg):
+        cache[key]
+    assert cache["resid_post", -2].shape == (1, 3, 64)
+
+
+def test_norm_layer_and_logit_attr_shapes_are_checked(tiny_llada):
+    from mdm_lens.sites import get_act_name
+    _, cache = tiny_llada.run_with_cache([[5, 6, 7], [8, 9, 10]])
+    stack = cache.accumulated_resid()
+    with pytest.raises(ValueError, match=r"layer=7: the norm reading the stream at a layer in 0..1"):
+        cache.apply_ln_to_stack(stack, layer=7)
+    with pytest.raises(ValueError, match=r"tokens give shape \(3, 1\) but the residual stack's examples are \(2, 3\)"):
+        cache.logit_attrs(stack, torch.tensor([1, 2, 3]))
+    with pytest.raises(TypeError, match=r"get_act_name\(name=None, \.\.\.\): name is a site role or name string"):
+        get_act_name(None, 0)
