@@ -184,12 +184,26 @@ def damaged_file(path, what: str, cause: Any) -> ValueError:
                       "(an interrupted copy or download?) or of another kind; re-create or re-download it")
 
 
+def _readable(p: Path, what: str) -> None:
+    """Missing, a folder, or not readable (permissions): three causes, three messages."""
+    try:
+        p.stat()
+    except PermissionError as e:
+        raise PermissionError(f"{p} cannot be reached ({e.strerror}): a folder on its path is not readable "
+                              f"(expected {what}); fix the permissions") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p} does not exist (expected {what})") from None
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder, not {what}")
+    if not os.access(p, os.R_OK):
+        raise PermissionError(f"{p} exists but is not readable (mode {stat.S_IMODE(p.stat().st_mode):o}; "
+                              f"expected {what}); fix its permissions, e.g. chmod u+r")
+
+
 def open_safetensors(path, what: str):
     """`safe_open(path)` whose errors name the path, `what` it should be and the cause."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist (expected {what})" if not p.is_dir()
-                                else f"{p} is a folder, not {what}")
+    _readable(p, what)
     try:
         return safe_open(str(p), framework="pt")
     except Exception as e:            # SafetensorError: header too large, incomplete metadata, ...
@@ -214,8 +228,7 @@ def reading(path, what: str) -> Iterator[None]:
 
 def read_json(path, what: str) -> Any:
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist (expected {what})")
+    _readable(p, what)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
