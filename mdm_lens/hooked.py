@@ -284,7 +284,9 @@ class HookedMDM(TLConveniences, nn.Module):
             extra = fast_defaults(self.spec.sampler)
             base.update(extra)
             source.update({k: "the fast sampler's defaults (mdm_lens.fast_path)" for k in extra})
-        saved = self.config.get("mdm_lens_sampler", {})
+        saved = self.config.get("mdm_lens_sampler") or {}
+        if not isinstance(saved, dict):
+            raise ValueError(f"the model's config entry mdm_lens_sampler={saved!r} must be a dict of sampler settings")
         source.update({k: "the checkpoint's mdm_lens_sampler config" for k in saved})
         for k in overrides:
             source.pop(k, None)
