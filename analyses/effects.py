@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
+from mdm_lens.safefile import save_figure_atomic
+
 from .plotting import plt
 
 
@@ -55,7 +57,7 @@ class StepEffects:
         if title:
             fig.suptitle(title, fontsize=10)
         fig.tight_layout()
-        fig.savefig(path, dpi=110)
+        save_figure_atomic(fig, path, dpi=110)
         plt.close(fig)
         return path
 

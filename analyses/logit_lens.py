@@ -25,6 +25,8 @@ from typing import Any, Sequence
 
 import torch
 
+from mdm_lens.safefile import save_figure_atomic
+
 LENS_FAMILIES = ("llada", "dream")
 POSITIONS = ("all", "text")       # every response position, or only up to the response's first stop token
 
@@ -78,7 +80,7 @@ class LensResult:
             ax.set_title(sub, fontsize=9)
             fig.colorbar(im, ax=ax, label=label, shrink=0.9)
         fig.suptitle(title, fontsize=9, wrap=True)
-        fig.savefig(path, dpi=130)
+        save_figure_atomic(fig, path, dpi=130)
         plt.close(fig)
         return str(path)
 

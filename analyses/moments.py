@@ -11,6 +11,8 @@ from typing import Sequence
 import torch
 from jaxtyping import Float
 
+from mdm_lens.safefile import save_figure_atomic
+
 from .plotting import plt
 
 
@@ -74,7 +76,7 @@ class MomentReport:
         axes[0][0].set_ylabel(f"{metric}(T(source), target)")
         head = "What each map leaves unmatched between transported source and target ('none': untouched source)"
         fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from tqdm.auto import tqdm
 
 from mdm_lens.context import check_scope
+from mdm_lens.safefile import save_figure_atomic
 from mdm_lens.sites import check_roles, get_act_name
 
 from .plotting import plt
@@ -102,7 +103,7 @@ class SweepResult:
         head = f"{metric}: each cell steers one role of one layer (unsteered baseline "
         head += f"{self.baseline:.3f}, red on the colour bar)" if self.baseline is not None else "(no baseline)"
         fig.suptitle(f"{title}\n{head}" if title else head, fontsize=9)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 

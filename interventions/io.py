@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import torch
-from mdm_lens.safefile import open_safetensors, reading, save_safetensors_atomic
+from mdm_lens.safefile import damaged_file, open_safetensors, reading, save_safetensors_atomic
 
 from .affine import AffineMap
 from .restrict import Restricted, TimestepSchedule
@@ -56,7 +56,16 @@ def _decode(head: dict, prefix: str, f) -> object:
     kind = head.get("type")
     if kind == "affine":
         names = [k for k in ("omega", "beta", "U", "V") if f"{prefix}::{k}" in f.keys()]
-        return AffineMap.from_parts(head, {k: f.get_tensor(f"{prefix}::{k}") for k in names})
+        parts = {k: f.get_tensor(f"{prefix}::{k}") for k in names}
+        d = head.get("d")
+        if isinstance(d, bool) or not isinstance(d, int) or d < 1:
+            raise ValueError(f"{prefix}: header width d={d!r} must be a positive integer")
+        try:
+            return AffineMap.from_parts(head, parts)
+        except (RuntimeError, TypeError, KeyError, IndexError) as e:   # e.g. torch's reshape error
+            shapes = {k: tuple(t.shape) for k, t in parts.items()}
+            raise ValueError(f"{prefix}: header kind={head.get('kind')!r}, d={d} does not match its tensors "
+                             f"{shapes} ({type(e).__name__}: {e})") from None
     if kind == "restricted":
         bounds = (f.get_tensor(f"{prefix}::lo"), f.get_tensor(f"{prefix}::hi")) if head.get("bounds") else None
         inner = _decode(head["inner"], prefix + "::inner", f)
@@ -108,5 +117,21 @@ def read_plan_file(path) -> tuple[dict[str, list], dict]:
                 raise ValueError(f"{p}, site {s!r}: {e}") from None
         meta = json.loads(header.get("plan_meta", "{}"))
         meta["file_metadata"] = json.loads(header.get("user", "{}"))
-        meta["model"] = json.loads(header.get("model", "{}"))
+        meta["model"] = _recorded_model(p, json.loads(header.get("model", "{}")))
     return maps, meta
+
+
+def _recorded_model(path: Path, rec) -> dict:
+    """The `model` entry `write_plan_file` records: family / name_or_path strings, site_widths site -> int."""
+    def bad(what: str):
+        return damaged_file(path, "an mdm-lens plan file", f"its 'model' entry {what} (got {json.dumps(rec)[:120]})")
+    if not isinstance(rec, dict):
+        raise bad("must be a JSON object")
+    for key in ("family", "name_or_path"):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise bad(f"has {key} {rec[key]!r}, not a string")
+    widths = rec.get("site_widths")
+    if widths is not None and not (isinstance(widths, dict) and all(
+            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths.values())):
+        raise bad("has site_widths that are not site -> positive integer")
+    return rec

@@ -19,6 +19,7 @@ import torch
 from jaxtyping import Float
 
 from .sites import get_act_name
+from .validate import check_ids_in_vocab, is_int, token_ids
 
 PosSlice = Union[None, int, slice, Sequence[int], torch.Tensor, tuple]
 
@@ -76,8 +77,8 @@ class ActivationCache(dict):
             return key
         if isinstance(key, tuple):
             name, *rest = key
-            if rest and rest[0] is not None and int(rest[0]) < 0:
-                rest[0] = self.n_layers + int(rest[0])
+            if rest and rest[0] is not None:
+                rest[0] = self._layer_index(rest[0], key)
             name = get_act_name(name, *rest)
         elif isinstance(key, str):
             name = get_act_name(key)
@@ -85,12 +86,24 @@ class ActivationCache(dict):
             raise TypeError(f"cache keys are site names or (name, layer[, layer_type]) tuples, not {key!r}")
         if self.model is not None:
             name = self.model.canonical_name(name)
+            if name not in self.model.sites and not dict.__contains__(self, name):
+                self.model.site(name)                  # an unknown role or name: its error names the closest
         return name
+
+    def _layer_index(self, layer, key) -> int:
+        """A layer of this model as an index (negative counts from the end); anything else is its own error."""
+        n = self.n_layers
+        if not is_int(layer):
+            raise TypeError(f"layer {layer!r} in {key!r} must be an integer (0..{n - 1}, or -{n}..-1 from the end)")
+        if not -n <= layer < n:
+            raise IndexError(f"layer {layer} in {key!r} does not exist: this model has layers 0..{n - 1} "
+                             f"(or -{n}..-1 from the end)")
+        return layer + n if layer < 0 else layer
 
     def __getitem__(self, key) -> torch.Tensor:
         try:
             name = self.resolve(key)
-        except ValueError as e:
+        except (ValueError, TypeError, IndexError) as e:
             raise KeyError(str(e)) from None
         if not dict.__contains__(self, name):
             near = sorted(self)[:8]
@@ -207,6 +220,9 @@ class ActivationCache(dict):
         `pos_slice` / `batch_slice` select the scale's positions / rows (slice the stack yourself first).
         `recompute_ln=True` (final norm only) instead runs the model's final norm on every component."""
         n = self.n_layers
+        if layer is not None and not (is_int(layer) and -1 <= layer <= n):
+            raise ValueError(f"layer={layer!r}: the norm reading the stream at a layer in 0..{n - 1}, or None / -1 / "
+                             f"{n} for the final norm (this model has {n} layers)")
         final = layer is None or layer == -1 or layer == n
         if has_batch_dim and self.has_batch_dim:
             residual_stack = apply_slice(residual_stack, batch_slice, 1)
@@ -249,14 +265,21 @@ class ActivationCache(dict):
                                         has_batch_dim=has_batch_dim)
         if dirs.dim() == 2 and scaled.dim() == 4:          # one token per example: broadcast over positions
             dirs = dirs[:, None]
+        lead_s, lead_d = tuple(scaled.shape[1:-1]), tuple(dirs.shape[:-1])
+        if dirs.dim() > 1 and (len(lead_d) > len(lead_s) or any(a not in (b, 1) for a, b in
+                                                               zip(lead_d[::-1], lead_s[::-1]))):
+            raise ValueError(f"tokens give shape {lead_d} but the residual stack's examples are {lead_s} "
+                             "([batch] or [batch, pos] after its component dim); pass one token per example "
+                             "(same batch size), or slice the stack / tokens to match")
         return (scaled * dirs.to(scaled.dtype)).sum(-1)
 
     @staticmethod
     def _token_dirs(model, tokens) -> torch.Tensor:
         if isinstance(tokens, str):
             tokens = model.to_single_token(tokens)
-        ids = torch.as_tensor(tokens, device=model.W_U.device)
-        return model.W_U[:, ids].movedim(0, -1)
+        ids = token_ids(tokens, "tokens")
+        check_ids_in_vocab(ids, model.W_U.shape[1], "tokens")
+        return model.W_U[:, ids.to(model.W_U.device)].movedim(0, -1)
 
     def stack_activation(self, activation_name: str, layer: int = -1, sublayer_type: str | None = None
                          ) -> torch.Tensor:
@@ -324,6 +347,10 @@ def cache_names(model, names_filter: Union[None, str, Iterable[str], Callable[[s
         return list(model.hook_names)
     if callable(names_filter):
         return [n for n in model.all_hook_names if names_filter(n)]
+    if not isinstance(names_filter, (str, list, tuple, set, frozenset)) or \
+            not all(isinstance(n, str) for n in ([names_filter] if isinstance(names_filter, str) else names_filter)):
+        raise TypeError(f"names_filter={names_filter!r}: pass None (every site), a site name, a list of names, or a "
+                        "predicate fn(name) -> bool")
     names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
     for n in names:
         model.site(n)

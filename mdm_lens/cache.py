@@ -14,7 +14,8 @@ from jaxtyping import Float
 
 from .activation_cache import ActivationCache, owned
 from .context import StepContext, check_scope
-from .safefile import open_safetensors, reading, save_safetensors_atomic
+from .scope_cache import absent_reason, computes_none_of_scope, stack_steps
+from .safefile import damaged_file, open_safetensors, reading, save_safetensors_atomic
 
 StepFilter = Union[None, Iterable[int], Callable[[StepContext], bool]]
 Reducer = Union[None, str, Callable[[torch.Tensor, StepContext], torch.Tensor]]
@@ -50,6 +51,7 @@ class StepCache:
         self.reduce, self.scope, self.device, self.dtype = reduce, scope, torch.device(device), dtype
         self.store: dict[tuple[str, int | None], torch.Tensor] = {}
         self.t: dict[int | None, float | None] = {}
+        self.absent: set[tuple[str, int | None]] = set()     # cached forwards that computed none of the scope
 
     def _wanted(self, ctx: StepContext) -> bool:
         if self._steps is None:
@@ -64,7 +66,11 @@ class StepCache:
             return None
         rows = act[: ctx.main_rows]
         if self.reduce == "mean":
-            val = masked_mean(rows, ctx.scope_mask(self.scope, act.device)[: ctx.main_rows])
+            sel = ctx.scope_mask(self.scope, act.device)[: ctx.main_rows]
+            if computes_none_of_scope(ctx, sel):       # absent, not an exact 0 (mdm_lens.scope_cache)
+                self.absent.add((ctx.site, ctx.step))
+                return None
+            val = masked_mean(rows, sel)
         elif callable(self.reduce):
             val = self.reduce(rows, ctx)
         else:
@@ -95,7 +101,8 @@ class StepCache:
     def __getitem__(self, key: tuple[str, int | None]) -> torch.Tensor:
         k = self._key(key)
         if k not in self.store:
-            raise KeyError(f"nothing cached for {key!r}; sites {self.names}, steps {self.steps[:10]}...")
+            raise KeyError(f"nothing cached for {key!r}; sites {self.names}, steps {self.steps[:10]}..."
+                           + absent_reason(self, k[0], k[1]))
         return self.store[k]
 
     def __contains__(self, key) -> bool:
@@ -121,8 +128,8 @@ class StepCache:
             name = self._key((name, None))[0]
         steps = [s for s in self.steps if (name, s) in self.store]
         if not steps:
-            raise KeyError(f"nothing cached for site {name!r}")
-        return torch.stack([self.store[(name, s)] for s in steps])
+            raise KeyError(f"nothing cached for site {name!r}" + absent_reason(self, name))
+        return stack_steps(name, [(s, self.store[(name, s)]) for s in steps])
 
     def save(self, path: str | os.PathLike) -> None:
         """safetensors + JSON metadata, written atomically."""
@@ -142,7 +149,11 @@ class StepCache:
             if meta.get("format") != "mdm-lens-stepcache":
                 raise ValueError(f"{path} is not an mdm-lens step cache (no 'mdm-lens-stepcache' metadata)")
             cache = cls(json.loads(meta["names"]), scope=meta.get("scope", "all"))
-            for i, (name, step) in enumerate(json.loads(meta["index"])):
+            index = json.loads(meta["index"])
+            if len(index) != len(list(f.keys())):             # a trimmed index would drop tensors silently
+                raise damaged_file(path, "an mdm-lens step cache", f"its index lists {len(index)} tensors but the "
+                                   f"file holds {len(list(f.keys()))}")
+            for i, (name, step) in enumerate(index):
                 cache.store[(name, step)] = f.get_tensor(f"t{i}")
             cache.t = {(None if k == "None" else int(k)): v for k, v in json.loads(meta["t"]).items()}
         return cache

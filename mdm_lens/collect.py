@@ -16,6 +16,8 @@ from tqdm.auto import tqdm
 
 from .context import check_scope
 from .safefile import open_safetensors, reading, save_safetensors_atomic
+from .scope_cache import CACHE_FIX, computes_none_of_scope
+from .validate import is_int
 
 POOLINGS = ("mean", "last", "none")
 
@@ -78,8 +80,14 @@ def collect(model, prompts: Sequence[str], sites: Iterable[str], *, pooling: str
     """Pooled activations per prompt: at t = 1 (default) or at the denoising steps `at_steps` of a real
     generation (rows stacked in step order per batch; sampler options such as `steps=` pass through)."""
     sites = list(sites)
-    store, gen, _ = _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress,
-                         sampler_kwargs, by_step=False)
+    if at_steps is not None:
+        at_steps = _steps_arg(at_steps)
+    store, gen, ts = _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress,
+                          sampler_kwargs, by_step=False)
+    missing = [s for s in (at_steps or []) if s not in ts]
+    if missing:                                       # as collect_by_step: never a silent subset of the steps
+        raise ValueError(f"steps {missing} never ran: the sampler ran steps 0..{max(ts, default=-1)}; "
+                         "pick steps below its `steps` setting")
     if set(store) != set(sites):
         raise ValueError(f"no activation was recorded at steps {list(at_steps or [])}: the sampler's steps run "
                          "0..steps-1; pick steps below its `steps` setting")
@@ -95,7 +103,7 @@ def collect_by_step(model, prompts: Sequence[str], sites: Iterable[str], at_step
     """One `Activations` per denoising step in `at_steps`, all from one real generation per batch: what a
     per-timestep map is fitted on. Each one's `meta["t"]` is the mean share of response positions still masked
     at that step (the `ctx.t` a `TimestepSchedule` reads at run time)."""
-    sites, steps = list(sites), sorted(set(int(s) for s in at_steps))
+    sites, steps = list(sites), sorted(set(_steps_arg(at_steps)))
     if not steps:
         raise ValueError("at_steps is empty: give the denoising steps to collect at, e.g. [0, 8, 16]")
     store, gen, ts = _run(model, prompts, sites, pooling, scope, gen_length, steps, batch_size, chat, progress,
@@ -110,21 +118,34 @@ def collect_by_step(model, prompts: Sequence[str], sites: Iterable[str], at_step
             for s in steps}
 
 
+def _steps_arg(at_steps) -> list[int]:
+    steps = list(at_steps) if isinstance(at_steps, (list, tuple, set, range)) else None
+    if steps is None or not all(is_int(s) and s >= 0 for s in steps):
+        raise ValueError(f"at_steps={at_steps!r}: give a list of denoising step indices (ints >= 0), e.g. [0, 8, 16]")
+    return steps
+
+
 def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress, sampler_kwargs,
          by_step: bool):
     """The collection loop: (store keyed by site or (site, step), gen length, step -> observed t list)."""
     _check_args(model, prompts, sites, pooling, scope)
+    if not is_int(batch_size) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1 (prompts per generation)")
     gen = gen_length or model.default_gen_length
     store: dict = {}
     seen_t: dict[int, list[float]] = {}
+    cache_skipped: set[int] = set()
     batch_prompts: list[str] = []
 
     def pool(act, ctx):
-        if by_step and ctx.site == sites[0]:
+        if ctx.site == sites[0] and ctx.step is not None:
             seen_t.setdefault(ctx.step, []).append(ctx.t)
         if at_steps is not None and ctx.step not in at_steps:
             return None
         sel = ctx.scope_mask(scope, act.device)[: ctx.main_rows]
+        if computes_none_of_scope(ctx, sel):           # absent under the KV cache (mdm_lens.scope_cache)
+            cache_skipped.add(ctx.step)
+            return None
         empty = (sel.sum(1) == 0).nonzero().flatten().tolist()
         if empty:
             raise ValueError(f"scope {scope!r} selects no position for prompt {batch_prompts[empty[0]]!r}")
@@ -142,6 +163,8 @@ def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size
                 model.generate(batch_prompts, chat=chat, **{model.spec.length_key: gen, **sampler_kwargs})
             bar.update(len(batch_prompts))
     bar.close()
+    if not store and cache_skipped:
+        raise ValueError(f"scope {scope!r} selects no position any forward computed: {CACHE_FIX}")
     return store, gen, seen_t
 
 

@@ -14,12 +14,12 @@ from __future__ import annotations
 import math
 import warnings
 from contextlib import ExitStack, contextmanager, nullcontext
-from numbers import Integral, Real
 from typing import Any, Iterator
 
 import torch
 
 from .prompts import GenerationOutput, decode_responses, encode_prompts
+from .validate import check_ids_in_vocab, check_seed, is_int, is_real, vocab_size
 
 POSITIVE_INTS = ("steps", "gen_length", "block_length", "max_new_tokens")
 _warned_positions: set[tuple[int, int]] = set()
@@ -50,12 +50,7 @@ def special_ids(model) -> dict[str, int | None]:
 
 
 # ---------------------------------------------------------------------------------------------- validation
-def _is_int(v: Any) -> bool:
-    return isinstance(v, Integral) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, Real) and not isinstance(v, bool)
+_is_int, _is_real = is_int, is_real        # the one definition: mdm_lens.validate
 
 
 def check_sampler_settings(settings: dict[str, Any], source: dict[str, str] | None = None) -> dict[str, Any]:
@@ -83,6 +78,9 @@ def check_sampler_settings(settings: dict[str, Any], source: dict[str, str] | No
         raise bad("top_k", "None or an integer >= 1")
     if "eps" in settings and not (_is_real(settings["eps"]) and 0 <= settings["eps"] < 1):
         raise bad("eps", "a number in [0, 1) (the final masking fraction of Dream's time grid)")
+    thr = settings.get("threshold")
+    if thr is not None and not (_is_real(thr) and 0 <= thr <= 1):
+        raise bad("threshold", "None or a number in [0, 1] (a confidence; True/False and strings are not numbers)")
     return settings
 
 
@@ -123,21 +121,12 @@ def check_prompts(prompts: Any) -> None:
 
 
 def _vocab_size(model) -> int | None:
-    inner = model.model
-    emb = inner.get_input_embeddings() if hasattr(inner, "get_input_embeddings") else None
-    return int(emb.num_embeddings) if emb is not None else model.config.get("vocab_size")
+    return vocab_size(model)
 
 
 def check_prompt_ids(model, input_ids: torch.Tensor) -> None:
     """Ids within the embedding table (the hard limit), and no mask id."""
-    vocab = _vocab_size(model)
-    if vocab is not None:
-        out = (input_ids < 0) | (input_ids >= vocab)
-        if bool(out.any()):
-            rows = sorted(set(out.nonzero()[:, 0].tolist()))
-            vals = sorted(set(input_ids[out].tolist()))[:6]
-            raise ValueError(f"prompt row(s) {rows} hold token ids {vals} outside the vocabulary [0, {vocab}) of "
-                             "this model; use ids from its tokenizer")
+    check_ids_in_vocab(input_ids, _vocab_size(model), "prompt")
     if bool((input_ids == model.mask_id).any()):
         rows = sorted(set((input_ids == model.mask_id).nonzero()[:, 0].tolist()))
         raise ValueError(f"prompt(s) {rows} contain the mask token id {model.mask_id}; remove it from the prompt")
@@ -195,8 +184,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         raise NotImplementedError(
             f"HookedMDM.generate runs the sampler a family declares (FamilySpec.generate); the {model.spec.name} "
             "family declares none: call model.model.generate(...) for it")
-    if seed is not None and not _is_int(seed):
-        raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
+    check_seed(seed)
     check_prompts(prompts)
     return_history = bool(overrides.pop("return_history", False))
     kwargs = model.sampler_settings(sampler, **overrides)

@@ -21,6 +21,7 @@ from .hooking import HookSpec, ThreadGuard, attach_hooks
 from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
 from .tl_conveniences import TLConveniences
+from .validate import check_forward_inputs
 
 # Augmenter: (input_ids, attention_mask, position_ids, step_info) -> extra (ids, mask) rows to run in the same
 # batch, or None; step_info is the sampler's StepInfo (None in a plain forward).
@@ -62,6 +63,11 @@ class HookedMDM(TLConveniences, nn.Module):
         self._augmenters: list[Augmenter] = []
         self._guard = ThreadGuard()     # one generation / hooked forward at a time (mdm_lens.hooking)
         self.active_fold = None         # the interventions.fold handle whose plan is in the weights, or None
+
+    def __deepcopy__(self, memo: dict) -> "HookedMDM":
+        """A clean model: weights and settings, no live step, hooks or thread guard (`mdm_lens.model_copy`)."""
+        from .model_copy import clean_deepcopy
+        return clean_deepcopy(self, memo)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -203,6 +209,8 @@ class HookedMDM(TLConveniences, nn.Module):
             input_ids, mask = self._encode(input_ids)
             attention_mask = mask if attention_mask is None else attention_mask
         main = input_ids.shape[0]
+        check_forward_inputs(input_ids, attention_mask, cached=past_key_values is not None or use_cache
+                             or replace_position is not None)
         with self._guard.forward():         # no other thread's hooks or generation (mdm_lens.hooking)
             cached = past_key_values is not None or use_cache or replace_position is not None
             if self._augmenters:
@@ -278,7 +286,9 @@ class HookedMDM(TLConveniences, nn.Module):
             extra = fast_defaults(self.spec)
             base.update(extra)
             source.update({k: "the fast sampler's defaults (mdm_lens.fast_path)" for k in extra})
-        saved = self.config.get("mdm_lens_sampler", {})
+        saved = self.config.get("mdm_lens_sampler") or {}
+        if not isinstance(saved, dict):
+            raise ValueError(f"the model's config entry mdm_lens_sampler={saved!r} must be a dict of sampler settings")
         source.update({k: "the checkpoint's mdm_lens_sampler config" for k in saved})
         for k in overrides:
             source.pop(k, None)

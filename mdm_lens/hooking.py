@@ -79,6 +79,15 @@ def _input_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepCont
     return hook
 
 
+LIVE = "_mdm_lens_live_hook"
+
+
+def _live(hook: Callable) -> Callable:
+    """Marks a hook attached for the span of a `with` block, so a copy of the model can drop it (model_copy)."""
+    setattr(hook, LIVE, True)
+    return hook
+
+
 @contextmanager
 def attach_hooks(root: nn.Module, spec: HookSpec, get_ctx: Callable[[], StepContext],
                  resolve: Callable[[str], Site]) -> Iterator[None]:
@@ -98,10 +107,10 @@ def attach_hooks(root: nn.Module, spec: HookSpec, get_ctx: Callable[[], StepCont
         for site, fns in plan:
             module = root.get_submodule(site.module_path)
             if site.kind == "output":
-                handles.append(module.register_forward_hook(_output_hook(site.name, fns, get_ctx)))
+                handles.append(module.register_forward_hook(_live(_output_hook(site.name, fns, get_ctx))))
             else:
                 handles.append(module.register_forward_pre_hook(
-                    _input_hook(site.name, fns, get_ctx), with_kwargs=True))
+                    _live(_input_hook(site.name, fns, get_ctx)), with_kwargs=True))
         yield
     finally:
         for h in handles:

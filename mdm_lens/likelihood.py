@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 
 from .prompts import encode_prompts
+from .validate import check_finite_result, check_ids_in_vocab, check_mc, seed_list, token_ids, vocab_size
 
 TextOrIds = Union[str, torch.Tensor, Sequence[int]]
 Pair = tuple[TextOrIds, TextOrIds]
@@ -61,7 +62,7 @@ def _to_ids(x: TextOrIds, model, *, what: str, chat: bool) -> torch.Tensor:
             ids, _ = encode_prompts([x], tok, chat=chat, pad_id=0)
             return ids[0]
         return torch.as_tensor(tok(x, add_special_tokens=False)["input_ids"], dtype=torch.long)
-    ids = torch.as_tensor(x).long()
+    ids = token_ids(x, what)
     if ids.dim() == 2 and ids.shape[0] == 1:
         ids = ids[0]
     if ids.dim() != 1:
@@ -76,14 +77,10 @@ def encode_pair(model, prompt: TextOrIds, answer: TextOrIds, *, chat: bool = Tru
 
 
 def _check(mc_num: int, batch_size: int, cfg_scale: float) -> None:
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1 (rows per Monte-Carlo mini-batch)")
-    if not isinstance(mc_num, int) or mc_num < batch_size or mc_num % batch_size:
-        raise ValueError(f"mc_num={mc_num!r} with batch_size={batch_size}: mc_num must be a positive multiple of "
-                         "batch_size (the estimator averages mc_num // batch_size mini-batches of batch_size rows); "
-                         "round mc_num to a multiple or lower batch_size")
-    if cfg_scale < 0:
-        raise ValueError(f"cfg_scale={cfg_scale}: must be >= 0 (0 disables classifier-free guidance)")
+    """The same checks `generate` makes (mdm_lens.validate, generation.check_sampler_settings)."""
+    from .generation import check_sampler_settings
+    check_mc(mc_num, batch_size)
+    check_sampler_settings({"cfg_scale": cfg_scale})
 
 
 def _draw(seq, prompt_len: int, b: int, mask_id: int, gen_dev, gen_cpu, device):
@@ -159,12 +156,14 @@ def _model_device(model) -> torch.device:
 
 
 @torch.no_grad()
-def _encode_pairs(model, pairs: list[Pair], mask_id: int, shift: bool, chat: bool) -> list[tuple]:
+def _encode_pairs(model, pairs: list[Pair], mask_id: int, shift: bool, chat: bool, vocab: int | None) -> list[tuple]:
     """(prompt ids, answer ids) per pair, refusing what the estimator cannot score (an empty answer, an empty
     prompt under a shifted-logits family, the mask id inside the text), naming the pair."""
     encoded = []
     for i, (prompt, answer) in enumerate(pairs):
         p, a = encode_pair(model, prompt, answer, chat=chat)
+        check_ids_in_vocab(p, vocab, f"prompt of pair {i}")
+        check_ids_in_vocab(a, vocab, f"answer of pair {i}")
         if a.numel() == 0:
             raise ValueError(f"pair {i}: the answer has no tokens; its likelihood is undefined (drop empty answers)")
         if shift and p.numel() == 0:
@@ -194,12 +193,11 @@ def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size:
     max_rows = batch_size if max_rows is None else int(max_rows)
     if max_rows < batch_size:
         raise ValueError(f"max_rows={max_rows}: must be >= batch_size={batch_size} (one mini-batch per forward at least)")
-    seeds = [seed] * len(pairs) if seed is None or isinstance(seed, int) else [int(s) for s in seed]
-    if len(seeds) != len(pairs):
-        raise ValueError(f"got {len(seeds)} seeds for {len(pairs)} pairs: pass one int, or one seed per pair")
+    seeds = seed_list(seed, len(pairs))
+    vocab = vocab_size(model)
     shift = bool(getattr(getattr(model, "spec", None), "logits_shift", False))
     device = _model_device(model)
-    encoded = _encode_pairs(model, pairs, mask_id, shift, chat)
+    encoded = _encode_pairs(model, pairs, mask_id, shift, chat, vocab)
 
     n_batches = mc_num // batch_size
     totals = [[] for _ in pairs]
@@ -230,7 +228,10 @@ def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size:
     finally:
         if bar is not None:
             bar.close()
-    return [-sum(t) / len(t) for t in totals]
+    out = [-sum(t) / len(t) for t in totals]
+    check_finite_result(out, "log-likelihoods of pairs", "a hook or plan attached to the model produced NaN/inf "
+                        "activations (the estimate would be meaningless); check it, e.g. with model.hooks({}) removed")
+    return out
 
 
 def log_likelihood(model, prompt: TextOrIds, answer: TextOrIds, mc_num: int = 128, batch_size: int = 16,

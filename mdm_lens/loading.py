@@ -21,6 +21,13 @@ from . import organisms
 from .families import detect_family
 from .families.base import resolve_mask_id
 from .families.base import FamilySpec
+from .load_checks import (
+    check_chat_template,
+    check_mask_id,
+    check_name,
+    check_sampler_entry,
+    check_tensor_dtype,
+)
 from .safefile import StagedWrites, damaged_file, open_safetensors, read_json, reading
 
 __all__ = ["load_model", "build_random_model", "save_pretrained", "resolve_mask_id", "read_config", "parse_dtype",
@@ -66,6 +73,7 @@ def _unknown_short_name(name: str) -> FileNotFoundError:
 def _folder(name_or_path: str | os.PathLike) -> Path:
     """A local folder as is; a bare name must be a packaged organism; `owner/name` is a hub id fetched with
     huggingface_hub (safetensors only, from its cache when HF_HUB_OFFLINE is set)."""
+    check_name(name_or_path)
     p = Path(name_or_path).expanduser()
     if p.is_dir():
         return p
@@ -115,6 +123,12 @@ def _weight_files(folder: Path) -> list[Path]:
         return [single]
     raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {folder} "
                             "(only safetensors checkpoints are supported)")
+
+
+def _config_vocab(config: dict) -> int | None:
+    v = config.get("vocab_size", (config.get("text_config") or {}).get("vocab_size")
+                   if isinstance(config.get("text_config"), dict) else None)
+    return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
 def _load_tokenizer(folder: Path):
@@ -251,7 +265,10 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     spec = detect_family(config)
     check_sizes(config, spec, where=str(folder / "a config.json file"))
     tokenizer = _load_tokenizer(folder)
+    check_chat_template(tokenizer, folder)
+    check_sampler_entry(config, folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
+    check_mask_id(config["mask_token_id"], _config_vocab(config), folder)
     native_loader = spec.from_pretrained
     if native_loader is not None:       # a family served by transformers' own classes and loader
         return native_loader(str(folder), dtype, device, device_map).eval(), tokenizer, spec, config
@@ -266,11 +283,13 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     target = torch.device(device) if device is not None else torch.device("cpu")
 
     state: dict[str, torch.Tensor] = {}
+    wanted = {k: v.dtype for k, v in model.state_dict().items()}
     for file in files:
         with open_safetensors(file, "a checkpoint shard") as f:
             for key in f.keys():
                 dev = _device_for(key, dmap) if dmap is not None else target
                 t = f.get_tensor(key)
+                check_tensor_dtype(key, t, wanted.get(key), file)
                 state[key] = t.to(device=dev, dtype=dtype if t.is_floating_point() else t.dtype)
     _check_keys(model, set(state), folder)
     optional = set(getattr(model, "tied_keys", lambda: {})())

@@ -7,6 +7,8 @@ from typing import Sequence, Union
 import torch
 from jaxtyping import Int
 
+from .load_checks import warn_no_chat_template
+
 PromptInput = Union[str, Sequence[str], torch.Tensor, Sequence[Sequence[int]]]
 
 
@@ -53,6 +55,8 @@ def encode_prompts(prompts: PromptInput, tokenizer, *, chat: bool, pad_id: int) 
             raise ValueError("this model has no tokenizer: pass token ids instead of strings")
         seqs = []
         for p in prompts:
+            if chat and not getattr(tokenizer, "chat_template", None):
+                warn_no_chat_template(tokenizer)
             if chat and getattr(tokenizer, "chat_template", None):
                 seqs.append(list(tokenizer.apply_chat_template(
                     [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,

@@ -23,7 +23,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-__all__ = ["StagedWrites", "save_safetensors_atomic", "write_text_atomic", "open_safetensors",
+__all__ = ["StagedWrites", "save_safetensors_atomic", "write_text_atomic", "write_atomic", "save_figure_atomic",
+           "open_safetensors",
            "read_json", "damaged_file", "reading"]
 
 
@@ -47,6 +48,17 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _target(path: Path) -> Path:
+    """Where a write to `path` lands: through a symlink (a chain too) to the file it names, as `open(path, "w")`
+    would, so replacing the file keeps the link and updates its target instead of turning the link into a copy."""
+    if not path.is_symlink():
+        return path
+    real = Path(os.path.realpath(path))
+    if real.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a symlink to the folder {real}; give a file path")
+    return real
+
+
 class StagedWrites:
     """A group of files replaced together: `stage` writes each to a temporary sibling, `commit` moves them
     into place in staging order. Used as a context manager it commits on success and removes every
@@ -65,7 +77,7 @@ class StagedWrites:
     def stage(self, path: str | os.PathLike, write: Callable[[str], None]) -> None:
         """`write(tmp_path)` writes (or moves in) the content of `path` under a temporary name; that file
         is created with the umask mode beforehand and gets the replaced file's mode afterwards."""
-        path = Path(path)
+        path = _target(Path(path))
         _check_folder(path)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         self._pending.append((tmp, path))
@@ -73,9 +85,9 @@ class StagedWrites:
         os.close(fd)
         mode = stat.S_IMODE(os.stat(path if path.exists() else tmp).st_mode)
         write(str(tmp))
-        os.chmod(tmp, mode)          # writers may recreate the file (safetensors makes it 0600)
-        with open(tmp, "rb+") as f:
+        with open(tmp, "rb") as f:   # before the chmod: a read-only mode (0444) must not lock us out
             os.fsync(f.fileno())
+        os.chmod(tmp, mode)          # writers may recreate the file (safetensors makes it 0600)
 
     def commit(self) -> None:
         done: list[tuple[Path, Path | None, bool]] = []          # (target, hard-link backup, existed before)
@@ -152,6 +164,19 @@ def write_text_atomic(text: str, path) -> None:
         w.stage(path, _write_text(text))
 
 
+def write_atomic(path, write: Callable[[str], None]) -> None:
+    """Any other writer: `write(tmp_path)` fills a unique temporary that then replaces `path` (see `StagedWrites`)."""
+    with StagedWrites() as w:
+        w.stage(path, write)
+
+
+def save_figure_atomic(fig, path, **savefig_kwargs) -> None:
+    """`fig.savefig(path, ...)` through a unique temporary; the format comes from `path`'s suffix (the temporary's
+    own suffix is .tmp), so a failed or interrupted save leaves the previous figure whole."""
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    write_atomic(path, lambda tmp: fig.savefig(tmp, format=fmt, **savefig_kwargs))
+
+
 # ---------------------------------------------------------------------------------------------- reading
 def damaged_file(path, what: str, cause: Any) -> ValueError:
     """The one error for a file that exists but cannot be read as `what` (with its article: "a checkpoint shard")."""
@@ -159,12 +184,26 @@ def damaged_file(path, what: str, cause: Any) -> ValueError:
                       "(an interrupted copy or download?) or of another kind; re-create or re-download it")
 
 
+def _readable(p: Path, what: str) -> None:
+    """Missing, a folder, or not readable (permissions): three causes, three messages."""
+    try:
+        p.stat()
+    except PermissionError as e:
+        raise PermissionError(f"{p} cannot be reached ({e.strerror}): a folder on its path is not readable "
+                              f"(expected {what}); fix the permissions") from None
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{p} does not exist (expected {what})") from None
+    if p.is_dir():
+        raise IsADirectoryError(f"{p} is a folder, not {what}")
+    if not os.access(p, os.R_OK):
+        raise PermissionError(f"{p} exists but is not readable (mode {stat.S_IMODE(p.stat().st_mode):o}; "
+                              f"expected {what}); fix its permissions, e.g. chmod u+r")
+
+
 def open_safetensors(path, what: str):
     """`safe_open(path)` whose errors name the path, `what` it should be and the cause."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist (expected {what})" if not p.is_dir()
-                                else f"{p} is a folder, not {what}")
+    _readable(p, what)
     try:
         return safe_open(str(p), framework="pt")
     except Exception as e:            # SafetensorError: header too large, incomplete metadata, ...
@@ -189,8 +228,7 @@ def reading(path, what: str) -> Iterator[None]:
 
 def read_json(path, what: str) -> Any:
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p} does not exist (expected {what})")
+    _readable(p, what)
     try:
         return json.loads(p.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:

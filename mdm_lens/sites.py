@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
+from numbers import Integral
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,11 @@ def get_act_name(name: str, layer: int | None = None, layer_type: str | None = N
     nothing (`model.site(name)` does); it also knows mdm-lens's own roles (`ROLES`: `mlp_pre_linear`,
     `ln1_scale`, `ln_final`, ...) and refuses a per-layer role without a layer (TL would build a global name
     that no model has)."""
+    if not isinstance(name, str):
+        raise TypeError(f"get_act_name(name={name!r}, ...): name is a site role or name string, e.g. "
+                        "get_act_name('resid_post', 0)")
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, Integral)):
+        raise TypeError(f"get_act_name({name!r}, layer={layer!r}): layer must be an integer block index")
     if name in _OWN and layer_type is None:
         role = ROLES[name]
         if role.per_layer and layer is None:

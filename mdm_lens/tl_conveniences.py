@@ -19,6 +19,7 @@ from jaxtyping import Float, Int
 
 from .activation_cache import ActivationCache, cache_names, owned
 from .sites import get_act_name
+from .validate import check_ids_in_vocab, is_int, token_ids, vocab_size
 
 TokenInput = Union[str, Sequence[str], torch.Tensor, Sequence[int], Sequence[Sequence[int]]]
 NamesFilter = Union[None, str, Iterable[str], Callable[[str], bool]]
@@ -152,15 +153,29 @@ class TLConveniences:
                 ) -> tuple[Int[torch.Tensor, "batch pos"], torch.Tensor | None]:
         """ids `[batch, pos]` and an attention mask (None when nothing is padded), on the input device."""
         if isinstance(input, torch.Tensor):
-            ids = input if input.dim() == 2 else input.reshape(1, -1)
-            return ids.long().to(self.input_device), None
-        rows = [input] if isinstance(input, str) or (input and isinstance(input[0], int)) else list(input)
+            ids = token_ids(input, "input tensor")
+            if ids.dim() not in (1, 2):
+                raise ValueError(f"the input tensor has shape {tuple(ids.shape)}; pass token ids [batch, pos] or [pos]")
+            ids = ids if ids.dim() == 2 else ids.reshape(1, -1)
+            check_ids_in_vocab(ids, vocab_size(self), "input")
+            return ids.to(self.input_device), None
+        if not isinstance(input, (str, list, tuple)):
+            raise TypeError(f"input is a {type(input).__name__}; pass a string, a list of strings, a list of token-id "
+                            "lists or an integer tensor")
+        rows = [input] if isinstance(input, str) or (input and is_int(input[0])) else list(input)
         if not rows:
             raise ValueError("no input given: pass a string, a list of strings or token ids")
+        kinds = {"text" if isinstance(r, str) else "ids" for r in rows}
+        if len(kinds) > 1 or any(not isinstance(r, (str, list, tuple)) for r in rows if not is_int(r)):
+            i = next(i for i, r in enumerate(rows) if not isinstance(r, str))
+            raise TypeError(f"input mixes strings and other items (item {i} is {rows[i]!r}); pass strings, or token-id "
+                            "lists, not both")
+        if "ids" in kinds:
+            check_ids_in_vocab(token_ids(rows, "input"), vocab_size(self), "input")
         tok = self.tokenizer
         seqs = []
         for r in rows:
-            ids = list(self._tok()(r, add_special_tokens=False)["input_ids"]) if isinstance(r, str) else list(map(int, r))
+            ids = list(self._tok()(r, add_special_tokens=False)["input_ids"]) if isinstance(r, str) else list(r)
             if prepend_bos:
                 bos = getattr(self._tok(), "bos_token_id", None)
                 if bos is None:
@@ -195,19 +210,29 @@ class TLConveniences:
         if isinstance(input, str):
             ids = self.to_tokens(input, prepend_bos)[0].tolist()
         elif isinstance(input, torch.Tensor):
+            if input.dim() > 2:
+                raise ValueError(f"to_str_tokens takes ids [pos] or [batch, pos]; got shape {tuple(input.shape)}")
             if input.dim() == 2 and input.shape[0] > 1:
                 return [self.to_str_tokens(row) for row in input]
-            ids = input.reshape(-1).tolist()
+            ids = self._decodable(input).reshape(-1).tolist()
         elif input and all(isinstance(x, str) for x in input):
             return [self.to_str_tokens(x, prepend_bos) for x in input]
         else:
-            ids = [int(x) for x in input]
+            ids = self._decodable(input).reshape(-1).tolist()
         return [tok.decode([i]) for i in ids]
+
+    def _decodable(self, tokens: TokenInput) -> torch.Tensor:
+        """Integer ids inside the vocabulary (a tokenizer decodes unknown ids to '' or '!' silently)."""
+        ids = token_ids(tokens, "tokens")
+        check_ids_in_vocab(ids, vocab_size(self), "tokens")
+        return ids
 
     def to_string(self, tokens: TokenInput) -> str | list[str]:
         """ids -> text (`tokenizer.decode`; a list of texts for a 2-D batch)."""
         tok = self._tok()
-        t = torch.as_tensor(tokens)
+        t = self._decodable(tokens)
+        if t.dim() > 2:
+            raise ValueError(f"to_string takes ids [pos] or [batch, pos]; got shape {tuple(t.shape)}")
         if t.dim() == 2:
             return [tok.decode(row.tolist()) for row in t]
         return tok.decode(t.reshape(-1).tolist())
@@ -254,9 +279,18 @@ class TLConveniences:
         if return_type not in ("logits", None):
             raise ValueError(f"return_type must be 'logits' or None, not {return_type!r}")
         spec: dict[str, list] = {}
-        for name, fn in fwd_hooks:
+        for i, entry in enumerate(fwd_hooks):
+            if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and callable(entry[1])
+                    and (isinstance(entry[0], str) or callable(entry[0]))):
+                raise TypeError(f"fwd_hooks[{i}] is {entry!r}; each entry is a (name or name-predicate, fn(tensor, "
+                                "hook)) pair, e.g. [('blocks.0.hook_resid_post', fn)]")
+            name, fn = entry
             names = [n for n in self.all_hook_names if name(n)] if callable(name) else [name]
+            # a predicate matching a site and its aliases hooks the site once (as run_with_cache caches it once)
+            by_site = {}
             for n in names:
+                by_site.setdefault(self.site(n).name, n)
+            for n in by_site.values():
                 spec.setdefault(n, []).append(_tl_fn(fn, n, self.site(n).layer))
         ids, mask = self._encode(input)
         with self.hooks(spec):
@@ -269,9 +303,17 @@ def _tl_fn(fn: Callable, name: str, layer: int | None) -> Callable:
     """TL passes `hook=` by keyword; a fn without a `hook` parameter (an mdm-lens `fn(act, ctx)`) gets the same
     object positionally, and it reads like a StepContext (`.step`, `.site`, masks)."""
     try:
-        keyword = "hook" in inspect.signature(fn).parameters
+        sig = inspect.signature(fn)
     except (TypeError, ValueError):         # builtins without a signature
-        keyword = False
+        sig = None
+    keyword = sig is not None and "hook" in sig.parameters
+    if sig is not None:
+        try:
+            sig.bind(None, hook=None) if keyword else sig.bind(None, None)
+        except TypeError:
+            raise TypeError(f"the hook fn {getattr(fn, '__name__', fn)!r}{sig} for {name!r} cannot be called as "
+                            "fn(tensor, hook); TL hook fns take the activation and the hook: "
+                            "def fn(tensor, hook): ...") from None
 
     def call(act, ctx):
         hook = TLHook(name, ctx, layer)

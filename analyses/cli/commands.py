@@ -102,7 +102,8 @@ def _print_json(results: dict, path: str | None) -> int:
     text = json.dumps(results, indent=2)
     print(text)
     if path:
-        Path(path).write_text(text)
+        from mdm_lens.safefile import write_text_atomic     # here: --help stays torch-free
+        write_text_atomic(text, path)
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import torch
 
-from mdm_lens.safefile import write_text_atomic
+from mdm_lens.safefile import save_figure_atomic, write_text_atomic
 
 if TYPE_CHECKING:
     from mdm_lens import HookedMDM
@@ -105,7 +105,7 @@ def _plot_composition(rows, path, a: str, b: str, model_name: str):
     fig.suptitle(f"Composition on {model_name}: A = Linear-ACT map for {a}, B = Linear-ACT map for {b}\n"
                  "A+B applies A then B at every shared site", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
 
 

@@ -15,8 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Sequence
+
+from mdm_lens.generation import check_sampler_settings
+from mdm_lens.validate import check_mc, check_seed, is_real
 
 from .kernel import StudyConfig, damage_fields, model_name_of, run_log
 from .runlog import Item
@@ -100,6 +104,15 @@ def _check_config(cfg: ExperimentConfig) -> None:
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     if not cfg.lambdas:
         raise ValueError("empty λ grid: give at least one strength (e.g. lambdas=(0.5, 1.0))")
+    bad = [lam for lam in cfg.lambdas if not (is_real(lam) and math.isfinite(lam))]
+    if bad:
+        raise ValueError(f"lambdas {bad}: every strength must be a finite number (e.g. lambdas=(0.5, 1.0))")
+    # everything generate / the likelihood would refuse mid-run is refused here, before the run log's first byte
+    check_sampler_settings(dict(cfg.sampler), {k: "ExperimentConfig.sampler" for k in cfg.sampler})
+    check_mc(cfg.mc_num, cfg.mc_batch)
+    check_seed(cfg.seed, "ExperimentConfig.seed")
+    if not 0 <= cfg.max_degenerate <= 1:
+        raise ValueError(f"max_degenerate={cfg.max_degenerate}: a share of texts, must be in [0, 1]")
     if cfg.max_nll_increase is not None and cfg.max_nll_increase < 0:
         raise ValueError(f"max_nll_increase={cfg.max_nll_increase}: nats per token, must be >= 0 (or None: no cap)")
 

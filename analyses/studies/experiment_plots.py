@@ -2,6 +2,8 @@
 damage beside the accuracy so that a method winning by breaking the text shows it."""
 from __future__ import annotations
 
+from mdm_lens.safefile import save_figure_atomic
+
 from ..plotting import plt
 
 METHOD_LABELS = {"none": "No steering", "directional_ablation": "Directional Ablation", "mean_act": "Mean-ACT",
@@ -43,7 +45,7 @@ def plot_methods(summary: dict, path: str, subtitle: str = "") -> str:
     n = summary[next(iter(summary))]["n"]
     fig.suptitle(f"Accuracy and damage per method (test prompts, n={n} pooled over tasks)\n{subtitle}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path
 
@@ -78,6 +80,6 @@ def plot_constraints(rows: list[dict], path: str, subtitle: str = "") -> str:
         ax.set_xlabel("strict accuracy (%), 95% interval")
     fig.suptitle(f"Accuracy per constraint (hollow red: ≥ 50% degenerate texts)\n{subtitle}", fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)
     return path

@@ -11,6 +11,8 @@ import json
 import os
 from typing import Sequence
 
+from mdm_lens.safefile import write_text_atomic
+
 from ..records import write_csv
 from ..stats import wilson_interval
 from .kernel import num, pct
@@ -209,15 +211,12 @@ def write_report(result: dict, folder: str, title: str | None = None) -> dict[st
     paths = {k: os.path.join(folder, f) for k, f in (("json", "result.json"), ("csv", "rows.csv"),
                                                     ("md", "summary.md"), ("methods", "methods.png"),
                                                     ("constraints", "constraints.png"))}
-    tmp = paths["json"] + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=2, default=str, sort_keys=True)
-    os.replace(tmp, paths["json"])
+    write_text_atomic(json.dumps(result, indent=2, default=str, sort_keys=True), paths["json"])
     write_csv(paths["csv"], result["rows"], columns=["method", "task", "accuracy", "ci_low", "ci_high", "n", "correct",
                                                      "loose_accuracy", "nll", "degenerate", "n_tokens", "lambda",
                                                      "baseline_flag"])
-    with open(paths["md"], "w") as f:
-        f.write("\n".join([f"# {title or 'mdm-lens experiment'}", ""] + experiment_section(result, method_label)))
+    write_text_atomic("\n".join([f"# {title or 'mdm-lens experiment'}", ""] + experiment_section(result, method_label)),
+                      paths["md"])
     subtitle = f"{result['model'] or 'unnamed model'} · λ chosen on validation (grid {result['config']['lambdas']})"
     plot_methods(result["summary"], paths["methods"], subtitle)
     plot_constraints(result["rows"], paths["constraints"], subtitle)

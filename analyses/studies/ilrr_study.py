@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 
+from mdm_lens.safefile import save_figure_atomic
+
 from .kernel import StudyConfig, batched_items, ci, jsonable, model_name_of, num, pct, rate_row, run_log, text_records
 from .runlog import Item
 
@@ -154,7 +156,7 @@ class ILRRStudyResult:
                      f"chosen on validation), vs greedy and k = {self.config['k']} samples; "
                      f"n = {self.config['n_test']} test requests", fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from mdm_lens.sites import get_act_name
+from mdm_lens.safefile import save_figure_atomic
 
 from .kernel import StudyConfig, batched_items, ci, jsonable, model_name_of, num, pct, rate_row, run_log, text_records
 from .runlog import Item
@@ -176,7 +177,7 @@ class RefusalStudyResult:
                      f"(layer × role) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
                      f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
                      "in red; numbers = %", fontsize=9, y=1.0 + 0.12 / nrow)
-        fig.savefig(path, dpi=110, bbox_inches="tight")
+        save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 

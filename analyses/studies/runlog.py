@@ -5,11 +5,14 @@ several GPUs should use all of them. So the runners (`analyses.studies.experimen
 work as *items* (one `generate` batch each: task, split, method, λ, batch index) and hand them to a `RunLog`:
 
 * **Resumable.** Each finished item's records are appended to a JSON-lines file in one `write`, flushed and
-  fsynced, so a kill leaves whole lines (a torn last line is ignored when read back). On start the log reads
+  fsynced, so a kill leaves whole lines (a torn line, or any damaged one, is skipped with a warning naming the
+  file and line, and its item is redone). On start the log reads
   every `generations*.jsonl` in the folder and skips the items whose records are all there. Records are
   deduplicated by (item key, index), so an item redone after a kill adds nothing twice.
 * **Same config or nothing.** `config.json` holds the run's config and its hash; a re-run with another config
-  refuses to mix records and names the fields that differ.
+  refuses to mix records and names the fields that differ. The folder is claimed atomically when the first
+  records are written (so an option refused before any work leaves the folder free), and every record carries
+  the hash too, so a lost `config.json` cannot let records of another config through (`runlog_io`).
 * **Data parallel.** Under `accelerate launch --num_processes N` (or torchrun: RANK / WORLD_SIZE), item `i` of
   a phase belongs to rank `i % N`; each rank appends to its own `generations.rank{r}.jsonl`, so no two
   processes write one file; `barrier()` separates phases; rank 0 merges every record into one
@@ -29,6 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Sequence
 
 from tqdm.auto import tqdm
+
+from mdm_lens.safefile import write_text_atomic
+
+from .runlog_io import HASH_KEY, ConfigMismatch, claim_config, env_int, read_config, read_records
 
 MERGED = "generations.jsonl"
 
@@ -70,17 +77,13 @@ def _short(x) -> str:
 def dist_env() -> tuple[int, int]:
     """(rank, world size) of this process: accelerate's PartialState when launched with several processes
     (it also sets up the process group the barrier needs), else (0, 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = env_int("WORLD_SIZE", 1)
     if world <= 1:
         return 0, 1
     import torch
     from accelerate import PartialState
     state = PartialState(cpu=not torch.cuda.is_available())     # gloo on a CPU box, nccl on GPUs
     return state.process_index, state.num_processes
-
-
-class ConfigMismatch(ValueError):
-    pass
 
 
 class RunLog:
@@ -94,42 +97,37 @@ class RunLog:
         os.makedirs(folder, exist_ok=True)
         self.config = json.loads(json.dumps(config, default=str))
         self.hash = config_hash(self.config)
+        self._claimed = False           # config.json is written with the first records (claim_config)
         self._check_config()
         self.path = os.path.join(folder, MERGED if self.world == 1 else f"generations.rank{self.rank}.jsonl")
         self.calls = 0          # items this process generated (tests count them)
 
     # ------------------------------------------------------------------ config
     def _check_config(self) -> None:
-        path = os.path.join(self.folder, "config.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                old = json.load(f)
-            if old.get("hash") != self.hash:
-                diff = config_diff(old.get("config", {}), self.config)
-                raise ConfigMismatch(
-                    f"{self.folder} holds a run with another config (hash {old.get('hash')} vs {self.hash}); "
-                    f"differences: {'; '.join(diff) or 'none visible'}. Use another --out, or delete the folder "
-                    "to start over")
-        elif self.rank == 0:
-            tmp = path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump({"hash": self.hash, "config": self.config}, f, indent=2, sort_keys=True)
-            os.replace(tmp, path)
+        self._compare(read_config(os.path.join(self.folder, "config.json")))
         self.barrier()
+
+    def _compare(self, old: dict | None) -> None:
+        if old is None:
+            return
+        if old["hash"] != self.hash:
+            diff = config_diff(old["config"], self.config)
+            raise ConfigMismatch(
+                f"{self.folder} holds a run with another config (hash {old['hash']} vs {self.hash}); "
+                f"differences: {'; '.join(diff) or 'none visible'}. Use another --out, or delete the folder "
+                "to start over")
+        self._claimed = True
+
+    def _claim(self) -> None:
+        if not self._claimed:
+            self._compare(claim_config(self.folder, self.hash, self.config))
+            self._claimed = True
 
     # ------------------------------------------------------------------ records
     def records(self) -> dict[tuple[str, int], dict]:
         """Every record on disk, by (item key, index), first occurrence kept; torn lines skipped."""
-        out: dict[tuple[str, int], dict] = {}
-        for p in sorted(glob.glob(os.path.join(self.folder, "generations*.jsonl"))):
-            with open(p, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        rec = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue        # a line torn by a kill; its item is redone
-                    out.setdefault((rec["item"], rec["index"]), rec)
-        return out
+        paths = sorted(glob.glob(os.path.join(self.folder, "generations*.jsonl")))
+        return read_records(paths, self.hash, legacy_ok=self._claimed)
 
     def done(self, items: Iterable[Item]) -> set[str]:
         have: dict[str, int] = {}
@@ -140,9 +138,10 @@ class RunLog:
     def append(self, item: Item, records: list[dict]) -> None:
         if len(records) != item.n:
             raise ValueError(f"item {item.key} produced {len(records)} records, expected {item.n}")
+        self._claim()
         k = key_str(item.key)
-        lines = "".join(json.dumps({"item": k, "index": i, **r, "rank": self.rank}, ensure_ascii=False) + "\n"
-                        for i, r in enumerate(records))
+        lines = "".join(json.dumps({"item": k, "index": i, **r, "rank": self.rank, HASH_KEY: self.hash},
+                                   ensure_ascii=False) + "\n" for i, r in enumerate(records))
         with open(self.path, "a+b") as f:
             end = f.seek(0, os.SEEK_END)
             if end:
@@ -186,13 +185,11 @@ class RunLog:
         if self.rank != 0:
             self.barrier()
             return None
+        self._claim()
         recs = self.records()
         merged = os.path.join(self.folder, MERGED)
-        tmp = merged + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            for (_k, _i), r in sorted(recs.items()):
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-        os.replace(tmp, merged)
+        write_text_atomic("".join(json.dumps(r, ensure_ascii=False) + "\n" for (_k, _i), r in sorted(recs.items())),
+                          merged)
         for p in glob.glob(os.path.join(self.folder, "generations.rank*.jsonl")):
             os.remove(p)
         self.barrier()

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import random
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from mdm_lens.safefile import save_safetensors_atomic, write_text_atomic
 
 from .behaviours import training_corpus
 from .tokenizer import build_tokenizer
@@ -72,18 +73,13 @@ def lr_at(step: int, steps: int, lr: float) -> float:
 
 def _save_checkpoint(work: Path, model, opt, state: dict) -> None:
     """Weights + AdamW moments in one safetensors file, the rest in JSON; both replaced atomically."""
-    from safetensors.torch import save_file
     tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
     names = [n for n, _ in model.named_parameters()]
     for i, s in opt.state_dict()["state"].items():
         for key, val in s.items():
             tensors[f"opt.{names[i]}.{key}"] = val.detach().reshape(val.shape).contiguous()
-    tmp = work / "ckpt.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, work / "ckpt.safetensors")
-    tmp = work / "ckpt.json.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, work / "ckpt.json")
+    save_safetensors_atomic(tensors, work / "ckpt.safetensors", None)
+    write_text_atomic(json.dumps(state), work / "ckpt.json")
 
 
 def _load_checkpoint(work: Path, model, opt) -> dict | None:
@@ -159,7 +155,7 @@ def train(out: str, work: str, steps: int = 1600, batch_size: int = 32, lr: floa
         info["stages"] = prior_stages
         info["total_seconds"] = sum(st.get("seconds", 0.0) for st in prior_stages) + info["seconds"]
         info["total_steps"] = sum(st.get("steps", 0) for st in prior_stages) + steps
-    (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
+    write_text_atomic(json.dumps(info, indent=2), Path(out) / "training.json")
     return info
 
 
