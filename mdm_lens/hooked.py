@@ -267,9 +267,12 @@ class HookedMDM(TLConveniences, nn.Module):
         """The sampler options a generation uses: the family's recommended settings (plus, for `sampler="fast"`,
         the fast path's `cache`/`threshold`/... defaults: `mdm_lens.fast_path`), then the checkpoint's
         `mdm_lens_sampler` config entry, then `overrides` (the one place they are merged, and validated:
-        `mdm_lens.generation.check_sampler_settings`)."""
+        `mdm_lens.generation.check_sampler_settings`). Explicit arguments name the run: a group of options that
+        act together (Dream's temperature / top_p / top_k; alg / alg_temp: `SETTING_GROUPS`) takes no
+        recommended value once the caller passes any member, so the rest keep the sampler's own defaults, as the
+        reference call with the same keywords does."""
         from .fast_path import check_sampler_name, fast_defaults
-        from .generation import check_sampler_settings
+        from .generation import check_sampler_settings, without_touched_groups
         base = dict(self.spec.recommended)
         source = {k: f"the {self.spec.name} family's recommended settings" for k in base}
         if check_sampler_name(sampler) == "fast":
@@ -278,9 +281,9 @@ class HookedMDM(TLConveniences, nn.Module):
             source.update({k: "the fast sampler's defaults (mdm_lens.fast_path)" for k in extra})
         saved = self.config.get("mdm_lens_sampler", {})
         source.update({k: "the checkpoint's mdm_lens_sampler config" for k in saved})
-        for k in overrides:
-            source.pop(k, None)
-        return check_sampler_settings({**base, **saved, **overrides}, source)
+        defaults = without_touched_groups({**base, **saved}, overrides, self.spec.sampler)
+        source = {k: v for k, v in source.items() if k in defaults and k not in overrides}
+        return check_sampler_settings({**defaults, **overrides}, source)
 
     @property
     def default_gen_length(self) -> int:
