@@ -17,6 +17,7 @@ from .generation import check_step_logits
 from .hooking import HookSpec, ThreadGuard, attach_hooks
 from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
+from .tl_circuits import TLCircuits
 from .tl_conveniences import TLConveniences
 
 # Augmenter: (input_ids, attention_mask, position_ids, step_info) -> extra (ids, mask) rows to run in the same
@@ -35,7 +36,7 @@ class MaskedBatch(NamedTuple):
     prompt_length: int
 
 
-class HookedMDM(TLConveniences, nn.Module):
+class HookedMDM(TLConveniences, TLCircuits, nn.Module):
     """Wraps a native masked diffusion model: canonical sites, step context, samplers, caches.
 
     With no hook attached the forward is the bare model's plus a flag check, so an unhooked
@@ -306,10 +307,13 @@ class HookedMDM(TLConveniences, nn.Module):
         return MaskedBatch(ids.to(self.input_device), attn, plen)
 
     def generate(self, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
-                 progress: bool = False, sampler: str = "reference", **sampler_kwargs):
+                 progress: bool = False, sampler: str = "reference", verbose: bool | None = None, **sampler_kwargs):
         """Generate with the family's reference sampler and recommended settings (overridable). `sampler="fast"`
         runs Fast-dLLM's KV-cached sampler instead (options `cache="dual"|"prefix"`, `threshold=None|0.9`;
-        approximate, see docs/fast_sampling.md); hooks and plans apply on both."""
+        approximate, see docs/fast_sampling.md); hooks and plans apply on both. `verbose` is TL's spelling of
+        `progress` (a tqdm bar over the denoising steps)."""
         from .generation import run_generation
+        if verbose is not None:
+            progress = bool(verbose) or progress
         return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, sampler=sampler,
                               **sampler_kwargs)
