@@ -127,3 +127,27 @@ def test_generate_verbose_is_tls_progress(run, capsys):
     loud = model.generate(["hello"], chat=False, seed=0, verbose=True, **kw)
     assert torch.equal(quiet.tokens, loud.tokens)
     assert "denoising" in capsys.readouterr().err
+
+
+def test_test_prompt_shows_masked_predictions_per_step(run, capsys):
+    from mdm_lens.prompt_probe import test_prompt as probe
+    family, meta, g, model = run
+    kw = {"llada": dict(gen_length=4, steps=4, block_length=4), "dream": dict(max_new_tokens=4, steps=4)}[family]
+    kw["temperature"] = 0.0
+    answer = model.to_string(model.to_tokens("hello")[0])
+    recs = probe("hello world", answer, model, top_k=3, chat=False, **kw)
+    out = model.generate(["hello world"], chat=False, seed=0, **kw)
+    by_step = {}
+    for r in recs:
+        by_step.setdefault(r.step, []).append(r.position)
+    assert sorted(by_step) == list(range(len(by_step))) and by_step[0] == [0, 1, 2, 3]
+    for s in range(1, len(by_step)):                                   # what is masked only shrinks
+        assert set(by_step[s]) <= set(by_step[s - 1])
+    assert all(len(r.top_ids) == 3 and r.top_probs == sorted(r.top_probs, reverse=True) for r in recs)
+    # greedy: what the last step still predicts is decoded to its top prediction, as generate decodes it
+    for r in (r for r in recs if r.step == max(by_step)):
+        assert out.tokens[0, r.position] == r.top_ids[0]
+    assert recs[0].position == 0 and recs[0].answer_rank is not None and 0 <= recs[0].answer_prob <= 1
+    assert all(r.answer_rank is None for r in recs if r.position > 0)
+    printed = capsys.readouterr().out
+    assert "step   0 pos   0" in printed and "answer rank" in printed
