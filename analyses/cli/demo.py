@@ -97,8 +97,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--tasks", default="organism",
                    help="'organism' (the tiny-if constraints) or a single-instruction IFEval jsonl file")
     p.add_argument("--instruction-id", action="append", default=[],
-                   help="keep only this instruction id (IFEval file or organism constraint); repeat for several "
-                   "(default: all)")
+                   help="keep only this instruction id (IFEval file or organism constraint); repeat for several; "
+                   "none given keeps all")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="steering methods compared")
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
                    help="strengths tried on the validation prompts")
