@@ -60,3 +60,15 @@ def test_prompt(prompt: str, answer: str | None, model, *, top_k: int = 5, chat:
 
 
 test_prompt.__test__ = False      # pytest: a library function, not a test
+
+
+def decode_order(model, out, row: int = 0) -> list[tuple[int, int, str]]:
+    """`(step, position, token)` for one response of `model.generate`, in the order the sampler unmasked them
+    (`out.decode_step`; ties by position). Tokens are shown as `repr` of their text with special tokens spelled out
+    (`'<|endoftext|>'`, `'<|eot_id|>'`), so EOS fill, whitespace and empty strings stay visible."""
+    if out.decode_step is None:
+        raise ValueError("this output has no decode trace (DiffusionGemma has no mask token to trace)")
+    steps, toks = out.decode_step[row].tolist(), out.tokens[row].tolist()
+    order = sorted((s, j) for j, s in enumerate(steps) if s >= 0)
+    tok = model.tokenizer
+    return [(s, j, repr(tok.decode([toks[j]], skip_special_tokens=False))) for s, j in order]
