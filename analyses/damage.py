@@ -20,6 +20,8 @@ Degeneracy rules (each one a reason; thresholds are arguments of `degeneracy`):
 * `stutter`: the same word (letters, case-insensitive) or the same ',' / ';' twice back to back ("the the",
   ",,"), at `min_stutters` (2) places or more. Prose has one such slip at most ("that that"); a wrecked text
   has several (`' and the, the the LOOKS,,'` has two).
+* `too_short`: fewer than `min_words` (2) words, but not empty: a one-word answer ("Yes.", "Paris") to prompts
+  that ask for prose or a list is a broken generation, not a short good one (`min_words=1` turns this off).
 * `mask_token` (set by `damage` only): the text tokenizes to the model's mask id, so it cannot be scored.
 """
 from __future__ import annotations
@@ -61,7 +63,8 @@ def stutters(tokens: Sequence[str]) -> int:
                if a == b and (a.isalpha() or a in _STUTTER_MARKS))
 
 
-def degeneracy(text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stutters: int = 2) -> list[str]:
+def degeneracy(text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stutters: int = 2,
+               min_words: int = 2) -> list[str]:
     """The degeneracy reasons that apply to `text` (empty list: not degenerate); rules in the module docstring."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -69,6 +72,8 @@ def degeneracy(text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stut
         raise ValueError(f"max_repeated={max_repeated}: must be in (0, 1] (a share of the tokens)")
     if min_stutters < 1:
         raise ValueError(f"min_stutters={min_stutters}: must be >= 1")
+    if min_words < 1:
+        raise ValueError(f"min_words={min_words}: must be >= 1 (1 turns the too_short rule off)")
     reasons = []
     if not text.strip():
         reasons.append("empty")
@@ -81,6 +86,9 @@ def degeneracy(text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stut
         reasons.append("repetition")
     if stutters(tokens) >= min_stutters:
         reasons.append("stutter")
+    words = sum(1 for t in tokens if t[0].isalnum())
+    if 0 < words < min_words:
+        reasons.append("too_short")
     return reasons
 
 

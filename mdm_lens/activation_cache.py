@@ -288,6 +288,19 @@ class ActivationCache(dict):
         return torch.stack([self[(activation_name, l, sublayer_type)] for l in range(layer)])
 
     # ------------------------------------------------------------------ per-head results
+    def compute_head_results(self) -> None:
+        """TL's `compute_head_results`: caches `blocks.{l}.attn.hook_result` `[batch, pos, head, d_model]`
+        (`z[:, :, h] @ W_O[h]`, each head's write before the sum) for every layer, from the cached `hook_z`;
+        results already cached are kept. Then `cache["result", l]` answers."""
+        model = self._need_model("compute_head_results")
+        for layer in range(self.n_layers):
+            key = f"blocks.{layer}.attn.hook_result"
+            if dict.__contains__(self, key):
+                continue
+            z = self["z", layer]
+            w_o = model.W_O[layer].to(z.device, z.dtype)
+            dict.__setitem__(self, key, torch.einsum("...hd,hdm->...hm", z, w_o))
+
     def stack_head_results(self, layer: int = -1, return_labels: bool = False, incl_remainder: bool = False,
                            pos_slice: PosSlice = None, apply_ln: bool = False):
         """Each head's write into the residual stream, `z[:, :, h] @ W_O[h]` (labels `L{l}H{h}`), for the layers

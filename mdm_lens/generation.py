@@ -22,6 +22,13 @@ from .prompts import GenerationOutput, decode_responses, encode_prompts
 from .validate import check_ids_in_vocab, check_seed, is_int, is_real, vocab_size
 
 POSITIVE_INTS = ("steps", "gen_length", "block_length", "max_new_tokens")
+# Options that act together, per sampler: once a caller passes any member, no recommended (or checkpoint) value
+# of that group is merged in, and the others keep the sampler function's defaults. Dream's recommended
+# top_p=0.95 beside an explicit temperature=0.0 would otherwise change which tokens win (Dream's own
+# `diffusion_generate(temperature=0.0, ...)` uses top_p=None); options outside any group merge one by one.
+SETTING_GROUPS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "dream": (("temperature", "top_p", "top_k"), ("alg", "alg_temp")),
+}
 _warned_positions: set[tuple[int, int]] = set()
 
 
@@ -47,6 +54,12 @@ def special_ids(model) -> dict[str, int | None]:
     return {"eos": eos, "eot": eot, "pad": pad if pad is not None else 0}
 
 
+
+
+def without_touched_groups(defaults: dict[str, Any], overrides: dict[str, Any], sampler: str) -> dict[str, Any]:
+    """`defaults` less every group of `SETTING_GROUPS[sampler]` that `overrides` touches (see there)."""
+    drop = {k for group in SETTING_GROUPS.get(sampler, ()) if set(group) & set(overrides) for k in group}
+    return {k: v for k, v in defaults.items() if k not in drop}
 
 
 # ---------------------------------------------------------------------------------------------- validation

@@ -20,6 +20,7 @@ from .generation import check_step_logits
 from .hooking import HookSpec, ThreadGuard, attach_hooks
 from .sampling.common import StepClock, StepInfo
 from .sites import unknown_site_error
+from .tl_circuits import TLCircuits
 from .tl_conveniences import TLConveniences
 from .validate import check_forward_inputs
 
@@ -39,7 +40,7 @@ class MaskedBatch(NamedTuple):
     prompt_length: int
 
 
-class HookedMDM(TLConveniences, nn.Module):
+class HookedMDM(TLConveniences, TLCircuits, nn.Module):
     """Wraps a native masked diffusion model: canonical sites, step context, samplers, caches.
 
     With no hook attached the forward is the bare model's plus a flag check, so an unhooked
@@ -277,9 +278,12 @@ class HookedMDM(TLConveniences, nn.Module):
         """The sampler options a generation uses: the family's recommended settings (plus, for `sampler="fast"`,
         the fast path's `cache`/`threshold`/... defaults: `mdm_lens.fast_path`), then the checkpoint's
         `mdm_lens_sampler` config entry, then `overrides` (the one place they are merged, and validated:
-        `mdm_lens.generation.check_sampler_settings`)."""
+        `mdm_lens.generation.check_sampler_settings`). Explicit arguments name the run: a group of options that
+        act together (Dream's temperature / top_p / top_k; alg / alg_temp: `SETTING_GROUPS`) takes no
+        recommended value once the caller passes any member, so the rest keep the sampler's own defaults, as the
+        reference call with the same keywords does."""
         from .fast_path import check_sampler_name, fast_defaults
-        from .generation import check_sampler_settings
+        from .generation import check_sampler_settings, without_touched_groups
         base = dict(self.spec.recommended)
         source = {k: f"the {self.spec.name} family's recommended settings" for k in base}
         if check_sampler_name(sampler) == "fast":
@@ -290,9 +294,9 @@ class HookedMDM(TLConveniences, nn.Module):
         if not isinstance(saved, dict):
             raise ValueError(f"the model's config entry mdm_lens_sampler={saved!r} must be a dict of sampler settings")
         source.update({k: "the checkpoint's mdm_lens_sampler config" for k in saved})
-        for k in overrides:
-            source.pop(k, None)
-        return check_sampler_settings({**base, **saved, **overrides}, source)
+        defaults = without_touched_groups({**base, **saved}, overrides, self.spec.sampler)
+        source = {k: v for k, v in source.items() if k in defaults and k not in overrides}
+        return check_sampler_settings({**defaults, **overrides}, source)
 
     @property
     def default_gen_length(self) -> int:
@@ -315,10 +319,13 @@ class HookedMDM(TLConveniences, nn.Module):
         return MaskedBatch(ids.to(self.input_device), attn, plen)
 
     def generate(self, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
-                 progress: bool = False, sampler: str = "reference", **sampler_kwargs):
+                 progress: bool = False, sampler: str = "reference", verbose: bool | None = None, **sampler_kwargs):
         """Generate with the family's reference sampler and recommended settings (overridable). `sampler="fast"`
         runs Fast-dLLM's KV-cached sampler instead (options `cache="dual"|"prefix"`, `threshold=None|0.9`;
-        approximate, see docs/fast_sampling.md); hooks and plans apply on both."""
+        approximate, see docs/fast_sampling.md); hooks and plans apply on both. `verbose` is TL's spelling of
+        `progress` (a tqdm bar over the denoising steps)."""
         from .generation import run_generation
+        if verbose is not None:
+            progress = bool(verbose) or progress
         return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, sampler=sampler,
                               **sampler_kwargs)

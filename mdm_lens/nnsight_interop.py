@@ -74,6 +74,16 @@ class _MDMBatcher(Batcher):
         return args, kwargs
 
 
+def _pinned_iteration() -> int | None:
+    """Inside a `tracer.iter` body that has not yet touched a module: the iteration (= denoising step) it is pinned
+    to. None outside nnsight's worker, or once a request has bound the body to a forward (nnsight relaxes the pin)."""
+    from greenlet import getcurrent
+    ref = getattr(getcurrent(), "mediator", None)
+    mediator = ref() if callable(ref) else None
+    it = getattr(mediator, "iteration", None)
+    return it if isinstance(it, int) else None
+
+
 class MDMEnvelope(NNsight):
     """Wraps a HookedMDM for nnsight: `generate` runs the family's sampler under a trace.
 
@@ -114,8 +124,38 @@ class MDMEnvelope(NNsight):
 
     @property
     def step_info(self):
-        """The sampler's StepInfo (step, num_steps, block, ...) of the forward now running; None outside."""
+        """The sampler's StepInfo (step, num_steps, block, ...) of the forward now running; None outside a sampler.
+
+        Valid from the first line of each `tracer.iter` iteration: until the body touches a module, nnsight's worker
+        still runs while the model waits in the previous step (the clock would read that step, or None before the
+        first). Then this waits for the iteration's own forward to begin (a read of the root module's input, which
+        fires before any site of that forward), so the clock holds that step."""
+        info = self._module.step_info
+        pinned = _pinned_iteration()
+        if pinned is None or (info is not None and info.step == pinned):
+            return info
+        self.inputs                     # noqa: B018 - the wait: resolves when forward `pinned` is called
         return self._module.step_info
+
+    def cache(self, tracer, sites=None, **kwargs: Any) -> SiteCache:
+        """Inside a trace, before any module is read: nnsight's `tracer.cache(...)` over the modules of `sites`
+        (canonical names or aliases; None: every canonical site but the token canvas), keyed by canonical site name. Read it after the
+        block: `cache["blocks.1.hook_resid_post"]` is the list of per-forward tensors (one per denoising step), each
+        the tensor mdm-lens hooks see at that site. Saved, so it leaves the block. Other kwargs go to
+        `tracer.cache` (device, dtype, ...)."""
+        import nnsight
+        names = list(self._module.hook_names if sites is None else sites)
+        chosen = {self._module.site(n).name: self._module.site(n) for n in names}
+        canvas = [n for n, s in chosen.items() if s.role == "embed_in"]
+        if canvas and sites is not None:
+            raise ValueError(f"{canvas}: nnsight's cache keeps the sampler's canvas by reference, and the sampler "
+                             "unmasks into it in place, so every step would read the final canvas. Use "
+                             "model.cache_steps([...]) (it copies), or the decode trace (generate(return_history=True))")
+        chosen = {n: s for n, s in chosen.items() if n not in canvas}
+        inputs = any(s.kind == "input" for s in chosen.values())
+        view = tracer.cache(modules=[self.site(n) for n in chosen], include_inputs=inputs, **kwargs)
+        paths = {n: self.site(n).path for n in chosen}
+        return nnsight.save(SiteCache(view, paths, {n: s.kind for n, s in chosen.items()}, self._module))
 
     # ------------------------------------------------------------------ invokes (nnsight batching)
     def _batch_size(self, *inputs: Any, **kwargs: Any) -> int:
@@ -144,3 +184,42 @@ class MDMEnvelope(NNsight):
             kwargs["attention_mask"] = torch.cat([torch.ones_like(t) if m is None else m.reshape(t.shape)
                                                   for t, m in zip(ids, masks)])
         return (torch.cat(ids),), kwargs
+
+
+class SiteCache:
+    """nnsight's cache of an envelope's generation, keyed by canonical site name (`MDMEnvelope.cache`). A site's
+    value is the list of its per-forward tensors (one per denoising step) as mdm-lens hooks see them: the output
+    (its first element when the module returns a tuple), or the first input of an input site. Aliases resolve."""
+
+    def __init__(self, view, paths: dict[str, str], kinds: dict[str, str], model):
+        self._view, self._paths, self._kinds, self._model = view, paths, kinds, model
+
+    def keys(self) -> list[str]:
+        return [n for n, p in self._paths.items() if p in self._view.keys()]
+
+    def __iter__(self):
+        return iter(self.keys())
+
+    def __len__(self) -> int:
+        return len(self.keys())
+
+    def __contains__(self, name: str) -> bool:
+        try:
+            return self._model.site(name).name in self.keys()
+        except KeyError:
+            return False
+
+    def __getitem__(self, name: str) -> list[torch.Tensor]:
+        site = self._model.site(name)           # an unknown name fails naming the closest real ones
+        if site.name not in self._paths:
+            raise KeyError(f"site {site.name!r} was not cached; cached: {list(self._paths)[:8]}")
+        entries = self._view._cache.entries.get(self._paths[site.name], [])
+        if self._kinds[site.name] == "input":
+            return [e.input for e in entries]
+        return [e.output[0] if type(e.output) is tuple else e.output for e in entries]
+
+    def items(self):
+        return [(n, self[n]) for n in self.keys()]
+
+    def __repr__(self) -> str:
+        return f"SiteCache({len(self)} sites: {self.keys()[:4]})"

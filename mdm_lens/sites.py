@@ -87,8 +87,9 @@ ROLES: dict[str, Role] = {**GLOBAL_ROLE_TABLE, **STEER_ROLES, **NORM_ROLES, **AT
 LAYER_ORDER = ("resid_pre", "ln1_scale", "ln1_normalized", "ln1_out", "q", "k", "v", "rot_q", "rot_k", "attn_scores",
                "pattern", "z", "attn_out", "resid_mid", "ln2_scale", "ln2_normalized", "ln2_out", "mlp_pre",
                "mlp_pre_linear", "mlp_act", "mlp_post", "mlp_out", "resid_post")
-HEAD_ORDER = ("embed_in", "embed", "rot_cos", "rot_sin")
-TAIL_ORDER = ("scale", "normalized", "ln_final", "logits")
+HEAD_ORDER = ("embed", "rot_cos", "rot_sin")
+# the token ids (`embed.hook_in`, width 0) come last, so the site list opens with a real activation (hook_embed)
+TAIL_ORDER = ("scale", "normalized", "ln_final", "logits", "embed_in")
 assert set(LAYER_ORDER + HEAD_ORDER + TAIL_ORDER) == set(ROLES)
 
 # name templates, the form most callers want: per-layer steering roles, and the global ones

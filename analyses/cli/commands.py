@@ -66,13 +66,23 @@ SAMPLER_OPTIONS = (("gen_length", int, "response length in tokens (LLaDA)"),
 
 
 def cmd_generate(args) -> int:
+    plan_path = getattr(args, "plan", None)
+    if plan_path is not None and not Path(plan_path).is_file():      # refused before the model loads
+        raise FileNotFoundError(f"--plan {plan_path}: no such file (a plan saved by interventions.Plan.save)")
     model = _load(args)
     overrides = {k: getattr(args, k) for k, _, _ in SAMPLER_OPTIONS if getattr(args, k) is not None}
     overrides.update({k: getattr(args, k) for k in ("cache", "threshold") if getattr(args, k) is not None})
+    plan = None
+    if plan_path is not None:
+        from interventions import Plan
+        plan = Plan.load(plan_path).strength(args.strength)
     out = model.generate(args.prompt, seed=args.seed, chat=not args.no_chat, progress=True, sampler=args.sampler,
-                         **overrides)
+                         plan=plan, **overrides)
     for prompt, text in zip(args.prompt, out.texts):
-        print(json.dumps({"prompt": prompt, "response": text}))
+        row = {"prompt": prompt, "response": text}
+        if plan is not None:
+            row.update(plan=plan_path, strength=args.strength)
+        print(json.dumps(row))
     return 0
 
 
@@ -270,6 +280,9 @@ def _add_generate(sub) -> None:
     _sampler_options(p)
     from .demo import fast_options
     fast_options(p)
+    p.add_argument("--plan", default=None, help="steer with this plan file (interventions.Plan.save; default: "
+                   "unsteered)")
+    p.add_argument("--strength", type=float, default=1.0, help="λ of --plan: 0 no steering, 1 the fitted map")
     p.set_defaults(func=cmd_generate)
 
 

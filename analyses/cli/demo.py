@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 # analyses.studies.experiment.METHODS, spelled here so that building the parser imports no torch (a test holds them equal)
 SAMPLERS = ("reference", "fast")            # mdm_lens.fast_path.SAMPLERS
@@ -54,7 +55,12 @@ def cmd_experiment(args) -> int:
                            seed=args.seed, sampler=sampler, batch_size=args.batch_size,
                            methods=tuple(args.methods), mc_num=args.mc_num, mc_batch=min(args.mc_batch, args.mc_num),
                            max_degenerate=args.max_degenerate, max_nll_increase=args.max_nll_increase)
-    result = run_experiment(model, tasks, cfg, out=args.out, model_name=args.model, rank=rank, world=world)
+    try:
+        result = run_experiment(model, tasks, cfg, out=args.out, model_name=args.model, rank=rank, world=world)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted; the generations so far are kept in {os.path.join(args.out, 'generations.jsonl')}. "
+              f"Resume with the same command: {resume_command()}", file=sys.stderr)
+        return 130
     if rank != 0:
         return 0
     paths = write_result(result, args.out)
@@ -64,6 +70,12 @@ def cmd_experiment(args) -> int:
               f"NLL {nll}  degenerate {100 * s['degenerate']:.0f}%")
     print(f"result: {paths['json']}; report: {paths['md']}; {world} process(es), {time.time() - t0:.0f} s")
     return 0
+
+
+def resume_command() -> str:
+    """The command line that was run (re-running it with the same --out resumes)."""
+    import shlex
+    return "mdm-lens " + shlex.join(sys.argv[1:])
 
 
 def _cuda() -> bool:
@@ -97,8 +109,8 @@ def add_parsers(sub) -> None:
     p.add_argument("--tasks", default="organism",
                    help="'organism' (the tiny-if constraints) or a single-instruction IFEval jsonl file")
     p.add_argument("--instruction-id", action="append", default=[],
-                   help="keep only this instruction id (IFEval file or organism constraint); repeat for several "
-                   "(default: all)")
+                   help="keep only this instruction id (IFEval file or organism constraint); repeat for several; "
+                   "none given keeps all")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="steering methods compared")
     p.add_argument("--lambdas", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
                    help="strengths tried on the validation prompts")

@@ -170,13 +170,23 @@ def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FU
                    ["experiment/methods.png", "experiment/constraints.png", "composition.png", "effects.png"])
 
 
+SMOKE = ("> **Smoke run (`--quick`)**: tiny sizes that check the pipeline runs end to end. Its numbers are not "
+         "results: intervals are wide, λ choices rest on a handful of validation prompts, and baselines may be "
+         "mostly degenerate at these lengths. Run without `--quick` for a report.")
+
+
+def smoke_warning(header: dict) -> list[str]:
+    """The banner a `--quick` report opens with (none for a full run)."""
+    return [SMOKE, ""] if header.get("quick") else []
+
+
 def write_report(out: str, title: str, header: dict, sections: list[Section]) -> dict:
     """summary.json ({**header, section.key: section.data, ...}) and summary.md (title, header, sections)."""
     summary = dict(header)
     for s in sections:
         summary[s.key] = s.data
     write_json(os.path.join(out, "summary.json"), summary)
-    lines = [f"# {title}", ""] + [f"- {k}: {v}" for k, v in header.items()] + [""]
+    lines = [f"# {title}", ""] + smoke_warning(header) + [f"- {k}: {v}" for k, v in header.items()] + [""]
     for s in sections:
         lines += s.markdown + [""]
     write_text_atomic("\n".join(lines), os.path.join(out, "summary.md"))

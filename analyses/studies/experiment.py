@@ -279,6 +279,7 @@ def run_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfi
         recs += runlog.run(phase2, work, desc="test", progress=progress)
         runlog.merge()
     result = result_from_records(recs, tasks, cfg, choice, setup.config)
+    result["sampler_resolved"] = resolved_sampler(model, cfg.sampler)   # what ran, not only what was passed
     if log:
         for r in result["rows"]:
             log(f"{r['task']} {r['method']}: λ={r['lambda']} test acc {r['accuracy']:.2f}")
@@ -296,6 +297,13 @@ def _validation_items(tasks: Sequence[Task], cfg: ExperimentConfig, steered: Seq
             for lam in cfg.lambdas:
                 items += generation_items(t.name, "val", m, lam, val, cfg.batch_size)
     return items
+
+
+def resolved_sampler(model, overrides: dict) -> dict:
+    """The sampler settings a generation with `overrides` uses (family recommendation merged in), JSON-ready."""
+    settings = dict(overrides)
+    name = settings.pop("sampler", "reference")
+    return json.loads(json.dumps({"sampler": name, **model.sampler_settings(name, **settings)}, default=str))
 
 
 def run_config(model_name, tasks: Sequence[Task], cfg: ExperimentConfig, sites, rsites) -> dict:

@@ -186,7 +186,8 @@ def experiment_section(result: dict, label=lambda m: m, figure_prefix: str = "")
              f"- Sites: {len(cfg['sites'])} ({cfg['sites'][0]} … {cfg['sites'][-1]}) for the OT/ACT maps, "
              f"{len(cfg['residual_sites'])} residual-stream sites for Directional Ablation and ActAdd; calibration "
              f"activations pooled by `{cfg['pooling']}` over scope `{cfg['scope']}`.",
-             f"- Seed {cfg['seed']} for splits and generation; sampler {json.dumps(cfg['sampler'])}; damage = NLL per "
+             f"- Seed {cfg['seed']} for splits and generation; sampler settings (resolved) "
+             f"{json.dumps(result.get('sampler_resolved', cfg['sampler']))}; damage = NLL per "
              f"token of the response under the unsteered model (LLaDA Monte-Carlo estimate, {cfg['mc_num']} rows, "
              f"seed {cfg['seed']}) and the degeneracy rules of `analyses.damage`.",
              "- Accuracy is prompt-level strict IFEval over all tasks pooled, with a 95% Wilson interval.", ""]

@@ -79,6 +79,18 @@ def logits_of(out) -> torch.Tensor:
     return out.logits if hasattr(out, "logits") else out
 
 
+def resolve_mask_id(model, mask_id: int | None, reference_default: int) -> int:
+    """The mask id a sampler uses: the one passed, else the model's own (`HookedMDM.mask_id`, or a config's
+    `mask_token_id`), else the reference checkpoint's (`reference_default`, for a bare forward callable). A fixed
+    default would index past the embedding table of any other vocabulary."""
+    if mask_id is not None:
+        return int(mask_id)
+    own = getattr(model, "mask_id", None)
+    if own is None:
+        own = getattr(getattr(model, "config", None), "mask_token_id", None)
+    return int(own) if isinstance(own, int) and own >= 0 else reference_default
+
+
 def check_prompt(prompt: torch.Tensor, mask_id: int) -> None:
     if prompt.dim() != 2:
         raise ValueError(f"prompt must be a [batch, length] tensor of token ids, got shape {tuple(prompt.shape)}")

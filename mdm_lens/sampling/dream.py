@@ -15,7 +15,7 @@ import torch.distributions as dists
 import torch.nn.functional as F
 from jaxtyping import Float, Int
 
-from .common import StepInfo, announcing, check_prompt, logits_of
+from .common import StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
 from .trace import DecodeTrace, trace_for
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -75,12 +75,13 @@ def _check(steps: int, max_new_tokens: int, alg: str) -> None:
 def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
                    max_new_tokens: int = 128, steps: int = 512, eps: float = 1e-3, alg: str = "origin",
                    alg_temp: float | None = None, temperature: float = 0.0, top_p: float | None = None,
-                   top_k: int | None = None, mask_token_id: int = 151666, *,
+                   top_k: int | None = None, mask_token_id: int | None = None, *,
                    on_step: Callable[[StepInfo], None] | None = None, return_history: bool = False,
                    trace: DecodeTrace | None = None):
     """Returns prompt + response ids (and the canvas after every step when asked). `trace` records which step
     unmasked each position (`mdm_lens.sampling.trace`); neither changes the tokens."""
     _check(steps, max_new_tokens, alg)
+    mask_token_id = resolve_mask_id(model, mask_token_id, 151666)
     check_prompt(input_ids, mask_token_id)
     plen = input_ids.shape[1]
     max_length = plen + max_new_tokens

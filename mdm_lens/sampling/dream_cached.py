@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Int
 
-from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of
+from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
 from .trace import DecodeTrace
 from .dream import sample_tokens
 from .llada_cached import CACHES
@@ -54,12 +54,13 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                           steps: int = 128, block_length: int = 32, threshold: float | None = None,
                           cache: str = "prefix", eps: float = 1e-3, alg_temp: float | None = None,
                           temperature: float = 0.0, top_p: float | None = None, top_k: int | None = None,
-                          mask_token_id: int = 151666, *, on_step: Callable[[StepInfo], None] | None = None,
+                          mask_token_id: int | None = None, *, on_step: Callable[[StepInfo], None] | None = None,
                           stats: dict | None = None, trace: DecodeTrace | None = None
                           ) -> Int[torch.Tensor, "b total"]:
     """Returns prompt + response ids; `stats` receives `forwards` like `llada_generate_cached`; `trace` records the
     forward that unmasked each position (`mdm_lens.sampling.trace`)."""
     num_blocks = _check(cache, threshold, max_new_tokens, block_length, steps)
+    mask_token_id = resolve_mask_id(model, mask_token_id, 151666)
     check_prompt(input_ids, mask_token_id)
     b, plen = input_ids.shape
     total = plen + max_new_tokens

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Int
 
-from .common import StepInfo, announcing, check_prompt, logits_of
+from .common import StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
 from .trace import DecodeTrace, trace_for
 
 REMASKING = ("low_confidence", "random")
@@ -59,7 +59,7 @@ def validate_llada_args(steps: int, gen_length: int, block_length: int, remaskin
 @torch.no_grad()
 def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
                    steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
-                   cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: int = 126336,
+                   cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: int | None = None,
                    logits_eos_inf: bool = False, confidence_eos_eot_inf: bool = False, *, eos_id: int = 126081,
                    eot_id: int = 126348, on_step: Callable[[StepInfo], None] | None = None,
                    trace: DecodeTrace | None = None, return_history: bool = False):
@@ -67,6 +67,7 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
     after every step when `return_history`, as Dream's sampler does). `trace` records which step unmasked each
     position (`mdm_lens.sampling.trace`); neither changes the tokens."""
     num_blocks = validate_llada_args(steps, gen_length, block_length, remasking)
+    mask_id = resolve_mask_id(model, mask_id, 126336)
     check_prompt(prompt, mask_id)
     b, plen = prompt.shape
     device = prompt.device

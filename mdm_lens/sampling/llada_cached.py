@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 
-from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of
+from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
 from .trace import DecodeTrace
 from .llada import add_gumbel_noise, get_num_transfer_tokens, validate_llada_args
 
@@ -78,7 +78,7 @@ def _check(cache: str, threshold: float | None, per_block: int) -> None:
 @torch.no_grad()
 def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
                           steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
-                          remasking: str = "low_confidence", mask_id: int = 126336, threshold: float | None = None,
+                          remasking: str = "low_confidence", mask_id: int | None = None, threshold: float | None = None,
                           cache: str = "dual", *, on_step: Callable[[StepInfo], None] | None = None,
                           stats: dict | None = None, trace: DecodeTrace | None = None
                           ) -> Int[torch.Tensor, "b total"]:
@@ -88,6 +88,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
     num_blocks = validate_llada_args(steps, gen_length, block_length, remasking)
     per_block = steps // num_blocks
     _check(cache, threshold, per_block)
+    mask_id = resolve_mask_id(model, mask_id, 126336)
     check_prompt(prompt, mask_id)
     b, plen = prompt.shape
     total = plen + gen_length
