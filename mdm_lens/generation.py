@@ -191,6 +191,25 @@ def own_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def replay_kwargs(model, replay, mode: str, input_ids: torch.Tensor, kwargs: dict) -> dict:
+    """`{"replay": Replay}` for the sampler, or {} (mdm_lens.sampling.replay); checked before the first forward."""
+    from .sampling.replay import Schedule, check_mode
+    check_mode(mode)
+    if replay is None:
+        return {}
+    if model.spec.sampler not in ("llada", "dream"):
+        raise ValueError(f"replay=: the {model.spec.name} family's canvas starts as noise, with no unmasking order to "
+                         "replay; replay runs on LLaDA and Dream")
+    schedule = Schedule.from_output(replay)
+    steps = kwargs.get("steps")
+    if steps is not None and kwargs.get("threshold") is None and schedule.num_steps > int(steps):
+        raise ValueError(f"replay: the schedule decodes up to step {schedule.num_steps - 1}, this run has steps={steps}; "
+                         "use the replayed run's steps")
+    gen = int(kwargs.get(model.spec.length_key) or 0)
+    return {"replay": schedule.bind(input_ids.shape[1], input_ids.shape[0], input_ids.shape[1] + gen,
+                                    input_ids.device, mode)}
+
+
 def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
                    progress: bool = False, sampler: str = "reference", **overrides) -> GenerationOutput:
     from .sampling import dream_generate, llada_generate
@@ -203,6 +222,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         raise TypeError(f"seed={seed!r} must be an integer (or None for the global RNG)")
     check_prompts(prompts)
     return_history = bool(overrides.pop("return_history", False))
+    replay, replay_mode = overrides.pop("replay", None), overrides.pop("replay_mode", "order")
     kwargs = model.sampler_settings(sampler, **overrides)
     ids = special_ids(model)
     input_ids, attn = encode_prompts(prompts, model.tokenizer, chat=chat, pad_id=ids["pad"])
@@ -222,6 +242,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
 
     from .sampling.trace import DecodeTrace
     trace = DecodeTrace(model.mask_id, keep_history=return_history)
+    replay_kw = replay_kwargs(model, replay, replay_mode, input_ids, kwargs)
     stack = ExitStack()
     try:
         stack.enter_context(model.exclusive("a generation", "generating"))
@@ -231,7 +252,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         if sampler == "fast":               # Fast-dLLM's KV-cached sampler (mdm_lens.fast_path)
             from .fast_path import fast_call
             fn, fast_kwargs = fast_call(model, input_ids, attn, kwargs)
-            seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs)
+            seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs, **replay_kw)
         elif model.spec.sampler == "diffusion_gemma":     # transformers' own loop, hooked (families.gemma)
             from .families.gemma import generate_hooked
             if return_history:
@@ -241,18 +262,20 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
             seqs = generate_hooked(model, input_ids, attn, on_step=on_step, check_logits=check_step_logits, **kwargs)
         elif model.spec.sampler == "llada":
             check_kwargs(llada_generate, kwargs, {"model", "prompt", "attention_mask", "on_step", "trace",
-                                                   "return_history"})
+                                                   "return_history", "replay"})
             kwargs.setdefault("mask_id", model.mask_id)
             if ids["eos"] is not None:
                 kwargs.setdefault("eos_id", ids["eos"])
             if ids["eot"] is not None:
                 kwargs.setdefault("eot_id", ids["eot"])
-            seqs = llada_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
+            seqs = llada_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs,
+                                  **replay_kw)
         else:
             check_kwargs(dream_generate, kwargs, {"model", "input_ids", "attention_mask", "on_step", "trace",
-                                                   "return_history"})
+                                                   "return_history", "replay"})
             kwargs.setdefault("mask_token_id", model.mask_id)
-            seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs)
+            seqs = dream_generate(model, input_ids, attention_mask=attn, on_step=on_step, trace=trace, **kwargs,
+                                  **replay_kw)
             seqs = getattr(seqs, "sequences", seqs)
     except NonFiniteLogitsError as e:
         if plan is None:

@@ -306,7 +306,8 @@ class HookedMDM(TLConveniences, nn.Module):
                  progress: bool = False, sampler: str = "reference", **sampler_kwargs):
         """Generate with the family's reference sampler and recommended settings (overridable). `sampler="fast"`
         runs Fast-dLLM's KV-cached sampler instead (options `cache="dual"|"prefix"`, `threshold=None|0.9`;
-        approximate, see docs/fast_sampling.md); hooks and plans apply on both."""
+        approximate, see docs/fast_sampling.md); hooks and plans apply on both. `replay=out` (a GenerationOutput or
+        `sampling.replay.Schedule`) forces that run's unmasking order, `replay_mode="order"|"teacher"` (docs/causal.md)."""
         from .generation import run_generation
         return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, sampler=sampler,
                               **sampler_kwargs)
