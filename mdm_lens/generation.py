@@ -191,6 +191,25 @@ def own_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def replay_kwargs(model, replay, mode: str, input_ids: torch.Tensor, kwargs: dict) -> dict:
+    """`{"replay": Replay}` for the sampler, or {} (mdm_lens.sampling.replay); checked before the first forward."""
+    from .sampling.replay import Schedule, check_mode
+    check_mode(mode)
+    if replay is None:
+        return {}
+    if model.spec.sampler not in ("llada", "dream"):
+        raise ValueError(f"replay=: the {model.spec.name} family's canvas starts as noise, with no unmasking order to "
+                         "replay; replay runs on LLaDA and Dream")
+    schedule = Schedule.from_output(replay)
+    steps = kwargs.get("steps")
+    if steps is not None and kwargs.get("threshold") is None and schedule.num_steps > int(steps):
+        raise ValueError(f"replay: the schedule decodes up to step {schedule.num_steps - 1}, this run has steps={steps}; "
+                         "use the replayed run's steps")
+    gen = int(kwargs.get(model.spec.length_key) or 0)
+    return {"replay": schedule.bind(input_ids.shape[1], input_ids.shape[0], input_ids.shape[1] + gen,
+                                    input_ids.device, mode)}
+
+
 def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
                    progress: bool = False, sampler: str = "reference", **overrides) -> GenerationOutput:
     if model.spec.generate is None:
@@ -200,6 +219,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     check_seed(seed)
     check_prompts(prompts)
     return_history = bool(overrides.pop("return_history", False))
+    replay, replay_mode = overrides.pop("replay", None), overrides.pop("replay_mode", "order")
     kwargs = model.sampler_settings(sampler, **overrides)
     ids = special_ids(model)
     input_ids, attn = encode_prompts(prompts, model.tokenizer, chat=chat, pad_id=ids["pad"])
@@ -219,6 +239,7 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
 
     from .sampling.trace import DecodeTrace
     trace = DecodeTrace(model.mask_id, keep_history=return_history)
+    replay_kw = replay_kwargs(model, replay, replay_mode, input_ids, kwargs)
     stack = ExitStack()
     try:
         stack.enter_context(model.exclusive("a generation", "generating"))
@@ -228,9 +249,9 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         if sampler == "fast":               # Fast-dLLM's KV-cached sampler (mdm_lens.fast_path)
             from .fast_path import fast_call
             fn, fast_kwargs = fast_call(model, input_ids, attn, kwargs)
-            seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs)
+            seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs, **replay_kw)
         else:                               # the family's own sampler (FamilySpec.generate)
-            seqs = model.spec.generate(model, input_ids, attn, kwargs, on_step=on_step, trace=trace, special=ids,
+            seqs = model.spec.generate(model, input_ids, attn, {**kwargs, **replay_kw}, on_step=on_step, trace=trace, special=ids,
                                        return_history=return_history)
     except NonFiniteLogitsError as e:
         if plan is None:

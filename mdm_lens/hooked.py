@@ -323,7 +323,9 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         """Generate with the family's reference sampler and recommended settings (overridable). `sampler="fast"`
         runs Fast-dLLM's KV-cached sampler instead (options `cache="dual"|"prefix"`, `threshold=None|0.9`;
         approximate, see docs/fast_sampling.md); hooks and plans apply on both. `verbose` is TL's spelling of
-        `progress` (a tqdm bar over the denoising steps)."""
+        `progress` (a tqdm bar over the denoising steps).
+        `replay=out` (a GenerationOutput or `sampling.replay.Schedule`) forces that run's unmasking order,
+        `replay_mode="order"|"teacher"` (docs/causal.md)."""
         from .generation import run_generation
         if verbose is not None:
             progress = bool(verbose) or progress

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 
 from .common import StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
+from .replay import Replay
 from .trace import DecodeTrace, trace_for
 
 ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")
@@ -77,7 +78,7 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
                    alg_temp: float | None = None, temperature: float = 0.0, top_p: float | None = None,
                    top_k: int | None = None, mask_token_id: int | None = None, *,
                    on_step: Callable[[StepInfo], None] | None = None, return_history: bool = False,
-                   trace: DecodeTrace | None = None):
+                   trace: DecodeTrace | None = None, replay: Replay | None = None):
     """Returns prompt + response ids (and the canvas after every step when asked). `trace` records which step
     unmasked each position (`mdm_lens.sampling.trace`); neither changes the tokens."""
     _check(steps, max_new_tokens, alg)
@@ -105,7 +106,13 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
                 p_transfer = 1 - s / t if i < steps - 1 else 1
                 x0 = torch.zeros_like(x[mask_index], dtype=torch.long) + mask_token_id
                 pick = torch.rand(*x0.shape, device=x.device) < p_transfer
+                if replay is not None:          # schedule replay (mdm_lens.sampling.replay); the draw above stays
+                    pick = replay.select(i, x, None)[1][mask_index]
                 _, x0[pick] = sample_tokens(mask_logits[pick], temperature=temperature, top_p=top_p, top_k=top_k)
+                if replay is not None:          # teacher mode: the schedule's tokens at the picked positions
+                    full = x.clone()
+                    full[mask_index] = x0
+                    x0 = replay.select(i, full)[0][mask_index]
                 x[mask_index] = x0.clone()
             else:
                 confidence, x0 = sample_tokens(mask_logits, temperature=temperature, top_p=top_p, top_k=top_k,
@@ -114,7 +121,14 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
                 n_transfer = int(num_mask * (1 - s / t)) if i < steps - 1 else int(num_mask)
                 full_conf = torch.full_like(x, -torch.inf, dtype=logits.dtype)
                 full_conf[mask_index] = confidence
-                if n_transfer > 0:
+                if replay is not None:          # schedule replay: draw as the sampler would, write the schedule's
+                    if n_transfer > 0 and alg_temp is not None and alg_temp != 0:
+                        torch.multinomial(F.softmax(full_conf / alg_temp, dim=-1), num_samples=n_transfer)
+                    x_ = torch.full_like(x, mask_token_id)
+                    x_[mask_index] = x0.clone()
+                    x_, take = replay.select(i, x_, None)
+                    x[take] = x_[take]
+                elif n_transfer > 0:
                     if alg_temp is None or alg_temp == 0:
                         _, transfer = torch.topk(full_conf, n_transfer)
                     else:

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from jaxtyping import Int
 
 from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
+from .replay import Replay, replayed
 from .trace import DecodeTrace
 from .dream import sample_tokens
 from .llada_cached import CACHES
@@ -55,7 +56,7 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                           cache: str = "prefix", eps: float = 1e-3, alg_temp: float | None = None,
                           temperature: float = 0.0, top_p: float | None = None, top_k: int | None = None,
                           mask_token_id: int | None = None, *, on_step: Callable[[StepInfo], None] | None = None,
-                          stats: dict | None = None, trace: DecodeTrace | None = None
+                          stats: dict | None = None, trace: DecodeTrace | None = None, replay: Replay | None = None
                           ) -> Int[torch.Tensor, "b total"]:
     """Returns prompt + response ids; `stats` receives `forwards` like `llada_generate_cached`; `trace` records the
     forward that unmasked each position (`mdm_lens.sampling.trace`)."""
@@ -76,7 +77,13 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
             start, stop = plen + blk * block_length, plen + (blk + 1) * block_length
             out = forward(x, None, blk, use_cache=True)
             _, x0 = sample_tokens(_shift(out.logits), temperature=temperature, top_p=top_p, top_k=top_k)
-            x[:, start] = x0[:, start]
+            if replay is None:
+                x[:, start] = x0[:, start]
+            else:                       # schedule replay (mdm_lens.sampling.replay): the block's first column
+                first = torch.zeros_like(x, dtype=torch.bool)
+                first[:, start] = True
+                x0, first = replay.select(forward.step - 1, x0, first)
+                x[first] = x0[first]
             past = out.past_key_values
             end = total if cache == "prefix" else stop
             kw = {"past_key_values": past, "use_cache": True}
@@ -108,6 +115,7 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                         keep = ~(sel_conf < threshold)        # the reference drops only those below
                         keep[:1] = True
                         take[j, sel[keep]] = True
+                    proposal, take = replayed(replay, forward.step - 1, proposal, take, start)
                     view[take] = proposal[take]
                 else:
                     t, s = timesteps[i], timesteps[i + 1]
@@ -123,7 +131,11 @@ def dream_generate_cached(model: Callable, input_ids: Int[torch.Tensor, "b p"], 
                         else:
                             idx = torch.multinomial(F.softmax(conf / alg_temp, dim=-1), num_samples=n)
                         r = rows[:, None].expand_as(idx)
-                        view[r, idx] = proposal[r, idx]
+                        if replay is None:
+                            view[r, idx] = proposal[r, idx]
+                    if replay is not None:      # schedule replay: the draws above stay, the schedule writes
+                        proposal, take = replay.select(forward.step - 1, proposal, None, start)
+                        view[take] = proposal[take]
                 i += 1
                 if not bool((x[:, start:stop] == mask_token_id).any()):
                     break

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Int
 
 from .common import StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
+from .replay import Replay
 from .trace import DecodeTrace, trace_for
 
 REMASKING = ("low_confidence", "random")
@@ -62,7 +63,7 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
                    cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: int | None = None,
                    logits_eos_inf: bool = False, confidence_eos_eot_inf: bool = False, *, eos_id: int = 126081,
                    eot_id: int = 126348, on_step: Callable[[StepInfo], None] | None = None,
-                   trace: DecodeTrace | None = None, return_history: bool = False):
+                   trace: DecodeTrace | None = None, return_history: bool = False, replay: Replay | None = None):
     """Semi-autoregressive low-confidence (or random) remasking; returns prompt + response ids (and the canvas
     after every step when `return_history`, as Dream's sampler does). `trace` records which step unmasked each
     position (`mdm_lens.sampling.trace`); neither changes the tokens."""
@@ -116,6 +117,8 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
                 for j in range(confidence.shape[0]):
                     _, idx = torch.topk(confidence[j], k=int(num_transfer[j, i]))
                     transfer[j, idx] = True
+                if replay is not None:          # schedule replay: the replayed run's positions (mdm_lens.sampling.replay)
+                    x0, transfer = replay.select(blk * per_block + i, x0, transfer)
                 x[transfer] = x0[transfer]
                 if trace is not None:
                     trace.record(blk * per_block + i, x)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 
 from .common import CachedForwards, StepInfo, announcing, check_prompt, logits_of, resolve_mask_id
+from .replay import Replay, replayed
 from .trace import DecodeTrace
 from .llada import add_gumbel_noise, get_num_transfer_tokens, validate_llada_args
 
@@ -80,7 +81,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                           steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
                           remasking: str = "low_confidence", mask_id: int | None = None, threshold: float | None = None,
                           cache: str = "dual", *, on_step: Callable[[StepInfo], None] | None = None,
-                          stats: dict | None = None, trace: DecodeTrace | None = None
+                          stats: dict | None = None, trace: DecodeTrace | None = None, replay: Replay | None = None
                           ) -> Int[torch.Tensor, "b total"]:
     """Returns prompt + response ids. `stats`, when given, receives `forwards` (the reference's nfe) and
     `columns` (query columns computed, summed over forwards: what the caches save); `trace` records the forward
@@ -123,6 +124,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                 mask_index = x == mask_id
                 mask_index[:, stop:] = False
                 x0, take = transfer_index(out.logits, x, mask_index, temperature, remasking, count(0), threshold)
+                x0, take = replayed(replay, forward.step - 1, x0, take)
                 x[take] = x0[take]
                 i = 1
             if cache == "dual":
@@ -137,6 +139,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                     mask_index[:, stop:] = False
                     logits = logits_of(forward(x, None, blk))
                     x0, take = transfer_index(logits, x, mask_index, temperature, remasking, count(i), threshold)
+                    x0, take = replayed(replay, forward.step - 1, x0, take)
                     x[take] = x0[take]
                 elif cache == "prefix":
                     view = x[:, start:]
@@ -146,6 +149,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                                                use_cache=True))
                     add_gumbel_noise(logits, temperature)     # the reference's unused draw (see module doc)
                     x0, take = transfer_index(logits, view, mask_index, temperature, remasking, count(i), threshold)
+                    x0, take = replayed(replay, forward.step - 1, x0, take, start)
                     view[take] = x0[take]
                 else:
                     view = x[:, start:stop]
@@ -153,6 +157,7 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                     logits = logits_of(forward(view, (start, stop), blk, past_key_values=past,
                                                use_cache=True, replace_position=replace_position))
                     x0, take = transfer_index(logits, view, mask_index, temperature, remasking, count(i), threshold)
+                    x0, take = replayed(replay, forward.step - 1, x0, take, start)
                     view[take] = x0[take]
                 i += 1
                 if not bool((x[:, start:stop] == mask_id).any()):
