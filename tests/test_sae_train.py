@@ -88,3 +88,15 @@ def test_evaluate_by_mask_ratio_and_step(model):
     by_step = evaluate_by_step(model, sae, SITE, [torch.tensor([5, 6, 7])], chat=False, steps=4, gen_length=8,
                                block_length=8)
     assert [r["step"] for r in by_step.records] == [0, 1, 2, 3]
+
+
+def test_cli_sae_train_then_eval(tmp_path, capsys):
+    """`mdm-lens sae train` then `eval` on the organism: an SAELens folder, records, a figure."""
+    from analyses.cli.commands import main
+    site = "blocks.2.hook_resid_post"
+    assert main(["sae", "train", "--site", site, "--out", str(tmp_path), "--n-pairs", "4", "--steps", "3",
+                 "--batch-size", "16", "--d-sae", "64", "--k", "4"]) == 0
+    sae = SAE.load(tmp_path / "sae")
+    assert sae.metadata["mdm_lens"]["family"] == "llada" and sae.metadata["mdm_lens"]["variant"] == "mask"
+    assert main(["sae", "eval", "--out", str(tmp_path), "--n-pairs", "2"]) == 0
+    assert (tmp_path / "sae_eval.png").exists() and (tmp_path / "sae_eval.csv").read_text().count("\n") == 10

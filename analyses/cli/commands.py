@@ -356,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .demo import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)
+    from . import sae as sae_cli      # stdlib-only at import time too
+    sae_cli.add_parser(sub)
     return parser
 
 
