@@ -85,7 +85,7 @@ def main(argv=None) -> dict:
         plans[f"add feature {feat} x{c:g}"] = Plan({args.site: sae.steer(feat, c * typical)})
     rows_harmless = steer_rows(model, sae, args.site, harmless[: args.n_steer], plans, n_nll=8)
     ablate = {"none": None, f"ablate feature {feat}": Plan({args.site: sae.ablate([feat])}),
-              f"ablate top-3 refusal features": Plan({args.site: sae.ablate([r["feature"] for r in contrast[:3]])})}
+              "ablate top-3 refusal features": Plan({args.site: sae.ablate([r["feature"] for r in contrast[:3]])})}
     rows_harmful = steer_rows(model, sae, args.site, harmful[: args.n_steer], ablate, n_nll=8)
     result = {"site": args.site, "sae": repr(sae), "by_mask_ratio": by_ratio.to_json(), "by_step": by_step.to_json(),
               "refusal_features": contrast, "feature": feat,

@@ -15,8 +15,9 @@ edit features inside the splice, and `sae.steer(feature, coeff)` adds a decoder 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float
@@ -78,7 +79,7 @@ class SAE(nn.Module):
 
     @classmethod
     def init(cls, d_in: int, d_sae: int, architecture: str = "topk", k: float | None = None, *, seed: int = 0,
-             sample: Float[torch.Tensor, "n d_in"] | None = None, **kw) -> "SAE":
+             sample: Float[torch.Tensor, "n d_in"] | None = None, **kw) -> SAE:
         """Seeded initialisation: unit-norm decoder rows, encoder = decoder transpose (Gao et al.), `b_dec` at the
         geometric-median proxy (mean) of `sample` when given."""
         sae = cls(d_in, d_sae, architecture, k, **kw)
@@ -165,17 +166,17 @@ class SAE(nn.Module):
                              f"{site!r} of this {here} carries width {width}. Use an SAE trained for this model")
 
     # ------------------------------------------------------------------ interventions
-    def splice(self, error_term: bool = True) -> "SAESplice":
+    def splice(self, error_term: bool = True) -> SAESplice:
         """The site's activation replaced by the SAE's reconstruction; with `error_term` the reconstruction error
         is added back, so the output is unchanged until features are edited (`ablate`, `clamp`)."""
         return SAESplice(self, error_term)
 
-    def ablate(self, features: Sequence[int] | int, error_term: bool = True) -> "SAESplice":
+    def ablate(self, features: Sequence[int] | int, error_term: bool = True) -> SAESplice:
         """Zero the given features inside the splice."""
         return SAESplice(self, error_term).clamped(features, 0.0)
 
     def clamp(self, features: Sequence[int] | int, value: float | Sequence[float], error_term: bool = True
-              ) -> "SAESplice":
+              ) -> SAESplice:
         """Hold the given features at `value` (where the splice acts) inside the splice."""
         return SAESplice(self, error_term).clamped(features, value)
 
@@ -198,7 +199,7 @@ class SAE(nn.Module):
         save_sae(self, path, metadata)
 
     @classmethod
-    def load(cls, path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> "SAE":
+    def load(cls, path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> SAE:
         """An SAE folder in SAELens's layout (written by SAELens or by `save`)."""
         from .sae_io import load_sae
         return load_sae(path, dtype=dtype, device=device)
@@ -222,7 +223,7 @@ class SAESplice:
     def d(self) -> int:
         return self.sae.d_in
 
-    def clamped(self, features: Sequence[int] | int, value: float | Sequence[float]) -> "SAESplice":
+    def clamped(self, features: Sequence[int] | int, value: float | Sequence[float]) -> SAESplice:
         feats = [features] if isinstance(features, int) else list(features)
         for f in feats:
             self.sae._check_feature(f)
@@ -234,7 +235,7 @@ class SAESplice:
             idx, vals = torch.cat([self.clamp_idx, idx]), torch.cat([self.clamp_val, vals])
         return SAESplice(self.sae, self.error_term, idx, vals, self.lam)
 
-    def strength(self, lam: float) -> "SAESplice":
+    def strength(self, lam: float) -> SAESplice:
         return SAESplice(self.sae, self.error_term, self.clamp_idx, self.clamp_val, self.lam * lam)
 
     def _clamp_on(self, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
 from mdm_lens.safefile import open_safetensors, read_json, reading, save_safetensors_atomic, write_text_atomic
 
 from .sae import ARCHITECTURES, SAE
@@ -81,7 +82,7 @@ def save_sae(sae: SAE, path, metadata: dict[str, Any] | None = None) -> None:
 
 def _check_cfg(cfg: Any, path: Path) -> None:
     if not isinstance(cfg, dict):
-        raise ValueError(f"{path / CFG} must hold a JSON object, got {type(cfg).__name__}")
+        raise TypeError(f"{path / CFG} must hold a JSON object, got {type(cfg).__name__}")
     arch = cfg.get("architecture", "standard")
     if arch not in ARCHITECTURES:
         raise ValueError(f"{path}: SAE architecture {arch!r} is not supported; mdm-lens reads {ARCHITECTURES}")
@@ -104,7 +105,7 @@ def load_sae(path, dtype: torch.dtype | None = None, device: str | torch.device 
     arch, d_in, d_sae = cfg.get("architecture", "standard"), cfg["d_in"], cfg["d_sae"]
     what = "SAE weights (SAELens sae_weights.safetensors)"
     with open_safetensors(folder / WEIGHTS, what) as f, reading(folder / WEIGHTS, what):
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle)
     want = {"W_enc": (d_in, d_sae), "b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,)}
     if arch == "jumprelu":
         want["threshold"] = (d_sae,)
@@ -129,4 +130,4 @@ def load_sae(path, dtype: torch.dtype | None = None, device: str | torch.device 
     return sae
 
 
-__all__ = ["CFG", "WEIGHTS", "load_sae", "save_sae", "sae_config", "sae_tensors"]
+__all__ = ["CFG", "WEIGHTS", "load_sae", "sae_config", "sae_tensors", "save_sae"]

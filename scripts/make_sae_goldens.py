@@ -33,8 +33,16 @@ def _randomise(sae, g: torch.Generator) -> None:
 
 def build(arch: str, seed: int):
     """A SAELens SAE of `arch` with seeded random weights, and the object whose save writes the folder."""
-    from sae_lens import (BatchTopKTrainingSAE, BatchTopKTrainingSAEConfig, JumpReLUSAE, JumpReLUSAEConfig,
-                          StandardSAE, StandardSAEConfig, TopKSAE, TopKSAEConfig)
+    from sae_lens import (
+        BatchTopKTrainingSAE,
+        BatchTopKTrainingSAEConfig,
+        JumpReLUSAE,
+        JumpReLUSAEConfig,
+        StandardSAE,
+        StandardSAEConfig,
+        TopKSAE,
+        TopKSAEConfig,
+    )
     g = torch.Generator().manual_seed(seed)
     meta = {"model_name": "tiny-mdm", "hook_name": "blocks.1.hook_resid_post"}
     if arch == "standard":

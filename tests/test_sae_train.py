@@ -26,7 +26,8 @@ def _pairs(n=6, seed=0):
 
 def test_store_reads_the_variants_positions(model):
     """'mask' reads exactly the masked response positions, 'unmask' the rest of the response, nothing else."""
-    kw = dict(pairs=_pairs(2), mask_ratios=(0.25, 0.5, 1.0), gen_length=8, gen_batch=2, batch_size=4, buffer_size=8)
+    kw = {"pairs": _pairs(2), "mask_ratios": (0.25, 0.5, 1.0), "gen_length": 8, "gen_batch": 2, "batch_size": 4,
+          "buffer_size": 8}
     a = ActivationStore(model, SITE, variant="mask", **kw)._read_pairs()
     b = ActivationStore(model, SITE, variant="unmask", **kw)._read_pairs()
     # ratios .25/.5/1 of 8 response positions: 2 + 4 + 8 masked per pair, 6 + 4 + 0 decoded
@@ -37,7 +38,7 @@ def test_store_reads_the_variants_positions(model):
 
 def test_store_from_generate_reads_chosen_steps(model):
     st = ActivationStore(model, SITE, prompts=[torch.tensor([5, 6, 7])], steps=[0], variant="mask", gen_batch=1,
-                         batch_size=2, buffer_size=4, generate_kwargs=dict(steps=4, gen_length=8, block_length=8),
+                         batch_size=2, buffer_size=4, generate_kwargs={"steps": 4, "gen_length": 8, "block_length": 8},
                          chat=False)
     x = st._read_generate()
     assert x.shape[0] == 8                     # step 0: all 8 response positions are masked

@@ -27,7 +27,7 @@ def splice_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: 
     g = torch.Generator().manual_seed(0)
     vocab = model.config.get("vocab_size", 256)
     prompt = torch.randint(0, min(vocab, model.mask_id), (batch, prompt_len), generator=g).to(model.input_device)
-    kw = dict(steps=steps, gen_length=gen_length, block_length=gen_length, mask_id=model.mask_id)
+    kw = {"steps": steps, "gen_length": gen_length, "block_length": gen_length, "mask_id": model.mask_id}
     site = f"blocks.{model.n_layers // 2}.hook_resid_post"
     d = model.site(site).width
     sae = SAE.init(d, expansion * d, "topk", k=k, seed=0, dtype=model.dtype).to(model.input_device)

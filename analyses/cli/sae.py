@@ -6,7 +6,6 @@ training corpus; held-out seed for evaluation).
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 

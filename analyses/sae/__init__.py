@@ -4,4 +4,4 @@ The SAE object and its interventions live in `interventions.sae` (`from interven
 from .store import MASK_RATIOS, VARIANTS, ActivationStore
 from .train import TrainConfig, explained_variance, train_sae
 
-__all__ = ["ActivationStore", "MASK_RATIOS", "TrainConfig", "VARIANTS", "explained_variance", "train_sae"]
+__all__ = ["MASK_RATIOS", "VARIANTS", "ActivationStore", "TrainConfig", "explained_variance", "train_sae"]

@@ -8,8 +8,8 @@ SAE spliced in *without* the error term, and with the site zero-ablated, both on
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -116,7 +116,7 @@ def evaluate_by_mask_ratio(model: HookedMDM, sae: SAE, site: str, pairs: Sequenc
             target = rows.to(dev)
             got: list[torch.Tensor] = []
 
-            def grab(act, ctx):
+            def grab(act, ctx, got=got):
                 got.append(act[_select(ctx, variant)].detach().float().cpu())
             with torch.no_grad():
                 with model.hooks({site: grab}):
@@ -190,7 +190,7 @@ class _ZeroMap:
     def __call__(self, act, ctx=None):
         return torch.zeros_like(act)
 
-    def strength(self, lam: float) -> "_ZeroMap":
+    def strength(self, lam: float) -> _ZeroMap:
         return self
 
 

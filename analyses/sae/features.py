@@ -9,8 +9,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from jaxtyping import Float
@@ -62,7 +62,7 @@ class FeatureTrace:
         hits = (a > 0).nonzero()
         return None if hits.numel() == 0 else (int(hits[0, 0]), int(hits[0, 1]))
 
-    def by_step(self, feature: int) -> Float[torch.Tensor, "steps"]:
+    def by_step(self, feature: int) -> Float[torch.Tensor, " steps"]:
         """Mean activation of `feature` over rows and response positions, per step."""
         return self.acts[..., self.features.index(feature)].mean((1, 2))
 

@@ -13,7 +13,7 @@ buffer and the cursor into the source, is the store's `state_dict()`: a run resu
 """
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from jaxtyping import Float
@@ -89,7 +89,7 @@ class ActivationStore:
         if not source:
             raise ValueError("the store's source is empty")
         self.mask_ratios = tuple(float(r) for r in mask_ratios)
-        self.steps = None if steps is None else set(int(s) for s in steps)
+        self.steps = None if steps is None else {int(s) for s in steps}
         self.batch_size, self.buffer_size, self.gen_batch, self.chat = batch_size, buffer_size, gen_batch, chat
         self.generate_kwargs = dict(generate_kwargs or {})
         self.gen_length = int(gen_length or model.default_gen_length)
@@ -207,4 +207,4 @@ class ActivationStore:
                 "seed": self.seed}
 
 
-__all__ = ["ActivationStore", "MASK_RATIOS", "VARIANTS", "mask_at", "response_canvas"]
+__all__ = ["MASK_RATIOS", "VARIANTS", "ActivationStore", "mask_at", "response_canvas"]

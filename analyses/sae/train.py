@@ -154,7 +154,7 @@ class Trainer:
                 diff = {k: (saved.get(k), v) for k, v in asdict(self.cfg).items() if saved.get(k) != v}
                 raise ValueError(f"{path} was written by a run with other settings {diff} (checkpoint, now); "
                                  "resume with the same TrainConfig or use another output folder")
-            t = {k: f.get_tensor(k) for k in f.keys()}
+            t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
         self.sae.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("sae::")})
         state = self.opt.state_dict()
         for i in state["param_groups"][0]["params"]:
