@@ -5,8 +5,9 @@ from .estimators import (ESTIMATORS, ActAdd, BuresOT, DirectionalAblation, Gauss
 from .fold import ablation_everywhere, fold
 from .plan import Plan, fit_incremental
 from .reference import ReferenceAlignment
+from .sae import SAE, SAESplice
 from .restrict import Restricted, TimestepSchedule, fit_schedule, restrict, support_bounds
 
 __all__ = ["AffineMap", "ActAdd", "ablation_everywhere", "fold", "BuresOT", "DirectionalAblation", "ESTIMATORS", "GaussianOT", "LinearACT",
-           "MeanACT", "Plan", "ProjectionClamp", "ReferenceAlignment", "Restricted", "TimestepSchedule", "fit_incremental", "fit_map",
+           "MeanACT", "Plan", "ProjectionClamp", "ReferenceAlignment", "Restricted", "SAE", "SAESplice", "TimestepSchedule", "fit_incremental", "fit_map",
            "fit_schedule", "restrict", "support_bounds"]

@@ -23,7 +23,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
          "detectable_format:number_bullet_lists", "detectable_format:title")         # organism corpus KINDS
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn")
+BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae")
 from .demo import CACHES, SAMPLERS  # noqa: E402, F401  (stdlib-only copies, held equal to the library by tests)
 from .options import deprecated_alias  # noqa: E402
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
@@ -99,6 +99,11 @@ def cmd_bench(args) -> int:
         from analyses.bench.attn import run_attn_bench
         return _print_json(run_attn_bench(model=args.model, seq=args.prompt_len or 256, batch=args.batch,
                                           repeats=args.repeats), args.json)
+    if args.what == "sae":
+        from analyses.bench.sae import run_sae_bench
+        return _print_json(run_sae_bench(model=args.model, gen_length=args.gen_length or 32, steps=args.steps or 32,
+                                         prompt_len=args.prompt_len or 16, batch=args.batch, repeats=args.repeats,
+                                         device=args.device), args.json)
     if args.what == "sampler":
         from analyses.bench.sampler import run_sampler_bench as run
     else:
@@ -292,7 +297,8 @@ def _add_bench(sub) -> None:
                        "Linear-ACT vs unsteered; fit: Bures OT fit at d=4096; fast: LLaDA's reference sampler vs "
                        "Fast-dLLM's prefix / dual cache / dual cache + threshold (speedup, FLOPs ratio) and "
                        "Linear-ACT on every layer on the fast path (hooked_ratio); attn: SDPA vs the eager path when attention "
-                       "patterns are hooked. On a GPU: mdm-lens bench fast "
+                       "patterns are hooked; sae: a 16x Top-K SAE spliced at every step vs unsteered, and SAE training "
+                       "activations/s. On a GPU: mdm-lens bench fast "
                        "--device cuda --dtype bfloat16 --repeats 3 (docs/fast_sampling.md).")
     p.add_argument("what", choices=BENCHMARKS, help="which benchmark")
     p.add_argument("--model", default=None, help="model to time (default: a tiny and a mid-size random LLaDA; fast: "
@@ -388,6 +394,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lens(sub)
     from .demo import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)
+    from . import sae as sae_cli      # stdlib-only at import time too
+    sae_cli.add_parser(sub)
     return parser
 
 
