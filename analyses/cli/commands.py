@@ -23,7 +23,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
          "detectable_format:number_bullet_lists", "detectable_format:title")         # organism corpus KINDS
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn")
+BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "view")
 from .demo import CACHES, SAMPLERS  # noqa: E402  (stdlib-only copies, held equal to the library by tests)
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
 
@@ -88,6 +88,9 @@ def cmd_bench(args) -> int:
         from analyses.bench.attn import run_attn_bench
         return _print_json(run_attn_bench(model=args.model, seq=args.prompt_len or 256, batch=args.batch,
                                           repeats=args.repeats), args.json)
+    if args.what == "view":         # the trace viewer's file size and Chromium render time (analyses.bench.view)
+        from analyses.bench.view import run_view_bench
+        return _print_json(run_view_bench(args.model, args.gen_length or 256, args.steps or 256), args.json)
     if args.what == "sampler":
         from analyses.bench.sampler import run_sampler_bench as run
     else:
@@ -350,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .demo import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)
+    from .view import add_parser as add_view_parser     # `mdm-lens view` (analyses.view), torch-free too
+    add_view_parser(sub)
     return parser
 
 

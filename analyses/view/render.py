@@ -38,16 +38,16 @@ class View:
         return len(self.html.encode("utf-8"))
 
 
-def _attach_damage(model, group: list[Trace], mc_num: int, seed: int) -> None:
+def _attach_damage(model, group: list[Trace], mc_num: int, seed: int, chat: bool) -> None:
     from analyses.damage import damage
     recs = damage(model, [t.prompt for t in group], [t.text for t in group], mc_num=mc_num, seed=seed,
-                  batch_size=min(16, mc_num), chat=True)
+                  batch_size=min(16, mc_num), chat=chat)
     for t, rec in zip(group, recs):
         t.damage = rec
 
 
 def render(model, prompts: str | Sequence[str], *, plan=None, title: str | None = None, top_k: int = 5,
-           seed: int = 0, detail_steps: Sequence[int] | None = None, lens_layers: Sequence[int] | None = None,
+           seed: int = 0, chat: bool = True, detail_steps: Sequence[int] | None = None, lens_layers: Sequence[int] | None = None,
            attn_layers: Sequence[int] | None = None, attn_k: int = 8, features: FeatureSpec | None = None,
            damage_mc: int | None = 64, steered_label: str = "steered", progress: bool = False,
            **sampler_kwargs) -> View:
@@ -61,7 +61,7 @@ def render(model, prompts: str | Sequence[str], *, plan=None, title: str | None 
         raise TypeError("prompts: one str or a non-empty list of str")
     if damage_mc is not None and (not isinstance(damage_mc, int) or damage_mc < 1):
         raise ValueError(f"damage_mc={damage_mc!r}: a positive number of Monte-Carlo samples, or None to skip damage")
-    opts = dict(top_k=top_k, seed=seed, detail_steps=detail_steps, lens_layers=lens_layers, attn_layers=attn_layers,
+    opts = dict(top_k=top_k, seed=seed, chat=chat, detail_steps=detail_steps, lens_layers=lens_layers, attn_layers=attn_layers,
                 attn_k=attn_k, features=features, **sampler_kwargs)
     groups: list[list[Trace]] = []
     it = prompts
@@ -73,7 +73,7 @@ def render(model, prompts: str | Sequence[str], *, plan=None, title: str | None 
         if plan is not None:
             group.append(trace_generation(model, p, plan=plan, label=steered_label, **opts))
             if damage_mc is not None:
-                _attach_damage(model, group, damage_mc, seed)
+                _attach_damage(model, group, damage_mc, seed, chat)
         groups.append(group)
     name = str(model.name_or_path or model.spec.name)
     title = title or f"mdm-lens trace viewer \u00b7 {name}" + (f" \u00b7 unsteered vs {steered_label}" if plan else "")

@@ -186,28 +186,48 @@
     slabel.textContent = "step " + st.s + " / " + (maxSteps() - 1);
     slabel.dataset.step = st.s;
     updateStrips();
-    renderDetail();
+    renderDetail(rebuildDetail);
   }
 
   // ------------------------------------------------------------------ detail cards
   function card(title) { var c = el("div", "card"); c.appendChild(el("h3", null, title)); detail.appendChild(c); return c; }
   function tokCell(id, p) { return show(V[id]) + " " + fmt(p, 2); }
 
-  function renderDetail() {
-    detail.textContent = "";
+  // full: the selection changed (rebuild everything); else only the step moved: move the highlighted row, and
+  // rebuild the lens / attention cards only when the step they read changes (the slider stays fast at 256 steps)
+  var shown = { rows: null, cur: null, key: null, c1: null };
+  function renderDetail(full) {
     var r = group().runs[st.run], p = st.pos, s = Math.min(st.s, r.n_steps - 1);
+    var key = [r.lens ? nearest(r.lens.steps, s) : -1, r.attention ? nearest(r.attention.steps, s) : -1,
+      r.features ? s : -1].join();
+    if (!full && shown.rows) {
+      if (shown.cur) shown.cur.classList.remove("cur");
+      shown.cur = shown.rows[s]; shown.cur.classList.add("cur");
+      shown.box.scrollTop = Math.max(0, shown.cur.offsetTop - 120);
+      if (key === shown.key) return;
+      while (detail.lastChild !== shown.c1) detail.removeChild(detail.lastChild);
+      shown.key = key; extraCards(r, p, s);
+      return;
+    }
+    detail.textContent = "";
     var d = r.decode_step[p];
     var c1 = card(r.label + " \u00b7 position " + p + " \u00b7 committed at step " + (d >= 0 ? d : "never") +
       (d >= 0 ? " as \u201c" + show(V[r.tokens[p]]) + "\u201d" : "") + " \u00b7 top-" + r.k + " at every step");
     var box = el("div", "scroll"), tb = el("table"), cur = null;
+    var rows = [];
     for (var t = 0; t < r.n_steps; t++) {
       var tr = el("tr", (t === s ? "cur" : "") + (t === d ? " commit" : ""));
       tr.appendChild(el("td", null, "s" + t));
       for (var j = 0; j < r.k; j++) tr.appendChild(el("td", null, tokCell(r.tid[r.at(t, p, j)], r.tp[r.at(t, p, j)] / 255)));
-      tb.appendChild(tr); if (t === s) cur = tr;
+      tb.appendChild(tr); rows.push(tr); if (t === s) cur = tr;
     }
     box.appendChild(tb); c1.appendChild(box);
     if (cur) box.scrollTop = Math.max(0, cur.offsetTop - 120);
+    shown = { rows: rows, cur: cur, key: key, c1: c1, box: box };
+    extraCards(r, p, s);
+  }
+
+  function extraCards(r, p, s) {
     if (r.lens) lensCard(r, p, s);
     if (r.attention) attentionCard(r, p, s);
     if (r.features) featureCard(r, p, s);
@@ -239,8 +259,8 @@
     for (var h = 0; h < H; h++) { var o = el("option", null, "head " + h); o.value = h; hs.appendChild(o); }
     st.layer = Math.min(st.layer, nl - 1); st.head = Math.min(st.head, H - 1);
     ls.value = st.layer; hs.value = st.head; ls.id = "attn-layer"; hs.id = "attn-head";
-    ls.onchange = function () { st.layer = +ls.value; renderDetail(); };
-    hs.onchange = function () { st.head = +hs.value; renderDetail(); };
+    ls.onchange = function () { st.layer = +ls.value; renderDetail(true); };
+    hs.onchange = function () { st.head = +hs.value; renderDetail(true); };
     c.appendChild(ls); c.appendChild(hs);
     var ka = A.keys.shape[4], base = (((si * nl + st.layer) * H + st.head) * r.gen + p) * ka;
     var w = {}, g = group(), np = g.prompt_tokens.length;
@@ -271,22 +291,22 @@
   }
 
   // ------------------------------------------------------------------ wiring
-  slider.addEventListener("input", function () { setStep(+slider.value, true); });
-  prev.onclick = function () { setStep(st.s - 1, true); };
-  next.onclick = function () { setStep(st.s + 1, true); };
+  slider.addEventListener("input", function () { setStep(+slider.value, false); });
+  prev.onclick = function () { setStep(st.s - 1, false); };
+  next.onclick = function () { setStep(st.s + 1, false); };
   play.onclick = function () {
     if (st.playing) { clearInterval(st.playing); st.playing = null; play.textContent = "play"; return; }
     if (st.s >= maxSteps() - 1) setStep(0, true);
     play.textContent = "pause";
     st.playing = setInterval(function () {
       if (st.s >= maxSteps() - 1) { play.onclick(); return; }
-      setStep(st.s + 1, true);
+      setStep(st.s + 1, false);
     }, 120);
   };
   gsel.onchange = function () { st.g = +gsel.value; st.run = 0; st.pos = 0; build(); };
   document.addEventListener("keydown", function (ev) {
-    if (ev.key === "ArrowLeft") setStep(st.s - 1, true);
-    if (ev.key === "ArrowRight") setStep(st.s + 1, true);
+    if (ev.key === "ArrowLeft") setStep(st.s - 1, false);
+    if (ev.key === "ArrowRight") setStep(st.s + 1, false);
   });
   st.s = maxSteps() - 1;
   build();
