@@ -27,7 +27,6 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
 CAPTURE = ("<script>window.__errors=[];window.addEventListener('error',function(e){__errors.push('error: '+e.message)});"
            "['error','warn'].forEach(function(k){var f=console[k];console[k]=function(){__errors.push(k+': '+"
            "Array.prototype.join.call(arguments,' '));f.apply(console,arguments)}});</script>")
-RESULT = "<pre id=\"driver-result\">"
 
 
 def chromium() -> str | None:
@@ -44,7 +43,7 @@ def driver_page(page: str, driver_js: str) -> str:
     out = page.replace("<head>", "<head>\n" + CAPTURE, 1)
     wrapped = ("<script>(function(){var R;try{R=(function(){" + driver_js + "})();}catch(e){R={driver_error:String(e)};}"
                "R.errors=window.__errors;var pre=document.createElement('pre');pre.id='driver-result';"
-               "pre.textContent=JSON.stringify(R);document.body.appendChild(pre);})();</script>\n")
+               "pre.style.display='none';pre.textContent=JSON.stringify(R);document.body.appendChild(pre);})();</script>\n")
     i = out.rindex("</body>")
     return out[:i] + wrapped + out[i:]
 
@@ -69,7 +68,7 @@ def run_page(page: str, driver_js: str, *, screenshot: str | None = None, size: 
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}")
-        m = re.search(re.escape(RESULT) + r"(.*?)</pre>", proc.stdout, re.S)
+        m = re.search(r'<pre id="driver-result"[^>]*>(.*?)</pre>', proc.stdout, re.S)
         if m is None:
             raise RuntimeError(f"the driver wrote no result (the page's script did not run?); stderr: "
                                f"{proc.stderr[-2000:]}")

@@ -12,6 +12,7 @@ Only top-k (ids + probabilities) are kept, never full logits: a 256 x 256 trace 
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -190,8 +191,10 @@ def trace_generation(model, prompt: str, *, plan=None, label: str = "unsteered",
     all_attn = list(range(model.n_layers)) if model.n_layers * n_heads <= 256 else [model.n_layers - 1]
     lens_l = _choose("layers", lens_layers, model.n_layers, list(range(model.n_layers)))
     attn_l = _choose("layers", attn_layers, model.n_layers, all_attn)
-    lens, attention = _replay(model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k) \
-        if steps else (None, None)
+    lens = attention = None
+    if steps:                   # the steered run's lens and attention are read with its plan attached
+        with model.steer(plan) if plan is not None else nullcontext():
+            lens, attention = _replay(model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k)
     feats = None
     if features is not None:
         f_i = torch.stack([store["features"][s][0] for s in range(n_steps)])
