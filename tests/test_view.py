@@ -12,8 +12,8 @@ from analyses.bench.view import chromium, run_page
 from analyses.view import FeatureSpec, render, trace_generation
 from analyses.view.extract import default_detail_steps
 
-SETTINGS = {"llada": dict(gen_length=8, steps=8, block_length=4, temperature=0.0),
-            "dream": dict(max_new_tokens=8, steps=8, alg="maskgit_plus", temperature=0.0)}
+SETTINGS = {"llada": {"gen_length": 8, "steps": 8, "block_length": 4, "temperature": 0.0},
+            "dream": {"max_new_tokens": 8, "steps": 8, "alg": "maskgit_plus", "temperature": 0.0}}
 
 
 @pytest.mark.parametrize("family", ["llada", "dream"])
@@ -53,7 +53,7 @@ def test_lens_and_attention_equal_the_existing_analyses(tiny_llada):
         out = tiny_llada.generate(["the cat sat"], seed=1, **kw)
     plen = out.prompt_length
     pat = cache["blocks.1.attn.hook_pattern", 5][0, :, plen:plen + 8].float()       # [head, query, key]
-    v, i = pat.topk(tr.attention["keys"].shape[-1], -1)
+    v, _ = pat.topk(tr.attention["keys"].shape[-1], -1)
     a = tr.attention
     assert a["layers"] == [0, 1] and a["n_heads"] == tiny_llada.cfg.n_heads
     torch.testing.assert_close(a["weights"][1, 1], v, atol=1e-5, rtol=1e-5)     # replay = the sampler's forward
@@ -128,10 +128,11 @@ def test_pair_marks_differing_positions_and_carries_damage(pair_view, organism, 
         assert [a.damage, b.damage] == again
     assert any(g["diff"] for g in pair_view.doc["groups"])           # the plan changed the answer somewhere
     path = pair_view.save(tmp_path / "pair.html")
-    text = open(path, encoding="utf-8").read()
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
     assert text == pair_view.html
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)  # nothing fetched from anywhere
-    frame = re.fullmatch(r'<iframe srcdoc="(.*)" style=.*', pair_view._repr_html_(), re.S)
+    frame = re.fullmatch(r'<iframe srcdoc="(.*)" style=.*', pair_view._repr_html_(), re.DOTALL)
     import html
     assert frame and html.unescape(frame.group(1)) == text               # notebook: the same page
 
@@ -144,7 +145,7 @@ def test_cli_writes_the_page_and_refuses_bad_paths(tmp_path, organism, capsys):
     assert main(["view", "--model", "tiny-mdm", "--prompt", "Describe the sea.", "--plan", str(plan_path),
                  "--out", str(out), "--steps", "12", "--damage-mc", "2"]) == 0
     page = out.read_text(encoding="utf-8")
-    doc = json.loads(re.search(r'<script type="application/json" id="mdm-data">(.*?)</script>', page, re.S).group(1))
+    doc = json.loads(re.search(r'<script type="application/json" id="mdm-data">(.*?)</script>', page, re.DOTALL).group(1))
     assert [r["label"] for r in doc["groups"][0]["runs"]] == ["unsteered", "steered"]
     assert doc["groups"][0]["runs"][0]["n_steps"] == 12
     assert main(["view", "--prompt", "x", "--out", str(tmp_path / "t.txt")]) == 2

@@ -64,11 +64,11 @@ def run_page(page: str, driver_js: str, *, screenshot: str | None = None, size: 
         base = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={os.path.join(tmp, 'profile')}",
                 f"--window-size={size[0]},{size[1]}"]
         t0 = time.perf_counter()
-        proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=timeout, check=False)
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
             raise RuntimeError(f"chromium exited {proc.returncode}: {proc.stderr[-2000:]}")
-        m = re.search(r'<pre id="driver-result"[^>]*>(.*?)</pre>', proc.stdout, re.S)
+        m = re.search(r'<pre id="driver-result"[^>]*>(.*?)</pre>', proc.stdout, re.DOTALL)
         if m is None:
             raise RuntimeError(f"the driver wrote no result (the page's script did not run?); stderr: "
                                f"{proc.stderr[-2000:]}")
@@ -77,7 +77,7 @@ def run_page(page: str, driver_js: str, *, screenshot: str | None = None, size: 
         result["wall_s"] = round(wall, 2)
         if screenshot is not None:
             shot = subprocess.run([*base, f"--screenshot={os.path.abspath(screenshot)}", url], capture_output=True,
-                                  text=True, timeout=timeout)
+                                  text=True, timeout=timeout, check=False)
             if shot.returncode != 0 or not os.path.isfile(screenshot):
                 raise RuntimeError(f"chromium wrote no screenshot: {shot.stderr[-2000:]}")
         return result

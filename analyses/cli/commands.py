@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .demo import add_parsers     # stdlib-only at import time, like this module
     add_parsers(sub)
     from .view import add_parser as add_view_parser     # `mdm-lens view` (analyses.view), torch-free too
-    add_view_parser(sub)
+    add_view_parser(sub, _model_options, _sampler_options, [k for k, _, _ in SAMPLER_OPTIONS])
     return parser
 
 

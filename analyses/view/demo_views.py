@@ -13,7 +13,7 @@ prompts, with the plan the section chose rebuilt from its recorded settings.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 from analyses.records import Section
 
@@ -21,12 +21,11 @@ from .render import render
 
 
 def _refusal_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
+    from analyses.refusal import RefusalScorer
+    from analyses.studies.organism.behaviours import refusal_prompts
     from interventions import Plan, fit_map
     from mdm_lens.collect import collect_contrastive
     from mdm_lens.sites import get_act_name
-
-    from analyses.refusal import RefusalScorer
-    from analyses.studies.organism.behaviours import refusal_prompts
     cfg, best = data["config"], data["best"]
     site = get_act_name(best["hook_point"], best["layer"])
     calib = (refusal_prompts(False, cfg["n_calib"], "train", cfg["seed"]),
@@ -52,7 +51,6 @@ def _refusal_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
 def _ifeval_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
     from analyses.studies.organism import corpus_for
 
-    from ..studies.demo import MC
     from ..studies.experiment import ExperimentConfig, PlanCache, default_sites
     from ..studies.tasks import organism_tasks
     sizes, sampler = data["sizes"], data["sampler"]
@@ -60,7 +58,7 @@ def _ifeval_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
     tasks = organism_tasks([kind], sizes["n_calib"], sizes["n_val"], sizes["n_test"], seed, corpus_for(model.config))
     cfg = ExperimentConfig(lambdas=tuple(sizes["lambdas"]), n_calib=sizes["n_calib"], n_val=sizes["n_val"],
                            n_test=sizes["n_test"], seed=seed, sampler=sampler, batch_size=32,
-                           methods=("none", "linear_act"), **MC)
+                           methods=("none", "linear_act"))      # damage settings do not enter the fit
     lam = next((r["lambda"] for r in data["per_task"] if r["method"] == "linear_act" and r["task"] == kind), None)
     lam = 1.0 if lam is None else lam
     plan = PlanCache(model, tasks, cfg, data["sites"], default_sites(model)[1]).plan(kind, "linear_act", lam)
@@ -71,9 +69,8 @@ def _ifeval_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
 
 
 def _ilrr_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
-    from interventions import Plan, ReferenceAlignment
-
     from analyses.studies.organism.behaviours import sentiment_prompts
+    from interventions import Plan, ReferenceAlignment
     cfg, s = data["config"], data["chosen"]["s"]
     ref_ids = model.tokenizer(cfg["reference"], add_special_tokens=False)["input_ids"]
     plan = Plan.of(ReferenceAlignment(ref_ids, cfg["sites"], s=s, pooling=cfg["pooling"], profile=cfg["profile"]))
@@ -90,8 +87,9 @@ BUILDERS = {"refusal": _refusal_view, "ifeval": _ifeval_view, "ilrr": _ilrr_view
 def write_demo_views(model, out: str, sections: Sequence[Section], seed: int = 0) -> Section:
     """One viewer page per demo section it knows (refusal, IFEval, ILRR), written into `out`; returns the report
     section that links them."""
-    lines = ["## Trace viewers", "", "Open in a browser (one self-contained file each; step slider, per-position "
-             "predictions, logit lens, attention, unsteered vs steered with damage):", ""]
+    intro = ("Open in a browser (one self-contained file each; step slider, per-position predictions, logit lens, "
+             "attention, unsteered vs steered with damage):")
+    lines = ["## Trace viewers", "", intro, ""]
     files = []
     for sec in sections:
         if sec.key not in BUILDERS:

@@ -12,9 +12,10 @@ Only top-k (ids + probabilities) are kept, never full logits: a 256 x 256 trace 
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from jaxtyping import Float, Int

@@ -11,8 +11,9 @@ import base64
 import html
 import json
 import re
+from collections.abc import Sequence
 from importlib import resources
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch

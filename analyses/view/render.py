@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import html
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from .extract import FeatureSpec, Trace, trace_generation
 from .pack import document, page
