@@ -87,6 +87,11 @@ def test_bad_options_are_refused_with_the_valid_range(tiny_llada, tmp_path):
         render(tiny_llada, [1, 2])
     with pytest.raises(ValueError, match="damage_mc"):
         render(tiny_llada, "hi", damage_mc=0)
+    with pytest.raises(ValueError, match="k=0"):
+        FeatureSpec("blocks.0.hook_resid_post", torch.relu, k=0)
+    nan = FeatureSpec("blocks.0.hook_resid_post", lambda x: torch.full((x.shape[0], 4), float("nan")))
+    with pytest.raises(FloatingPointError, match="NaN or inf at step 0"):
+        trace_generation(tiny_llada, "hi", features=nan, **kw)
     assert tiny_llada.hooks_attached is False                  # nothing leaked by the refusals
     view = render(tiny_llada, "hi", **kw)
     with pytest.raises(ValueError, match=r"\.html"):

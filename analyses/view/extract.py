@@ -35,6 +35,13 @@ class FeatureSpec:
     labels: dict[int, str] | None = None
     name: str = "features"
 
+    def __post_init__(self) -> None:
+        if not (isinstance(self.k, int) and 1 <= self.k <= 64):
+            raise ValueError(f"FeatureSpec k={self.k!r}: the number of features kept per position, an int in 1..64")
+        if not callable(self.encode):
+            raise TypeError(f"FeatureSpec encode must be callable ([pos, d] -> [pos, n_features]), got "
+                            f"{type(self.encode).__name__}")
+
 
 @dataclass
 class Trace:
@@ -90,6 +97,9 @@ def _record_hooks(model, k: int, features: FeatureSpec | None, store: dict) -> d
             if f.dim() != 2 or f.shape[0] != gen:
                 raise ValueError(f"FeatureSpec.encode returned shape {tuple(f.shape)} for {gen} positions; it must "
                                  f"return [positions, n_features]")
+            if not bool(torch.isfinite(f).all()):
+                raise FloatingPointError(f"FeatureSpec.encode on {features.site} returned NaN or inf at step "
+                                         f"{ctx.step}; check the encoder (and its dtype) on this site's activations")
             v, i = f.float().topk(min(features.k, f.shape[1]), dim=-1)
             store["features"][ctx.step] = (i.to("cpu", torch.int32), v.to("cpu", torch.float16))
 
