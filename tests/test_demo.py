@@ -48,6 +48,8 @@ def test_quick_demo_writes_the_report(tmp_path):
     for f in ("refusal_sweep.png", "ilrr.png", "refusal/generations.jsonl", "ilrr/generations.jsonl"):
         assert os.path.getsize(os.path.join(out, f)) > 0, f
     assert "## Refusal ablation" in md and "## ILRR" in md and "87.56%" in md
+    assert full["views"]["files"] == ["view_ifeval.html", "view_refusal.html", "view_ilrr.html"]       # analyses.view
+    assert "## Trace viewers" in md and all(os.path.getsize(os.path.join(out, f)) > 0 for f in full["views"]["files"])
     # a second run into the same folder resumes: every generation is on disk already
     before = open(os.path.join(out, "experiment", "result.json")).read()
     from analyses.studies import demo, experiment

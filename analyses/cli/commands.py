@@ -23,7 +23,7 @@ KINDS = ("change_case:english_lowercase", "change_case:english_capital", "punctu
          "detectable_format:number_bullet_lists", "detectable_format:title")         # organism corpus KINDS
 REMASKING = ("low_confidence", "random")                                              # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")                     # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae")
+BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae", "view")
 from .demo import CACHES, SAMPLERS  # noqa: E402, F401  (stdlib-only copies, held equal to the library by tests)
 from .options import deprecated_alias  # noqa: E402
 LENS_POSITIONS = ("all", "text")                                                      # analyses.logit_lens.POSITIONS
@@ -104,6 +104,9 @@ def cmd_bench(args) -> int:
         return _print_json(run_sae_bench(model=args.model, gen_length=args.gen_length or 32, steps=args.steps or 32,
                                          prompt_len=args.prompt_len or 16, batch=args.batch, repeats=args.repeats,
                                          device=args.device), args.json)
+    if args.what == "view":         # the trace viewer's file size and Chromium render time (analyses.bench.view)
+        from analyses.bench.view import run_view_bench
+        return _print_json(run_view_bench(args.model, args.gen_length or 256, args.steps or 256), args.json)
     if args.what == "sampler":
         from analyses.bench.sampler import run_sampler_bench as run
     else:
@@ -396,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub)
     from . import sae as sae_cli      # stdlib-only at import time too
     sae_cli.add_parser(sub)
+    from .view import add_parser as add_view_parser     # `mdm-lens view` (analyses.view), torch-free too
+    add_view_parser(sub, _model_options, _sampler_options, [k for k, _, _ in SAMPLER_OPTIONS])
     return parser
 
 

@@ -249,6 +249,8 @@ def run_demo(out: str, model_name: str | None = None, quick: bool = False, seed:
     from .refusal_study import demo_section as refusal_section
     sections = [section, refusal_section(model, out, model_name, quick, seed, progress),
                 ilrr_section(model, out, model_name, quick, seed, progress)]
+    from analyses.view.demo_views import write_demo_views     # one viewer page per section, linked in the summary
+    sections.append(write_demo_views(model, out, sections, seed))
     n_gen = gather_generations(out)
     header = {"model": model_name, "quick": quick, "seed": seed, "generations": n_gen,
               "seconds": round(time.time() - t0, 1), "threads": torch.get_num_threads()}
