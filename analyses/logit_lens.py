@@ -96,7 +96,6 @@ def _check_choice(kind: str, chosen: Sequence[int] | None, n: int) -> list[int]:
     return chosen
 
 
-@torch.no_grad()
 def _in_text(model, final: torch.Tensor) -> torch.Tensor:
     """[b, gen] True up to and including each row's first stop token (EOS / EOT); everywhere without one."""
     from mdm_lens.generation import special_ids
@@ -109,6 +108,7 @@ def _in_text(model, final: torch.Tensor) -> torch.Tensor:
     return torch.arange(gen)[None, :] <= first_stop[:, None]
 
 
+@torch.no_grad()
 def _read_layer(logits: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, final: torch.Tensor, dec: torch.Tensor,
                 in_text: torch.Tensor, s: int, l: int, records: list[dict]) -> tuple[int, float, float]:
     """One (layer, step) cell from the lens logits [b, gen, V] at the still-masked (rows, pos): its records
@@ -145,6 +145,7 @@ def _first_top1(records: list[dict]) -> list[dict]:
     return sorted(first.values(), key=lambda r: (r["prompt"], r["position"], r["layer"]))
 
 
+@torch.no_grad()
 def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers: Sequence[int] | None = None,
                positions: str = "all", seed: int = 0, chat: bool = True, progress: bool = False,
                **sampler_kwargs) -> LensResult:

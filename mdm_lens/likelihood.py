@@ -155,7 +155,6 @@ def _model_device(model) -> torch.device:
     return next(model.parameters()).device
 
 
-@torch.no_grad()
 def _encode_pairs(model, pairs: list[Pair], mask_id: int, shift: bool, chat: bool, vocab: int | None) -> list[tuple]:
     """(prompt ids, answer ids) per pair, refusing what the estimator cannot score (an empty answer, an empty
     prompt under a shifted-logits family, the mask id inside the text), naming the pair."""
@@ -177,6 +176,7 @@ def _encode_pairs(model, pairs: list[Pair], mask_id: int, shift: bool, chat: boo
     return encoded
 
 
+@torch.no_grad()
 def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size: int = 16, cfg_scale: float = 0.0,
                     mask_id: int | None = None, *, seed: int | Sequence[int] | None = None, chat: bool = True,
                     max_rows: int | None = None, progress: bool = False) -> list[float]:

@@ -30,5 +30,6 @@ class _Deprecated(argparse.Action):
 def deprecated_alias(p: argparse.ArgumentParser, old: str, new: str, dest: str, *, append: bool = False,
                      **kwargs: Any) -> None:
     """Register `old` as a deprecated spelling of the option `new` (same `dest`, same `nargs` / `choices`)."""
-    p.add_argument(old, dest=dest, action=_Deprecated, new=new, append=append, default=argparse.SUPPRESS,
-                   help=f"deprecated spelling of {new}", **kwargs)
+    # default None never shadows the new option's: argparse sets a dest's default from its first action only
+    p.add_argument(old, dest=dest, action=_Deprecated, new=new, append=append, default=None,
+                   help=f"deprecated spelling of {new}, kept for one release (default: that of {new})", **kwargs)
