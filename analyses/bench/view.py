@@ -101,10 +101,11 @@ def run_view_bench(model: str | None = None, gen_length: int = 256, steps: int =
     from ..view import render
     name = model or "tiny-mdm"
     m = HookedMDM.from_pretrained(name if name != "default" else default_organism())
-    length = {m.spec.length_key: gen_length}
-    extra = {"block_length": gen_length} if m.spec.sampler == "llada" else {}
+    sampler: dict[str, int] = {m.spec.length_key: gen_length, "steps": steps}
+    if m.spec.sampler == "llada":
+        sampler["block_length"] = gen_length
     t0 = time.perf_counter()
-    view = render(m, prompt or "Write a long story about a cat who learns to sail.", steps=steps, **length, **extra)
+    view = render(m, prompt or "Write a long story about a cat who learns to sail.", **sampler)  # type: ignore[arg-type]
     build_s = time.perf_counter() - t0
     trace = view.traces[0][0]
     res = run_page(view.html, SLIDE_ALL)
