@@ -158,6 +158,13 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
     if model.spec.sampler not in LENS_FAMILIES:
         raise NotImplementedError(f"the per-step logit lens runs on the {LENS_FAMILIES} samplers; the "
                                   f"{model.spec.name} family has none here")
+    if sampler_kwargs.get("sampler", "reference") != "reference":
+        raise ValueError(f"logit_lens(sampler={sampler_kwargs['sampler']!r}) is refused: the lens replays each step's "
+                         "canvas through a full forward, which equals the reference sampler's own activations, but "
+                         "the KV-cached fast sampler computes from cached keys/values (stale for the prefix/dual "
+                         "cache), so the replay would not show its activations (max |p_lens - p_sampler| up to 0.35 "
+                         "measured). Use sampler='reference', or record the fast sampler's own activations with "
+                         "model.cache_steps([...]) during model.generate(..., sampler='fast')")
     sampler_kwargs.pop("return_history", None)
     out = model.generate(prompts, seed=seed, chat=chat, return_history=True, **sampler_kwargs)
     n_steps, n_layers = out.history.shape[0], model.n_layers

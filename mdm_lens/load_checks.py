@@ -2,7 +2,6 @@
 not later inside torch or at the first `generate` (issue 20, point 17)."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +48,3 @@ def check_tensor_dtype(key: str, tensor: torch.Tensor, expected: torch.dtype | N
         raise ValueError(f"{file}: tensor {key!r} is {tensor.dtype}, but the model's parameter is floating point; "
                          "the checkpoint is damaged or was written by another tool: re-save it with floating weights")
 
-
-_warned: set[int] = set()
-
-
-def warn_no_chat_template(tokenizer) -> None:
-    """chat=True with a tokenizer without a template: the prompts go in raw (once per tokenizer)."""
-    if id(tokenizer) in _warned:
-        return
-    _warned.add(id(tokenizer))
-    warnings.warn("chat=True, but this tokenizer has no chat template (a model folder without chat_template.jinja?): "
-                  "the prompts go in raw, without the chat format the model was tuned on. Restore the template, or "
-                  "pass chat=False to mean raw prompts", stacklevel=4)

@@ -268,7 +268,8 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     check_chat_template(tokenizer, folder)
     check_sampler_entry(config, folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
-    check_mask_id(config["mask_token_id"], _config_vocab(config), folder)
+    if spec.default_mask_id >= 0:               # a family without a mask token (DiffusionGemma) records -1
+        check_mask_id(config["mask_token_id"], _config_vocab(config), folder)
     native_loader = spec.from_pretrained
     if native_loader is not None:       # a family served by transformers' own classes and loader
         return native_loader(str(folder), dtype, device, device_map).eval(), tokenizer, spec, config

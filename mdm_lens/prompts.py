@@ -1,13 +1,12 @@
 """Turning user prompts (strings or ids) into a left-padded batch, and responses back into text."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Sequence, Union
 
 import torch
 from jaxtyping import Int
-
-from .load_checks import warn_no_chat_template
 
 PromptInput = Union[str, Sequence[str], torch.Tensor, Sequence[Sequence[int]]]
 
@@ -77,3 +76,16 @@ def decode_responses(tokens: torch.Tensor, tokenizer, stop_ids: Sequence[int]) -
         cut = next((i for i, tok in enumerate(row) if tok in stops), len(row))
         texts.append(tokenizer.decode(row[:cut], skip_special_tokens=True))
     return texts
+
+
+_warned: set[int] = set()
+
+
+def warn_no_chat_template(tokenizer) -> None:
+    """chat=True with a tokenizer without a template: the prompts go in raw (once per tokenizer)."""
+    if id(tokenizer) in _warned:
+        return
+    _warned.add(id(tokenizer))
+    warnings.warn("chat=True, but this tokenizer has no chat template (a model folder without chat_template.jinja?): "
+                  "the prompts go in raw, without the chat format the model was tuned on. Restore the template, or "
+                  "pass chat=False to mean raw prompts", stacklevel=4)

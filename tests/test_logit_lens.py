@@ -112,3 +112,9 @@ def test_cli_lens_writes_records_and_figure(tmp_path, capsys):
     assert [(g["layer"], g["step"]) for g in grid] == [(1, 0), (1, 2)]
     assert (out / "lens.png").stat().st_size > 1000
     assert '"layer": 1' in capsys.readouterr().out
+
+
+def test_fast_sampler_is_refused_with_the_reason(tiny_llada):
+    """Issue 20, point 6: a replay through full forwards is not the KV-cached sampler's own activations."""
+    with pytest.raises(ValueError, match=r"logit_lens\(sampler='fast'\) is refused: the lens replays .* KV-cached"):
+        logit_lens(tiny_llada, [[5, 6, 7]], sampler="fast", steps=4, gen_length=4, block_length=4)
