@@ -26,14 +26,16 @@ def add_parser(sub) -> None:
                    help="pairs used (organism default: 4000 to train, 48 to evaluate)")
     p.add_argument("--out", required=True, help="output folder (train: checkpoint + sae/; eval: records + figure)")
     p.add_argument("--sae", default=None, help="eval: the SAE folder (default: --out/sae)")
-    p.add_argument("--variant", choices=("mask", "unmask", "response"), default="mask")
-    p.add_argument("--architecture", choices=("topk", "batchtopk", "standard"), default="topk")
+    p.add_argument("--variant", choices=("mask", "unmask", "response"), default="mask",
+                   help="positions read: still-masked response positions, decoded ones, or both")
+    p.add_argument("--architecture", choices=("topk", "batchtopk", "standard"), default="topk",
+                   help="SAE architecture to train (standard: ReLU with decoder-norm-weighted L1)")
     p.add_argument("--d-sae", dest="d_sae", type=int, default=None, help="latents (default: 8 x the site width)")
     p.add_argument("--k", type=float, default=32, help="active latents per token (topk, batchtopk)")
     p.add_argument("--steps", type=int, default=400, help="training batches")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="activations per training batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the store, the initialisation and the masks")
     p.set_defaults(func=run)
 
 
