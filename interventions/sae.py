@@ -24,8 +24,7 @@ from jaxtyping import Float
 from torch import nn
 
 from .affine import AffineMap
-
-ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
+from .sae_io import ARCHITECTURES, read_sae_folder, save_sae
 
 
 class SAE(nn.Module):
@@ -195,14 +194,26 @@ class SAE(nn.Module):
 
     def save(self, path, metadata: dict[str, Any] | None = None) -> None:
         """A folder in SAELens's layout: cfg.json + sae_weights.safetensors (`interventions.sae_io`)."""
-        from .sae_io import save_sae
         save_sae(self, path, metadata)
 
     @classmethod
     def load(cls, path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> SAE:
-        """An SAE folder in SAELens's layout (written by SAELens or by `save`)."""
-        from .sae_io import load_sae
-        return load_sae(path, dtype=dtype, device=device)
+        """An SAE folder in SAELens's layout (written by SAELens or by `save`); NaN / inf weights are refused."""
+        cfg, tensors = read_sae_folder(path)
+        arch = cfg["architecture"]
+        topk = arch == "topk"
+        sae = cls(cfg["d_in"], cfg["d_sae"], arch, cfg.get("k") if topk else None,
+                  apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
+                  rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm", False)) and topk,
+                  dtype=dtype or cfg["torch_dtype"], device=device, metadata=cfg.get("metadata") or {})
+        with torch.no_grad():
+            for k, v in tensors.items():
+                getattr(sae, k).copy_(v)
+        try:
+            sae.check_finite()
+        except ValueError as e:
+            raise ValueError(f"{path}: {e}") from None
+        return sae
 
 
 @dataclass

@@ -18,9 +18,8 @@ import torch
 
 from mdm_lens.safefile import open_safetensors, read_json, reading, save_safetensors_atomic, write_text_atomic
 
-from .sae import ARCHITECTURES, SAE
-
 CFG, WEIGHTS = "cfg.json", "sae_weights.safetensors"
+ARCHITECTURES = ("standard", "topk", "batchtopk", "jumprelu")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -35,7 +34,7 @@ def _parse_dtype(name: str, path: Path) -> torch.dtype:
     return _DTYPES[short]
 
 
-def sae_config(sae: SAE, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
+def sae_config(sae: Any, metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """The cfg.json dict SAELens 6 writes for this SAE (batchtopk as jumprelu, like `save_inference_model`)."""
     arch = "jumprelu" if sae.architecture == "batchtopk" else sae.architecture
     meta = {**sae.metadata, **(metadata or {})}
@@ -52,7 +51,7 @@ def sae_config(sae: SAE, metadata: dict[str, Any] | None = None) -> dict[str, An
     return cfg
 
 
-def sae_tensors(sae: SAE) -> dict[str, torch.Tensor]:
+def sae_tensors(sae: Any) -> dict[str, torch.Tensor]:
     """The weights under SAELens's key names; a batchtopk SAE's decoder norms are folded in first when it
     rescales by them (SAELens's `_fold_norm_topk`), so the written JumpReLU encodes the same latents."""
     with torch.no_grad():
@@ -66,7 +65,7 @@ def sae_tensors(sae: SAE) -> dict[str, torch.Tensor]:
     return {k: v.contiguous().cpu() for k, v in out.items()}
 
 
-def save_sae(sae: SAE, path, metadata: dict[str, Any] | None = None) -> None:
+def save_sae(sae: Any, path, metadata: dict[str, Any] | None = None) -> None:
     """Write the folder (weights first, then cfg.json; each file atomically). NaN weights are refused."""
     sae.check_finite()
     cfg = sae_config(sae, metadata)
@@ -95,8 +94,9 @@ def _check_cfg(cfg: Any, path: Path) -> None:
             raise ValueError(f"{path / CFG}: {key} must be a positive integer, got {cfg.get(key)!r}")
 
 
-def load_sae(path, dtype: torch.dtype | None = None, device: str | torch.device = "cpu") -> SAE:
-    """Read a SAELens-layout folder. Shapes are checked against cfg.json; NaN/inf weights are refused."""
+def read_sae_folder(path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(cfg, tensors) of a SAELens-layout folder; shapes checked against cfg.json, only the tensors the
+    architecture uses are returned. `interventions.SAE.load` builds the SAE from them."""
     folder = Path(path)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder; an SAE is a folder with {CFG} and {WEIGHTS}")
@@ -115,19 +115,8 @@ def load_sae(path, dtype: torch.dtype | None = None, device: str | torch.device 
                              f"{sorted(want)}")
         if tuple(tensors[k].shape) != shape:
             raise ValueError(f"{folder / WEIGHTS}: {k} has shape {tuple(tensors[k].shape)}, cfg.json says {shape}")
-    dt = dtype or _parse_dtype(cfg.get("dtype", "float32"), folder)
-    sae = SAE(d_in, d_sae, arch, cfg.get("k") if arch == "topk" else None,
-              apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
-              rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm", False)) if arch == "topk"
-              else False, dtype=dt, device=device, metadata=cfg.get("metadata") or {})
-    with torch.no_grad():
-        for k in want:
-            getattr(sae, k).copy_(tensors[k])
-    try:
-        sae.check_finite()
-    except ValueError as e:
-        raise ValueError(f"{folder}: {e}") from None
-    return sae
+    cfg = {**cfg, "architecture": arch, "torch_dtype": _parse_dtype(cfg.get("dtype", "float32"), folder)}
+    return cfg, {k: tensors[k] for k in want}
 
 
-__all__ = ["CFG", "WEIGHTS", "load_sae", "sae_config", "sae_tensors", "save_sae"]
+__all__ = ["ARCHITECTURES", "CFG", "WEIGHTS", "read_sae_folder", "sae_config", "sae_tensors", "save_sae"]

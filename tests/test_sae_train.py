@@ -101,3 +101,23 @@ def test_cli_sae_train_then_eval(tmp_path, capsys):
     assert sae.metadata["mdm_lens"]["family"] == "llada" and sae.metadata["mdm_lens"]["variant"] == "mask"
     assert main(["sae", "eval", "--out", str(tmp_path), "--n-pairs", "2"]) == 0
     assert (tmp_path / "sae_eval.png").exists() and (tmp_path / "sae_eval.csv").read_text().count("\n") == 10
+
+
+def test_features_contrast_trace_top_contexts(model):
+    from analyses.sae.features import contrast_features, feature_trace, top_contexts
+    d = model.site(SITE).width
+    sae = SAE.init(d, 4 * d, "topk", k=8, seed=0, metadata={"mdm_lens": {"family": "llada"}})
+    a = [torch.tensor([5, 6, 7, 8]), torch.tensor([5, 6, 9, 8])]
+    b = [torch.tensor([40, 41, 42, 43]), torch.tensor([40, 44, 42, 43])]
+    top = contrast_features(model, sae, SITE, a, b, top=3, chat=False, gen_length=6)
+    assert len(top) == 3 and top[0]["score"] >= top[1]["score"] >= top[2]["score"]
+    with pytest.raises(ValueError, match="unknown ranking"):
+        contrast_features(model, sae, SITE, a, b, by="median", chat=False)
+    gen = {"steps": 3, "gen_length": 6, "block_length": 6}
+    tr = feature_trace(model, sae, SITE, a, [top[0]["feature"]], chat=False, **gen)
+    assert tr.acts.shape == (3, 2, 6, 1)
+    first = tr.first_fire(top[0]["feature"], 0)
+    assert first is None or tr.acts[first[0], 0, first[1], 0] > 0
+    recs = top_contexts(model, sae, SITE, a, top[0]["feature"], n=4, chat=False, **gen)
+    acts = [r["activation"] for r in recs]
+    assert acts == sorted(acts, reverse=True) and all(0 <= r["step"] < 3 for r in recs)

@@ -17,7 +17,7 @@ def add_parser(sub) -> None:
                        "checkpoints and resume in --out (SAE in --out/sae, SAELens layout). eval: MSE, explained "
                        "variance, L0, dead/dense latents and masked-token CE with the SAE spliced vs clean vs the "
                        "site zeroed, by mask ratio (sae_eval.json/csv, sae_eval.png). docs/sae.md.")
-    p.add_argument("action", choices=("train", "eval"))
+    p.add_argument("action", choices=("train", "eval"), help="train an SAE into --out, or evaluate one")
     p.add_argument("--model", default="tiny-mdm", help="hub id, local folder or packaged organism (default tiny-mdm)")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
     p.add_argument("--site", default=None, help="hook site (train: required; eval: default the SAE's hook_name)")
@@ -26,14 +26,16 @@ def add_parser(sub) -> None:
                    help="pairs used (organism default: 4000 to train, 48 to evaluate)")
     p.add_argument("--out", required=True, help="output folder (train: checkpoint + sae/; eval: records + figure)")
     p.add_argument("--sae", default=None, help="eval: the SAE folder (default: --out/sae)")
-    p.add_argument("--variant", choices=("mask", "unmask", "response"), default="mask")
-    p.add_argument("--architecture", choices=("topk", "batchtopk", "standard"), default="topk")
+    p.add_argument("--variant", choices=("mask", "unmask", "response"), default="mask",
+                   help="positions read: still-masked response positions, decoded ones, or both")
+    p.add_argument("--architecture", choices=("topk", "batchtopk", "standard"), default="topk",
+                   help="SAE architecture to train (standard: ReLU with decoder-norm-weighted L1)")
     p.add_argument("--d-sae", dest="d_sae", type=int, default=None, help="latents (default: 8 x the site width)")
     p.add_argument("--k", type=float, default=32, help="active latents per token (topk, batchtopk)")
     p.add_argument("--steps", type=int, default=400, help="training batches")
-    p.add_argument("--batch-size", dest="batch_size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", dest="batch_size", type=int, default=256, help="activations per training batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
+    p.add_argument("--seed", type=int, default=0, help="seed of the store, the initialisation and the masks")
     p.set_defaults(func=run)
 
 

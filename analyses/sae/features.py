@@ -32,16 +32,25 @@ def _response_acts(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, gen
     return got[0]
 
 
+RANKINGS = ("z", "mean", "frequency")
+
+
 def contrast_features(model: HookedMDM, sae: SAE, site: str, prompts_a: Sequence, prompts_b: Sequence, *,
-                      top: int = 10, gen_length: int | None = None, chat: bool = True) -> list[dict]:
-    """Features ranked by mean activation on `prompts_a` minus on `prompts_b` (largest first), with both means and
-    the fraction of prompts of each set on which the feature is active at all."""
+                      top: int = 10, by: str = "z", gen_length: int | None = None, chat: bool = True) -> list[dict]:
+    """Features ranked by how much more they fire on `prompts_a` than on `prompts_b` (largest first): `by="z"` the
+    mean difference over the pooled standard deviation (default: a large always-on feature with a small relative
+    shift does not win), "mean" the raw mean difference, "frequency" the difference in the fraction of prompts on
+    which the feature is active. Each record has both means and both active fractions."""
+    if by not in RANKINGS:
+        raise ValueError(f"unknown ranking by={by!r}; use one of {RANKINGS}")
     sae.check(model, site)
     A = _response_acts(model, sae, site, prompts_a, gen_length, chat)
     B = _response_acts(model, sae, site, prompts_b, gen_length, chat)
     diff = A.mean(0) - B.mean(0)
-    order = diff.argsort(descending=True)[:top]
-    return [{"feature": int(i), "diff": float(diff[i]), "mean_a": float(A[:, i].mean()), "mean_b": float(B[:, i].mean()),
+    score = {"mean": diff, "z": diff / (torch.cat([A, B]).std(0) + 1e-6),
+             "frequency": (A > 0).float().mean(0) - (B > 0).float().mean(0)}[by]
+    order = score.argsort(descending=True)[:top]
+    return [{"feature": int(i), "score": float(score[i]), "diff": float(diff[i]), "mean_a": float(A[:, i].mean()), "mean_b": float(B[:, i].mean()),
              "active_a": float((A[:, i] > 0).float().mean()), "active_b": float((B[:, i] > 0).float().mean())}
             for i in order]
 
