@@ -58,6 +58,8 @@ def resolve_metric(spec: str, kwargs: dict | None = None):
 class SweepResult:
     records: list[dict] = field(default_factory=list)
     baseline: float | None = None
+    # every text the sweep scored: {"cell": "baseline" or the site, scope, λ, "prompt", "text"} (a zero can be read)
+    generations: list[dict] = field(default_factory=list)
 
     def plot(self, path: str, metric: str = "score", title: str | None = None) -> str:
         """One heatmap per (scope, λ) in a grid (rows: scopes, columns: λ), hook points × layers, all on ONE
@@ -118,6 +120,8 @@ def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: C
     res = SweepResult()
     texts = model.generate(list(prompts), seed=seed, **sampler_kwargs).texts
     res.baseline = float(metric(texts))
+    res.generations += [{"cell": "baseline", "site": None, "scope": None, "lambda": None, "prompt": p, "text": t}
+                        for p, t in zip(prompts, texts)]
     cells = [(l, p, s, lam) for l in layers for p in hook_points for s in scopes for lam in lambdas]
     for layer, point, scope, lam in tqdm(cells, desc="sweep", disable=not progress):
         site = get_act_name(point, layer)
@@ -127,6 +131,8 @@ def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: C
             if scope != "all":
                 plan = plan.scope(scope)
             out = model.generate(list(prompts), plan=plan, seed=seed, **sampler_kwargs)
+            res.generations += [{"cell": f"{site}|{scope}|{lam}", "site": site, "scope": scope, "lambda": lam,
+                                 "prompt": p, "text": t} for p, t in zip(prompts, out.texts)]
             rec["score"] = float(metric(out.texts))
             rec["delta"] = rec["score"] - res.baseline
         except Exception as err:       # one failing cell must not lose the table
