@@ -76,8 +76,8 @@ class SweepResult:
         elif lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
         fig, axes = plt.subplots(len(scopes), len(lams), figsize=(0.55 * max(4, len(layers)) * len(lams) + 2.2,
-                                 (0.5 * len(points) + 1.3) * len(scopes) + 0.8), squeeze=False,
-                                 gridspec_kw={"hspace": 0.5})
+                                 (0.5 * len(points) + 1.3) * len(scopes) + 1.2), squeeze=False,
+                                 layout="constrained")     # the figure title never overprints a panel title
         im = None
         for i, scope in enumerate(scopes):
             for j, lam in enumerate(lams):
@@ -85,6 +85,12 @@ class SweepResult:
                 grid = [[next((r["score"] for r in ok if r["layer"] == l and r["hook_point"] == p and r["scope"] == scope
                                and r["lambda"] == lam), float("nan")) for l in layers] for p in points]
                 im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
+                for yi, row in enumerate(grid):          # each cell carries its number, as refusal_sweep.png does
+                    for xi, v in enumerate(row):
+                        if v == v:
+                            light = (v - lo) / ((hi - lo) or 1) < 0.6
+                            ax.text(xi, yi, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                    color="white" if light else "black")
                 ax.set_xticks(range(len(layers)))
                 ax.set_xticklabels(layers, fontsize=8)
                 ax.set_yticks(range(len(points)))
