@@ -66,6 +66,9 @@ def plot_constraints(rows: list[dict], path: str, subtitle: str = "") -> str:
             broken = (r.get("degenerate") or 0) >= 0.5
             ax.errorbar([a], [i], xerr=[[a - 100 * r["ci_low"]], [100 * r["ci_high"] - a]], fmt="o", capsize=3,
                         color="#C44E52" if broken else "#4C72B0", mfc="white" if broken else None)
+        base = next((r for r in rows if r["task"] == t and r["method"] == "none"), None)
+        if base is not None:                    # the unsteered reference every steered row is read against
+            ax.axvline(100 * base["accuracy"], color="grey", ls="--", lw=1, zorder=0)
         ax.set_yticks(range(len(methods)))
         ax.set_yticklabels([method_label(m) for m in methods], fontsize=8)
         n = next(r["n"] for r in rows if r["task"] == t)
@@ -76,7 +79,8 @@ def plot_constraints(rows: list[dict], path: str, subtitle: str = "") -> str:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("strict accuracy (%), 95% interval")
-    fig.suptitle(f"Accuracy per constraint (hollow red: ≥ 50% degenerate texts)\n{subtitle}", fontsize=10)
+    fig.suptitle(f"Accuracy per constraint (hollow red: ≥ 50% degenerate texts; dashed: unsteered)\n{subtitle}",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
