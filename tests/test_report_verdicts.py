@@ -81,3 +81,24 @@ def test_empty_outputs_are_never_scored_as_text(tiny_llada):
     recs = work(Item(("gen",), 1, ("t", "test", "m", 1.0, evals)))
     assert recs[0]["text"] == "" and recs[0]["degenerate"] and "empty" in recs[0]["reasons"]
     assert recs[0]["follow_strict"] is False and recs[0]["follow_loose"] is False
+
+
+def _refusal_result(tmp_path=None):
+    from analyses.studies.refusal_study import RefusalStudyResult
+    sweep = [dict(layer=l, hook_point="resid_post", scope="all", score=s, degenerate=d)
+             for l, s, d in ((0, 0.6, 0.0), (1, 0.05, 0.92), (2, 0.3, 0.0))]    # layer 1 "refuses least": broken text
+    best = {**sweep[2], "cap": 0.5, "capped": True, "within_cap": True}
+    test = [{"method": m, "prompts": p, "rate": r, "ci_low": r - 0.1, "ci_high": r + 0.1, "degenerate": 0.0}
+            for m, p, r in (("none", "harmful", 0.9), ("directional_ablation", "harmful", 0.3),
+                            ("none", "harmless", 0.1), ("directional_ablation", "harmless", 0.1))]
+    cfg = dict(scopes=["all"], hook_points=["resid_post"], layers=[0, 1, 2], n_val=4, n_layers=3)
+    return RefusalStudyResult("m", cfg, {"rate": 0.9}, sweep, best, test)
+
+
+def test_refusal_findings_do_not_average_over_broken_text(tmp_path):
+    res = _refusal_result()
+    assert [res.disqualified(c) for c in res.sweep] == [False, True, False]
+    layer = next(r for r in res.comparison() if r["finding"].startswith("strongest layer"))
+    assert layer["organism"].startswith("layer 2 (0: 60.0%, 2: 30.0%)")             # layer 1 (5%, broken) is out
+    path = res.plot(str(tmp_path / "refusal_sweep.png"))
+    assert (tmp_path / "refusal_sweep.png").stat().st_size > 1000 and path.endswith(".png")
