@@ -56,7 +56,8 @@ def test_lambda_at_the_edge_is_a_warning_not_a_baseline_column():
     warn = "\n".join(edge_warning(rows, cfg.lambdas))
     assert "λ at the edge of the grid [0.1, 0.5, 1.0] in 1 of 2" in warn and "1 at the lower edge" in warn
     assert row_notes(rows[1]) == "⚠ λ at the grid's lower edge" and row_notes(rows[2]) == "-"
-    table = "\n".join(methods_table({"m": {**_summary(0.2, 4, 1.0, 0.0), "lambda": {"t": 0.1}, "edges": {"t": "lower"}}}))
+    one = {**_summary(0.2, 4, 1.0, 0.0), "lambda": {"t": 0.1}, "edges": {"t": "lower"}}
+    table = "\n".join(methods_table({"m": one}))
     assert "equals baseline" not in table and "⚠ t: λ at the grid's lower edge" in table
 
 
@@ -85,8 +86,8 @@ def test_empty_outputs_are_never_scored_as_text(tiny_llada):
 
 def _refusal_result(tmp_path=None):
     from analyses.studies.refusal_study import RefusalStudyResult
-    sweep = [dict(layer=l, hook_point="resid_post", scope="all", score=s, degenerate=d)
-             for l, s, d in ((0, 0.6, 0.0), (1, 0.05, 0.92), (2, 0.3, 0.0))]    # layer 1 "refuses least": broken text
+    sweep = [dict(layer=layer, hook_point="resid_post", scope="all", score=s, degenerate=d)
+             for layer, s, d in ((0, 0.6, 0.0), (1, 0.05, 0.92), (2, 0.3, 0.0))]   # layer 1 refuses least: broken
     best = {**sweep[2], "cap": 0.5, "capped": True, "within_cap": True}
     test = [{"method": m, "prompts": p, "rate": r, "ci_low": r - 0.1, "ci_high": r + 0.1, "degenerate": 0.0}
             for m, p, r in (("none", "harmful", 0.9), ("directional_ablation", "harmful", 0.3),
