@@ -40,8 +40,9 @@ class StepEffects:
         for s in sites:
             axes[0].plot(steps, [r.get(f"delta_norm:{s}", 0.0) for r in self.records], label=s)
         axes[0].set_title("‖T(h) − h‖ per position")
-        if sites:
-            axes[0].legend(fontsize=6)
+        if sites:                               # below the panel, never over the lines it names
+            axes[0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.3), frameon=False,
+                           ncol=max(1, min(2, len(sites) // 4 + 1)))
         axes[1].plot(steps, [r["kl_masked"] for r in self.records])
         axes[1].set_title("KL(steered ‖ unsteered), masked positions")
         axes[2].plot(steps, [r["differ_share"] for r in self.records])

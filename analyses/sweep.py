@@ -63,6 +63,8 @@ def resolve_metric(spec: str, kwargs: dict | None = None):
 class SweepResult:
     records: list[dict] = field(default_factory=list)
     baseline: float | None = None
+    # every text the sweep scored: {"cell": "baseline" or the site, scope, λ, "prompt", "text"} (a zero can be read)
+    generations: list[dict] = field(default_factory=list)
 
     def plot(self, path: str, metric: str = "score", title: str | None = None) -> str:
         """One heatmap per (scope, λ) in a grid (rows: scopes, columns: λ), roles × layers, all on ONE
@@ -79,8 +81,8 @@ class SweepResult:
         elif lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
         fig, axes = plt.subplots(len(scopes), len(lams), figsize=(0.55 * max(4, len(layers)) * len(lams) + 2.2,
-                                 (0.5 * len(points) + 1.3) * len(scopes) + 0.8), squeeze=False,
-                                 gridspec_kw={"hspace": 0.5})
+                                 (0.5 * len(points) + 1.3) * len(scopes) + 1.2), squeeze=False,
+                                 layout="constrained")     # the figure title never overprints a panel title
         im = None
         for i, scope in enumerate(scopes):
             for j, lam in enumerate(lams):
@@ -88,6 +90,12 @@ class SweepResult:
                 grid = [[next((r["score"] for r in ok if r["layer"] == l and r["role"] == p and r["scope"] == scope
                                and r["lambda"] == lam), float("nan")) for l in layers] for p in points]
                 im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
+                for yi, row in enumerate(grid):          # each cell carries its number, as refusal_sweep.png does
+                    for xi, v in enumerate(row):
+                        if v == v:
+                            light = (v - lo) / ((hi - lo) or 1) < 0.6
+                            ax.text(xi, yi, f"{v:.2f}", ha="center", va="center", fontsize=7,
+                                    color="white" if light else "black")
                 ax.set_xticks(range(len(layers)))
                 ax.set_xticklabels(layers, fontsize=8)
                 ax.set_yticks(range(len(points)))
@@ -158,11 +166,16 @@ def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: C
     res = SweepResult()
     texts = model.generate(list(prompts), seed=seed, **sampler_kwargs).texts
     res.baseline = float(metric(texts))
+    res.generations += [{"cell": "baseline", "site": None, "scope": None, "lambda": None, "prompt": p, "text": t}
+                        for p, t in zip(prompts, texts)]
     for cell in tqdm(cells, desc="sweep", disable=not progress):
         rec = {"layer": cell.layer, "role": cell.role, "site": cell.site, "scope": cell.scope,
                "lambda": cell.lam, "score": None}
         try:
             out = model.generate(list(prompts), plan=cell_plan(plan_factory, cell), seed=seed, **sampler_kwargs)
+            res.generations += [{"cell": f"{cell.site}|{cell.scope}|{cell.lam}", "site": cell.site,
+                                 "scope": cell.scope, "lambda": cell.lam, "prompt": p, "text": t}
+                                for p, t in zip(prompts, out.texts)]
             rec["score"] = float(metric(out.texts))
             rec["delta"] = rec["score"] - res.baseline
         except Exception as err:       # one failing cell must not lose the table

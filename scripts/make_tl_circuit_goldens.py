@@ -100,7 +100,8 @@ def goldens_for(family: str, out_dir: Path) -> Path:
     for name, p in state.items():
         if name.endswith(".weight") and ("norm" in name or ".ln_f." in name):
             t[f"weights.{name}"] = p.float().contiguous()
-    for attr in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"):   # W_in/W_out: test_tl_parity
+    # W_in / W_gate / W_out are held by tests/test_tl_parity.py
+    for attr in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"):
         try:
             v = getattr(bridge, attr)
         except Exception as exc:  # noqa: BLE001 - TL's refusal is itself the golden

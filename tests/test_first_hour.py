@@ -108,3 +108,28 @@ def test_ctrl_c_in_experiment_prints_one_resume_line(monkeypatch, capsys, tmp_pa
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Traceback" not in err[0]
     assert err[0].endswith("mdm-lens " + " ".join(argv)) and "generations.jsonl" in err[0]
+
+
+def test_sweep_says_what_it_steers_and_saves_its_generations(tmp_path, capsys):
+    from mdm_lens.organisms import available
+    if "tiny-if" not in available():
+        pytest.skip("the tiny-if organism is not packaged")
+    from analyses.studies.organism.corpus import calibration_pairs
+    src, tgt = calibration_pairs("change_case:english_lowercase", 4, 0)
+    (tmp_path / "a.txt").write_text("\n".join(src))
+    (tmp_path / "b.txt").write_text("\n".join(tgt))
+    out = tmp_path / "s"
+    assert main(["sweep", "--out", str(out), "--source", str(tmp_path / "a.txt"), "--target", str(tmp_path / "b.txt"),
+                 "--metric", "change_case:english_lowercase", "--n-eval", "2", "--hook-points", "mlp_out"]) == 0
+    printed = capsys.readouterr().out
+    assert "steered and scored: 2 target prompts of b.txt" in printed and "sweep_generations.jsonl" in printed
+    gens = [json.loads(line) for line in (out / "sweep_generations.jsonl").read_text().splitlines()]
+    recs = json.load(open(out / "sweep.json"))
+    assert {g["prompt"] for g in gens} == set(tgt[:2])                   # the target prompts, not the source ones
+    assert len(gens) == 2 * (1 + len(recs)) and sum(g["cell"] == "baseline" for g in gens) == 2
+    from analyses.ifeval import check
+    base = [g["text"] for g in gens if g["cell"] == "baseline"]
+    rate = sum(all(check(t, ["change_case:english_lowercase"], [{}], "", loose=False)) for t in base) / 2
+    assert recs[0]["baseline"] == rate                                    # the saved texts are the scored ones
+    assert "TARGET prompts" in " ".join(cli.build_parser()._subparsers._group_actions[0].choices["sweep"]
+                                         .description.split())

@@ -23,7 +23,7 @@ def test_step_info_is_valid_at_the_start_of_each_iteration(family):
     assert seen == [(0, 0, n), (0, 0, None), (1, 1, n), (1, 1, None), (2, 2, n), (2, 2, None)]
     with env.generate(PROMPTS, **GEN[family]) as tracer:
         late = nnsight.save([])
-        for step in tracer.iter[2:4]:               # a loop that starts past step 0
+        for _ in tracer.iter[2:4]:                  # a loop that starts past step 0
             late.append(env.step_info.step)
     assert late == [2, 3] and model.step_info is None
 

@@ -208,14 +208,20 @@ def cmd_sweep(args) -> int:
             name = f"{args.instruction_id} strict pass rate"
             metric = lambda texts: sum(all(ifeval.check(t, e.instruction_id_list, e.kwargs))  # noqa: E731
                                        for t, e in zip(texts, items)) / len(items)
+    print(f"steered and scored: {len(prompts)} {what} (the map is fitted source → target and applied while "
+          f"generating from these); metric: {name}")
     res = layer_sweep(model, factory, prompts, metric, roles=args.roles, scopes=args.scopes,
                       lambdas=args.lambdas, seed=args.seed)
     write_records(args.out, "sweep", [{**r, "baseline": res.baseline, "metric": name} for r in res.records])
+    from mdm_lens.safefile import write_text_atomic
+    write_text_atomic("".join(json.dumps(g) + "\n" for g in res.generations),
+                      os.path.join(args.out, "sweep_generations.jsonl"))
     title = (f"{args.model} · {args.estimator} map per site, fit on "
              + (f"{Path(args.source).name} → {Path(args.target).name}" if from_files else f"{args.instruction_id} pairs")
              + f" · scored on {len(prompts)} {what}")
     res.plot(os.path.join(args.out, "sweep.png"), metric=name, title=title)
-    print(f"metric: {name}; baseline {res.baseline:.3f}; wrote {args.out}/sweep.csv, sweep.json, sweep.png")
+    print(f"metric: {name}; baseline {res.baseline:.3f} (unsteered, the same prompts); wrote {args.out}/sweep.csv, "
+          "sweep.json, sweep.png and every scored text in sweep_generations.jsonl")
     return 0
 
 
@@ -345,9 +351,12 @@ def _add_effects(sub) -> None:
 
 def _add_sweep(sub) -> None:
     p = sub.add_parser("sweep", help="layer × role × scope × λ sensitivity sweep",
-                       description="Steer one layer and role at a time and score the generations with "
-                       "--metric (default with --instruction-id: the organism's IFEval checks of that constraint). Prompts "
-                       "from --source/--target files need --metric.")
+                       description="Fit a map from the --source to the --target activations, steer one layer and "
+                       "role at a time while generating from the TARGET prompts (with --instruction-id: that "
+                       "constraint's validation prompts), and score those generations with --metric (default with "
+                       "--instruction-id: the organism's IFEval checks of that constraint); the baseline is the same "
+                       "prompts unsteered. Prompts from --source/--target files need --metric. Every scored text goes "
+                       "to OUT/sweep_generations.jsonl.")
     _contrastive_options(p)
     p.add_argument("--metric", default=None,
                    help="what a cell's generations score: an IFEval instruction id (e.g. "

@@ -112,8 +112,9 @@ def add_parsers(sub) -> None:
                    help="keep only this instruction id (IFEval file or organism constraint); repeat for several; "
                    "none given keeps all")
     p.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS), help="steering methods compared")
-    p.add_argument("--lambdas", type=float, nargs="+", default=[0.25, 0.5, 0.75, 1.0],
-                   help="strengths tried on the validation prompts")
+    p.add_argument("--lambdas", type=float, nargs="+", default=[0.1, 0.25, 0.5, 0.75, 1.0],
+                   help="strengths tried on the validation prompts; a λ chosen at an edge is warned about in the "
+                   "report (widen the grid, above 1 where a behaviour is induced)")
     p.add_argument("--n-calib", dest="n_calib", type=int, default=128, help="calibration pairs per task")
     p.add_argument("--n-val", dest="n_val", type=int, default=10, help="validation prompts per task")
     p.add_argument("--n-test", dest="n_test", type=int, default=64, help="test prompts per task")

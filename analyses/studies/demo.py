@@ -34,7 +34,7 @@ from ..plotting import plt
 from ..records import Section, write_csv, write_json
 from .tasks import organism_tasks
 
-FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.5, 1.0))
+FULL = dict(n_calib=48, n_val=6, n_test=24, lambdas=(0.1, 0.25, 0.5, 1.0))   # brackets: issue 25
 QUICK = dict(n_calib=6, n_val=2, n_test=3, lambdas=(1.0,), methods=("none", "mean_act", "linear_act"),
              sampler=dict(gen_length=16, steps=8, block_length=16))     # a smoke run: short answers, few steps
 PAIR = ("change_case:english_lowercase", "punctuation:no_comma")   # a fixed pair for examples/compose_maps.py

@@ -71,7 +71,7 @@ class ExperimentConfig(StudyConfig):
     methods: tuple[str, ...] = METHODS
     sites: tuple[str, ...] | None = None            # default: the mlp_pre and mlp_out sites of every layer
     residual_sites: tuple[str, ...] | None = None   # default: hook_resid_post of every layer
-    lambdas: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
+    lambdas: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)     # brackets the optimum from below (issue 25)
     pooling: str = "mean"
     scope: str = "all"
     n_calib: int = 128
@@ -124,8 +124,28 @@ def score(records: Sequence[EvalRecord], texts: Sequence[str]) -> list[bool]:
             for r, t in zip(records, texts)]
 
 
+FULL_COVARIANCE = ("gaussian_ot", "bures_ot")     # a d x d map: needs more samples than dimensions
+
+
+def warn_underdetermined(method: str, src, sites: Sequence[str]) -> str | None:
+    """A warning (issued and returned) when `method` is fitted on fewer samples than its map has free parameters
+    per dimension: a full-covariance map needs n > d (else its covariances are singular), a per-dimension map
+    n >= 2. Such fits return maps that can silence the model (empty texts) without any error."""
+    import warnings
+    n, d = int(src[sites[0]].shape[0]), int(src[sites[0]].shape[-1])
+    need = d + 1 if method in FULL_COVARIANCE else 2
+    if n >= need:
+        return None
+    msg = (f"{method} fitted on {n} samples per site at {len(sites)} site(s) of width {d}: fewer than the {need} it "
+           f"needs to be determined ({'a full covariance' if need > 2 else 'two points per dimension'}); its map "
+           "is under-determined. Give more calibration pairs (--n-calib) or a diagonal method")
+    warnings.warn(msg, stacklevel=2)
+    return msg
+
+
 def fit_plan(method: str, src, tgt, sites: Sequence[str], options: dict):
     from interventions import Plan, fit_map
+    warn_underdetermined(method, src, sites)
     return Plan({s: fit_map(method, src[s], tgt[s], **options.get(method, {})) for s in sites})
 
 
@@ -154,6 +174,8 @@ def generation_work(model, cfg: ExperimentConfig, plan_for: Callable[[str, str, 
         for e, text, d in zip(evals, texts, dmg):
             strict = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=False)
             loose = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=True)
+            if not text.strip():            # an empty output follows no instruction ("no commas" would pass)
+                strict, loose = [False] * len(strict), [False] * len(loose)
             recs.append({"task": task, "split": split, "method": method, "lambda": lam, "key": e.key,
                          "prompt": e.prompt, "text": text, "instructions": list(e.instruction_id_list),
                          "strict": [bool(v) for v in strict], "loose": [bool(v) for v in loose],

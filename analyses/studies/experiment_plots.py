@@ -29,13 +29,17 @@ def plot_methods(summary: dict, path: str, subtitle: str = "") -> str:
     axes[0].errorbar(acc, y, xerr=[lo, hi], fmt="o", color="#4C72B0", capsize=3)
     if "none" in summary:
         axes[0].axvline(100 * summary["none"]["accuracy"], color="grey", ls="--", lw=1, label="no steering")
-        axes[0].legend(fontsize=7, loc="lower right")
+        axes[0].legend(fontsize=7, loc="upper left", bbox_to_anchor=(0, -0.16 - 0.6 / max(1, len(methods))),
+                       frameon=False)          # below the axis: never over a method's interval
     axes[0].set_xlim(-2, 102)
     axes[0].set_xlabel("strict IFEval accuracy (%), 95% Wilson interval")
     nll = [summary[m]["nll"] for m in methods]
     axes[1].plot([v if v is not None else float("nan") for v in nll], y, "o", color="#C44E52")
     axes[1].set_xlabel("mean NLL / token\n(unsteered model, nats)")
-    axes[2].barh(list(y), [100 * summary[m]["degenerate"] for m in methods], color="#8172B2")
+    deg = [100 * summary[m]["degenerate"] for m in methods]
+    axes[2].barh(list(y), deg, color="#8172B2")
+    for yi, v in zip(y, deg):                  # the value beside every bar: an all-zero panel shows its zeros
+        axes[2].text(v + 2, yi, f"{v:.0f}%", va="center", fontsize=7)
     axes[2].set_xlim(0, 100)
     axes[2].set_xlabel("degenerate texts (%)")
     axes[0].set_yticks(list(y))
@@ -68,6 +72,9 @@ def plot_constraints(rows: list[dict], path: str, subtitle: str = "") -> str:
             broken = (r.get("degenerate") or 0) >= 0.5
             ax.errorbar([a], [i], xerr=[[a - 100 * r["ci_low"]], [100 * r["ci_high"] - a]], fmt="o", capsize=3,
                         color="#C44E52" if broken else "#4C72B0", mfc="white" if broken else None)
+        base = next((r for r in rows if r["task"] == t and r["method"] == "none"), None)
+        if base is not None:                    # the unsteered reference every steered row is read against
+            ax.axvline(100 * base["accuracy"], color="grey", ls="--", lw=1, zorder=0)
         ax.set_yticks(range(len(methods)))
         ax.set_yticklabels([method_label(m) for m in methods], fontsize=8)
         n = next(r["n"] for r in rows if r["task"] == t)
@@ -78,7 +85,8 @@ def plot_constraints(rows: list[dict], path: str, subtitle: str = "") -> str:
         ax.axis("off")
     for ax in axes[-1]:
         ax.set_xlabel("strict accuracy (%), 95% interval")
-    fig.suptitle(f"Accuracy per constraint (hollow red: ≥ 50% degenerate texts)\n{subtitle}", fontsize=10)
+    fig.suptitle(f"Accuracy per constraint (hollow red: ≥ 50% degenerate texts; dashed: unsteered)\n{subtitle}",
+                 fontsize=10)
     fig.tight_layout()
     save_figure_atomic(fig, path, dpi=110)
     plt.close(fig)

@@ -16,6 +16,7 @@ from mdm_lens.safefile import write_text_atomic
 from ..records import write_csv
 from ..stats import wilson_interval
 from .kernel import num, pct
+from .verdicts import verdict_lines
 
 
 def damage_stats(recs: Sequence[dict]) -> dict:
@@ -49,7 +50,8 @@ def choose_lambda(recs: Sequence[dict], task: str, method: str, cfg) -> dict:
         best = min(cfg.lambdas, key=lambda lam: (table[lam]["degenerate"], table[lam]["nll"] or 0.0, lam))
         how = "no λ within the damage cap: the least damaging λ"
     grid = sorted(cfg.lambdas)
-    return {"lambda": best, "how": how, "at_edge": len(grid) > 1 and best in (grid[0], grid[-1]),
+    edge = None if len(grid) < 2 else "lower" if best == grid[0] else "upper" if best == grid[-1] else None
+    return {"lambda": best, "how": how, "at_edge": edge is not None, "edge": edge,
             "validation": {str(k): v for k, v in table.items()}, "unsteered_validation": base}
 
 
@@ -61,6 +63,7 @@ def _row(task: str, method: str, recs: list[dict], choice: dict | None) -> dict:
             "loose_accuracy": sum(r["follow_loose"] for r in recs) / n, "nll": st["nll"],
             "degenerate": st["degenerate"], "n_tokens": st["n_tokens"],
             "lambda": choice["lambda"] if choice else None, "lambda_how": choice["how"] if choice else None,
+            "lambda_edge": choice.get("edge") if choice else None,
             "val_accuracy": {lam: v["accuracy"] for lam, v in choice["validation"].items()} if choice else {}}
 
 
@@ -94,7 +97,8 @@ def summarize(rows: list[dict], methods: Sequence[str]) -> dict:
                   "nll": sum(x for x in nll) / len(nll) if nll else None,
                   "degenerate": sum(r["degenerate"] * r["n"] for r in mine) / n,
                   "lambda": {r["task"]: r["lambda"] for r in mine},
-                  "flags": {r["task"]: r["baseline_flag"] for r in mine if r.get("baseline_flag")}}
+                  "flags": {r["task"]: r["baseline_flag"] for r in mine if r.get("baseline_flag")},
+                  "edges": {r["task"]: r["lambda_edge"] for r in mine if r.get("lambda_edge")}}
     return out
 
 
@@ -141,13 +145,33 @@ def _acc(recs):
 def methods_table(summary: dict, label=lambda m: m) -> list[str]:
     """Markdown table: accuracy with its 95% interval and damage, one line per method."""
     lines = ["| method | accuracy | 95% interval | mean NLL/token (unsteered model) | degenerate | λ per task | "
-             "equals baseline because |", "|---|---|---|---|---|---|---|"]
+             "notes |", "|---|---|---|---|---|---|---|"]
     for m, s in summary.items():
         lam = ", ".join(f"{k.split(':')[-1]}={v}" for k, v in s["lambda"].items() if v is not None)
-        flags = "; ".join(f"{k.split(':')[-1]}: {v}" for k, v in s.get("flags", {}).items())
+        flags = "; ".join([f"{k.split(':')[-1]}: same score as unsteered ({v})" for k, v in s.get("flags", {}).items()]
+                          + [f"⚠ {k.split(':')[-1]}: λ at the grid's {v} edge" for k, v in s.get("edges", {}).items()])
         lines.append(f"| {label(m)} | {pct(s['accuracy'])} | [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}] | "
                      f"{num(s['nll'])} | {pct(s['degenerate'])} | {lam or '-'} | {flags or '-'} |")
     return lines
+
+
+def row_notes(r: dict) -> str:
+    notes = [f"same score as unsteered ({r['baseline_flag']})"] if r.get("baseline_flag") else []
+    if r.get("lambda_edge"):
+        notes.append(f"⚠ λ at the grid's {r['lambda_edge']} edge")
+    return "; ".join(notes) or "-"
+
+
+def edge_warning(rows: list[dict], grid) -> list[str]:
+    """A warning when chosen λs sit on the grid's edge: the optimum may lie outside the grid."""
+    steered = [r for r in rows if r["method"] != "none"]
+    at = [r for r in steered if r.get("lambda_edge")]
+    if not at:
+        return []
+    lower = sum(r["lambda_edge"] == "lower" for r in at)
+    return [f"> ⚠ λ at the edge of the grid {list(grid)} in {len(at)} of {len(steered)} (task, method) cells "
+            f"({lower} at the lower edge, {len(at) - lower} at the upper): the best strength may lie outside the "
+            "grid; widen it (`--lambdas`, e.g. 0.05 … 2) before reading these numbers as the method's best.", ""]
 
 
 def quote(text: str, limit: int = 240) -> str:
@@ -192,12 +216,13 @@ def experiment_section(result: dict, label=lambda m: m, figure_prefix: str = "")
              f"seed {cfg['seed']}) and the degeneracy rules of `analyses.damage`.",
              "- Accuracy is prompt-level strict IFEval over all tasks pooled, with a 95% Wilson interval.", ""]
     lines += methods_table(result["summary"], label) + [""]
-    lines += ["### Per task", "", "| task | method | λ | accuracy | 95% interval | loose | NLL | degenerate | flag |",
+    lines += verdict_lines(result["summary"], label) + edge_warning(result["rows"], cfg["lambdas"])
+    lines += ["### Per task", "", "| task | method | λ | accuracy | 95% interval | loose | NLL | degenerate | notes |",
               "|---|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
         lines.append(f"| {r['task'].split(':')[-1]} | {label(r['method'])} | {r['lambda'] if r['lambda'] is not None else '-'} "
                      f"| {pct(r['accuracy'])} | [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}] | "
-                     f"{pct(r['loose_accuracy'])} | {num(r['nll'])} | {pct(r['degenerate'])} | {r['baseline_flag'] or '-'} |")
+                     f"{pct(r['loose_accuracy'])} | {num(r['nll'])} | {pct(r['degenerate'])} | {row_notes(r)} |")
     lines += [""] + samples_section(result["samples"], label)
     lines += [f"Figures: `{figure_prefix}methods.png` (accuracy per method with 95% intervals, beside mean NLL and "
               f"% degenerate), `{figure_prefix}constraints.png` (accuracy per constraint and method, 95% intervals). "

@@ -68,10 +68,16 @@ class RefusalStudyResult:
     def row(self, method: str, prompts: str) -> dict:
         return next(r for r in self.test if r["method"] == method and r["prompts"] == prompts)
 
+    def disqualified(self, cell: dict) -> bool:
+        """A cell whose validation texts are degenerate more often than the cap (`best["cap"]`): not a result."""
+        return cell.get("degenerate") is not None and cell["degenerate"] > self.best["cap"]
+
     def comparison(self) -> list[dict]:
         """The paper's findings beside the organism's, each with a computed verdict."""
         base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
-        ok = [c for c in self.sweep if c["score"] is not None]
+        scored = [c for c in self.sweep if c["score"] is not None]
+        # broken text does not refuse: cells over the damage cap would make a layer look strong (issue 25)
+        ok = [c for c in scored if not self.disqualified(c)] or scored
         n_layers = self.config["n_layers"]
 
         def strongest(key, paper_says):
@@ -95,7 +101,7 @@ class RefusalStudyResult:
                           "ablate" if moot else f"drop of {100 * drop:.1f} points")
                  + ("" if steer["ci_high"] < base["ci_low"] else "; the 95% intervals overlap")}]
         for finding, key, paper, says in (
-                ("strongest layer (mean val refusal over roles and scopes)", "layer", PAPER["layers"],
+                ("strongest layer (mean val refusal over roles and scopes, cells within the damage cap)", "layer", PAPER["layers"],
                  lambda l: 0 < l < n_layers - 1),
                 ("strongest role (mean over layers and scopes)", "role", "post-MLP residual (resid_post)",
                  lambda p: p == "resid_post"),
@@ -156,8 +162,16 @@ class RefusalStudyResult:
             im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
             for y, row in enumerate(grid):
                 for x, v in enumerate(row):
-                    ax.text(x, y, "–" if v != v else f"{100 * v:.0f}", ha="center", va="center", fontsize=7,
-                            color="white" if v == v and v < 0.6 else "black")
+                    cell = next((c for c in self.sweep if c["layer"] == layers[x] and c["role"] == points[y]
+                                 and c["scope"] == scope and c["score"] is not None), None)
+                    dq = cell is not None and self.disqualified(cell)
+                    if dq:                      # hatched grey: disqualified, with its degenerate share
+                        ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor="lightgrey", edgecolor="dimgrey",
+                                               hatch="///", lw=0.5))
+                    label = "–" if v != v else f"{100 * v:.0f}" + (f"\n✗{100 * cell['degenerate']:.0f}% deg" if dq
+                                                                    else "")
+                    ax.text(x, y, label, ha="center", va="center", fontsize=6 if dq else 7,
+                            color="black" if dq or not (v == v and v < 0.6) else "white")
             ax.set_xticks(range(len(layers)))
             ax.set_xticklabels(layers, fontsize=8)
             ax.set_yticks(range(len(points)))
@@ -176,7 +190,8 @@ class RefusalStudyResult:
         fig.suptitle(f"Refusal-direction ablation on {self.model}: plan = directional ablation at one site "
                      f"(layer × role) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
                      f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
-                     "in red; numbers = %", fontsize=9, y=1.0 + 0.12 / nrow)
+                     f"in red; numbers = %; hatched = disqualified (degenerate share above {pct(self.best['cap'])}: "
+                     "not a result)", fontsize=9, y=1.0 + 0.12 / nrow)
         save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path

@@ -27,7 +27,7 @@ def _refusal_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
     from mdm_lens.collect import collect_contrastive
     from mdm_lens.sites import get_act_name
     cfg, best = data["config"], data["best"]
-    site = get_act_name(best["hook_point"], best["layer"])
+    site = get_act_name(best["role"], best["layer"])
     calib = (refusal_prompts(False, cfg["n_calib"], "train", cfg["seed"]),
              refusal_prompts(True, cfg["n_calib"], "train", cfg["seed"]))
     src, tgt = collect_contrastive(model, *calib, [site], pooling="mean", scope="prompt", progress=False)
@@ -42,7 +42,7 @@ def _refusal_view(model, data: dict, seed: int, out: str) -> tuple[str, str]:
         if scorer.is_refusal(a) and not scorer.is_refusal(b):
             pick = p
             break
-    why = f"directional ablation at layer {best['layer']} {best['hook_point']}, scope {best['scope']}"
+    why = f"directional ablation at layer {best['layer']} {best['role']}, scope {best['scope']}"
     view = render(model, [pick], plan=plan, seed=cfg["seed"], steered_label="ablated",
                   title=f"Refusal ablation: {why}", **sampler)
     return view.save(os.path.join(out, "view_refusal.html")), why
