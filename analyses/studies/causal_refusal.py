@@ -61,26 +61,36 @@ def margin_metric(run, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor,
 
 def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 6, 12, 18),
               settle_every: int = 2, progress: bool = True, scope: str = "all", settle_layers=None, n_val: int = 12,
-              n_test: tuple[int, int] = (24, 16), mc_num: int = 8) -> dict:
+              n_test: tuple[int, int] = (24, 16), mc_num: int = 8,
+              roles: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out"), parts=("patch", "settle")) -> dict:
     """The protocol of the module docstring; `scope` limits the patched positions, `settle_layers` the layers of the
     single-step sweep (None: all), `n_val` its prompts, `n_test` the (harmful, harmless) comparison prompts."""
-    from analyses import patching as P
-    from analyses.attribution import agreement, attribution_patch
-    from analyses.damage import damage
     from analyses.refusal import RefusalScorer
-    from analyses.replayed import ReplayedRun, at_step
-    from analyses.settle import adaptive_window, lens_settle, step_effects
-    from analyses.studies.organism.behaviours import refusal_prompts
-    from interventions import Plan, fit_map
-    from mdm_lens.collect import collect_contrastive
 
     os.makedirs(out, exist_ok=True)
-    harmful, harmless = matched_pairs(model, n_pairs)
-    clean = model.generate(harmful, seed=seed)
-    corrupt = model.generate(harmless, seed=seed)
     scorer = RefusalScorer()
-    report: dict = {"pairs": list(zip(harmful, harmless)), "clean_refusal": sum(scorer.scores(clean.texts)) / n_pairs,
-                    "corrupt_refusal": sum(scorer.scores(corrupt.texts)) / n_pairs}
+    report: dict = {}
+    if "patch" in parts:
+        harmful, harmless = matched_pairs(model, n_pairs)
+        clean = model.generate(harmful, seed=seed)
+        corrupt = model.generate(harmless, seed=seed)
+        report.update(pairs=list(zip(harmful, harmless)), clean_refusal=sum(scorer.scores(clean.texts)) / n_pairs,
+                      corrupt_refusal=sum(scorer.scores(corrupt.texts)) / n_pairs)
+        _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, progress)
+    if "settle" in parts:
+        _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress)
+    with open(os.path.join(out, f"causal_refusal_{'_'.join(parts)}.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    return report
+
+
+def _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, progress) -> None:
+    """Steps 1-2 of the module docstring: patching maps per step and attribution agreement at step 0."""
+    from analyses import patching as P
+    from analyses.attribution import agreement, attribution_patch
+    from analyses.replayed import ReplayedRun, at_step
+    fns = {"resid_pre": P.get_act_patch_resid_pre, "attn_out": P.get_act_patch_attn_out,
+           "mlp_out": P.get_act_patch_mlp_out}
     run = ReplayedRun.of(model, clean)
     metric = margin_metric(run, clean.tokens, corrupt.tokens, model)
     prompt_c = corrupt.sequences[:, : corrupt.prompt_length]
@@ -94,8 +104,7 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
         base[s] = (lo, hi)
     report["metric_baselines"] = {str(s): {"corrupted": lo, "clean": hi} for s, (lo, hi) in base.items()}
     maps = {}
-    for role, fn in (("resid_pre", P.get_act_patch_resid_pre), ("attn_out", P.get_act_patch_attn_out),
-                     ("mlp_out", P.get_act_patch_mlp_out)):
+    for role, fn in ((r, fns[r]) for r in roles):
         raw = fn(model, prompt_c, run, metric, steps=list(patch_steps), scope=scope, progress=progress)
         lo = torch.tensor([base[s][0] for s in patch_steps])[:, None, None]
         hi = torch.tensor([base[s][1] for s in patch_steps])[:, None, None]
@@ -121,7 +130,7 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
     # attribution vs activation patching at step 0
     agree = {}
     for method in ("ap", "ig"):
-        att = attribution_patch(model, None, prompt_c, metric, roles=["resid_pre", "attn_out", "mlp_out"], run=run,
+        att = attribution_patch(model, None, prompt_c, metric, roles=list(roles), run=run,
                                 step=0, method=method, k=5)
         a = torch.cat([att[r].flatten() for r in maps])
         b = torch.cat([(maps[r][0] * (base[0][1] - base[0][0])).flatten() for r in maps])   # un-normalised effect
@@ -130,6 +139,15 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
         if method == "ap":
             _scatter(a, b, os.path.join(out, "attribution_vs_activation.png"))
     report["attribution_agreement"] = agree
+
+
+def _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress):
+    """Step 3 of the module docstring: single-step ablation effects, the lens, the adaptive window comparison."""
+    from analyses.damage import damage
+    from analyses.settle import adaptive_window, lens_settle, step_effects
+    from analyses.studies.organism.behaviours import refusal_prompts
+    from interventions import Plan, fit_map
+    from mdm_lens.collect import collect_contrastive
     # when does it settle: directional ablation at one step alone, per layer
     sites = [f"blocks.{l}.hook_resid_post" for l in range(model.n_layers)]
     calib_bad, calib_good = refusal_prompts(True, 48, "train"), refusal_prompts(False, 48, "train")
@@ -155,9 +173,6 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
                         "window": list(window), "lens_first_step": settle.lens["first_step"],
                         "lens_top1_rate": settle.lens["top1_rate"]}
     report["adaptive_vs_always"] = _compare(model, plans[best], window, scorer, damage, seed, n_test, mc_num)
-    with open(os.path.join(out, "causal_refusal.json"), "w") as f:
-        json.dump(report, f, indent=1, default=str)
-    return report
 
 
 def _compare(model, plan, window, scorer, damage, seed, n_test, mc_num) -> list[dict]:
