@@ -182,7 +182,7 @@ def _compare(model, plan, window, scorer, damage, seed, n_test, mc_num) -> list[
     for name, p in (("none", None), ("always-on", plan), (f"adaptive window {list(window)}", plan.window(steps=window))):
         bad = model.generate(test_bad, seed=seed, plan=p).texts
         good = model.generate(test_good, seed=seed, plan=p).texts
-        dmg = damage(model, test_bad + test_good, bad + good, mc_num=mc_num, batch_size=16, seed=seed)
+        dmg = damage(model, test_bad + test_good, bad + good, mc_num=mc_num, batch_size=mc_num, seed=seed)
         nll = [d["nll"] for d in dmg if d["nll"] is not None]
         good_ref = scorer.scores(good)
         rows.append({"method": name, "harmful_refusal_rate": sum(scorer.scores(bad)) / len(bad),
