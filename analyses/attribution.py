@@ -18,7 +18,7 @@ head]`, the all-positions head patch).
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 

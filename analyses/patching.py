@@ -17,7 +17,8 @@ hold NaN in by-position results (so they cannot pass for "no effect").
 from __future__ import annotations
 
 import itertools
-from typing import Callable, Sequence
+import math
+from collections.abc import Callable, Sequence
 
 import torch
 from jaxtyping import Float
@@ -51,7 +52,7 @@ def _set(kind: str, act: torch.Tensor, clean: torch.Tensor, index: tuple[int, ..
 
 def _value(metric_out) -> float:
     v = float(metric_out.item() if isinstance(metric_out, torch.Tensor) else metric_out)
-    if v != v:
+    if math.isnan(v):
         raise FloatingPointError("patching_metric returned NaN; check the metric (e.g. a division by a zero baseline)")
     return v
 
@@ -209,8 +210,9 @@ def plot_patching(result: torch.Tensor, path: str, *, title: str = "activation p
                   center: bool = True) -> str:
     """Heatmap(s) of a patching result: `[layer, x]` one panel; `[step, layer, x]` one panel per step (`steps`
     labels them). NaN (out of scope) is blank; returns `path`."""
-    from . import plotting  # noqa: F401  (Agg backend)
     import matplotlib.pyplot as plt
+
+    from . import plotting  # noqa: F401  (Agg backend)
     r = result.detach().float().cpu()
     panels = [r] if r.dim() == 2 else list(r)
     if r.dim() not in (2, 3):

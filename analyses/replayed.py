@@ -7,8 +7,8 @@ step on `canvas(s)` reproduces what the sampler's step s computes, without runni
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
 
 import torch
 from jaxtyping import Int
@@ -30,7 +30,7 @@ class ReplayedRun:
     caches: dict[int, ActivationCache] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, model, out, num_steps: int | None = None) -> "ReplayedRun":
+    def of(cls, model, out, num_steps: int | None = None) -> ReplayedRun:
         """From `out = model.generate(...)` (any sampler of LLaDA / Dream: it carries the decode trace)."""
         sched = Schedule.from_output(out)
         n = sched.num_steps if num_steps is None else int(num_steps)
@@ -73,7 +73,7 @@ class ReplayedRun:
                              "list / range of them, or 'all'")
         return [int(s) for s in chosen]
 
-    def cache(self, model, names: Sequence[str], steps="all", device: str = "cpu") -> "ReplayedRun":
+    def cache(self, model, names: Sequence[str], steps="all", device: str = "cpu") -> ReplayedRun:
         """Clean activations at `names` for each step (one forward per step on the clean canvas)."""
         for s in self.check_steps(steps):
             if s in self.caches and all(n in self.caches[s] for n in names):

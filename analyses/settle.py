@@ -13,9 +13,10 @@ A masked diffusion model commits to an answer over its denoising steps ("Steerin
 """
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Mapping, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -36,8 +37,9 @@ class SettleResult:
     lens: dict | None = None
 
     def plot(self, path: str | os.PathLike, title: str = "effect of intervening at one step alone") -> str:
-        from . import plotting  # noqa: F401  (Agg backend)
         import matplotlib.pyplot as plt
+
+        from . import plotting  # noqa: F401  (Agg backend)
         n = 2 if self.lens else 1
         fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 3.2), squeeze=False)
         ax = axes[0][0]
@@ -128,7 +130,7 @@ def lens_settle(model, prompts, *, positions: Sequence[int] = (0,), layers: Sequ
     while they are still masked, and the first step at which it reaches `threshold` (None: never)."""
     from .logit_lens import logit_lens
     res = logit_lens(model, prompts, layers=layers, seed=seed, **sampler_kwargs)
-    keep = set(int(p) for p in positions)
+    keep = {int(p) for p in positions}
     rates: dict = {}
     for layer in res.layers:
         row = []
@@ -136,7 +138,7 @@ def lens_settle(model, prompts, *, positions: Sequence[int] = (0,), layers: Sequ
             hits = [r["is_top1"] for r in res.records if r["layer"] == layer and r["step"] == s and r["position"] in keep]
             row.append(sum(hits) / len(hits) if hits else float("nan"))
         rates[layer] = row
-    first = {layer: next((s for s, v in zip(res.steps, rates[layer]) if v == v and v >= threshold), None)
+    first = {layer: next((s for s, v in zip(res.steps, rates[layer]) if not math.isnan(v) and v >= threshold), None)
              for layer in res.layers}
     return {"steps": list(res.steps), "top1_rate": rates, "first_step": first, "threshold": threshold,
             "positions": sorted(keep)}

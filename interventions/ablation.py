@@ -14,8 +14,8 @@ denoising steps and positions only.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Sequence
 
 import torch
 
@@ -45,7 +45,7 @@ class Ablation:
     def d(self) -> None:           # the site's width is not constrained (heads live on a 4-d site)
         return None
 
-    def strength(self, lam: float) -> "Ablation":
+    def strength(self, lam: float) -> Ablation:
         return replace(self, lam=float(lam))
 
     def _target(self, act: torch.Tensor) -> torch.Tensor:

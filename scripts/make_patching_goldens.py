@@ -56,10 +56,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="tests/fixtures/patching_goldens.safetensors")
     args = ap.parse_args()
-    import transformer_lens
     from importlib.metadata import version
+
+    import transformer_lens
     from safetensors.torch import save_file
     from transformer_lens import patching
+
     from mdm_lens.testing import tiny_model
 
     model = tiny_model("llada", seed=0).eval()

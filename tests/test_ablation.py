@@ -15,7 +15,8 @@ def model():
     return tiny_model("llada", seed=0).eval()
 
 
-def _z_by_step(model, plan, site="blocks.1.attn.hook_z", prompt=torch.tensor([[5, 6, 7, 8]])):
+def _z_by_step(model, plan, site="blocks.1.attn.hook_z"):
+    prompt = torch.tensor([[5, 6, 7, 8]])
     seen = {}
 
     def keep(act, ctx):

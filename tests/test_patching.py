@@ -24,7 +24,7 @@ def metric(logits):
 @pytest.fixture(scope="module")
 def golden():
     with safe_open("tests/fixtures/patching_goldens.safetensors", "pt") as f:
-        return json.loads(f.metadata()["meta"]), {k: f.get_tensor(k) for k in f.keys()}
+        return json.loads(f.metadata()["meta"]), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no dict)
 
 
 @pytest.fixture(scope="module")

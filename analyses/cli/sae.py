@@ -18,7 +18,7 @@ def add_parser(sub) -> None:
                        "variance, L0, dead/dense latents and masked-token CE with the SAE spliced vs clean vs the "
                        "site zeroed, by mask ratio (sae_eval.json/csv, sae_eval.png). docs/sae.md.")
     p.add_argument("action", choices=("train", "eval"), help="train an SAE into --out, or evaluate one")
-    p.add_argument("--model", default="tiny-mdm", help="hub id, local folder or packaged organism (default tiny-mdm)")
+    p.add_argument("--model", default="tiny-mdm", help="hub id, local folder or packaged organism")
     p.add_argument("--device", default=None, help="torch device (default: cpu)")
     p.add_argument("--site", default=None, help="hook site (train: required; eval: default the SAE's hook_name)")
     p.add_argument("--pairs", default="organism", help="JSONL of {prompt, response} lines, or 'organism'")

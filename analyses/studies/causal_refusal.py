@@ -60,24 +60,37 @@ def margin_metric(run, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor,
 
 
 def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 6, 12, 18),
-              settle_every: int = 2, progress: bool = True) -> dict:
-    from analyses import patching as P
-    from analyses.attribution import agreement, attribution_patch
-    from analyses.damage import damage
+              settle_every: int = 2, progress: bool = True, scope: str = "all", settle_layers=None, n_val: int = 12,
+              n_test: tuple[int, int] = (24, 16), mc_num: int = 8,
+              roles: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out"), parts=("patch", "settle")) -> dict:
+    """The protocol of the module docstring; `scope` limits the patched positions, `settle_layers` the layers of the
+    single-step sweep (None: all), `n_val` its prompts, `n_test` the (harmful, harmless) comparison prompts."""
     from analyses.refusal import RefusalScorer
-    from analyses.replayed import ReplayedRun, at_step
-    from analyses.settle import adaptive_window, lens_settle, step_effects
-    from analyses.studies.organism.behaviours import refusal_prompts
-    from interventions import Plan, fit_map
-    from mdm_lens.collect import collect_contrastive
 
     os.makedirs(out, exist_ok=True)
-    harmful, harmless = matched_pairs(model, n_pairs)
-    clean = model.generate(harmful, seed=seed)
-    corrupt = model.generate(harmless, seed=seed)
     scorer = RefusalScorer()
-    report: dict = {"pairs": list(zip(harmful, harmless)), "clean_refusal": sum(scorer.scores(clean.texts)) / n_pairs,
-                    "corrupt_refusal": sum(scorer.scores(corrupt.texts)) / n_pairs}
+    report: dict = {}
+    if "patch" in parts:
+        harmful, harmless = matched_pairs(model, n_pairs)
+        clean = model.generate(harmful, seed=seed)
+        corrupt = model.generate(harmless, seed=seed)
+        report.update(pairs=list(zip(harmful, harmless)), clean_refusal=sum(scorer.scores(clean.texts)) / n_pairs,
+                      corrupt_refusal=sum(scorer.scores(corrupt.texts)) / n_pairs)
+        _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, progress)
+    if "settle" in parts:
+        _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress)
+    with open(os.path.join(out, f"causal_refusal_{'_'.join(parts)}.json"), "w") as f:
+        json.dump(report, f, indent=1, default=str)
+    return report
+
+
+def _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, progress) -> None:
+    """Steps 1-2 of the module docstring: patching maps per step and attribution agreement at step 0."""
+    from analyses import patching as P
+    from analyses.attribution import agreement, attribution_patch
+    from analyses.replayed import ReplayedRun, at_step
+    fns = {"resid_pre": P.get_act_patch_resid_pre, "attn_out": P.get_act_patch_attn_out,
+           "mlp_out": P.get_act_patch_mlp_out}
     run = ReplayedRun.of(model, clean)
     metric = margin_metric(run, clean.tokens, corrupt.tokens, model)
     prompt_c = corrupt.sequences[:, : corrupt.prompt_length]
@@ -91,9 +104,8 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
         base[s] = (lo, hi)
     report["metric_baselines"] = {str(s): {"corrupted": lo, "clean": hi} for s, (lo, hi) in base.items()}
     maps = {}
-    for role, fn in (("resid_pre", P.get_act_patch_resid_pre), ("attn_out", P.get_act_patch_attn_out),
-                     ("mlp_out", P.get_act_patch_mlp_out)):
-        raw = fn(model, prompt_c, run, metric, steps=list(patch_steps), progress=progress)
+    for role, fn in ((r, fns[r]) for r in roles):
+        raw = fn(model, prompt_c, run, metric, steps=list(patch_steps), scope=scope, progress=progress)
         lo = torch.tensor([base[s][0] for s in patch_steps])[:, None, None]
         hi = torch.tensor([base[s][1] for s in patch_steps])[:, None, None]
         maps[role] = (raw - lo) / (hi - lo)
@@ -118,21 +130,33 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
     # attribution vs activation patching at step 0
     agree = {}
     for method in ("ap", "ig"):
-        att = attribution_patch(model, None, prompt_c, metric, roles=["resid_pre", "attn_out", "mlp_out"], run=run,
+        att = attribution_patch(model, None, prompt_c, metric, roles=list(roles), run=run,
                                 step=0, method=method, k=5)
         a = torch.cat([att[r].flatten() for r in maps])
         b = torch.cat([(maps[r][0] * (base[0][1] - base[0][0])).flatten() for r in maps])   # un-normalised effect
+        a = torch.where(torch.isnan(b), torch.full_like(a, float("nan")), a)                 # only the patched sites
         agree[method] = agreement(a, b)
         if method == "ap":
             _scatter(a, b, os.path.join(out, "attribution_vs_activation.png"))
     report["attribution_agreement"] = agree
+
+
+def _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress):
+    """Step 3 of the module docstring: single-step ablation effects, the lens, the adaptive window comparison."""
+    from analyses.damage import damage
+    from analyses.settle import adaptive_window, lens_settle, step_effects
+    from analyses.studies.organism.behaviours import refusal_prompts
+    from interventions import Plan, fit_map
+    from mdm_lens.collect import collect_contrastive
     # when does it settle: directional ablation at one step alone, per layer
     sites = [f"blocks.{l}.hook_resid_post" for l in range(model.n_layers)]
     calib_bad, calib_good = refusal_prompts(True, 48, "train"), refusal_prompts(False, 48, "train")
     src, tgt = collect_contrastive(model, calib_good, calib_bad, sites, pooling="mean", scope="prompt",
                                    progress=False)
-    plans = {l: Plan({s: fit_map("directional_ablation", src[s], tgt[s], site=s)}) for l, s in enumerate(sites)}
-    val = refusal_prompts(True, 12, "val")
+    layers = range(model.n_layers) if settle_layers is None else settle_layers
+    plans = {l: Plan({sites[l]: fit_map("directional_ablation", src[sites[l]], tgt[sites[l]], site=sites[l])})
+             for l in layers}
+    val = refusal_prompts(True, n_val, "val")
     n_steps = int(model.sampler_settings()["steps"])
 
     def score(texts):
@@ -141,26 +165,24 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
                           progress=progress)
     settle.lens = lens_settle(model, val, positions=(0, 1, 2), seed=seed)
     settle.plot(os.path.join(out, "settle.png"), title="refusal: ablate the refusal direction at one step only")
-    best = int(settle.effect.min(dim=1).values.argmin())
-    window = adaptive_window(settle.effect[best], settle.steps, frac=0.5, sign=-1)
+    best_i = int(settle.effect.min(dim=1).values.argmin())
+    best = settle.layers[best_i]
+    window = adaptive_window(settle.effect[best_i], settle.steps, frac=0.5, sign=-1)
     window = (window[0], min(n_steps, window[1] + settle_every - 1))     # the sampled steps stand for their stride
     report["settle"] = {"baseline_refusal": settle.baseline, "records": settle.records, "best_layer": best,
                         "window": list(window), "lens_first_step": settle.lens["first_step"],
                         "lens_top1_rate": settle.lens["top1_rate"]}
-    report["adaptive_vs_always"] = _compare(model, plans[best], window, scorer, damage, seed)
-    with open(os.path.join(out, "causal_refusal.json"), "w") as f:
-        json.dump(report, f, indent=1, default=str)
-    return report
+    report["adaptive_vs_always"] = _compare(model, plans[best], window, scorer, damage, seed, n_test, mc_num)
 
 
-def _compare(model, plan, window, scorer, damage, seed) -> list[dict]:
+def _compare(model, plan, window, scorer, damage, seed, n_test, mc_num) -> list[dict]:
     from analyses.studies.organism.behaviours import refusal_prompts
-    test_bad, test_good = refusal_prompts(True, 24, "test"), refusal_prompts(False, 16, "test")
+    test_bad, test_good = refusal_prompts(True, n_test[0], "test"), refusal_prompts(False, n_test[1], "test")
     rows = []
     for name, p in (("none", None), ("always-on", plan), (f"adaptive window {list(window)}", plan.window(steps=window))):
         bad = model.generate(test_bad, seed=seed, plan=p).texts
         good = model.generate(test_good, seed=seed, plan=p).texts
-        dmg = damage(model, test_bad + test_good, bad + good, mc_num=8, batch_size=8, seed=seed)
+        dmg = damage(model, test_bad + test_good, bad + good, mc_num=mc_num, batch_size=mc_num, seed=seed)
         nll = [d["nll"] for d in dmg if d["nll"] is not None]
         good_ref = scorer.scores(good)
         rows.append({"method": name, "harmful_refusal_rate": sum(scorer.scores(bad)) / len(bad),
@@ -173,8 +195,11 @@ def _compare(model, plan, window, scorer, damage, seed) -> list[dict]:
 
 
 def _scatter(a: torch.Tensor, b: torch.Tensor, path: str) -> None:
-    from analyses import plotting  # noqa: F401
     import matplotlib.pyplot as plt
+
+    from analyses import plotting  # noqa: F401
+    keep = torch.isfinite(a) & torch.isfinite(b)
+    a, b = a[keep], b[keep]
     fig, ax = plt.subplots(figsize=(4, 4))
     ax.scatter(b.numpy(), a.numpy(), s=6)
     lim = float(max(a.abs().max(), b.abs().max()))

@@ -47,7 +47,7 @@ class Schedule:
                              f"{tuple(self.tokens.shape)} must both be [batch, gen]")
 
     @classmethod
-    def from_output(cls, out) -> "Schedule":
+    def from_output(cls, out) -> Schedule:
         """From a `GenerationOutput` (`model.generate(...)`); it carries the decode trace."""
         if isinstance(out, Schedule):
             return out
@@ -70,7 +70,7 @@ class Schedule:
         """Response positions the replayed run unmasked at `step`."""
         return self.decode_step == int(step)
 
-    def bind(self, prompt_length: int, batch: int, total: int, device, mode: str = "order") -> "Replay":
+    def bind(self, prompt_length: int, batch: int, total: int, device, mode: str = "order") -> Replay:
         """The sampler-side form on a `[batch, total]` canvas whose response starts at `prompt_length`."""
         check_mode(mode)
         if batch != self.decode_step.shape[0]:
