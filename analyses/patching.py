@@ -29,6 +29,7 @@ from mdm_lens.context import check_scope
 from mdm_lens.sites import get_act_name
 
 from .replayed import ReplayedRun, at_step
+from mdm_lens.safefile import save_figure_atomic
 
 Metric = Callable[[torch.Tensor], torch.Tensor | float]
 # kind -> (TL's index axes, setter): the setter writes `clean` into `act` (in place) at one index
@@ -148,7 +149,7 @@ def _ids(model, tokens) -> torch.Tensor:
         if tokens.dim() == 1:
             tokens = tokens[None]
         return tokens.to(model.input_device)
-    ids, _ = model._encode(tokens)
+    ids = model.to_tokens(tokens)
     return ids.to(model.input_device)
 
 
@@ -234,6 +235,6 @@ def plot_patching(result: torch.Tensor, path: str, *, title: str = "activation p
             ax.set_xticks(range(len(xticklabels)), xticklabels, rotation=90, fontsize=6)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8)
     fig.suptitle(title, fontsize=10)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    save_figure_atomic(fig, path, dpi=120, bbox_inches="tight")
     plt.close(fig)
     return str(path)

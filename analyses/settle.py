@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 from tqdm.auto import tqdm
+from mdm_lens.safefile import save_figure_atomic
 
 Score = Callable[[Sequence[str]], Sequence[float]]
 
@@ -61,7 +62,7 @@ class SettleResult:
             ax2.legend(fontsize=7)
             ax2.set_title("logit lens on the answer's positions", fontsize=9)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        save_figure_atomic(fig, path, dpi=120)
         plt.close(fig)
         return str(path)
 

@@ -86,13 +86,13 @@ def test_empty_outputs_are_never_scored_as_text(tiny_llada):
 
 def _refusal_result(tmp_path=None):
     from analyses.studies.refusal_study import RefusalStudyResult
-    sweep = [dict(layer=layer, hook_point="resid_post", scope="all", score=s, degenerate=d)
+    sweep = [dict(layer=layer, role="resid_post", scope="all", score=s, degenerate=d)
              for layer, s, d in ((0, 0.6, 0.0), (1, 0.05, 0.92), (2, 0.3, 0.0))]   # layer 1 refuses least: broken
     best = {**sweep[2], "cap": 0.5, "capped": True, "within_cap": True}
     test = [{"method": m, "prompts": p, "rate": r, "ci_low": r - 0.1, "ci_high": r + 0.1, "degenerate": 0.0}
             for m, p, r in (("none", "harmful", 0.9), ("directional_ablation", "harmful", 0.3),
                             ("none", "harmless", 0.1), ("directional_ablation", "harmless", 0.1))]
-    cfg = dict(scopes=["all"], hook_points=["resid_post"], layers=[0, 1, 2], n_val=4, n_layers=3)
+    cfg = dict(scopes=["all"], roles=["resid_post"], layers=[0, 1, 2], n_val=4, n_layers=3)
     return RefusalStudyResult("m", cfg, {"rate": 0.9}, sweep, best, test)
 
 

@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from mdm_lens.safefile import write_text_atomic
 
 CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -58,8 +59,7 @@ def run_page(page: str, driver_js: str, *, screenshot: str | None = None, size: 
         raise FileNotFoundError("no chromium binary on PATH: install Debian's `chromium` package")
     with tempfile.TemporaryDirectory(prefix="mdm-view-") as tmp:
         path = os.path.join(tmp, "page.html")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(driver_page(page, driver_js))
+        write_text_atomic(driver_page(page, driver_js), path)
         url = "file://" + path
         base = [exe, *CHROMIUM_FLAGS, f"--user-data-dir={os.path.join(tmp, 'profile')}",
                 f"--window-size={size[0]},{size[1]}"]

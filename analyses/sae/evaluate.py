@@ -20,6 +20,7 @@ from mdm_lens.hooked import HookedMDM
 
 from .store import MASK_RATIOS, _select, check_variant, mask_at, response_canvas
 from .train import explained_variance
+from mdm_lens.safefile import save_figure_atomic
 
 
 def _canvases(model: HookedMDM, pairs: Sequence, gen_length: int, chat: bool):
@@ -80,7 +81,7 @@ class SAEEval:
         name = self.meta.get("name", "SAE")
         fig.suptitle(f"{name}: dead {self.dead_fraction:.1%}, dense {self.dense_fraction:.1%}", fontsize=10)
         fig.tight_layout()
-        fig.savefig(path, dpi=120)
+        save_figure_atomic(fig, path, dpi=120)
         plt.close(fig)
         return path
 

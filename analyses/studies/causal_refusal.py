@@ -21,6 +21,7 @@ import json
 import os
 
 import torch
+from mdm_lens.safefile import save_figure_atomic
 
 
 def matched_pairs(model, n: int, split: str = "test") -> tuple[list[str], list[str]]:
@@ -208,7 +209,7 @@ def _scatter(a: torch.Tensor, b: torch.Tensor, path: str) -> None:
     ax.set_ylabel("attribution patching estimate")
     ax.set_title("tiny-mdm refusal, step 0, every (role, layer, pos)", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    save_figure_atomic(fig, path, dpi=120)
     plt.close(fig)
 
 
