@@ -114,7 +114,7 @@ def _setup(args):
         read = lambda p: [x.strip() for x in Path(p).read_text().splitlines() if x.strip()]   # noqa: E731
         src_p, tgt_p = read(args.source), read(args.target)
     else:
-        from mdm_lens.organism import corpus_for
+        from .studies.organism.corpora import corpus_for
         src_p, tgt_p = corpus_for(model.config).calibration_pairs(args.kind, args.n, args.seed)
     return model, src_p, tgt_p, collect_contrastive
 
@@ -179,7 +179,7 @@ def cmd_sweep(args) -> int:
     if from_files:
         prompts, what = tgt_p[: args.n_eval], f"target prompts of {Path(args.target).name}"
     else:
-        from mdm_lens.organism import corpus_for
+        from .studies.organism.corpora import corpus_for
 
         from . import ifeval
         items = corpus_for(model.config).eval_items(args.kind, args.n_eval, "val", args.seed)

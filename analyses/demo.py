@@ -117,7 +117,7 @@ def ifeval_section(model, out: str, model_name: str, kinds=None, size: dict = FU
     """The IFEval study: protocol (all methods, λ on validation, accuracy next to damage), composition of two
     maps, per-step effects of one. Writes into `out` (experiment/, composition/, PNG, CSV). `kinds`: the
     constraints (default: the organism corpus's DEMO_KINDS)."""
-    from mdm_lens.organism import corpus_for
+    from .studies.organism.corpora import corpus_for
     corpus = corpus_for(model.config)
     kinds = list(kinds or corpus.DEMO_KINDS)
     sampler = {**model.config.get("mdm_lens_sampler", {}), **size.get("sampler", {})}
@@ -238,7 +238,7 @@ def run_demo(out: str, model_name: str | None = None, quick: bool = False, seed:
     model = HookedMDM.from_pretrained(model_name)
     size = QUICK if quick else FULL
     if quick:
-        from mdm_lens.organism import corpus_for
+        from .studies.organism.corpora import corpus_for
         kinds = list(kinds or corpus_for(model.config).DEMO_KINDS)[:2]
     section = ifeval_section(model, out, model_name, kinds, size, seed, progress)
     from .ilrr_study import demo_section as ilrr_section

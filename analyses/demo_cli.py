@@ -34,7 +34,7 @@ def cmd_experiment(args) -> int:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
     model = HookedMDM.from_pretrained(args.model, device=device)
     if args.tasks == "organism":
-        from mdm_lens.organism import corpus_for
+        from .studies.organism.corpora import corpus_for
         corpus = corpus_for(model.config)
         ALL = corpus.KINDS
         unknown = sorted(set(args.instruction_id) - set(ALL))

@@ -166,7 +166,8 @@ def run_ilrr_study(model, cfg: ILRRConfig | None = None, *, out: str | None = No
                    progress: bool = True) -> ILRRStudyResult:
     """Run the comparison of the module docstring; `out`: folder of the run log (None: a temporary one)."""
     from interventions import Plan, ReferenceAlignment
-    from mdm_lens.organism.behaviours import sentiment_prompts
+    from .studies.organism.corpora import behaviours_for
+    sentiment_prompts = behaviours_for(getattr(model, 'config', None)).sentiment_prompts
     cfg = cfg or ILRRConfig()
     if cfg.k < 1:
         raise ValueError(f"k={cfg.k}: the sampling baseline needs at least 1 sample per request")

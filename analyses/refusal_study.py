@@ -230,7 +230,8 @@ def run_refusal_study(model, cfg: RefusalConfig | None = None, *, out: str | Non
     from interventions import Plan, fit_map
     from mdm_lens.collect import collect_contrastive
     from mdm_lens.context import check_scope
-    from mdm_lens.organism.behaviours import refusal_prompts
+    from .studies.organism.corpora import behaviours_for
+    refusal_prompts = behaviours_for(getattr(model, 'config', None)).refusal_prompts
     from mdm_lens.sites import get_act_name
 
     from .refusal import RefusalScorer

@@ -45,8 +45,8 @@ def ifeval_tasks(path: str, n_calib: int = 128, n_val: int = 10, n_test: int = 6
 
 def organism_tasks(kinds, n_calib: int, n_val: int, n_test: int, seed: int = 0, corpus=None) -> list[Task]:
     """Tasks on an organism's held-out requests. `corpus` is the corpus module that trained the model
-    (`mdm_lens.organism.corpus_for(model.config)`; default: v1, the packaged tiny-if's)."""
-    from mdm_lens.organism import corpus_for
+    (`analyses.studies.organism.corpora.corpus_for(model.config)`; default: v1, the packaged tiny-if's)."""
+    from .studies.organism.corpora import corpus_for
     corpus = corpus or corpus_for(None)
     calibration_pairs, eval_items = corpus.calibration_pairs, corpus.eval_items
     tasks = []

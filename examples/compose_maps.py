@@ -13,7 +13,7 @@ import argparse
 from analyses.demo import PAIR, composition
 from analyses.experiment import ExperimentConfig, default_sites
 from analyses.tasks import organism_tasks
-from mdm_lens.organism import corpus_for
+from analyses.studies.organism.corpora import corpus_for
 
 
 def main(argv=None) -> list[dict]:

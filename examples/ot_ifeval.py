@@ -17,7 +17,7 @@ import torch
 
 from analyses.experiment import ExperimentConfig, run_experiment, write_result
 from analyses.tasks import ifeval_tasks, organism_tasks
-from mdm_lens.organism import corpus_for
+from analyses.studies.organism.corpora import corpus_for
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "ifeval" / "ifeval_single_instr_format.jsonl"
 
