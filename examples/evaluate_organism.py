@@ -30,10 +30,11 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
     from analyses.damage import degeneracy
     from analyses.refusal import RefusalScorer
     from analyses.sentiment import vader_positive_rate
-    from mdm_lens import HookedMDM
-    from analyses.studies.organism.corpora import behaviours_for, corpus_for
+    import torch
 
-    model = HookedMDM.from_pretrained(model_name)
+    from analyses.studies.organism.corpora import behaviours_for, corpus_for
+    from mdm_lens import HookedMDM
+    model = HookedMDM.from_pretrained(model_name, dtype=torch.float32)    # bf16 is slower on AVX2 CPUs
     corpus, beh = corpus_for(model.config), behaviours_for(model.config)
     COMPLIED, eval_items = corpus.COMPLIED, corpus.eval_items
     KINDS = list(kinds or corpus.KINDS)
