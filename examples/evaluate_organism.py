@@ -26,12 +26,12 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
              batch_size: int = 48, sampler: dict | None = None, kinds=None, n_per_group: int | None = None) -> dict:
     """All rates on the `split` prompts; `sampler` overrides the packaged settings (compare them on 'val');
     `kinds` limits the constraints (default: all of the corpus), `n_per_group` the refusal / review prompts."""
+    import torch
+
     from analyses import ifeval
     from analyses.damage import degeneracy
     from analyses.refusal import RefusalScorer
     from analyses.sentiment import vader_positive_rate
-    import torch
-
     from analyses.studies.organism.corpora import behaviours_for, corpus_for
     from mdm_lens import HookedMDM
     model = HookedMDM.from_pretrained(model_name, dtype=torch.float32)    # bf16 is slower on AVX2 CPUs

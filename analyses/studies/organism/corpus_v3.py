@@ -18,7 +18,7 @@ feature). `corpus_text()` lists every string the corpus can produce (to prune th
 from __future__ import annotations
 
 import random
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from mdm_lens.organism.corpus import COMPLIED, KINDS, Example, instruction_text
 
@@ -128,7 +128,7 @@ def _check_split(split: str) -> None:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def part(name: str, split: str) -> tuple:
     """The items of one list (`TOPICS`, `REQUESTS`, `ASK`, `HARMLESS`, `HARMFUL`, `SUBJECTS`, `REVIEW`,
     `ASK_POLAR`) that belong to `split`; HARMFUL items are (category, action)."""

@@ -9,7 +9,7 @@ test requests are scored once. Addition: the layer's difference-in-means vector 
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 
 def _rate(flags: Sequence[bool]) -> dict:

