@@ -23,25 +23,31 @@ def _generate(model, prompts: list[str], batch_size: int, sampler: dict) -> list
 
 
 def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "test", seed: int = 0,
-             batch_size: int = 48, sampler: dict | None = None) -> dict:
-    """All rates on the `split` prompts; `sampler` overrides the packaged settings (compare them on 'val')."""
+             batch_size: int = 48, sampler: dict | None = None, kinds=None, n_per_group: int | None = None) -> dict:
+    """All rates on the `split` prompts; `sampler` overrides the packaged settings (compare them on 'val');
+    `kinds` limits the constraints (default: all of the corpus), `n_per_group` the refusal / review prompts."""
+    import torch
+
     from analyses import ifeval
     from analyses.damage import degeneracy
     from analyses.refusal import RefusalScorer
     from analyses.sentiment import vader_positive_rate
+    from analyses.studies.organism import behaviours_for, corpus_for
     from mdm_lens import HookedMDM
-    from analyses.studies.organism.behaviours import refusal_prompts, sentiment_prompts
-    from analyses.studies.organism.corpus import COMPLIED, KINDS, eval_items
-
-    model = HookedMDM.from_pretrained(model_name)
+    model = HookedMDM.from_pretrained(model_name, dtype=torch.float32)    # bf16 is slower on AVX2 CPUs
+    corpus, beh = corpus_for(model.config), behaviours_for(model.config)
+    COMPLIED, eval_items = corpus.COMPLIED, corpus.eval_items
+    KINDS = list(kinds or corpus.KINDS)
+    refusal_prompts, sentiment_prompts = beh.refusal_prompts, beh.sentiment_prompts
     jobs: list[tuple[str, str]] = []              # (group, prompt)
     items = {kind: eval_items(kind, n_per_kind, split, seed) for kind in sorted(KINDS)}
     for kind, exs in items.items():
         jobs += [(kind, e.prompt) for e in exs]
-    groups = {"harmful": refusal_prompts(True, None, split, seed), "harmless": refusal_prompts(False, None, split, seed),
-              "unprompted": sentiment_prompts(None, None, split, seed),
-              "asked_positive": sentiment_prompts("positive", None, split, seed),
-              "asked_negative": sentiment_prompts("negative", None, split, seed)}
+    n = n_per_group
+    groups = {"harmful": refusal_prompts(True, n, split, seed), "harmless": refusal_prompts(False, n, split, seed),
+              "unprompted": sentiment_prompts(None, n, split, seed),
+              "asked_positive": sentiment_prompts("positive", n, split, seed),
+              "asked_negative": sentiment_prompts("negative", n, split, seed)}
     for g, prompts in groups.items():
         jobs += [(g, p) for p in prompts]
     sampler = model.sampler_settings(**(sampler or {}))
@@ -68,7 +74,7 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
         for r in f:
             reasons[r] = reasons.get(r, 0) + 1
     samples = {g: [{"prompt": p, "text": t} for (gg, p), t in zip(jobs, texts) if gg == g][:2]
-               for g in ["change_case:english_lowercase", "punctuation:no_comma", *groups]}
+               for g in [*KINDS[:2], *groups]}
     return {"model": model_name, "split": split, "seed": seed, "sampler": sampler,
             "instructions": instructions,
             "refusal": {"harmful_rate": refusal["harmful"], "harmless_rate": refusal["harmless"],
@@ -86,11 +92,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--split", default="test", choices=("val", "test"))
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=48)
+    ap.add_argument("--kind", action="append", default=[], help="evaluate only this constraint (repeatable)")
+    ap.add_argument("--n-per-group", type=int, help="at most this many refusal / review prompts per group")
     ap.add_argument("--steps", type=int, help="override the packaged sampler's denoising steps")
     ap.add_argument("--block-length", type=int, help="override the packaged sampler's block length")
     args = ap.parse_args(argv)
     over = {k: v for k, v in (("steps", args.steps), ("block_length", args.block_length)) if v is not None}
-    res = evaluate(args.model, args.n_per_kind, args.split, args.seed, args.batch_size, over)
+    res = evaluate(args.model, args.n_per_kind, args.split, args.seed, args.batch_size, over, args.kind or None,
+                   args.n_per_group)
     print(json.dumps(res, indent=2, default=str))
     return res
 

@@ -13,7 +13,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     from analyses.studies.demo import run_demo, table
     from analyses.stats import wilson_interval
     out = str(tmp_path / "report")
-    summary = run_demo(out, quick=True, progress=False)
+    summary = run_demo(out, "tiny-mdm", quick=True, progress=False)
     for f in ("summary.md", "summary.json", "effects.csv", "effects.png", "composition.csv", "composition.png",
               "experiment/result.json", "experiment/rows.csv", "experiment/methods.png", "experiment/constraints.png",
               "experiment/generations.jsonl", "experiment/config.json", "composition/generations.jsonl"):
@@ -61,7 +61,7 @@ def test_quick_demo_writes_the_report(tmp_path):
         return lambda item: calls.append(item) or work(item)
     experiment.generation_work = demo.generation_work = counting
     try:
-        run_demo(out, quick=True, progress=False)
+        run_demo(out, "tiny-mdm", quick=True, progress=False)
     finally:
         experiment.generation_work = demo.generation_work = orig
     assert not calls and open(os.path.join(out, "experiment", "result.json")).read() == before

@@ -179,5 +179,5 @@ def test_tasks_come_from_the_corpus_that_trained_the_model():
     t1 = organism_tasks([kind], 4, 2, 3, corpus=corpus_for(tiny_if))[0]
     assert [r.prompt for r in t1.test] == [e.prompt for e in corpus_v1.eval_items(kind, 3, "test")]
     assert t1.test[0].prompt not in {e.prompt for e in corpus_v2.eval_items(kind, 50, "test")}
-    with pytest.raises(ValueError, match="v3"):
-        corpus_for({"mdm_lens_corpus": "v3"})
+    with pytest.raises(ValueError, match="v9"):
+        corpus_for({"mdm_lens_corpus": "v9"})

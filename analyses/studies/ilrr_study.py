@@ -54,6 +54,7 @@ class ILRRConfig(StudyConfig):
 
 
 QUICK = dict(strengths=(1.0,), n_val=2, n_test=2, sampler={"steps": 8, "gen_length": 16, "block_length": 16})
+SMOL = dict(strengths=(1.0, 2.0), n_val=6, n_test=16, mc_num=4, mc_batch=4)    # smol-mdm (corpus v3)
 
 
 def positive(text: str) -> bool:
@@ -164,7 +165,8 @@ class ILRRStudyResult:
 def run_ilrr_study(model: HookedMDM, cfg: ILRRConfig | None = None, *, out: str | None = None,
                    model_name: str | None = None, progress: bool = True) -> ILRRStudyResult:
     """Run the comparison of the module docstring; `out`: folder of the run log (None: a temporary one)."""
-    from analyses.studies.organism.behaviours import sentiment_prompts
+    from analyses.studies.organism import behaviours_for
+    sentiment_prompts = behaviours_for(getattr(model, "config", None)).sentiment_prompts
     cfg = cfg or ILRRConfig()
     cfg.check()
     if cfg.k < 1:
@@ -273,7 +275,8 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     gets `ilrr.{baseline_rate, ilrr_rate, ...}`."""
     import os
     from ..records import Section
-    res = run_ilrr_study(model, ILRRConfig(**(QUICK if quick else {}), seed=seed), out=os.path.join(out, "ilrr"),
+    size = QUICK if quick else SMOL if model.config.get("mdm_lens_corpus") == "v3" else {}
+    res = run_ilrr_study(model, ILRRConfig(**size, seed=seed), out=os.path.join(out, "ilrr"),
                          model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "ilrr.png"))
     md = ["## ILRR: alignment to a positive reference", "", res.table_markdown(), "",

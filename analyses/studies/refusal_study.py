@@ -54,6 +54,10 @@ class RefusalConfig(StudyConfig):
 QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), roles=("resid_post",),
              scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
 
+# smol-mdm (corpus v3): a coarser sweep (every other layer, residual stream, two scopes), fewer prompts, 4 MC rows
+SMOL = dict(n_calib=32, n_val=8, n_test=16, n_harmless=16, layers=(1, 3, 5, 7, 9, 11), roles=("resid_post",),
+            scopes=("prompt", "all"), mc_num=4, mc_batch=4)
+
 
 @dataclass
 class RefusalStudyResult:
@@ -200,7 +204,8 @@ class RefusalStudyResult:
 def run_refusal_study(model: HookedMDM, cfg: RefusalConfig | None = None, *, out: str | None = None,
                       model_name: str | None = None, progress: bool = True) -> RefusalStudyResult:
     """Run the protocol of the module docstring; `out`: folder of the run log (None: a temporary one)."""
-    from analyses.studies.organism.behaviours import refusal_prompts
+    from analyses.studies.organism import behaviours_for
+    refusal_prompts = behaviours_for(getattr(model, "config", None)).refusal_prompts
 
     from ..sweep import sweep_cells
     cfg = cfg or RefusalConfig()
@@ -311,7 +316,8 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     """The demo's refusal section: the study at full (or `--quick`) size, written into `out/refusal/`, the
     sweep heatmap at `out/refusal_sweep.png`; summary.json gets `refusal.{baseline_rate, steered_rate, best, ...}`."""
     from ..records import Section
-    res = run_refusal_study(model, RefusalConfig(**(QUICK if quick else {}), seed=seed),
+    size = QUICK if quick else SMOL if model.config.get("mdm_lens_corpus") == "v3" else {}
+    res = run_refusal_study(model, RefusalConfig(**size, seed=seed),
                             out=os.path.join(out, "refusal"), model_name=model_name, progress=progress)
     res.plot(os.path.join(out, "refusal_sweep.png"))
     md = ["## Refusal ablation (Shnaidman et al.)", "", res.table_markdown(), "",

@@ -19,6 +19,8 @@ def resolve(name: str) -> str | None:
 
 
 def default_organism() -> str:
-    """The organism the demo and the studies use: `tiny-mdm` (v2: follows some instructions, refuses harmful
-    requests, has a sentiment to move) when packaged, else `tiny-if` (instructions only)."""
-    return "tiny-mdm" if "tiny-mdm" in available() else "tiny-if"
+    """The organism the demo and the studies use: `smol-mdm` (SmolLM2-135M-Instruct converted to masked
+    diffusion, corpus v3) when packaged, else `tiny-mdm` (v2: follows some instructions, refuses harmful requests,
+    has a sentiment to move), else `tiny-if` (instructions only)."""
+    have = available()
+    return next((n for n in ("smol-mdm", "tiny-mdm") if n in have), "tiny-if")

