@@ -18,7 +18,7 @@ feature). `corpus_text()` lists every string the corpus can produce (to prune th
 from __future__ import annotations
 
 import random
-from functools import cache, lru_cache
+from functools import cache
 
 from .corpus import COMPLIED, KINDS, Example, instruction_text
 
