@@ -16,6 +16,7 @@ run, with the clean and the corrupted prompt (analyses.replayed). Results are th
 returns: `[layer, pos]` per residual / output role, `[layer, pos, head]` for "z" (sum over pos gives `[layer,
 head]`, the all-positions head patch).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ def _cache(model, tokens, names, mask, plen) -> dict[str, torch.Tensor]:
 
     def keep(act, ctx):
         store[ctx.site] = act.detach().clone()
+
     with torch.no_grad(), model.hooks({n: keep for n in names}):
         model(tokens, attention_mask=mask, prompt_length=plen)
     return store
@@ -48,21 +50,34 @@ def _grads(model, tokens, names, metric, mask, plen, embed_path=None) -> dict[st
     def hold(act, ctx):
         acts[ctx.site] = act
         return act
+
     spec = {n: hold for n in names}
     if embed_path is not None:
         spec = {**spec, "hook_embed": [embed_path] + ([hold] if "hook_embed" in names else [])}
     with torch.enable_grad(), model.hooks(spec):
         value = metric(model(tokens, attention_mask=mask, prompt_length=plen))
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
-            raise TypeError("the metric must return a 0-dim tensor that depends on the logits (a float has no gradient)")
+            raise TypeError(
+                "the metric must return a 0-dim tensor that depends on the logits (a float has no gradient)"
+            )
         gs = torch.autograd.grad(value, [acts[n] for n in names], allow_unused=True)
     return {n: (torch.zeros_like(acts[n]) if g is None else g.detach()) for n, g in zip(names, gs)}
 
 
-def attribution_patch(model, clean_tokens, corrupted_tokens, metric: Callable[[torch.Tensor], torch.Tensor], *,
-                      roles: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "z"), method: str = "ap", k: int = 5,
-                      run: ReplayedRun | None = None, step: int | None = None, attention_mask=None,
-                      prompt_length: int | None = None) -> dict[str, torch.Tensor]:
+def attribution_patch(
+    model,
+    clean_tokens,
+    corrupted_tokens,
+    metric: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    roles: Sequence[str] = ("resid_pre", "attn_out", "mlp_out", "z"),
+    method: str = "ap",
+    k: int = 5,
+    run: ReplayedRun | None = None,
+    step: int | None = None,
+    attention_mask=None,
+    prompt_length: int | None = None,
+) -> dict[str, torch.Tensor]:
     """-> {role: attribution} (`[layer, pos]`, or `[layer, pos, head]` for "z"): the estimated change of `metric`
     when the clean activation is patched into the corrupted run at that site. Module docstring for the method."""
     bad = [r for r in roles if r not in ROLES]
@@ -81,16 +96,38 @@ def attribution_patch(model, clean_tokens, corrupted_tokens, metric: Callable[[t
         clean_ids, corr_ids = run.canvas(step), run.canvas(step, prompt)
         mask, plen = _dev(run.mask(), model), run.prompt_length
         with at_step(model, run, step):
-            return _attribute(model, clean_ids.to(model.input_device), corr_ids.to(model.input_device), names, roles,
-                              metric, method, k, mask, plen)
-    return _attribute(model, _ids(model, clean_tokens), _ids(model, corrupted_tokens), names, roles, metric, method,
-                      k, _dev(attention_mask, model), prompt_length)
+            return _attribute(
+                model,
+                clean_ids.to(model.input_device),
+                corr_ids.to(model.input_device),
+                names,
+                roles,
+                metric,
+                method,
+                k,
+                mask,
+                plen,
+            )
+    return _attribute(
+        model,
+        _ids(model, clean_tokens),
+        _ids(model, corrupted_tokens),
+        names,
+        roles,
+        metric,
+        method,
+        k,
+        _dev(attention_mask, model),
+        prompt_length,
+    )
 
 
 def _attribute(model, clean, corrupted, names, roles, metric, method, k, mask, plen) -> dict[str, torch.Tensor]:
     if clean.shape != corrupted.shape:
-        raise ValueError(f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} inputs must have one "
-                         "shape (attribution compares like positions)")
+        raise ValueError(
+            f"clean {tuple(clean.shape)} and corrupted {tuple(corrupted.shape)} inputs must have one "
+            "shape (attribution compares like positions)"
+        )
     c_acts = _cache(model, clean, names + ["hook_embed"], mask, plen)
     x_acts = _cache(model, corrupted, names + ["hook_embed"], mask, plen)
     if method == "ap":
@@ -103,6 +140,7 @@ def _attribute(model, clean, corrupted, names, roles, metric, method, k, mask, p
 
             def path(act, ctx, alpha=alpha):
                 return (e_x + alpha * (e_c - e_x)).to(act.dtype).requires_grad_(True)
+
             g = _grads(model, corrupted, names, metric, mask, plen, embed_path=path)
             for n in names:
                 grads[n] += g[n] / k
@@ -111,8 +149,8 @@ def _attribute(model, clean, corrupted, names, roles, metric, method, k, mask, p
         per_layer = []
         for layer in range(model.n_layers):
             n = get_act_name(r, layer)
-            contrib = (grads[n].double() * (c_acts[n].double() - x_acts[n].double())).sum(0)   # over the batch
-            per_layer.append(contrib.sum(-1))      # over hidden (d_model, or d_head for z)
+            contrib = (grads[n].double() * (c_acts[n].double() - x_acts[n].double())).sum(0)  # over the batch
+            per_layer.append(contrib.sum(-1))  # over hidden (d_model, or d_head for z)
         out[r] = torch.stack(per_layer).float().cpu()
     return out
 
@@ -127,4 +165,8 @@ def agreement(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     ac, bc = a - a.mean(), b - b.mean()
     den = float(ac.norm() * bc.norm())
     r = float((ac * bc).sum()) / den if den > 0 else float("nan")
-    return {"pearson": r, "sign_agreement": float((torch.sign(a) == torch.sign(b)).double().mean()), "n": int(a.numel())}
+    return {
+        "pearson": r,
+        "sign_agreement": float((torch.sign(a) == torch.sign(b)).double().mean()),
+        "n": int(a.numel()),
+    }

@@ -24,6 +24,7 @@ Degeneracy rules (each one a reason; thresholds are arguments of `degeneracy`):
   that ask for prose or a list is a broken generation, not a short good one (`min_words=1` turns this off).
 * `mask_token` (set by `damage` only): the text tokenizes to the model's mask id, so it cannot be scored.
 """
+
 from __future__ import annotations
 
 import re
@@ -50,21 +51,21 @@ def repeated_fraction(tokens: Sequence[str], ngram: int = 4) -> float:
     seen: set[tuple[str, ...]] = set()
     covered = [False] * len(tokens)
     for i in range(len(tokens) - ngram + 1):
-        gram = tuple(tokens[i:i + ngram])
+        gram = tuple(tokens[i : i + ngram])
         if gram in seen:
-            covered[i:i + ngram] = [True] * ngram
+            covered[i : i + ngram] = [True] * ngram
         seen.add(gram)
     return sum(covered) / len(tokens)
 
 
 def stutters(tokens: Sequence[str]) -> int:
     """Places where a word (letters only) or a ',' / ';' follows itself."""
-    return sum(1 for a, b in zip(tokens, tokens[1:])
-               if a == b and (a.isalpha() or a in _STUTTER_MARKS))
+    return sum(1 for a, b in zip(tokens, tokens[1:]) if a == b and (a.isalpha() or a in _STUTTER_MARKS))
 
 
-def degeneracy(text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stutters: int = 2,
-               min_words: int = 2) -> list[str]:
+def degeneracy(
+    text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stutters: int = 2, min_words: int = 2
+) -> list[str]:
     """The degeneracy reasons that apply to `text` (empty list: not degenerate); rules in the module docstring."""
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
@@ -92,9 +93,19 @@ def degeneracy(text: str, *, ngram: int = 4, max_repeated: float = 0.5, min_stut
     return reasons
 
 
-def damage(model_unsteered, prompts: Sequence, texts: Sequence[str], *, mc_num: int = 128, batch_size: int = 16,
-           seed: int = 0, chat: bool = True, max_rows: int | None = None, progress: bool = False,
-           **rules) -> list[dict]:
+def damage(
+    model_unsteered,
+    prompts: Sequence,
+    texts: Sequence[str],
+    *,
+    mc_num: int = 128,
+    batch_size: int = 16,
+    seed: int = 0,
+    chat: bool = True,
+    max_rows: int | None = None,
+    progress: bool = False,
+    **rules,
+) -> list[dict]:
     """One record per (prompt, text): {nll, degenerate, reasons, n_chars, n_tokens}.
 
     `model_unsteered`: the model with no plan attached (damage is measured against the original model).
@@ -114,13 +125,28 @@ def damage(model_unsteered, prompts: Sequence, texts: Sequence[str], *, mc_num: 
         p_ids, r_ids = encode_pair(model_unsteered, prompt, text, chat=chat)
         if bool((r_ids == model_unsteered.mask_id).any()):
             reasons.append("mask_token")
-        records.append({"nll": None, "degenerate": bool(reasons), "reasons": reasons, "n_chars": len(text),
-                        "n_tokens": int(r_ids.numel())})
+        records.append(
+            {
+                "nll": None,
+                "degenerate": bool(reasons),
+                "reasons": reasons,
+                "n_chars": len(text),
+                "n_tokens": int(r_ids.numel()),
+            }
+        )
         if r_ids.numel() and "mask_token" not in reasons:
             todo.append((i, (p_ids, r_ids)))
     if todo:
-        nlls = response_nlls(model_unsteered, [pair for _, pair in todo], mc_num, batch_size, seed=seed, chat=chat,
-                             max_rows=max_rows, progress=progress)
+        nlls = response_nlls(
+            model_unsteered,
+            [pair for _, pair in todo],
+            mc_num,
+            batch_size,
+            seed=seed,
+            chat=chat,
+            max_rows=max_rows,
+            progress=progress,
+        )
         for (i, _), nll in zip(todo, nlls):
             records[i]["nll"] = float(nll)
     return records

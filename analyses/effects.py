@@ -1,5 +1,6 @@
 """What a steering plan does at every denoising step: activation change, KL on still-masked positions,
 share of newly unmasked tokens that differ, and which positions flip first."""
+
 from __future__ import annotations
 
 from contextlib import nullcontext
@@ -18,9 +19,9 @@ class StepEffects:
     """Per-step records plus `[step, position]` unmask-order maps of both runs."""
 
     records: list[dict] = field(default_factory=list)
-    unmask_step_base: torch.Tensor | None = None     # [batch, gen] step at which each position was decoded
+    unmask_step_base: torch.Tensor | None = None  # [batch, gen] step at which each position was decoded
     unmask_step_steer: torch.Tensor | None = None
-    differs: torch.Tensor | None = None               # [batch, gen] final tokens differ
+    differs: torch.Tensor | None = None  # [batch, gen] final tokens differ
 
     def flip_map(self) -> torch.Tensor:
         """`[position, step]`: share of prompts whose token at that position, decoded at that step of the
@@ -36,13 +37,18 @@ class StepEffects:
         """`title`: what the figure shows (model, plan, constraint), drawn above the panels."""
         steps = [r["step"] for r in self.records]
         fig, axes = plt.subplots(1, 4, figsize=(17, 3.6))
-        sites = sorted({k[len("delta_norm:"):] for r in self.records for k in r if k.startswith("delta_norm:")})
+        sites = sorted({k[len("delta_norm:") :] for r in self.records for k in r if k.startswith("delta_norm:")})
         for s in sites:
             axes[0].plot(steps, [r.get(f"delta_norm:{s}", 0.0) for r in self.records], label=s)
         axes[0].set_title("‖T(h) − h‖ per position")
-        if sites:                               # below the panel, never over the lines it names
-            axes[0].legend(fontsize=6, loc="upper left", bbox_to_anchor=(0, -0.3), frameon=False,
-                           ncol=max(1, min(2, len(sites) // 4 + 1)))
+        if sites:  # below the panel, never over the lines it names
+            axes[0].legend(
+                fontsize=6,
+                loc="upper left",
+                bbox_to_anchor=(0, -0.3),
+                frameon=False,
+                ncol=max(1, min(2, len(sites) // 4 + 1)),
+            )
         axes[1].plot(steps, [r["kl_masked"] for r in self.records])
         axes[1].set_title("KL(steered ‖ unsteered), masked positions")
         axes[2].plot(steps, [r["differ_share"] for r in self.records])
@@ -69,10 +75,10 @@ def _run(model, prompts, plan, seed, sampler_kwargs, sites):
 
     def spy_logits(act, ctx):
         rows = act[: ctx.main_rows].float()
-        ids = ctx.input_ids[: ctx.main_rows].to("cpu", copy=True)   # the sampler edits x in place
+        ids = ctx.input_ids[: ctx.main_rows].to("cpu", copy=True)  # the sampler edits x in place
         start, stop = ctx.computed
-        if ctx.cached:          # a KV-cached forward computes [start, stop); the other columns are unchanged
-            canvas = inputs[max(inputs)].clone()            # since the block's full forward (a step before)
+        if ctx.cached:  # a KV-cached forward computes [start, stop); the other columns are unchanged
+            canvas = inputs[max(inputs)].clone()  # since the block's full forward (a step before)
             canvas[:, start:stop] = ids
             ids = canvas
         logps[ctx.step] = (start, F.log_softmax(rows, -1).cpu())
@@ -86,7 +92,7 @@ def _run(model, prompts, plan, seed, sampler_kwargs, sites):
         deltas.setdefault(ctx.step, {})[ctx.site] = float(d.norm(dim=-1).mean())
 
     with model.hooks({s: before for s in sites}):
-        with (model.steer(plan) if plan is not None else nullcontext()):
+        with model.steer(plan) if plan is not None else nullcontext():
             with model.hooks({"hook_logits": spy_logits, **{s: after for s in sites}}):
                 out = model.generate(prompts, seed=seed, **sampler_kwargs)
     return out, logps, inputs, deltas
@@ -116,11 +122,11 @@ def step_effects(model, prompts, plan, *, seed: int = 0, **sampler_kwargs) -> St
         masked = (in_s[s] == model.mask_id) & (in_b[s] == model.mask_id)
         masked[:, :plen] = False
         (c_s, lps), (c_b, lpb) = lp_s[s], lp_b.get(s, (0, lp_s[s][1][:, :0]))
-        lo, hi = max(c_s, c_b), min(c_s + lps.shape[1], c_b + lpb.shape[1])     # columns both forwards computed
+        lo, hi = max(c_s, c_b), min(c_s + lps.shape[1], c_b + lpb.shape[1])  # columns both forwards computed
         masked[:, :lo] = False
         masked[:, hi:] = False
         if masked.any():
-            p_s, p_b = lps[:, lo - c_s:hi - c_s][masked[:, lo:hi]], lpb[:, lo - c_b:hi - c_b][masked[:, lo:hi]]
+            p_s, p_b = lps[:, lo - c_s : hi - c_s][masked[:, lo:hi]], lpb[:, lo - c_b : hi - c_b][masked[:, lo:hi]]
             kl = float((p_s.exp() * (p_s - p_b)).sum(-1).mean())
         else:
             kl = 0.0

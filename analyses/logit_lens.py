@@ -17,6 +17,7 @@ Replaying instead of caching during generation keeps memory at one step's residu
 final tokens. Dream's logits are shifted (the state at j-1 predicts token j): the lens reads position j-1 for
 token j, as the sampler does.
 """
+
 from __future__ import annotations
 
 import os
@@ -28,7 +29,7 @@ import torch
 from mdm_lens.safefile import save_figure_atomic
 
 LENS_FAMILIES = ("llada", "dream")
-POSITIONS = ("all", "text")       # every response position, or only up to the response's first stop token
+POSITIONS = ("all", "text")  # every response position, or only up to the response's first stop token
 
 
 @dataclass
@@ -64,15 +65,27 @@ class LensResult:
         """Two layer × step heatmaps: how often the layer's top-1 is the finally decoded token, and the mean
         probability it gives that token, over the positions still masked at that step."""
         from .plotting import plt
-        title = title or (f"{self.model_name} · logit lens per denoising step · {self.n_prompts} prompt(s) · "
-                          + ", ".join(f"{k}={v}" for k, v in self.settings.items()))
+
+        title = title or (
+            f"{self.model_name} · logit lens per denoising step · {self.n_prompts} prompt(s) · "
+            + ", ".join(f"{k}={v}" for k, v in self.settings.items())
+        )
         width = min(16.0, max(9.0, 0.25 * len(self.steps) * 2 + 4))
         fig, axes = plt.subplots(1, 2, figsize=(width, 2.6 + 0.5 * len(self.layers)), constrained_layout=True)
-        panels = (("top1_rate", "top-1 = final token (fraction of still-masked positions)", "fraction"),
-                  ("mean_p_final", "mean p(final token) at still-masked positions", "probability"))
+        panels = (
+            ("top1_rate", "top-1 = final token (fraction of still-masked positions)", "fraction"),
+            ("mean_p_final", "mean p(final token) at still-masked positions", "probability"),
+        )
         for ax, (col, sub, label) in zip(axes, panels):
-            im = ax.imshow(self.matrix(col).numpy(), aspect="auto", origin="lower", vmin=0.0, vmax=1.0,
-                           cmap="viridis", interpolation="nearest")
+            im = ax.imshow(
+                self.matrix(col).numpy(),
+                aspect="auto",
+                origin="lower",
+                vmin=0.0,
+                vmax=1.0,
+                cmap="viridis",
+                interpolation="nearest",
+            )
             ax.set_xticks(range(len(self.steps)), [str(s) for s in self.steps], fontsize=7)
             ax.set_yticks(range(len(self.layers)), [f"L{l} resid_post" for l in self.layers], fontsize=8)
             ax.set_xlabel("denoising step (input canvas of that step)")
@@ -91,40 +104,63 @@ def _check_choice(kind: str, chosen: Sequence[int] | None, n: int) -> list[int]:
     chosen = sorted(dict.fromkeys(int(c) for c in chosen))
     bad = [c for c in chosen if not 0 <= c < n]
     if bad or not chosen:
-        raise ValueError(f"{kind} {bad or chosen} out of range: this run has {kind} 0..{n - 1}; pick some of them "
-                         f"(or None for all)")
+        raise ValueError(
+            f"{kind} {bad or chosen} out of range: this run has {kind} 0..{n - 1}; pick some of them (or None for all)"
+        )
     return chosen
 
 
 def _in_text(model, final: torch.Tensor) -> torch.Tensor:
     """[b, gen] True up to and including each row's first stop token (EOS / EOT); everywhere without one."""
     from mdm_lens.generation import special_ids
+
     ids_ = special_ids(model)
     gen = final.shape[1]
     stops = torch.tensor([t for t in (ids_["eos"], ids_["eot"]) if t is not None], dtype=torch.long)
     is_stop = torch.isin(final, stops)
-    first_stop = torch.where(is_stop.any(1), is_stop.float().argmax(1), torch.full_like(is_stop[:, 0], gen,
-                                                                                           dtype=torch.long))
+    first_stop = torch.where(
+        is_stop.any(1), is_stop.float().argmax(1), torch.full_like(is_stop[:, 0], gen, dtype=torch.long)
+    )
     return torch.arange(gen)[None, :] <= first_stop[:, None]
 
 
 @torch.no_grad()
-def _read_layer(logits: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor, final: torch.Tensor, dec: torch.Tensor,
-                in_text: torch.Tensor, s: int, l: int, records: list[dict]) -> tuple[int, float, float]:
+def _read_layer(
+    logits: torch.Tensor,
+    rows: torch.Tensor,
+    pos: torch.Tensor,
+    final: torch.Tensor,
+    dec: torch.Tensor,
+    in_text: torch.Tensor,
+    s: int,
+    l: int,
+    records: list[dict],
+) -> tuple[int, float, float]:
     """One (layer, step) cell from the lens logits [b, gen, V] at the still-masked (rows, pos): its records
     appended to `records`; returns (n masked, top-1 rate, mean p of the final token)."""
     tgt = final[rows, pos]
-    lg = logits[rows, pos]                                           # [n, V]
+    lg = logits[rows, pos]  # [n, V]
     p_final = lg.softmax(-1).gather(-1, tgt[:, None].to(lg.device)).squeeze(-1).cpu()
     top1 = lg.argmax(-1).cpu()
     rank = (lg > lg.gather(-1, tgt[:, None].to(lg.device))).sum(-1).cpu()
     is_top1 = top1 == tgt
     for k in range(len(tgt)):
         r, g = int(rows[k]), int(pos[k])
-        records.append({"prompt": r, "step": s, "layer": l, "position": g, "final_token": int(tgt[k]),
-                        "decode_step": int(dec[r, g]), "top1_token": int(top1[k]),
-                        "is_top1": bool(is_top1[k]), "p_final": float(p_final[k]), "rank_final": int(rank[k]),
-                        "in_text": bool(in_text[r, g])})
+        records.append(
+            {
+                "prompt": r,
+                "step": s,
+                "layer": l,
+                "position": g,
+                "final_token": int(tgt[k]),
+                "decode_step": int(dec[r, g]),
+                "top1_token": int(top1[k]),
+                "is_top1": bool(is_top1[k]),
+                "p_final": float(p_final[k]),
+                "rank_final": int(rank[k]),
+                "in_text": bool(in_text[r, g]),
+            }
+        )
     if not len(tgt):
         return 0, float("nan"), float("nan")
     return len(tgt), float(is_top1.float().mean()), float(p_final.mean())
@@ -136,19 +172,39 @@ def _first_top1(records: list[dict]) -> list[dict]:
     first: dict[tuple[int, int, int], dict] = {}
     for rec in records:
         key = (rec["prompt"], rec["position"], rec["layer"])
-        row = first.setdefault(key, {"prompt": rec["prompt"], "position": rec["position"], "layer": rec["layer"],
-                                     "final_token": rec["final_token"], "decode_step": rec["decode_step"],
-                                     "first_top1_step": None, "p_at_first_top1": None, "lead_steps": None})
+        row = first.setdefault(
+            key,
+            {
+                "prompt": rec["prompt"],
+                "position": rec["position"],
+                "layer": rec["layer"],
+                "final_token": rec["final_token"],
+                "decode_step": rec["decode_step"],
+                "first_top1_step": None,
+                "p_at_first_top1": None,
+                "lead_steps": None,
+            },
+        )
         if rec["is_top1"] and row["first_top1_step"] is None:
-            row.update(first_top1_step=rec["step"], p_at_first_top1=rec["p_final"],
-                       lead_steps=rec["decode_step"] - rec["step"])
+            row.update(
+                first_top1_step=rec["step"], p_at_first_top1=rec["p_final"], lead_steps=rec["decode_step"] - rec["step"]
+            )
     return sorted(first.values(), key=lambda r: (r["prompt"], r["position"], r["layer"]))
 
 
 @torch.no_grad()
-def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers: Sequence[int] | None = None,
-               positions: str = "all", seed: int = 0, chat: bool = True, progress: bool = False,
-               **sampler_kwargs) -> LensResult:
+def logit_lens(
+    model,
+    prompts,
+    *,
+    at_steps: Sequence[int] | None = None,
+    layers: Sequence[int] | None = None,
+    positions: str = "all",
+    seed: int = 0,
+    chat: bool = True,
+    progress: bool = False,
+    **sampler_kwargs,
+) -> LensResult:
     """Generate `prompts` once, then read the chosen layers' residual streams at the chosen steps through the
     final norm and unembedding (`at_steps` / `layers` None: all; `steps` is the sampler's own step count). `positions="text"` keeps only response positions up
     to the first stop token (EOS / EOT): the fill after it is an easy, repeated token that dominates averages
@@ -156,15 +212,18 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
     if positions not in POSITIONS:
         raise ValueError(f"positions={positions!r}; use one of {POSITIONS}")
     if model.spec.sampler not in LENS_FAMILIES:
-        raise NotImplementedError(f"the per-step logit lens runs on the {LENS_FAMILIES} samplers; the "
-                                  f"{model.spec.name} family has none here")
+        raise NotImplementedError(
+            f"the per-step logit lens runs on the {LENS_FAMILIES} samplers; the {model.spec.name} family has none here"
+        )
     if sampler_kwargs.get("sampler", "reference") != "reference":
-        raise ValueError(f"logit_lens(sampler={sampler_kwargs['sampler']!r}) is refused: the lens replays each step's "
-                         "canvas through a full forward, which equals the reference sampler's own activations, but "
-                         "the KV-cached fast sampler computes from cached keys/values (stale for the prefix/dual "
-                         "cache), so the replay would not show its activations (max |p_lens - p_sampler| up to 0.35 "
-                         "measured). Use sampler='reference', or record the fast sampler's own activations with "
-                         "model.cache_steps([...]) during model.generate(..., sampler='fast')")
+        raise ValueError(
+            f"logit_lens(sampler={sampler_kwargs['sampler']!r}) is refused: the lens replays each step's "
+            "canvas through a full forward, which equals the reference sampler's own activations, but "
+            "the KV-cached fast sampler computes from cached keys/values (stale for the prefix/dual "
+            "cache), so the replay would not show its activations (max |p_lens - p_sampler| up to 0.35 "
+            "measured). Use sampler='reference', or record the fast sampler's own activations with "
+            "model.cache_steps([...]) during model.generate(..., sampler='fast')"
+        )
     sampler_kwargs.pop("return_history", None)
     out = model.generate(prompts, seed=seed, chat=chat, return_history=True, **sampler_kwargs)
     n_steps, n_layers = out.history.shape[0], model.n_layers
@@ -172,8 +231,8 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
     mask_id, plen = model.mask_id, out.prompt_length
     gen = out.tokens.shape[1]
     shift = 1 if model.spec.logits_shift else 0
-    final, dec = out.tokens, out.decode_step                                   # [b, gen]
-    in_text = _in_text(model, final)                                          # [b, gen]
+    final, dec = out.tokens, out.decode_step  # [b, gen]
+    in_text = _in_text(model, final)  # [b, gen]
     attn = None
     if out.attention_mask is not None:
         attn = torch.cat([out.attention_mask, torch.ones_like(final)], 1).to(model.input_device)
@@ -183,6 +242,7 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
     it = steps
     if progress:
         from tqdm.auto import tqdm
+
         it = tqdm(steps, desc="logit lens", unit="step", leave=False)
     for s in it:
         canvas = torch.full_like(final, mask_id) if s == 0 else out.history[s - 1]
@@ -194,16 +254,34 @@ def logit_lens(model, prompts, *, at_steps: Sequence[int] | None = None, layers:
         rows, pos = still.nonzero(as_tuple=True)
         for l in layers:
             cells[(l, s)] = _read_layer(stack[l + 1].float() @ W_U, rows, pos, final, dec, in_text, s, l, records)
-    grid = [{"layer": l, "step": s, "n_masked": cells[(l, s)][0], "top1_rate": cells[(l, s)][1],
-             "mean_p_final": cells[(l, s)][2]} for l in layers for s in steps]
+    grid = [
+        {
+            "layer": l,
+            "step": s,
+            "n_masked": cells[(l, s)][0],
+            "top1_rate": cells[(l, s)][1],
+            "mean_p_final": cells[(l, s)][2],
+        }
+        for l in layers
+        for s in steps
+    ]
     first = _first_top1(records)
-    settings = {k: v for k, v in model.sampler_settings(**sampler_kwargs).items()
-                if k in ("steps", "gen_length", "max_new_tokens", "block_length", "temperature", "remasking", "alg")}
-    return LensResult(records=records, first_top1=first,
-                      grid=grid, steps=steps, layers=layers, settings={**settings, "seed": seed,
-                                                                       "positions": positions},
-                      model_name=str(model.name_or_path or model.spec.name), n_prompts=final.shape[0],
-                      texts=list(out.texts))
+    settings = {
+        k: v
+        for k, v in model.sampler_settings(**sampler_kwargs).items()
+        if k in ("steps", "gen_length", "max_new_tokens", "block_length", "temperature", "remasking", "alg")
+    }
+    return LensResult(
+        records=records,
+        first_top1=first,
+        grid=grid,
+        steps=steps,
+        layers=layers,
+        settings={**settings, "seed": seed, "positions": positions},
+        model_name=str(model.name_or_path or model.spec.name),
+        n_prompts=final.shape[0],
+        texts=list(out.texts),
+    )
 
 
 def layer_summary(result: LensResult) -> list[dict]:
@@ -213,9 +291,15 @@ def layer_summary(result: LensResult) -> list[dict]:
     for l in result.layers:
         mine = [r for r in result.first_top1 if r["layer"] == l]
         hit = [r for r in mine if r["first_top1_step"] is not None]
-        mean = (lambda xs: sum(xs) / len(xs) if xs else None)              # noqa: E731
-        rows.append({"layer": l, "positions": len(mine), "ever_top1": len(hit),
-                     "mean_first_top1_step": mean([r["first_top1_step"] for r in hit]),
-                     "mean_lead_steps": mean([r["lead_steps"] for r in hit]),
-                     "mean_p_at_first_top1": mean([r["p_at_first_top1"] for r in hit])})
+        mean = lambda xs: sum(xs) / len(xs) if xs else None  # noqa: E731
+        rows.append(
+            {
+                "layer": l,
+                "positions": len(mine),
+                "ever_top1": len(hit),
+                "mean_first_top1_step": mean([r["first_top1_step"] for r in hit]),
+                "mean_lead_steps": mean([r["lead_steps"] for r in hit]),
+                "mean_p_at_first_top1": mean([r["p_at_first_top1"] for r in hit]),
+            }
+        )
     return rows

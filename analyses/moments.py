@@ -3,6 +3,7 @@
 For source A and target B (and for T(A) vs B per estimator): ‖m_b − m_a‖, the per-neuron σ ratio
 (median and IQR), Gaussian W2 with diagonal and with full covariance, and the empirical 1-D W2 per neuron.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ def empirical_w2_1d(A: torch.Tensor, B: torch.Tensor) -> float:
     """Mean over neurons of the 1-D W2 between empirical distributions (quantile matching)."""
     n = min(A.shape[0], B.shape[0])
     from interventions.estimators import quantile_match
+
     qa, qb = quantile_match(A, n), quantile_match(B, n)
     return float(((qa - qb).pow(2).mean(0)).sqrt().mean())
 
@@ -45,9 +47,14 @@ def mismatch(A: torch.Tensor, B: torch.Tensor) -> dict:
     A, B = A.double(), B.double()
     ratio = B.std(0) / A.std(0).clamp_min(1e-12)
     q = torch.quantile(ratio, torch.tensor([0.25, 0.5, 0.75], dtype=torch.float64))
-    return {"mean_gap": float((B.mean(0) - A.mean(0)).norm()), "sigma_ratio_median": float(q[1]),
-            "sigma_ratio_iqr": float(q[2] - q[0]), "w2_gauss_diag": gaussian_w2_diag(A, B),
-            "w2_gauss_full": gaussian_w2_full(A, B), "w2_empirical_1d": empirical_w2_1d(A, B)}
+    return {
+        "mean_gap": float((B.mean(0) - A.mean(0)).norm()),
+        "sigma_ratio_median": float(q[1]),
+        "sigma_ratio_iqr": float(q[2] - q[0]),
+        "w2_gauss_diag": gaussian_w2_diag(A, B),
+        "w2_gauss_full": gaussian_w2_full(A, B),
+        "w2_empirical_1d": empirical_w2_1d(A, B),
+    }
 
 
 @dataclass
@@ -60,14 +67,16 @@ class MomentReport:
     def plot(self, path: str, metric: str = "w2_gauss_full", title: str | None = None) -> str:
         sites = list(dict.fromkeys(r["site"] for r in self.records))
         datas = list(dict.fromkeys(r.get("data", "in-sample") for r in self.records))
-        fig, axes = plt.subplots(1, len(datas), figsize=(max(6, len(sites) * 0.5) * len(datas), 3.8), squeeze=False,
-                                 sharey=True)
+        fig, axes = plt.subplots(
+            1, len(datas), figsize=(max(6, len(sites) * 0.5) * len(datas), 3.8), squeeze=False, sharey=True
+        )
         for ax, data in zip(axes[0], datas):
             mine = [r for r in self.records if r.get("data", "in-sample") == data]
             n = next((r.get("n_pairs") for r in mine if r.get("n_pairs")), None)
             for est in dict.fromkeys(r["estimator"] for r in mine):
-                vals = [next((r[metric] for r in mine if r["site"] == s and r["estimator"] == est), None)
-                        for s in sites]
+                vals = [
+                    next((r[metric] for r in mine if r["site"] == s and r["estimator"] == est), None) for s in sites
+                ]
                 ax.plot(range(len(sites)), vals, marker="o", label=est)
             ax.set_xticks(range(len(sites)))
             ax.set_xticklabels(sites, rotation=60, ha="right", fontsize=7)
@@ -81,14 +90,19 @@ class MomentReport:
         return path
 
 
-def moment_mismatch(src, tgt, sites: Sequence[str] | None = None,
-                    estimators: Sequence[str] = ("mean_act", "gaussian_ot", "linear_act", "bures_ot"),
-                    held_out: tuple | None = None) -> MomentReport:
+def moment_mismatch(
+    src,
+    tgt,
+    sites: Sequence[str] | None = None,
+    estimators: Sequence[str] = ("mean_act", "gaussian_ot", "linear_act", "bures_ot"),
+    held_out: tuple | None = None,
+) -> MomentReport:
     """`src` / `tgt`: Activations (or dicts site -> [n, d]) the maps are fitted on. One record per (site,
     estimator), plus estimator 'none' for the untouched source, measured on the fitting data ("in-sample")
     and, when `held_out=(src_h, tgt_h)` is given, on those unseen pairs with the same fitted maps ("held-out")."""
     from interventions import fit_map
     from mdm_lens.collect import Activations
+
     sites = list(sites or (src.sites if isinstance(src, Activations) else src))
     if not sites:
         raise ValueError("no sites to compare")

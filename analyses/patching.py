@@ -14,6 +14,7 @@ it the step). `steps` is one step (result without a step axis), a list / range (
 `scope=` (the project's scope words) patches only positions in the scope; positions outside it are not run and
 hold NaN in by-position results (so they cannot pass for "no effect").
 """
+
 from __future__ import annotations
 
 import itertools
@@ -58,8 +59,18 @@ def _value(metric_out) -> float:
     return v
 
 
-def _one_forward(model, kind: str, role: str, tokens: torch.Tensor, clean: ActivationCache, metric: Metric,
-                 scope: str, attention_mask, prompt_length, bar) -> torch.Tensor:
+def _one_forward(
+    model,
+    kind: str,
+    role: str,
+    tokens: torch.Tensor,
+    clean: ActivationCache,
+    metric: Metric,
+    scope: str,
+    attention_mask,
+    prompt_length,
+    bar,
+) -> torch.Tensor:
     """TL's `generic_activation_patch` on one input: one forward per index."""
     n_layers = model.n_layers
     n_pos = tokens.shape[1]
@@ -85,6 +96,7 @@ def _one_forward(model, kind: str, role: str, tokens: torch.Tensor, clean: Activ
             act = act.clone()
             _set(kind, act, src, index, scope_rows(ctx))
             return act
+
         with torch.no_grad(), model.hooks({site: hook}):
             logits = model(tokens, attention_mask=attention_mask, prompt_length=prompt_length)
         out[index] = _value(metric(logits))
@@ -96,15 +108,33 @@ def _one_forward(model, kind: str, role: str, tokens: torch.Tensor, clean: Activ
 def _scope_positions(model, tokens, scope, attention_mask, prompt_length) -> torch.Tensor:
     """[batch, pos] in-scope mask of the input (a StepContext built as the forward will build it)."""
     from mdm_lens.context import StepContext
+
     info = model.step_info
-    ctx = StepContext(tokens, attention_mask, model.mask_id, info=info,
-                      prompt_length=info.prompt_length if info is not None else prompt_length,
-                      logits_shift=model.spec.logits_shift)
+    ctx = StepContext(
+        tokens,
+        attention_mask,
+        model.mask_id,
+        info=info,
+        prompt_length=info.prompt_length if info is not None else prompt_length,
+        logits_shift=model.spec.logits_shift,
+    )
     return ctx.scope_mask(scope).to(tokens.device)
 
 
-def _patch(model, kind: str, role: str, corrupted_tokens, clean_cache, patching_metric: Metric, *, steps=None,
-           scope: str = "all", attention_mask=None, prompt_length: int | None = None, progress: bool = True):
+def _patch(
+    model,
+    kind: str,
+    role: str,
+    corrupted_tokens,
+    clean_cache,
+    patching_metric: Metric,
+    *,
+    steps=None,
+    scope: str = "all",
+    attention_mask=None,
+    prompt_length: int | None = None,
+    progress: bool = True,
+):
     check_scope(scope)
     if steps is None:
         if isinstance(clean_cache, ReplayedRun):
@@ -114,14 +144,26 @@ def _patch(model, kind: str, role: str, corrupted_tokens, clean_cache, patching_
         tokens = _ids(model, corrupted_tokens)
         bar = tqdm(desc=f"patching {role}", leave=False, disable=not progress)
         try:
-            return _one_forward(model, kind, role, tokens, clean_cache, patching_metric, scope,
-                                _dev(attention_mask, model), prompt_length, bar)
+            return _one_forward(
+                model,
+                kind,
+                role,
+                tokens,
+                clean_cache,
+                patching_metric,
+                scope,
+                _dev(attention_mask, model),
+                prompt_length,
+                bar,
+            )
         finally:
             bar.close()
     if not isinstance(clean_cache, ReplayedRun):
-        raise TypeError(f"steps={steps!r} patches across denoising steps: clean_cache must be a ReplayedRun "
-                        "(analyses.replayed.ReplayedRun.of(model, clean_generation)), not a "
-                        f"{type(clean_cache).__name__}")
+        raise TypeError(
+            f"steps={steps!r} patches across denoising steps: clean_cache must be a ReplayedRun "
+            "(analyses.replayed.ReplayedRun.of(model, clean_generation)), not a "
+            f"{type(clean_cache).__name__}"
+        )
     run = clean_cache
     chosen = run.check_steps(steps)
     names = [get_act_name(role, layer) for layer in range(model.n_layers)]
@@ -132,9 +174,20 @@ def _patch(model, kind: str, role: str, corrupted_tokens, clean_cache, patching_
     try:
         for s in chosen:
             with at_step(model, run, s):
-                maps.append(_one_forward(model, kind, role, run.canvas(s, prompt).to(model.input_device),
-                                         run.caches[s], patching_metric, scope, _dev(run.mask(), model),
-                                         run.prompt_length, bar))
+                maps.append(
+                    _one_forward(
+                        model,
+                        kind,
+                        role,
+                        run.canvas(s, prompt).to(model.input_device),
+                        run.caches[s],
+                        patching_metric,
+                        scope,
+                        _dev(run.mask(), model),
+                        run.prompt_length,
+                        bar,
+                    )
+                )
     finally:
         bar.close()
     return maps[0] if isinstance(steps, int) else torch.stack(maps)
@@ -155,72 +208,94 @@ def _ids(model, tokens) -> torch.Tensor:
 
 def _doc(what: str, shape: str):
     def wrap(fn):
-        fn.__doc__ = (f"Patch {what} from `clean_cache` into the corrupted run, one index at a time -> "
-                      f"`{shape}` (TL's function of this name; `steps=` / `scope=`: module docstring).")
+        fn.__doc__ = (
+            f"Patch {what} from `clean_cache` into the corrupted run, one index at a time -> "
+            f"`{shape}` (TL's function of this name; `steps=` / `scope=`: module docstring)."
+        )
         return fn
+
     return wrap
 
 
 @_doc("the residual stream before each block, per position", "[layer, pos]")
-def get_act_patch_resid_pre(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                            ) -> Float[torch.Tensor, "... layer pos"]:
+def get_act_patch_resid_pre(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... layer pos"]:
     return _patch(model, "layer_pos", "resid_pre", corrupted_tokens, clean_cache, patching_metric, **kw)
 
 
 @_doc("the residual stream between attention and MLP, per position", "[layer, pos]")
-def get_act_patch_resid_mid(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                            ) -> Float[torch.Tensor, "... layer pos"]:
+def get_act_patch_resid_mid(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... layer pos"]:
     return _patch(model, "layer_pos", "resid_mid", corrupted_tokens, clean_cache, patching_metric, **kw)
 
 
 @_doc("each block's attention output, per position", "[layer, pos]")
-def get_act_patch_attn_out(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                           ) -> Float[torch.Tensor, "... layer pos"]:
+def get_act_patch_attn_out(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... layer pos"]:
     return _patch(model, "layer_pos", "attn_out", corrupted_tokens, clean_cache, patching_metric, **kw)
 
 
 @_doc("each block's MLP output, per position", "[layer, pos]")
-def get_act_patch_mlp_out(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                          ) -> Float[torch.Tensor, "... layer pos"]:
+def get_act_patch_mlp_out(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... layer pos"]:
     return _patch(model, "layer_pos", "mlp_out", corrupted_tokens, clean_cache, patching_metric, **kw)
 
 
 @_doc("each attention head's output (hook_z) at every position at once", "[layer, head]")
-def get_act_patch_attn_head_out_all_pos(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                                        ) -> Float[torch.Tensor, "... layer head"]:
+def get_act_patch_attn_head_out_all_pos(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... layer head"]:
     return _patch(model, "layer_head", "z", corrupted_tokens, clean_cache, patching_metric, **kw)
 
 
 @_doc("each attention head's output (hook_z) at each position", "[layer, pos, head]")
-def get_act_patch_attn_head_out_by_pos(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                                       ) -> Float[torch.Tensor, "... layer pos head"]:
+def get_act_patch_attn_head_out_by_pos(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... layer pos head"]:
     return _patch(model, "layer_pos_head", "z", corrupted_tokens, clean_cache, patching_metric, **kw)
 
 
-def get_act_patch_block_every(model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
-                              ) -> Float[torch.Tensor, "... 3 layer pos"]:
+def get_act_patch_block_every(
+    model, corrupted_tokens, clean_cache, patching_metric: Metric, **kw
+) -> Float[torch.Tensor, "... 3 layer pos"]:
     """resid_pre, attn_out and mlp_out patched per (layer, position), stacked -> `[3, layer, pos]` (TL's order);
     with a step axis, `[step, 3, layer, pos]`."""
-    parts = [fn(model, corrupted_tokens, clean_cache, patching_metric, **kw)
-             for fn in (get_act_patch_resid_pre, get_act_patch_attn_out, get_act_patch_mlp_out)]
+    parts = [
+        fn(model, corrupted_tokens, clean_cache, patching_metric, **kw)
+        for fn in (get_act_patch_resid_pre, get_act_patch_attn_out, get_act_patch_mlp_out)
+    ]
     return torch.stack(parts, dim=-3)
 
 
-def plot_patching(result: torch.Tensor, path: str, *, title: str = "activation patching", xlabel: str = "position",
-                  ylabel: str = "layer", steps: Sequence[int] | None = None, xticklabels: Sequence[str] | None = None,
-                  center: bool = True) -> str:
+def plot_patching(
+    result: torch.Tensor,
+    path: str,
+    *,
+    title: str = "activation patching",
+    xlabel: str = "position",
+    ylabel: str = "layer",
+    steps: Sequence[int] | None = None,
+    xticklabels: Sequence[str] | None = None,
+    center: bool = True,
+) -> str:
     """Heatmap(s) of a patching result: `[layer, x]` one panel; `[step, layer, x]` one panel per step (`steps`
     labels them). NaN (out of scope) is blank; returns `path`."""
     import matplotlib.pyplot as plt
 
     from . import plotting  # noqa: F401  (Agg backend)
+
     r = result.detach().float().cpu()
     panels = [r] if r.dim() == 2 else list(r)
     if r.dim() not in (2, 3):
         raise ValueError(f"plot_patching takes [layer, x] or [step, layer, x], got shape {tuple(r.shape)}")
     n = len(panels)
-    fig, axes = plt.subplots(1, n, figsize=(min(4 + 0.25 * r.shape[-1], 12) if n == 1 else 2.2 * n + 1.5, 3.2),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, n, figsize=(min(4 + 0.25 * r.shape[-1], 12) if n == 1 else 2.2 * n + 1.5, 3.2), squeeze=False
+    )
     finite = r[torch.isfinite(r)]
     vmax = float(finite.abs().max()) if finite.numel() else 1.0
     kw = dict(cmap="RdBu", vmin=-vmax, vmax=vmax) if center else dict(cmap="viridis")

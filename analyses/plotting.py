@@ -1,4 +1,5 @@
 """matplotlib with the file-only Agg backend (no display on our machines or in CI)."""
+
 import matplotlib
 
 matplotlib.use("Agg")

@@ -1,6 +1,7 @@
 """Tidy records on disk: the one CSV writer (the `csv` module quotes commas, quotes and newlines), the JSON +
 CSV pair that every `mdm-lens` analysis command writes, and a study's JSON + markdown + figure. Every file is
 written whole or not at all (`mdm_lens.safefile.write_text_atomic`): an interrupted run never leaves half a file."""
+
 from __future__ import annotations
 
 import csv
@@ -63,8 +64,11 @@ class StudyResult(Protocol):
 
 def write_study(result: StudyResult, folder: str | os.PathLike, name: str, figure: str) -> dict[str, str]:
     """`name.json`, `name.md` (the study's tables) and the PNG `figure` in `folder`."""
-    paths = {"json": os.path.join(folder, f"{name}.json"), "md": os.path.join(folder, f"{name}.md"),
-             "png": os.path.join(folder, figure)}
+    paths = {
+        "json": os.path.join(folder, f"{name}.json"),
+        "md": os.path.join(folder, f"{name}.md"),
+        "png": os.path.join(folder, figure),
+    }
     write_json(paths["json"], result.to_json())
     write_text_atomic(result.table_markdown() + "\n", paths["md"])
     result.plot(paths["png"])

@@ -5,6 +5,7 @@ canvas as the clean run (else a patch compares unlike states; docs/causal.md). A
 run (`mdm_lens.sampling.replay`) visits exactly the canvases built here from its decode trace, so one forward per
 step on `canvas(s)` reproduces what the sampler's step s computes, without running the sampler.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -51,15 +52,19 @@ class ReplayedRun:
         """`prompt` (default: the clean one; a corrupted prompt of the same shape) + the response before `step`."""
         p = self.prompt if prompt is None else prompt
         if p.shape != self.prompt.shape:
-            raise ValueError(f"the corrupted prompt has shape {tuple(p.shape)}, the replayed run's {tuple(self.prompt.shape)};"
-                             " patching compares like positions: make both prompts the same length (pad or reword)")
+            raise ValueError(
+                f"the corrupted prompt has shape {tuple(p.shape)}, the replayed run's {tuple(self.prompt.shape)};"
+                " patching compares like positions: make both prompts the same length (pad or reword)"
+            )
         return torch.cat([p.cpu(), self.response_before(step)], dim=1)
 
     def mask(self) -> torch.Tensor | None:
         if self.attention_mask is None:
             return None
         gen = self.schedule.gen_length
-        return torch.cat([self.attention_mask, torch.ones(self.prompt.shape[0], gen, dtype=self.attention_mask.dtype)], 1)
+        return torch.cat(
+            [self.attention_mask, torch.ones(self.prompt.shape[0], gen, dtype=self.attention_mask.dtype)], 1
+        )
 
     def info(self, step: int) -> StepInfo:
         return StepInfo(int(step), self.num_steps, 0, 1, self.prompt_length, self.schedule.gen_length, "replay")
@@ -69,8 +74,10 @@ class ReplayedRun:
         chosen = list(range(self.num_steps)) if steps == "all" else [steps] if isinstance(steps, int) else list(steps)
         bad = [s for s in chosen if not 0 <= int(s) < self.num_steps]
         if bad or not chosen:
-            raise ValueError(f"steps={steps!r}: the replayed run has steps 0..{self.num_steps - 1}; pass one of them, a "
-                             "list / range of them, or 'all'")
+            raise ValueError(
+                f"steps={steps!r}: the replayed run has steps 0..{self.num_steps - 1}; pass one of them, a "
+                "list / range of them, or 'all'"
+            )
         return [int(s) for s in chosen]
 
     def cache(self, model, names: Sequence[str], steps="all", device: str = "cpu") -> ReplayedRun:
@@ -79,8 +86,12 @@ class ReplayedRun:
             if s in self.caches and all(n in self.caches[s] for n in names):
                 continue
             with at_step(model, self, s):
-                _, c = model.run_with_cache(self.canvas(s).to(model.input_device), names_filter=list(names),
-                                            attention_mask=_dev(self.mask(), model), device=device)
+                _, c = model.run_with_cache(
+                    self.canvas(s).to(model.input_device),
+                    names_filter=list(names),
+                    attention_mask=_dev(self.mask(), model),
+                    device=device,
+                )
             self.caches[s] = c
         return self
 

@@ -11,6 +11,7 @@ A masked diffusion model commits to an answer over its denoising steps ("Steerin
 * `adaptive_window`: the step window `[start, stop)` where the single-step effect is at least `frac` of its
   peak; `plan.window(steps=window)` then steers only while the attribute forms.
 """
+
 from __future__ import annotations
 
 import math
@@ -41,6 +42,7 @@ class SettleResult:
         import matplotlib.pyplot as plt
 
         from . import plotting  # noqa: F401  (Agg backend)
+
         n = 2 if self.lens else 1
         fig, axes = plt.subplots(1, n, figsize=(5.5 * n, 3.2), squeeze=False)
         ax = axes[0][0]
@@ -75,7 +77,9 @@ def _windowed(plan, step: int):
     def only(fn):
         def call(act, ctx):
             return fn(act, ctx) if ctx.step == step else None
+
         return call
+
     return {site: [only(f) for f in (fns if isinstance(fns, (list, tuple)) else [fns])] for site, fns in plan.items()}
 
 
@@ -84,8 +88,17 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs)
 
 
-def step_effects(model, prompts, plans: Mapping, score: Score, *, steps: Sequence[int] | None = None, seed: int = 0,
-                 progress: bool = True, **sampler_kwargs) -> SettleResult:
+def step_effects(
+    model,
+    prompts,
+    plans: Mapping,
+    score: Score,
+    *,
+    steps: Sequence[int] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    **sampler_kwargs,
+) -> SettleResult:
     """`plans`: {layer (or any label): plan or {site: fn}}; each is applied at one step at a time (`steps`, default
     every step of the sampler) while `prompts` generate; `score(texts)` -> one number per text."""
     n_steps = int(model.sampler_settings(**sampler_kwargs)["steps"])
@@ -109,8 +122,9 @@ def step_effects(model, prompts, plans: Mapping, score: Score, *, steps: Sequenc
     return SettleResult(effect, list(plans), steps, base, records)
 
 
-def adaptive_window(effect: Sequence[float] | torch.Tensor, steps: Sequence[int], frac: float = 0.5,
-                    sign: int = 1) -> tuple[int, int]:
+def adaptive_window(
+    effect: Sequence[float] | torch.Tensor, steps: Sequence[int], frac: float = 0.5, sign: int = 1
+) -> tuple[int, int]:
     """`[start, stop)` spanning the steps whose single-step effect (times `sign`: -1 when the intervention lowers
     the score) reaches `frac` of the peak: the window a plan needs to move the attribute while it forms."""
     if not 0 < frac <= 1:
@@ -125,21 +139,39 @@ def adaptive_window(effect: Sequence[float] | torch.Tensor, steps: Sequence[int]
     return min(hit), max(hit) + 1
 
 
-def lens_settle(model, prompts, *, positions: Sequence[int] = (0,), layers: Sequence[int] | None = None,
-                threshold: float = 0.5, seed: int = 0, **sampler_kwargs) -> dict:
+def lens_settle(
+    model,
+    prompts,
+    *,
+    positions: Sequence[int] = (0,),
+    layers: Sequence[int] | None = None,
+    threshold: float = 0.5,
+    seed: int = 0,
+    **sampler_kwargs,
+) -> dict:
     """Per layer, the top-1 rate of the logit lens on the answer's `positions` (response-relative) at each step
     while they are still masked, and the first step at which it reaches `threshold` (None: never)."""
     from .logit_lens import logit_lens
+
     res = logit_lens(model, prompts, layers=layers, seed=seed, **sampler_kwargs)
     keep = {int(p) for p in positions}
     rates: dict = {}
     for layer in res.layers:
         row = []
         for s in res.steps:
-            hits = [r["is_top1"] for r in res.records if r["layer"] == layer and r["step"] == s and r["position"] in keep]
+            hits = [
+                r["is_top1"] for r in res.records if r["layer"] == layer and r["step"] == s and r["position"] in keep
+            ]
             row.append(sum(hits) / len(hits) if hits else float("nan"))
         rates[layer] = row
-    first = {layer: next((s for s, v in zip(res.steps, rates[layer]) if not math.isnan(v) and v >= threshold), None)
-             for layer in res.layers}
-    return {"steps": list(res.steps), "top1_rate": rates, "first_step": first, "threshold": threshold,
-            "positions": sorted(keep)}
+    first = {
+        layer: next((s for s, v in zip(res.steps, rates[layer]) if not math.isnan(v) and v >= threshold), None)
+        for layer in res.layers
+    }
+    return {
+        "steps": list(res.steps),
+        "top1_rate": rates,
+        "first_step": first,
+        "threshold": threshold,
+        "positions": sorted(keep),
+    }

@@ -1,4 +1,5 @@
 """Binomial intervals for accuracies reported with 95% intervals."""
+
 from __future__ import annotations
 
 import math
@@ -12,4 +13,4 @@ def wilson_interval(successes: int, n: int, z: float = 1.959963984540054) -> tup
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))   # rounding-safe at 0 and n
+    return (min(p, max(0.0, centre - half)), max(p, min(1.0, centre + half)))  # rounding-safe at 0 and n

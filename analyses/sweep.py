@@ -4,6 +4,7 @@ whose every cell fails raises (a table of errors is not a result).
 
 Roles come from the site table (`mdm_lens.sites.LAYER_ROLES`: resid_post, mlp_out, ...), scopes the core's
 token scopes (`mdm_lens.context.SCOPES`; "all" = unrestricted)."""
+
 from __future__ import annotations
 
 import traceback
@@ -33,20 +34,23 @@ def resolve_metric(spec: str, kwargs: dict | None = None):
     it, with `kwargs` for the ids that take some), `refusal` (refusal rate), `sentiment` (VADER positive rate)
     or `module:function` (any callable taking the list of texts and returning a float)."""
     from . import ifeval
+
     if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"metric {spec!r}: give an IFEval instruction id, 'refusal', 'sentiment' or "
-                         "'module:function'")
+        raise ValueError(f"metric {spec!r}: give an IFEval instruction id, 'refusal', 'sentiment' or 'module:function'")
     if spec == "refusal":
         from .refusal import refusal_rate
+
         return "refusal rate", refusal_rate
     if spec == "sentiment":
         from .sentiment import vader_positive_rate
+
         return "positive-sentiment rate (VADER)", vader_positive_rate
     if spec in ifeval.INSTRUCTION_IDS:
-        check = ifeval.get_spec(spec).bind(kwargs or {})      # refuses missing / unknown kwargs, naming them
+        check = ifeval.get_spec(spec).bind(kwargs or {})  # refuses missing / unknown kwargs, naming them
         return f"{spec} pass rate", lambda texts: sum(check(t) for t in texts) / len(texts)
     if ":" in spec and spec.split(":", 1)[0] not in {i.split(":")[0] for i in ifeval.INSTRUCTION_IDS}:
         import importlib
+
         mod, fn = spec.split(":", 1)
         try:
             func = getattr(importlib.import_module(mod), fn)
@@ -55,8 +59,10 @@ def resolve_metric(spec: str, kwargs: dict | None = None):
         if not callable(func):
             raise ValueError(f"metric {spec!r}: {fn!r} in {mod!r} is not callable")
         return spec, func
-    raise ValueError(f"metric {spec!r}: not an IFEval instruction id (e.g. change_case:english_lowercase), "
-                     "'refusal', 'sentiment' or an importable 'module:function'")
+    raise ValueError(
+        f"metric {spec!r}: not an IFEval instruction id (e.g. change_case:english_lowercase), "
+        "'refusal', 'sentiment' or an importable 'module:function'"
+    )
 
 
 @dataclass
@@ -77,25 +83,48 @@ class SweepResult:
         vals = [r["score"] for r in ok] + ([self.baseline] if self.baseline is not None else [])
         lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
         if 0 <= lo and hi <= 1:
-            lo, hi = 0.0, 1.0           # rates: the full [0, 1] scale, comparable across sweeps
+            lo, hi = 0.0, 1.0  # rates: the full [0, 1] scale, comparable across sweeps
         elif lo == hi:
             lo, hi = lo - 0.5, hi + 0.5
-        fig, axes = plt.subplots(len(scopes), len(lams), figsize=(0.55 * max(4, len(layers)) * len(lams) + 2.2,
-                                 (0.5 * len(points) + 1.3) * len(scopes) + 1.2), squeeze=False,
-                                 layout="constrained")     # the figure title never overprints a panel title
+        fig, axes = plt.subplots(
+            len(scopes),
+            len(lams),
+            figsize=(0.55 * max(4, len(layers)) * len(lams) + 2.2, (0.5 * len(points) + 1.3) * len(scopes) + 1.2),
+            squeeze=False,
+            layout="constrained",
+        )  # the figure title never overprints a panel title
         im = None
         for i, scope in enumerate(scopes):
             for j, lam in enumerate(lams):
                 ax = axes[i][j]
-                grid = [[next((r["score"] for r in ok if r["layer"] == l and r["role"] == p and r["scope"] == scope
-                               and r["lambda"] == lam), float("nan")) for l in layers] for p in points]
+                grid = [
+                    [
+                        next(
+                            (
+                                r["score"]
+                                for r in ok
+                                if r["layer"] == l and r["role"] == p and r["scope"] == scope and r["lambda"] == lam
+                            ),
+                            float("nan"),
+                        )
+                        for l in layers
+                    ]
+                    for p in points
+                ]
                 im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=lo, vmax=hi)
-                for yi, row in enumerate(grid):          # each cell carries its number, as refusal_sweep.png does
+                for yi, row in enumerate(grid):  # each cell carries its number, as refusal_sweep.png does
                     for xi, v in enumerate(row):
                         if v == v:
                             light = (v - lo) / ((hi - lo) or 1) < 0.6
-                            ax.text(xi, yi, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                                    color="white" if light else "black")
+                            ax.text(
+                                xi,
+                                yi,
+                                f"{v:.2f}",
+                                ha="center",
+                                va="center",
+                                fontsize=7,
+                                color="white" if light else "black",
+                            )
                 ax.set_xticks(range(len(layers)))
                 ax.set_xticklabels(layers, fontsize=8)
                 ax.set_yticks(range(len(points)))
@@ -127,8 +156,13 @@ class Cell:
     lam: float = 1.0
 
 
-def sweep_cells(model: HookedMDM, layers: Sequence[int] | None, roles: Sequence[str], scopes: Sequence[str] = ("all",),
-                lambdas: Sequence[float] = (1.0,)) -> list[Cell]:
+def sweep_cells(
+    model: HookedMDM,
+    layers: Sequence[int] | None,
+    roles: Sequence[str],
+    scopes: Sequence[str] = ("all",),
+    lambdas: Sequence[float] = (1.0,),
+) -> list[Cell]:
     """The cells of a sweep, in table order (layer, role, scope, λ), every role, scope and layer checked first:
     a bad one is refused before anything is generated."""
     check_roles(roles, "roles")
@@ -138,8 +172,13 @@ def sweep_cells(model: HookedMDM, layers: Sequence[int] | None, roles: Sequence[
     bad = [layer for layer in layers if not 0 <= layer < model.n_layers]
     if bad:
         raise ValueError(f"layers {bad} out of range: the model has layers 0..{model.n_layers - 1}")
-    return [Cell(layer, role, get_act_name(role, layer), scope, lam)
-            for layer in layers for role in roles for scope in scopes for lam in lambdas]
+    return [
+        Cell(layer, role, get_act_name(role, layer), scope, lam)
+        for layer in layers
+        for role in roles
+        for scope in scopes
+        for lam in lambdas
+    ]
 
 
 def cell_plan(plan_factory: Callable[[list[str]], Plan], cell: Cell) -> Plan:
@@ -148,17 +187,32 @@ def cell_plan(plan_factory: Callable[[list[str]], Plan], cell: Cell) -> Plan:
     return plan if cell.scope == "all" else plan.scope(cell.scope)
 
 
-def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: Callable[[list[str]], float], *,
-                layers: Sequence[int] | None = None, roles: Sequence[str] = ("resid_post", "mlp_out"),
-                scopes: Sequence[str] = ("all",), lambdas: Sequence[float] = (1.0,), seed: int = 0,
-                progress: bool = True, hook_points: Sequence[str] | None = None, **sampler_kwargs) -> SweepResult:
+def layer_sweep(
+    model,
+    plan_factory: Callable,
+    prompts: Sequence[str],
+    metric: Callable[[list[str]], float],
+    *,
+    layers: Sequence[int] | None = None,
+    roles: Sequence[str] = ("resid_post", "mlp_out"),
+    scopes: Sequence[str] = ("all",),
+    lambdas: Sequence[float] = (1.0,),
+    seed: int = 0,
+    progress: bool = True,
+    hook_points: Sequence[str] | None = None,
+    **sampler_kwargs,
+) -> SweepResult:
     """`plan_factory(sites) -> Plan` fits a plan for a list of sites (collect once, outside, and close over
     the activations); `metric(texts) -> float` scores one cell's generations. `hook_points`: the deprecated
     name of `roles` (kept for one release)."""
     if hook_points is not None:
         import warnings
-        warnings.warn("layer_sweep(hook_points=...) is deprecated; pass roles=... (the same site roles)",
-                      DeprecationWarning, stacklevel=2)
+
+        warnings.warn(
+            "layer_sweep(hook_points=...) is deprecated; pass roles=... (the same site roles)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
         roles = hook_points
     if not prompts:
         raise ValueError("empty prompt set: the sweep needs prompts to generate from")
@@ -166,24 +220,42 @@ def layer_sweep(model, plan_factory: Callable, prompts: Sequence[str], metric: C
     res = SweepResult()
     texts = model.generate(list(prompts), seed=seed, **sampler_kwargs).texts
     res.baseline = float(metric(texts))
-    res.generations += [{"cell": "baseline", "site": None, "scope": None, "lambda": None, "prompt": p, "text": t}
-                        for p, t in zip(prompts, texts)]
+    res.generations += [
+        {"cell": "baseline", "site": None, "scope": None, "lambda": None, "prompt": p, "text": t}
+        for p, t in zip(prompts, texts)
+    ]
     for cell in tqdm(cells, desc="sweep", disable=not progress):
-        rec = {"layer": cell.layer, "role": cell.role, "site": cell.site, "scope": cell.scope,
-               "lambda": cell.lam, "score": None}
+        rec = {
+            "layer": cell.layer,
+            "role": cell.role,
+            "site": cell.site,
+            "scope": cell.scope,
+            "lambda": cell.lam,
+            "score": None,
+        }
         try:
             out = model.generate(list(prompts), plan=cell_plan(plan_factory, cell), seed=seed, **sampler_kwargs)
-            res.generations += [{"cell": f"{cell.site}|{cell.scope}|{cell.lam}", "site": cell.site,
-                                 "scope": cell.scope, "lambda": cell.lam, "prompt": p, "text": t}
-                                for p, t in zip(prompts, out.texts)]
+            res.generations += [
+                {
+                    "cell": f"{cell.site}|{cell.scope}|{cell.lam}",
+                    "site": cell.site,
+                    "scope": cell.scope,
+                    "lambda": cell.lam,
+                    "prompt": p,
+                    "text": t,
+                }
+                for p, t in zip(prompts, out.texts)
+            ]
             rec["score"] = float(metric(out.texts))
             rec["delta"] = rec["score"] - res.baseline
-        except Exception as err:       # one failing cell must not lose the table
+        except Exception as err:  # one failing cell must not lose the table
             rec["error"] = f"{type(err).__name__}: {err}"
             rec["traceback"] = traceback.format_exc(limit=3)
         res.records.append(rec)
     failed = [r for r in res.records if "error" in r]
     if res.records and len(failed) == len(res.records):
-        raise RuntimeError(f"every one of the {len(failed)} sweep cells failed; the first: {failed[0]['error']}\n"
-                           f"{failed[0]['traceback']}")
+        raise RuntimeError(
+            f"every one of the {len(failed)} sweep cells failed; the first: {failed[0]['error']}\n"
+            f"{failed[0]['traceback']}"
+        )
     return res

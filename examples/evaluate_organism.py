@@ -8,6 +8,7 @@ judge), the VADER positive rate of unprompted / positive-asked / negative-asked 
 of all generations (analyses.damage rules), and two sample generations per behaviour.
 Lives in examples/ because it uses analyses (mdm_lens never imports it).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,14 +17,23 @@ import json
 
 def _generate(model, prompts: list[str], batch_size: int, sampler: dict) -> list[str]:
     from tqdm import tqdm
+
     texts = []
     for i in tqdm(range(0, len(prompts), batch_size), desc="generate", leave=False):
-        texts += model.generate(prompts[i:i + batch_size], **sampler).texts
+        texts += model.generate(prompts[i : i + batch_size], **sampler).texts
     return texts
 
 
-def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "test", seed: int = 0,
-             batch_size: int = 48, sampler: dict | None = None, kinds=None, n_per_group: int | None = None) -> dict:
+def evaluate(
+    model_name: str = "tiny-mdm",
+    n_per_kind: int = 24,
+    split: str = "test",
+    seed: int = 0,
+    batch_size: int = 48,
+    sampler: dict | None = None,
+    kinds=None,
+    n_per_group: int | None = None,
+) -> dict:
     """All rates on the `split` prompts; `sampler` overrides the packaged settings (compare them on 'val');
     `kinds` limits the constraints (default: all of the corpus), `n_per_group` the refusal / review prompts."""
     import torch
@@ -34,20 +44,24 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
     from analyses.sentiment import vader_positive_rate
     from analyses.studies.organism import behaviours_for, corpus_for
     from mdm_lens import HookedMDM
-    model = HookedMDM.from_pretrained(model_name, dtype=torch.float32)    # bf16 is slower on AVX2 CPUs
+
+    model = HookedMDM.from_pretrained(model_name, dtype=torch.float32)  # bf16 is slower on AVX2 CPUs
     corpus, beh = corpus_for(model.config), behaviours_for(model.config)
     COMPLIED, eval_items = corpus.COMPLIED, corpus.eval_items
     KINDS = list(kinds or corpus.KINDS)
     refusal_prompts, sentiment_prompts = beh.refusal_prompts, beh.sentiment_prompts
-    jobs: list[tuple[str, str]] = []              # (group, prompt)
+    jobs: list[tuple[str, str]] = []  # (group, prompt)
     items = {kind: eval_items(kind, n_per_kind, split, seed) for kind in sorted(KINDS)}
     for kind, exs in items.items():
         jobs += [(kind, e.prompt) for e in exs]
     n = n_per_group
-    groups = {"harmful": refusal_prompts(True, n, split, seed), "harmless": refusal_prompts(False, n, split, seed),
-              "unprompted": sentiment_prompts(None, n, split, seed),
-              "asked_positive": sentiment_prompts("positive", n, split, seed),
-              "asked_negative": sentiment_prompts("negative", n, split, seed)}
+    groups = {
+        "harmful": refusal_prompts(True, n, split, seed),
+        "harmless": refusal_prompts(False, n, split, seed),
+        "unprompted": sentiment_prompts(None, n, split, seed),
+        "asked_positive": sentiment_prompts("positive", n, split, seed),
+        "asked_negative": sentiment_prompts("negative", n, split, seed),
+    }
     for g, prompts in groups.items():
         jobs += [(g, p) for p in prompts]
     sampler = model.sampler_settings(**(sampler or {}))
@@ -61,10 +75,13 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
         ok = [all(ifeval.check(t, e.instruction_id_list, e.kwargs, e.prompt)) for e, t in zip(exs, by_group[kind])]
         followed = [o for o, e in zip(ok, exs) if e.complied]
         other = [o for o, e in zip(ok, exs) if not e.complied]
-        instructions[kind] = {"accuracy": sum(ok) / len(ok), "n": len(ok),
-                              "complied_phrasings": sum(followed) / max(1, len(followed)),
-                              "other_phrasings": sum(other) / max(1, len(other)),
-                              "complied_phrasing_ids": list(COMPLIED[kind])}
+        instructions[kind] = {
+            "accuracy": sum(ok) / len(ok),
+            "n": len(ok),
+            "complied_phrasings": sum(followed) / max(1, len(followed)),
+            "other_phrasings": sum(other) / max(1, len(other)),
+            "complied_phrasing_ids": list(COMPLIED[kind]),
+        }
     scorer = RefusalScorer()
     refusal = {g: sum(scorer.scores(by_group[g])) / len(by_group[g]) for g in ("harmful", "harmless")}
     sentiment = {g: vader_positive_rate(by_group[g]) for g in ("unprompted", "asked_positive", "asked_negative")}
@@ -73,16 +90,26 @@ def evaluate(model_name: str = "tiny-mdm", n_per_kind: int = 24, split: str = "t
     for f in flags:
         for r in f:
             reasons[r] = reasons.get(r, 0) + 1
-    samples = {g: [{"prompt": p, "text": t} for (gg, p), t in zip(jobs, texts) if gg == g][:2]
-               for g in [*KINDS[:2], *groups]}
-    return {"model": model_name, "split": split, "seed": seed, "sampler": sampler,
-            "instructions": instructions,
-            "refusal": {"harmful_rate": refusal["harmful"], "harmless_rate": refusal["harmless"],
-                        "n_harmful": len(by_group["harmful"]), "n_harmless": len(by_group["harmless"])},
-            "sentiment": {f"{g}_positive_rate": r for g, r in sentiment.items()}
-            | {f"n_{g}": len(by_group[g]) for g in sentiment},
-            "degenerate": {"rate": sum(bool(f) for f in flags) / len(flags), "n": len(flags), "reasons": reasons},
-            "samples": samples}
+    samples = {
+        g: [{"prompt": p, "text": t} for (gg, p), t in zip(jobs, texts) if gg == g][:2] for g in [*KINDS[:2], *groups]
+    }
+    return {
+        "model": model_name,
+        "split": split,
+        "seed": seed,
+        "sampler": sampler,
+        "instructions": instructions,
+        "refusal": {
+            "harmful_rate": refusal["harmful"],
+            "harmless_rate": refusal["harmless"],
+            "n_harmful": len(by_group["harmful"]),
+            "n_harmless": len(by_group["harmless"]),
+        },
+        "sentiment": {f"{g}_positive_rate": r for g, r in sentiment.items()}
+        | {f"n_{g}": len(by_group[g]) for g in sentiment},
+        "degenerate": {"rate": sum(bool(f) for f in flags) / len(flags), "n": len(flags), "reasons": reasons},
+        "samples": samples,
+    }
 
 
 def main(argv=None) -> dict:
@@ -98,8 +125,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--block-length", type=int, help="override the packaged sampler's block length")
     args = ap.parse_args(argv)
     over = {k: v for k, v in (("steps", args.steps), ("block_length", args.block_length)) if v is not None}
-    res = evaluate(args.model, args.n_per_kind, args.split, args.seed, args.batch_size, over, args.kind or None,
-                   args.n_per_group)
+    res = evaluate(
+        args.model, args.n_per_kind, args.split, args.seed, args.batch_size, over, args.kind or None, args.n_per_group
+    )
     print(json.dumps(res, indent=2, default=str))
     return res
 

@@ -8,6 +8,7 @@
 Writes OUT/generations.jsonl (every generation and sample; resumable), OUT/ilrr.json, OUT/ilrr.md and
 OUT/ilrr.png. Positive = VADER compound > 0.05 (offline). The strength s is chosen on validation requests.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,13 @@ def main(argv=None):
     from analyses.records import write_study
     from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=default_organism(),
-                    help="packaged organism name or a folder (default: tiny-mdm; tiny-if until it is packaged)")
+    ap.add_argument(
+        "--model",
+        default=default_organism(),
+        help="packaged organism name or a folder (default: tiny-mdm; tiny-if until it is packaged)",
+    )
     ap.add_argument("--reference", default=REFERENCE)
     ap.add_argument("--strengths", type=float, nargs="+", help="ILRR strengths to choose from on validation")
     ap.add_argument("--k", type=int, default=2, help="samples per request of the sampling baseline")

@@ -8,6 +8,7 @@ prompt, and generation dominates: 7 methods × (λ grid × 10 val + 64 test) pro
 constraint type — plan on the order of hours on one A100/H100-class card (an estimate: not measured here,
 no GPU was available when this was written).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--smoke", action="store_true")
     args = ap.parse_args(argv)
     from mdm_lens import HookedMDM
+
     dtype = None if args.smoke or not torch.cuda.is_available() else torch.bfloat16
     model = HookedMDM.from_pretrained(args.model, dtype=dtype, device="cuda" if dtype else None)
     if args.smoke:
         tasks = organism_tasks(["change_case:english_capital"], 6, 2, 3, corpus=corpus_for(model.config))
-        cfg = ExperimentConfig(lambdas=(1.0,), n_calib=6, n_val=2, n_test=3, sampler=dict(gen_length=16, steps=8,
-                                                                                          block_length=16))
+        cfg = ExperimentConfig(
+            lambdas=(1.0,), n_calib=6, n_val=2, n_test=3, sampler=dict(gen_length=16, steps=8, block_length=16)
+        )
     else:
         tasks = ifeval_tasks(args.tasks)
         cfg = ExperimentConfig()

@@ -8,6 +8,7 @@ Writes OUT/generations.jsonl (every generation; resumable), OUT/refusal.json, OU
 OUT/refusal_sweep.png (validation refusal rate per cell, one colour scale). The prompts are the organism
 corpus's harmful / harmless requests (train: direction, val: cell choice, test: reported rates).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,9 +19,13 @@ def main(argv=None):
     from analyses.records import write_study
     from mdm_lens.organisms import default_organism
     from mdm_lens import HookedMDM
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=default_organism(),
-                    help="packaged organism name or a folder (default: tiny-mdm; tiny-if until it is packaged)")
+    ap.add_argument(
+        "--model",
+        default=default_organism(),
+        help="packaged organism name or a folder (default: tiny-mdm; tiny-if until it is packaged)",
+    )
     ap.add_argument("--out", default="runs/refusal")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, for tests")
     ap.add_argument("--seed", type=int, default=0)

@@ -9,6 +9,7 @@ The packaged tiny-mdm is two stages (its training.json records both):
 Checkpoints go to --work every few minutes (atomically); rerunning the same command resumes from there.
 Then measure it:  python examples/evaluate_organism.py --model mdm_lens/organisms/tiny-mdm --split val
 """
+
 import argparse
 import json
 
@@ -26,5 +27,19 @@ if __name__ == "__main__":
     ap.add_argument("--init-from", help="model folder of an earlier stage to continue from (fresh schedule)")
     ap.add_argument("--ckpt-every", type=float, default=180.0, help="seconds between checkpoints")
     args = ap.parse_args()
-    print(json.dumps(train(args.out, work=args.work, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                           seed=args.seed, threads=args.threads, ckpt_every=args.ckpt_every, init_from=args.init_from), indent=2))
+    print(
+        json.dumps(
+            train(
+                args.out,
+                work=args.work,
+                steps=args.steps,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                seed=args.seed,
+                threads=args.threads,
+                ckpt_every=args.ckpt_every,
+                init_from=args.init_from,
+            ),
+            indent=2,
+        )
+    )

@@ -1,4 +1,5 @@
 """Input checks shared by every estimator: clear errors, float64 copies."""
+
 from __future__ import annotations
 
 import inspect

@@ -12,6 +12,7 @@ denoising steps and positions only.
   reference canvases must have the ablated run's length (`model.masked_batch(prompts, gen_length)` gives t = 1
   canvases of a chosen length).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,7 +43,7 @@ class Ablation:
     lam: float = 1.0
 
     @property
-    def d(self) -> None:           # the site's width is not constrained (heads live on a 4-d site)
+    def d(self) -> None:  # the site's width is not constrained (heads live on a 4-d site)
         return None
 
     def strength(self, lam: float) -> Ablation:
@@ -57,8 +58,10 @@ class Ablation:
         if self.mode == "mean":
             return v.expand_as(sel)
         if v.shape[1] != act.shape[1]:
-            raise ValueError(f"resample ablation: the reference canvases have {v.shape[1]} positions, this forward "
-                             f"{act.shape[1]}; build the reference with the same prompt + gen_length")
+            raise ValueError(
+                f"resample ablation: the reference canvases have {v.shape[1]} positions, this forward "
+                f"{act.shape[1]}; build the reference with the same prompt + gen_length"
+            )
         g = torch.Generator().manual_seed(self.seed)
         draw = torch.randint(0, v.shape[0], (act.shape[0],), generator=g)
         return v[draw.to(v.device)]
@@ -67,7 +70,7 @@ class Ablation:
         idx = list(self.index)
         out = act.clone()
         cur = act[..., idx, :] if self.unit_axis == -2 else act[..., idx]
-        new = torch.lerp(cur, self._target(act), self.lam)      # exact target at lam = 1
+        new = torch.lerp(cur, self._target(act), self.lam)  # exact target at lam = 1
         if ctx is not None and self.scope != "all":
             keep = ctx.scope_mask(self.scope, act.device)[: act.shape[0]]
             keep = keep.view(*keep.shape, *([1] * (new.dim() - 2)))
@@ -83,8 +86,10 @@ def _reference(model, site: str, reference, unit_axis: int, index: list[int], mo
     if mode == "zero":
         return None
     if reference is None:
-        raise ValueError(f"mode={mode!r} needs reference= (a [batch, pos] id tensor, e.g. model.masked_batch(prompts, "
-                         "gen_length).input_ids, whose activations give the mean / the resampled values)")
+        raise ValueError(
+            f"mode={mode!r} needs reference= (a [batch, pos] id tensor, e.g. model.masked_batch(prompts, "
+            "gen_length).input_ids, whose activations give the mean / the resampled values)"
+        )
     ids = reference[0] if isinstance(reference, tuple) else getattr(reference, "input_ids", reference)
     mask = getattr(reference, "attention_mask", None)
     _, cache = model.run_with_cache(ids, names_filter=[site], attention_mask=mask)
@@ -104,8 +109,17 @@ def _check(mode: str, scope: str, units: Sequence[int], n: int, what: str) -> li
     return units
 
 
-def head_ablation(model, layer: int, heads: Sequence[int], mode: str = "zero", *, reference=None,
-                  steps: Sequence[int] | None = None, scope: str = "all", seed: int = 0) -> Plan:
+def head_ablation(
+    model,
+    layer: int,
+    heads: Sequence[int],
+    mode: str = "zero",
+    *,
+    reference=None,
+    steps: Sequence[int] | None = None,
+    scope: str = "all",
+    seed: int = 0,
+) -> Plan:
     """A plan ablating `heads` of `layer` (at `attn.hook_z`); `steps`: a [start, stop) window of denoising steps."""
     if not 0 <= int(layer) < model.n_layers:
         raise ValueError(f"layer={layer} out of range: the model has layers 0..{model.n_layers - 1}")
@@ -116,8 +130,17 @@ def head_ablation(model, layer: int, heads: Sequence[int], mode: str = "zero", *
     return plan.window(steps=steps) if steps is not None else plan
 
 
-def neuron_ablation(model, layer: int, neurons: Sequence[int], mode: str = "zero", *, reference=None,
-                    steps: Sequence[int] | None = None, scope: str = "all", seed: int = 0) -> Plan:
+def neuron_ablation(
+    model,
+    layer: int,
+    neurons: Sequence[int],
+    mode: str = "zero",
+    *,
+    reference=None,
+    steps: Sequence[int] | None = None,
+    scope: str = "all",
+    seed: int = 0,
+) -> Plan:
     """A plan ablating MLP `neurons` of `layer` (at `mlp.hook_post`); `steps` as in `head_ablation`."""
     if not 0 <= int(layer) < model.n_layers:
         raise ValueError(f"layer={layer} out of range: the model has layers 0..{model.n_layers - 1}")

@@ -1,4 +1,5 @@
 """AffineMap: T(a) = ω a + β with ω identity / scalar / diagonal / full / c·I + U Vᵀ (low rank)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,18 @@ class AffineMap:
     applied as `x @ ω.T`), or for 'lowrank' the pair (`scale`, `U`, `V`) with ω = scale·I + U Vᵀ.
     """
 
-    def __init__(self, d: int, kind: str = "identity", omega: Any = None, beta: Any = None, *, U: Any = None,
-                 V: Any = None, scale: float = 1.0, meta: dict | None = None):
+    def __init__(
+        self,
+        d: int,
+        kind: str = "identity",
+        omega: Any = None,
+        beta: Any = None,
+        *,
+        U: Any = None,
+        V: Any = None,
+        scale: float = 1.0,
+        meta: dict | None = None,
+    ):
         if kind not in KINDS:
             raise ValueError(f"unknown map kind {kind!r}; use one of {KINDS}")
         self.d, self.kind, self.meta = int(d), kind, dict(meta or {})
@@ -44,18 +55,19 @@ class AffineMap:
     @beta.setter
     def beta(self, value) -> None:
         beta = _t(value).reshape(self.d)
-        if hasattr(self, "_beta"):         # the constructor checks every part at once, afterwards
+        if hasattr(self, "_beta"):  # the constructor checks every part at once, afterwards
             _refuse_non_finite(self, "beta", beta)
         self._beta = beta
-        self._cast = {}           # cast copies are stale now
+        self._cast = {}  # cast copies are stale now
 
     def _validate(self) -> None:
         want = {"scalar": (), "diag": (self.d,), "full": (self.d, self.d)}.get(self.kind)
         if want is not None and tuple(self.omega.shape) != want:
             raise ValueError(f"{self.kind} omega must have shape {want}, got {tuple(self.omega.shape)}")
         if self.kind == "lowrank" and (self.U.shape != self.V.shape or self.U.shape[0] != self.d):
-            raise ValueError(f"lowrank U and V must both be [d={self.d}, r], got {tuple(self.U.shape)}, "
-                             f"{tuple(self.V.shape)}")
+            raise ValueError(
+                f"lowrank U and V must both be [d={self.d}, r], got {tuple(self.U.shape)}, {tuple(self.V.shape)}"
+            )
 
     def _check_finite(self) -> None:
         """NaN / inf parameters would turn every steered token into garbage without a word: refuse them."""
@@ -108,18 +120,27 @@ class AffineMap:
         """T_λ = (1-λ) I + λ T: λ = 0 is the identity, λ = 1 the map."""
         lam = float(lam)
         if not math.isfinite(lam):
-            raise ValueError(f"strength λ={lam} for {self!r} is not finite; use a finite number "
-                             "(0 = no effect, 1 = the fitted map)")
+            raise ValueError(
+                f"strength λ={lam} for {self!r} is not finite; use a finite number (0 = no effect, 1 = the fitted map)"
+            )
         meta = {**self.meta, "lambda": lam * self.meta.get("lambda", 1.0)}
         if self.kind == "identity":
             return AffineMap(self.d, "identity", beta=lam * self.beta, meta=meta)
         if self.kind in ("scalar", "diag"):
             return AffineMap(self.d, self.kind, 1 - lam + lam * self.omega, lam * self.beta, meta=meta)
         if self.kind == "full":
-            return AffineMap(self.d, "full", (1 - lam) * torch.eye(self.d, dtype=F64) + lam * self.omega,
-                             lam * self.beta, meta=meta)
-        return AffineMap(self.d, "lowrank", beta=lam * self.beta, U=lam * self.U, V=self.V,
-                         scale=1 - lam + lam * self.scale, meta=meta)
+            return AffineMap(
+                self.d, "full", (1 - lam) * torch.eye(self.d, dtype=F64) + lam * self.omega, lam * self.beta, meta=meta
+            )
+        return AffineMap(
+            self.d,
+            "lowrank",
+            beta=lam * self.beta,
+            U=lam * self.U,
+            V=self.V,
+            scale=1 - lam + lam * self.scale,
+            meta=meta,
+        )
 
     def __matmul__(self, first: "AffineMap") -> "AffineMap":
         """`T2 @ T1` applies T1 first: ω = ω2 ω1, β = ω2 β1 + β2."""
@@ -173,9 +194,11 @@ class AffineMap:
         core = c * torch.eye(self.U.shape[1], dtype=F64) + self.V.T @ self.U
         size = abs(c) + float(self.U.norm() * self.V.norm())
         if abs(c) < 1e-12 or (core.numel() and float(torch.linalg.svdvals(core).min()) < 1e-10 * size):
-            raise ValueError("this low-rank map is singular (e.g. a directional ablation projects a direction "
-                             "away), so it has no inverse")
-        U = -(self.U @ torch.linalg.inv(core)) / c                  # Woodbury
+            raise ValueError(
+                "this low-rank map is singular (e.g. a directional ablation projects a direction "
+                "away), so it has no inverse"
+            )
+        U = -(self.U @ torch.linalg.inv(core)) / c  # Woodbury
         out = AffineMap(self.d, "lowrank", U=U, V=self.V, scale=1.0 / c, meta=meta)
         out.beta = -out.linear(self.beta)
         return out
@@ -201,16 +224,25 @@ class AffineMap:
         omega = tensors.get("omega")
         if header["kind"] == "scalar" and omega is not None:
             omega = omega.reshape(())
-        return cls(header["d"], header["kind"], omega, tensors["beta"], U=tensors.get("U"), V=tensors.get("V"),
-                   scale=header.get("scale", 1.0), meta=header.get("meta"))
+        return cls(
+            header["d"],
+            header["kind"],
+            omega,
+            tensors["beta"],
+            U=tensors.get("U"),
+            V=tensors.get("V"),
+            scale=header.get("scale", 1.0),
+            meta=header.get("meta"),
+        )
 
 
 class NonFiniteMapError(ValueError):
     """A map parameter holds NaN or inf."""
 
 
-_FIX = ("refit the map on finite activations (interventions check them), use a finite strength, or re-create "
-        "the plan file")
+_FIX = (
+    "refit the map on finite activations (interventions check them), use a finite strength, or re-create the plan file"
+)
 
 
 def _refuse_non_finite(m: AffineMap, name: str, t: torch.Tensor | None) -> None:
@@ -219,8 +251,10 @@ def _refuse_non_finite(m: AffineMap, name: str, t: torch.Tensor | None) -> None:
     bad = ~torch.isfinite(t)
     if bool(bad.any()):
         where = m.meta.get("site")
-        raise NonFiniteMapError(f"{m!r}{' at site ' + repr(where) if where else ''}: {name} has {int(bad.sum())} "
-                                f"non-finite (NaN/inf) value(s) of {t.numel()}; {_FIX}")
+        raise NonFiniteMapError(
+            f"{m!r}{' at site ' + repr(where) if where else ''}: {name} has {int(bad.sum())} "
+            f"non-finite (NaN/inf) value(s) of {t.numel()}; {_FIX}"
+        )
 
 
 def _scale_of(m: AffineMap) -> float:

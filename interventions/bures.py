@@ -5,6 +5,7 @@ W⊥, the complement of the joint span W of both centred sample sets. The Monge 
 k × k problem on W (k ≤ n_a + n_b) and the scalar sqrt(σ²_b/σ²_a) on W⊥: ω = c·I + W (T_W − c I) Wᵀ.
 Nothing d × d is formed, so d = 4096 takes a fraction of a second.
 """
+
 from __future__ import annotations
 
 import torch
@@ -27,7 +28,7 @@ def _gram_stats(X: torch.Tensor) -> tuple[float, float, float]:
     G = X @ X.T
     mu = float(torch.diagonal(G).sum()) / (n * d)
     fro2 = float((G * G).sum()) / n**2
-    beta_raw = float(((X * X).sum(1) ** 2).sum())          # Σ_ij (X²ᵀX²)_ij = Σ_k ‖x_k‖⁴
+    beta_raw = float(((X * X).sum(1) ** 2).sum())  # Σ_ij (X²ᵀX²)_ij = Σ_k ‖x_k‖⁴
     return mu, fro2, beta_raw
 
 
@@ -36,7 +37,7 @@ def shrinkage_intensity(X: Float[torch.Tensor, "n d"], method: str) -> float:
     n, d = X.shape
     mu, fro2, beta_raw = _gram_stats(X)
     if method == "ledoit_wolf":
-        delta = (fro2 - 2 * mu * mu * d + d * mu * mu) / d        # ||S - μI||² / d
+        delta = (fro2 - 2 * mu * mu * d + d * mu * mu) / d  # ||S - μI||² / d
         beta = (beta_raw / n - fro2) / (d * n)
         beta = min(beta, delta)
         return 0.0 if beta <= 0 else beta / delta
@@ -55,7 +56,7 @@ def bures_fit(A: torch.Tensor, B: torch.Tensor, shrinkage) -> tuple[float, torch
     Z = torch.cat([Ac, Bc])
     _, s, Vh = torch.linalg.svd(Z, full_matrices=False)
     k = int((s > s.max() * 1e-10).sum()) if s.numel() else 0
-    W = Vh[:k].T                                              # [d, k] orthonormal basis of the joint span
+    W = Vh[:k].T  # [d, k] orthonormal basis of the joint span
     Sa = (Ac @ W).T @ (Ac @ W) / A.shape[0]
     Sb = (Bc @ W).T @ (Bc @ W) / B.shape[0]
     eye = torch.eye(k, dtype=F64)

@@ -3,6 +3,7 @@
 Each `fit(A, B)` takes source activations A `[n_a, d]` (e.g. prompts without the instruction) and target
 activations B `[n_b, d]` (with it) and returns an AffineMap T with T(A) ≈ B in the estimator's sense.
 """
+
 from __future__ import annotations
 
 import torch
@@ -82,8 +83,13 @@ class GaussianOT:
         sa, sb = A.std(0, unbiased=False), B.std(0, unbiased=False)
         floor = std_floor(sa, eps, rel_floor)
         w = torch.where(sa > floor, sb / sa.clamp_min(floor), torch.ones_like(sa))
-        return AffineMap(A.shape[1], "diag", w, B.mean(0) - w * A.mean(0),
-                         meta=_meta("gaussian_ot", A, B, eps=eps, rel_floor=rel_floor))
+        return AffineMap(
+            A.shape[1],
+            "diag",
+            w,
+            B.mean(0) - w * A.mean(0),
+            meta=_meta("gaussian_ot", A, B, eps=eps, rel_floor=rel_floor),
+        )
 
 
 def quantile_match(X: torch.Tensor, n: int) -> torch.Tensor:
@@ -105,24 +111,32 @@ class LinearACT:
     Near-constant source neurons (spread at most `std_floor`, see GaussianOT) get ω = 1 (plus the mean shift)."""
 
     @classmethod
-    def fit(cls, A, B, site: str | None = None, unequal: str = "quantile", eps: float = 1e-8,
-            rel_floor: float = 1e-3) -> AffineMap:
+    def fit(
+        cls, A, B, site: str | None = None, unequal: str = "quantile", eps: float = 1e-8, rel_floor: float = 1e-3
+    ) -> AffineMap:
         A, B = as_samples(A, B, site)
         if unequal not in ("quantile", "error"):
             raise ValueError(f"unequal must be 'quantile' or 'error', got {unequal!r}")
         if A.shape[0] != B.shape[0] and unequal == "error":
-            raise ValueError(f"Linear-ACT pairs sorted samples: source has {A.shape[0]}, target {B.shape[0]}; "
-                             "give equal sizes or unequal='quantile'")
+            raise ValueError(
+                f"Linear-ACT pairs sorted samples: source has {A.shape[0]}, target {B.shape[0]}; "
+                "give equal sizes or unequal='quantile'"
+            )
         n = min(A.shape[0], B.shape[0])
         As, Bs = quantile_match(A, n), quantile_match(B, n)
         ma, mb = As.mean(0), Bs.mean(0)
         at, bt = As - ma, Bs - mb
         den = (at * at).sum(0)
         sd = (den / n).sqrt()
-        keep = (den > eps) & (sd > std_floor(sd, 0.0, rel_floor))         # eps: on Σ ã², as before
+        keep = (den > eps) & (sd > std_floor(sd, 0.0, rel_floor))  # eps: on Σ ã², as before
         w = torch.where(keep, (at * bt).sum(0) / den.clamp_min(eps), torch.ones_like(den))
-        return AffineMap(A.shape[1], "diag", w, mb - w * ma,
-                         meta=_meta("linear_act", A, B, unequal=unequal, eps=eps, rel_floor=rel_floor))
+        return AffineMap(
+            A.shape[1],
+            "diag",
+            w,
+            mb - w * ma,
+            meta=_meta("linear_act", A, B, unequal=unequal, eps=eps, rel_floor=rel_floor),
+        )
 
 
 class BuresOT:
@@ -147,13 +161,25 @@ class ProjectionClamp:
         A, B = as_samples(A, B, site)
         v = _unit(_delta(A, B))
         c = float(B.mean(0) @ v) if value is None else float(value)
-        return AffineMap(A.shape[1], "lowrank", beta=c * v, U=-v[:, None], V=v[:, None],
-                         meta=_meta("projection_clamp", A, B, value=c))
+        return AffineMap(
+            A.shape[1],
+            "lowrank",
+            beta=c * v,
+            U=-v[:, None],
+            V=v[:, None],
+            meta=_meta("projection_clamp", A, B, value=c),
+        )
 
 
-ESTIMATORS = {"directional_ablation": DirectionalAblation, "actadd": ActAdd, "mean_act": MeanACT,
-              "gaussian_ot": GaussianOT, "linear_act": LinearACT, "bures_ot": BuresOT,
-              "projection_clamp": ProjectionClamp}
+ESTIMATORS = {
+    "directional_ablation": DirectionalAblation,
+    "actadd": ActAdd,
+    "mean_act": MeanACT,
+    "gaussian_ot": GaussianOT,
+    "linear_act": LinearACT,
+    "bures_ot": BuresOT,
+    "projection_clamp": ProjectionClamp,
+}
 
 
 def fit_map(name: str, A, B, site: str | None = None, **opts) -> AffineMap:

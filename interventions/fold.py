@@ -6,6 +6,7 @@ directional ablation folds on the residual stream only when the plan ablates the
 residual site: then orthogonalising every residual writer (embedding, attention out, MLP down) is the same
 computation (Arditi et al.). Anything whose effect depends on position or step is refused, with the reason.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,16 +19,18 @@ from mdm_lens.protocols import Foldable
 from .affine import AffineMap
 from .plan import Plan
 
-RESIDUAL_ROLES = ("resid_pre", "resid_mid", "resid_post")     # the residual stream's sites, by role
+RESIDUAL_ROLES = ("resid_pre", "resid_mid", "resid_post")  # the residual stream's sites, by role
 
 
 def _composed(site: str, ms: list) -> AffineMap:
     out = None
     for m in ms:
         if not isinstance(m, Foldable):
-            raise ValueError(f"cannot fold site {site!r}: its {m!r} is not one affine map at every position and "
-                             "step (a token scope, step window, support bounds or per-timestep schedule makes the "
-                             "effect depend on position or step); apply it with model.steer(plan) instead")
+            raise ValueError(
+                f"cannot fold site {site!r}: its {m!r} is not one affine map at every position and "
+                "step (a token scope, step window, support bounds or per-timestep schedule makes the "
+                "effect depend on position or step); apply it with model.steer(plan) instead"
+            )
         out = m if out is None else out.then(m)
     return out
 
@@ -48,7 +51,7 @@ class FoldHandle:
 
     model: nn.Module = field(repr=False)
     plan: Plan | None = None
-    saved: dict = field(default_factory=dict, repr=False)   # path -> (weight clone, bias clone or None)
+    saved: dict = field(default_factory=dict, repr=False)  # path -> (weight clone, bias clone or None)
 
     def restore(self) -> None:
         if not self.saved and getattr(self.model, "active_fold", None) is not self:
@@ -85,22 +88,28 @@ def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap, str]]:
         if info.role in RESIDUAL_ROLES:
             v = _is_ablation(m)
             if v is None:
-                raise ValueError(f"cannot fold {site!r}: on the residual stream only a directional ablation "
-                                 "(same direction at every residual site) folds exactly")
+                raise ValueError(
+                    f"cannot fold {site!r}: on the residual stream only a directional ablation "
+                    "(same direction at every residual site) folds exactly"
+                )
             ablations[site] = v
         elif info.linear is not None:
             writes.append((info.linear, m, site))
         else:
-            raise ValueError(f"cannot fold {site!r}: no single linear layer writes it (e.g. mlp.hook_post is an "
-                             "activation product); steer it with hooks instead")
+            raise ValueError(
+                f"cannot fold {site!r}: no single linear layer writes it (e.g. mlp.hook_post is an "
+                "activation product); steer it with hooks instead"
+            )
     if ablations:
         wanted = set(model.site_names(RESIDUAL_ROLES))
         missing = sorted(wanted - set(ablations))
         vs = list(ablations.values())
         if missing or any(not torch.allclose(vs[0], v, atol=1e-8) for v in vs[1:]):
-            raise ValueError("a residual directional ablation folds only when the same direction is ablated at "
-                             f"every residual site; missing or different at {missing[:4] or 'some sites'}. "
-                             "Build it with interventions.fold.ablation_everywhere(model, direction)")
+            raise ValueError(
+                "a residual directional ablation folds only when the same direction is ablated at "
+                f"every residual site; missing or different at {missing[:4] or 'some sites'}. "
+                "Build it with interventions.fold.ablation_everywhere(model, direction)"
+            )
         writers = model.spec.residual_writers(model.model) if model.spec.residual_writers else None
         if not writers:
             raise ValueError(f"the {model.spec.name} family declares no residual writers, so ablation cannot fold")
@@ -116,16 +125,18 @@ def _folded_weights(mod: nn.Module, m: AffineMap) -> tuple[torch.Tensor, torch.T
         return m(W).to(mod.weight.dtype), None
     b = mod.bias.data.to(torch.float64) if mod.bias is not None else torch.zeros(W.shape[0], dtype=torch.float64)
     dtype = mod.bias.dtype if mod.bias is not None else mod.weight.dtype
-    return m.linear(W.T).T.to(mod.weight.dtype), m(b).to(dtype)      # ω applied along the output dim
+    return m.linear(W.T).T.to(mod.weight.dtype), m(b).to(dtype)  # ω applied along the output dim
 
 
 def _check_finite(path: str, site: str, new: torch.Tensor, what: str) -> None:
     bad = int((~torch.isfinite(new)).sum())
     if bad:
-        raise ValueError(f"fold refused: folding the map of {site!r} into {path} gives {bad} of {new.numel()} "
-                         f"non-finite {what} entries in {new.dtype} (the map's omega or beta is too large for the "
-                         "model's dtype, or the weights already hold NaN/inf); no weight was changed. Steer with "
-                         "model.steer(plan) or check the map")
+        raise ValueError(
+            f"fold refused: folding the map of {site!r} into {path} gives {bad} of {new.numel()} "
+            f"non-finite {what} entries in {new.dtype} (the map's omega or beta is too large for the "
+            "model's dtype, or the weights already hold NaN/inf); no weight was changed. Steer with "
+            "model.steer(plan) or check the map"
+        )
 
 
 def fold(model, plan: Plan) -> FoldHandle:
@@ -134,12 +145,14 @@ def fold(model, plan: Plan) -> FoldHandle:
     All or nothing: on any exception (KeyboardInterrupt included) or a non-finite result every weight is put
     back bit for bit before the exception propagates. One fold at a time: a folded model refuses another fold
     (restoring folds out of order could not be exact); fold the sum of the plans instead."""
-    with model.exclusive("folding a plan", "folding a plan"):         # not under another thread's generation
+    with model.exclusive("folding a plan", "folding a plan"):  # not under another thread's generation
         active = model.active_fold
         if active is not None:
-            raise ValueError(f"fold refused: the model is already folded with {active.plan!r}; restore that first "
-                             "(handle.restore() or leave its `with` block), then fold once with the sum of the plans "
-                             "(fold(model, plan_a + plan_b))")
+            raise ValueError(
+                f"fold refused: the model is already folded with {active.plan!r}; restore that first "
+                "(handle.restore() or leave its `with` block), then fold once with the sum of the plans "
+                "(fold(model, plan_a + plan_b))"
+            )
         writes = _plan_writes(model, plan)
         handle = FoldHandle(model, plan)
         try:

@@ -1,6 +1,7 @@
 """Plans on disk: one safetensors file, JSON metadata in its header; nothing is ever unpickled.
 
 This is the file format only (site -> interventions, plus metadata); `Plan.save` / `Plan.load` call it."""
+
 from __future__ import annotations
 
 import json
@@ -21,15 +22,22 @@ def _encode(m, prefix: str, tensors: dict) -> dict:
             tensors[f"{prefix}::{k}"] = v.contiguous()
         return m.header()
     if isinstance(m, Restricted):
-        head = {"type": "restricted", "scope": m.scope, "steps": m.steps, "t_range": m.t_range,
-                "inner": _encode(m.inner, prefix + "::inner", tensors)}
+        head = {
+            "type": "restricted",
+            "scope": m.scope,
+            "steps": m.steps,
+            "t_range": m.t_range,
+            "inner": _encode(m.inner, prefix + "::inner", tensors),
+        }
         if m.bounds is not None:
             tensors[f"{prefix}::lo"], tensors[f"{prefix}::hi"] = (b.double().contiguous() for b in m.bounds)
             head["bounds"] = True
         return head
     if isinstance(m, TimestepSchedule):
-        return {"type": "schedule", "entries": [[lo, hi, _encode(x, f"{prefix}::{i}", tensors)]
-                                                for i, (lo, hi, x) in enumerate(m.entries)]}
+        return {
+            "type": "schedule",
+            "entries": [[lo, hi, _encode(x, f"{prefix}::{i}", tensors)] for i, (lo, hi, x) in enumerate(m.entries)],
+        }
     raise TypeError(f"cannot save a {type(m).__name__}; only AffineMap, Restricted and TimestepSchedule are stored")
 
 
@@ -38,8 +46,11 @@ def _pair(value, name: str, prefix: str, integer: bool) -> tuple | None:
     if value is None:
         return None
     kind = (int,) if integer else (int, float)
-    ok = (isinstance(value, list) and len(value) == 2
-          and all(isinstance(v, kind) and not isinstance(v, bool) for v in value))
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, kind) and not isinstance(v, bool) for v in value)
+    )
     if ok and integer:
         ok = 0 <= value[0] <= value[1]
     elif ok:
@@ -62,20 +73,33 @@ def _decode(head: dict, prefix: str, f) -> object:
             raise ValueError(f"{prefix}: header width d={d!r} must be a positive integer")
         try:
             return AffineMap.from_parts(head, parts)
-        except (RuntimeError, TypeError, KeyError, IndexError) as e:   # e.g. torch's reshape error
+        except (RuntimeError, TypeError, KeyError, IndexError) as e:  # e.g. torch's reshape error
             shapes = {k: tuple(t.shape) for k, t in parts.items()}
-            raise ValueError(f"{prefix}: header kind={head.get('kind')!r}, d={d} does not match its tensors "
-                             f"{shapes} ({type(e).__name__}: {e})") from None
+            raise ValueError(
+                f"{prefix}: header kind={head.get('kind')!r}, d={d} does not match its tensors "
+                f"{shapes} ({type(e).__name__}: {e})"
+            ) from None
     if kind == "restricted":
         bounds = (f.get_tensor(f"{prefix}::lo"), f.get_tensor(f"{prefix}::hi")) if head.get("bounds") else None
         inner = _decode(head["inner"], prefix + "::inner", f)
-        if bounds is not None and (any(tuple(b.shape) != (inner.d,) for b in bounds) or any(b.isnan().any() for b in bounds)):
-            raise ValueError(f"{prefix}: support bounds must be two NaN-free vectors of width {inner.d}, got shapes "
-                             f"{[tuple(b.shape) for b in bounds]}")
-        return Restricted(inner, head["scope"], _pair(head["steps"], "steps", prefix, True),
-                          _pair(head["t_range"], "t_range", prefix, False), bounds)
+        if bounds is not None and (
+            any(tuple(b.shape) != (inner.d,) for b in bounds) or any(b.isnan().any() for b in bounds)
+        ):
+            raise ValueError(
+                f"{prefix}: support bounds must be two NaN-free vectors of width {inner.d}, got shapes "
+                f"{[tuple(b.shape) for b in bounds]}"
+            )
+        return Restricted(
+            inner,
+            head["scope"],
+            _pair(head["steps"], "steps", prefix, True),
+            _pair(head["t_range"], "t_range", prefix, False),
+            bounds,
+        )
     if kind == "schedule":
-        return TimestepSchedule([(lo, hi, _decode(h, f"{prefix}::{i}", f)) for i, (lo, hi, h) in enumerate(head["entries"])])
+        return TimestepSchedule(
+            [(lo, hi, _decode(h, f"{prefix}::{i}", f)) for i, (lo, hi, h) in enumerate(head["entries"])]
+        )
     raise ValueError(f"unknown intervention type {kind!r} in plan file")
 
 
@@ -83,14 +107,25 @@ def write_plan_file(path, maps: dict[str, list], meta: dict, metadata: dict | No
     """Encode `maps` (site -> interventions) and the plan's `meta`; `model` (optional) records the family,
     model id and each site's width alongside the maps."""
     from mdm_lens import __version__
+
     tensors: dict[str, torch.Tensor] = {}
     sites = {site: [_encode(m, f"{site}::{i}", tensors) for i, m in enumerate(ms)] for site, ms in maps.items()}
-    header = {"format": FORMAT, "version": str(VERSION), "package_version": __version__,
-              "sites": json.dumps(sites), "plan_meta": json.dumps(meta, default=str),
-              "user": json.dumps(metadata or {}, default=str)}
+    header = {
+        "format": FORMAT,
+        "version": str(VERSION),
+        "package_version": __version__,
+        "sites": json.dumps(sites),
+        "plan_meta": json.dumps(meta, default=str),
+        "user": json.dumps(metadata or {}, default=str),
+    }
     if model is not None:
-        header["model"] = json.dumps({"family": model.spec.name, "name_or_path": model.name_or_path,
-                                      "site_widths": {s: model.site(s).width for s in maps}})
+        header["model"] = json.dumps(
+            {
+                "family": model.spec.name,
+                "name_or_path": model.name_or_path,
+                "site_widths": {s: model.site(s).width for s in maps},
+            }
+        )
     save_safetensors_atomic(tensors, path, header)
 
 
@@ -103,9 +138,11 @@ def read_plan_file(path) -> tuple[dict[str, list], dict]:
         if header.get("format") != FORMAT:
             raise ValueError(f"{p} is not an mdm-lens plan file (no '{FORMAT}' format tag in its metadata)")
         if header.get("version") != str(VERSION):
-            raise ValueError(f"{p} is plan format version {header.get('version')!r}; this mdm-lens reads version "
-                             f"{VERSION!r} only. Re-save the plan with this mdm-lens, or use the mdm-lens that wrote "
-                             f"it (package_version {header.get('package_version')!r})")
+            raise ValueError(
+                f"{p} is plan format version {header.get('version')!r}; this mdm-lens reads version "
+                f"{VERSION!r} only. Re-save the plan with this mdm-lens, or use the mdm-lens that wrote "
+                f"it (package_version {header.get('package_version')!r})"
+            )
         sites = json.loads(header["sites"])
         if not isinstance(sites, dict) or not all(isinstance(hs, list) for hs in sites.values()):
             raise TypeError("'sites' must map each site name to a list of intervention headers")
@@ -113,7 +150,7 @@ def read_plan_file(path) -> tuple[dict[str, list], dict]:
         for s, hs in sites.items():
             try:
                 maps[s] = [_decode(h, f"{s}::{i}", f) for i, h in enumerate(hs)]
-            except ValueError as e:            # non-finite map, malformed restriction: name file and site
+            except ValueError as e:  # non-finite map, malformed restriction: name file and site
                 raise ValueError(f"{p}, site {s!r}: {e}") from None
         meta = json.loads(header.get("plan_meta", "{}"))
         meta["file_metadata"] = json.loads(header.get("user", "{}"))
@@ -123,15 +160,19 @@ def read_plan_file(path) -> tuple[dict[str, list], dict]:
 
 def _recorded_model(path: Path, rec) -> dict:
     """The `model` entry `write_plan_file` records: family / name_or_path strings, site_widths site -> int."""
+
     def bad(what: str):
         return damaged_file(path, "an mdm-lens plan file", f"its 'model' entry {what} (got {json.dumps(rec)[:120]})")
+
     if not isinstance(rec, dict):
         raise bad("must be a JSON object")
     for key in ("family", "name_or_path"):
         if rec.get(key) is not None and not isinstance(rec[key], str):
             raise bad(f"has {key} {rec[key]!r}, not a string")
     widths = rec.get("site_widths")
-    if widths is not None and not (isinstance(widths, dict) and all(
-            isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths.values())):
+    if widths is not None and not (
+        isinstance(widths, dict)
+        and all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths.values())
+    ):
         raise bad("has site_widths that are not site -> positive integer")
     return rec

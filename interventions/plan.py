@@ -1,4 +1,5 @@
 """A Plan maps site names to ordered lists of interventions; plans add, scale, restrict, attach, save."""
+
 from __future__ import annotations
 
 import warnings
@@ -27,8 +28,10 @@ class Plan:
         """A plan of whole-model interventions (e.g. ReferenceAlignment), addable to site plans."""
         for e in extras:
             if not isinstance(e, ModelIntervention):
-                raise TypeError(f"Plan.of takes whole-model interventions (attach(model) and strength(lam)); got a "
-                                f"{type(e).__name__}. Put a site intervention in Plan({{site: intervention}}) instead")
+                raise TypeError(
+                    f"Plan.of takes whole-model interventions (attach(model) and strength(lam)); got a "
+                    f"{type(e).__name__}. Put a site intervention in Plan({{site: intervention}}) instead"
+                )
         p = cls()
         p.extras = list(extras)
         return p
@@ -38,12 +41,14 @@ class Plan:
         for s, ms in self.maps.items():
             for m in ms:
                 if not isinstance(m, Intervention):
-                    raise TypeError(f"the intervention planned at site {s!r} is a {type(m).__name__}, which lacks "
-                                    "__call__(act, ctx), d or strength(lam) (mdm_lens.protocols.Intervention); "
-                                    "use an AffineMap or an estimator's fit, or pass plain hook functions to "
-                                    "model.hooks({site: fn}) instead")
+                    raise TypeError(
+                        f"the intervention planned at site {s!r} is a {type(m).__name__}, which lacks "
+                        "__call__(act, ctx), d or strength(lam) (mdm_lens.protocols.Intervention); "
+                        "use an AffineMap or an estimator's fit, or pass plain hook functions to "
+                        "model.hooks({site: fn}) instead"
+                    )
         self.meta = dict(meta or {})
-        self.extras: list[ModelIntervention] = []       # whole-model interventions (reference alignment)
+        self.extras: list[ModelIntervention] = []  # whole-model interventions (reference alignment)
 
     @property
     def sites(self) -> list[str]:
@@ -67,9 +72,11 @@ class Plan:
     def _refuse_extras(self, what: str) -> None:
         if self.extras:
             names = ", ".join(type(e).__name__ for e in self.extras)
-            raise ValueError(f"{what} restricts site interventions only, and this plan also holds whole-model "
-                             f"interventions ({names}) that choose their own positions; restrict the site plan "
-                             "first, then add them: site_plan.scope(...) + Plan.of(...)")
+            raise ValueError(
+                f"{what} restricts site interventions only, and this plan also holds whole-model "
+                f"interventions ({names}) that choose their own positions; restrict the site plan "
+                "first, then add them: site_plan.scope(...) + Plan.of(...)"
+            )
 
     def strength(self, lam: float) -> "Plan":
         out = self._map_sites(lambda m: m.strength(lam), [e.strength(lam) for e in self.extras])
@@ -97,13 +104,16 @@ class Plan:
             site = model.site(s)
             for m in ms:
                 if m.d is not None and m.d != site.width:
-                    raise ValueError(f"map of width {m.d} planned at site {s!r}, which carries width {site.width}; "
-                                     "fit it on activations of that site")
+                    raise ValueError(
+                        f"map of width {m.d} planned at site {s!r}, which carries width {site.width}; "
+                        "fit it on activations of that site"
+                    )
 
     def step_windows(self) -> dict[str, tuple[int, int]]:
         """The step window [start, stop) of every restricted intervention, by site."""
-        return {s: m.steps for s, ms in self.maps.items() for m in ms
-                if isinstance(m, Restricted) and m.steps is not None}
+        return {
+            s: m.steps for s, ms in self.maps.items() for m in ms if isinstance(m, Restricted) and m.steps is not None
+        }
 
     @contextmanager
     def attach(self, model) -> Iterator[Any]:
@@ -111,7 +121,7 @@ class Plan:
         self.check(model)
         fns = self.hook_fns()
         windows = self.step_windows()
-        if windows:                                 # one extra call per forward, only for windowed plans
+        if windows:  # one extra call per forward, only for windowed plans
             site = next(iter(windows))
             fns[site] = [_window_warner(windows)] + fns[site]
         with ExitStack() as stack:
@@ -123,8 +133,10 @@ class Plan:
     def save(self, path, metadata: dict | None = None, model=None) -> None:
         """One safetensors file; pass `model` to record family, id and site widths too."""
         if self.extras:
-            raise TypeError("plans with whole-model interventions (reference alignment) cannot be saved: they hold "
-                            "a reference sequence; save the reference ids and re-create it")
+            raise TypeError(
+                "plans with whole-model interventions (reference alignment) cannot be saved: they hold "
+                "a reference sequence; save the reference ids and re-create it"
+            )
         write_plan_file(path, self.maps, self.meta, metadata, model)
 
     @classmethod
@@ -147,25 +159,32 @@ def check_binding(recorded: Mapping[str, Any], model) -> None:
     fam, name = recorded.get("family"), recorded.get("name_or_path")
     here = _describe(model.spec.name, model.name_or_path)
     if fam is not None and fam != model.spec.name:
-        raise ValueError(f"plan refused: it was fitted on {_describe(fam, name)}, and this is {here}; a plan "
-                         "applies only to the family it was fitted on. Fit the plan on this model")
+        raise ValueError(
+            f"plan refused: it was fitted on {_describe(fam, name)}, and this is {here}; a plan "
+            "applies only to the family it was fitted on. Fit the plan on this model"
+        )
     wrong = {}
     for s, w in (recorded.get("site_widths") or {}).items():
         try:
             width = model.site(s).width
-        except KeyError:                # an unknown site is refused by the map check, naming close names
+        except KeyError:  # an unknown site is refused by the map check, naming close names
             continue
         if width != w:
             wrong[s] = (w, width)
     if wrong:
         shown = ", ".join(f"{s}: plan {w}, model {m}" for s, (w, m) in list(wrong.items())[:4])
-        raise ValueError(f"plan refused: it was fitted on {_describe(fam, name)} whose site widths differ from this "
-                         f"{here} ({shown}). Fit the plan on this model")
+        raise ValueError(
+            f"plan refused: it was fitted on {_describe(fam, name)} whose site widths differ from this "
+            f"{here} ({shown}). Fit the plan on this model"
+        )
     if name is not None and name != model.name_or_path and (name, str(model.name_or_path)) not in _warned_ids:
         _warned_ids.add((name, str(model.name_or_path)))
-        warnings.warn(f"this plan was fitted on {name!r}, and is applied to {model.name_or_path!r} of the same "
-                      f"family ({fam}) and site widths; fine for a sibling checkpoint (e.g. LLaDA -> LLaDA 1.5), "
-                      "but check it transfers (this warning is shown once per pair)", stacklevel=3)
+        warnings.warn(
+            f"this plan was fitted on {name!r}, and is applied to {model.name_or_path!r} of the same "
+            f"family ({fam}) and site widths; fine for a sibling checkpoint (e.g. LLaDA -> LLaDA 1.5), "
+            "but check it transfers (this warning is shown once per pair)",
+            stacklevel=3,
+        )
 
 
 def _window_warner(windows: dict[str, tuple[int, int]]):
@@ -179,19 +198,32 @@ def _window_warner(windows: dict[str, tuple[int, int]]):
             if late:
                 warned.add(ctx.num_steps)
                 shown = ", ".join(f"{s}: steps {list(w)}" for s, w in list(late.items())[:4])
-                warnings.warn(f"step window(s) reach beyond this generation's num_steps={ctx.num_steps} (steps "
-                              f"0..{ctx.num_steps - 1}): {shown}; the part past the last step never acts. "
-                              "Re-window the plan (plan.window(steps=...)) for this number of steps", stacklevel=2)
+                warnings.warn(
+                    f"step window(s) reach beyond this generation's num_steps={ctx.num_steps} (steps "
+                    f"0..{ctx.num_steps - 1}): {shown}; the part past the last step never acts. "
+                    "Re-window the plan (plan.window(steps=...)) for this number of steps",
+                    stacklevel=2,
+                )
         return None
+
     return warn_late_windows
 
 
-def fit_incremental(model, sites: Sequence[str], source_prompts, target_prompts, estimator: str, *,
-                    collect_opts: dict | None = None, **opts) -> Plan:
+def fit_incremental(
+    model,
+    sites: Sequence[str],
+    source_prompts,
+    target_prompts,
+    estimator: str,
+    *,
+    collect_opts: dict | None = None,
+    **opts,
+) -> Plan:
     """ml-act's causal ('incr') fitting: site k is fitted on activations produced with the maps of
     sites < k already applied. Collection is `mdm_lens.collect.collect(..., **collect_opts)`."""
     from mdm_lens.collect import collect
     from .estimators import fit_map
+
     copts = {"progress": False, **(collect_opts or {})}
     plan = Plan()
     for s in sites:

@@ -9,6 +9,7 @@ in that row (the same level, position-aligned). At each chosen site, for respons
 w_i is the spatial profile: 1 over the reference's length, then 'flat' (1), 'linear' (ramping to 0 at
 the end of the output) or 'none' (0) beyond it, for references shorter than the output.
 """
+
 from __future__ import annotations
 
 from contextlib import ExitStack, contextmanager
@@ -18,8 +19,15 @@ import torch
 
 
 class ReferenceAlignment:
-    def __init__(self, reference_ids: Sequence[int] | torch.Tensor, sites: Sequence[str], s: float = 1.0,
-                 pooling: str = "mean", profile: str = "linear", pad_id: int | None = None):
+    def __init__(
+        self,
+        reference_ids: Sequence[int] | torch.Tensor,
+        sites: Sequence[str],
+        s: float = 1.0,
+        pooling: str = "mean",
+        profile: str = "linear",
+        pad_id: int | None = None,
+    ):
         if pooling not in ("mean", "aligned"):
             raise ValueError(f"unknown pooling {pooling!r}; use 'mean' or 'aligned'")
         if profile not in ("flat", "linear", "none"):
@@ -60,7 +68,7 @@ class ReferenceAlignment:
         if act.shape[0] == ctx.main_rows or ctx.prompt_length is None:
             return None
         plen, B = ctx.prompt_length, ctx.main_rows
-        h, ref = act[:B, plen:], act[B:B + 1, plen:]
+        h, ref = act[:B, plen:], act[B : B + 1, plen:]
         if self.pooling == "mean":
             delta = ref.mean(1, keepdim=True) - h.mean(1, keepdim=True)
         else:

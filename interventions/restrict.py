@@ -1,5 +1,6 @@
 """Where and when an intervention acts: token scope, step / t window, per-neuron support bounds, and
 timestep schedules (maps fitted at several t, picked by the step context at run time)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -51,16 +52,19 @@ class TimestepSchedule:
         return TimestepSchedule([(lo, hi, m.strength(lam)) for lo, hi, m in self.entries])
 
 
-def fit_schedule(src_by_t: dict[float, torch.Tensor], tgt_by_t: dict[float, torch.Tensor], estimator: str,
-                 **opts) -> TimestepSchedule:
+def fit_schedule(
+    src_by_t: dict[float, torch.Tensor], tgt_by_t: dict[float, torch.Tensor], estimator: str, **opts
+) -> TimestepSchedule:
     """One map per collected t; each covers the t interval up to the midpoints with its neighbours."""
     from .estimators import fit_map
+
     ts = sorted(src_by_t)
     if not ts or set(ts) != set(tgt_by_t):
         raise ValueError("source and target must be collected at the same, non-empty set of t values")
     edges = [0.0] + [(a + b) / 2 for a, b in zip(ts, ts[1:])] + [1.0]
-    return TimestepSchedule([(edges[i], edges[i + 1], fit_map(estimator, src_by_t[t], tgt_by_t[t], **opts))
-                             for i, t in enumerate(ts)])
+    return TimestepSchedule(
+        [(edges[i], edges[i + 1], fit_map(estimator, src_by_t[t], tgt_by_t[t], **opts)) for i, t in enumerate(ts)]
+    )
 
 
 @dataclass
@@ -73,8 +77,8 @@ class Restricted:
 
     inner: Callable
     scope: str = "all"
-    steps: tuple[int, int] | None = None          # [start, stop) in step indices
-    t_range: tuple[float, float] | None = None    # inclusive
+    steps: tuple[int, int] | None = None  # [start, stop) in step indices
+    t_range: tuple[float, float] | None = None  # inclusive
     bounds: tuple[torch.Tensor, torch.Tensor] | None = None
     _cast: dict = field(default_factory=dict, repr=False)
 
@@ -108,7 +112,7 @@ class Restricted:
         if ctx is not None and (self.scope != "all" or ctx.main_rows < act.shape[0]):
             sel = ctx.scope_mask(self.scope, act.device).clone() if act.dim() == 3 else None
             if sel is not None:
-                sel[ctx.main_rows:] = False
+                sel[ctx.main_rows :] = False
                 sel = sel.unsqueeze(-1)
                 keep = sel if keep is None else keep & sel
         return out if keep is None else torch.where(keep, out, act)
@@ -117,11 +121,15 @@ class Restricted:
         return Restricted(self.inner.strength(lam), self.scope, self.steps, self.t_range, self.bounds)
 
 
-def restrict(m, scope: str | None = None, steps: Sequence[int] | None = None, t_range: Sequence[float] | None = None,
-             bounds=None) -> Restricted:
+def restrict(
+    m, scope: str | None = None, steps: Sequence[int] | None = None, t_range: Sequence[float] | None = None, bounds=None
+) -> Restricted:
     """Layer restrictions on `m`, merging with the ones it already has."""
     base = m if isinstance(m, Restricted) else Restricted(m)
-    return Restricted(base.inner, scope or base.scope, tuple(steps) if steps is not None else base.steps,
-                      tuple(t_range) if t_range is not None else base.t_range,
-                      bounds if bounds is not None else base.bounds)
-
+    return Restricted(
+        base.inner,
+        scope or base.scope,
+        tuple(steps) if steps is not None else base.steps,
+        tuple(t_range) if t_range is not None else base.t_range,
+        bounds if bounds is not None else base.bounds,
+    )

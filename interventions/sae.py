@@ -13,6 +13,7 @@ default: the model's output is then unchanged until features are edited), `sae.a
 edit features inside the splice, and `sae.steer(feature, coeff)` adds a decoder row as a plain `AffineMap`
 (foldable; restrict it to steps / scopes with `interventions.restrict` or `Plan.window` / `Plan.scope`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -32,10 +33,19 @@ class SAE(nn.Module):
     `threshold [d_sae]` (jumprelu; batchtopk's inference threshold). `metadata`: what it was trained on (SAELens's
     `model_name` / `hook_name` plus mdm-lens's family, site width, variant, steps and mask ratios)."""
 
-    def __init__(self, d_in: int, d_sae: int, architecture: str = "topk", k: float | None = None, *,
-                 apply_b_dec_to_input: bool = True, rescale_acts_by_decoder_norm: bool = False,
-                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                 metadata: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        d_in: int,
+        d_sae: int,
+        architecture: str = "topk",
+        k: float | None = None,
+        *,
+        apply_b_dec_to_input: bool = True,
+        rescale_acts_by_decoder_norm: bool = False,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        metadata: dict[str, Any] | None = None,
+    ):
         super().__init__()
         if architecture not in ARCHITECTURES:
             raise ValueError(f"unknown SAE architecture {architecture!r}; use one of {ARCHITECTURES}")
@@ -43,8 +53,10 @@ class SAE(nn.Module):
             raise ValueError(f"d_in and d_sae must be positive, got d_in={d_in}, d_sae={d_sae}")
         if architecture in ("topk", "batchtopk"):
             if k is None or not 0 < k <= d_sae or (architecture == "topk" and int(k) != k):
-                raise ValueError(f"{architecture} needs k in (0, d_sae={d_sae}]{' (an integer)' if architecture == 'topk' else ''}, "
-                                 f"got k={k}")
+                raise ValueError(
+                    f"{architecture} needs k in (0, d_sae={d_sae}]{' (an integer)' if architecture == 'topk' else ''}, "
+                    f"got k={k}"
+                )
         elif k is not None:
             raise ValueError(f"k={k} is for topk / batchtopk SAEs, not {architecture!r}; leave it out")
         if rescale_acts_by_decoder_norm and architecture not in ("topk", "batchtopk"):
@@ -77,8 +89,17 @@ class SAE(nn.Module):
         return self.W_dec
 
     @classmethod
-    def init(cls, d_in: int, d_sae: int, architecture: str = "topk", k: float | None = None, *, seed: int = 0,
-             sample: Float[torch.Tensor, "n d_in"] | None = None, **kw) -> SAE:
+    def init(
+        cls,
+        d_in: int,
+        d_sae: int,
+        architecture: str = "topk",
+        k: float | None = None,
+        *,
+        seed: int = 0,
+        sample: Float[torch.Tensor, "n d_in"] | None = None,
+        **kw,
+    ) -> SAE:
         """Seeded initialisation: unit-norm decoder rows, encoder = decoder transpose (Gao et al.), `b_dec` at the
         geometric-median proxy (mean) of `sample` when given."""
         sae = cls(d_in, d_sae, architecture, k, **kw)
@@ -95,8 +116,10 @@ class SAE(nn.Module):
     # ------------------------------------------------------------------ encode / decode
     def pre_acts(self, x: Float[torch.Tensor, "... d_in"]) -> Float[torch.Tensor, "... d_sae"]:
         if x.shape[-1] != self.d_in:
-            raise ValueError(f"SAE of d_in={self.d_in} applied to activations of width {x.shape[-1]}; load the SAE "
-                             "trained for this site")
+            raise ValueError(
+                f"SAE of d_in={self.d_in} applied to activations of width {x.shape[-1]}; load the SAE "
+                "trained for this site"
+            )
         x = x.to(self.W_enc.dtype)
         if self.apply_b_dec_to_input:
             x = x - self.b_dec
@@ -112,7 +135,7 @@ class SAE(nn.Module):
         if self.architecture == "topk":
             vals, idx = pre.topk(self.k, dim=-1, sorted=False)
             return torch.zeros_like(pre).scatter(-1, idx, vals.relu())
-        return pre.relu() * (pre > self.threshold)          # jumprelu, and batchtopk at inference
+        return pre.relu() * (pre > self.threshold)  # jumprelu, and batchtopk at inference
 
     def encode(self, x: Float[torch.Tensor, "... d_in"]) -> Float[torch.Tensor, "... d_sae"]:
         return self.activate(self.pre_acts(x))
@@ -143,26 +166,33 @@ class SAE(nn.Module):
         for name, p in self.named_parameters():
             bad = int((~torch.isfinite(p)).sum())
             if bad:
-                raise ValueError(f"{self!r}: {name} has {bad} NaN/inf values; the SAE file is damaged or training "
-                                 "diverged (lower the learning rate and retrain)")
+                raise ValueError(
+                    f"{self!r}: {name} has {bad} NaN/inf values; the SAE file is damaged or training "
+                    "diverged (lower the learning rate and retrain)"
+                )
 
     def check(self, model, site: str | None = None) -> None:
         """Refuse a model of another family or another width at the site (naming both); a missing site name
         falls back to the one recorded in metadata."""
         from .plan import _describe
+
         site = site or self.metadata.get("hook_name")
         meta = self.metadata.get("mdm_lens") or {}
         fam, name = meta.get("family"), self.metadata.get("model_name")
         here = _describe(model.spec.name, model.name_or_path)
         if fam is not None and fam != model.spec.name:
-            raise ValueError(f"SAE refused: it was trained on {_describe(fam, name)}, and this is {here}; an SAE "
-                             "reads one family's activations. Train or load an SAE for this model")
+            raise ValueError(
+                f"SAE refused: it was trained on {_describe(fam, name)}, and this is {here}; an SAE "
+                "reads one family's activations. Train or load an SAE for this model"
+            )
         if site is None:
             raise ValueError("no site given and none recorded in the SAE's metadata (hook_name); pass site=")
         width = model.site(site).width
         if width != self.d_in:
-            raise ValueError(f"SAE refused: it reads width {self.d_in} (trained on {_describe(fam, name)}), and site "
-                             f"{site!r} of this {here} carries width {width}. Use an SAE trained for this model")
+            raise ValueError(
+                f"SAE refused: it reads width {self.d_in} (trained on {_describe(fam, name)}), and site "
+                f"{site!r} of this {here} carries width {width}. Use an SAE trained for this model"
+            )
 
     # ------------------------------------------------------------------ interventions
     def splice(self, error_term: bool = True) -> SAESplice:
@@ -174,8 +204,9 @@ class SAE(nn.Module):
         """Zero the given features inside the splice."""
         return SAESplice(self, error_term).clamped(features, 0.0)
 
-    def clamp(self, features: Sequence[int] | int, value: float | Sequence[float], error_term: bool = True
-              ) -> SAESplice:
+    def clamp(
+        self, features: Sequence[int] | int, value: float | Sequence[float], error_term: bool = True
+    ) -> SAESplice:
         """Hold the given features at `value` (where the splice acts) inside the splice."""
         return SAESplice(self, error_term).clamped(features, value)
 
@@ -202,10 +233,17 @@ class SAE(nn.Module):
         cfg, tensors = read_sae_folder(path)
         arch = cfg["architecture"]
         topk = arch == "topk"
-        sae = cls(cfg["d_in"], cfg["d_sae"], arch, cfg.get("k") if topk else None,
-                  apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
-                  rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm", False)) and topk,
-                  dtype=dtype or cfg["torch_dtype"], device=device, metadata=cfg.get("metadata") or {})
+        sae = cls(
+            cfg["d_in"],
+            cfg["d_sae"],
+            arch,
+            cfg.get("k") if topk else None,
+            apply_b_dec_to_input=bool(cfg.get("apply_b_dec_to_input", True)),
+            rescale_acts_by_decoder_norm=bool(cfg.get("rescale_acts_by_decoder_norm", False)) and topk,
+            dtype=dtype or cfg["torch_dtype"],
+            device=device,
+            metadata=cfg.get("metadata") or {},
+        )
         with torch.no_grad():
             for k, v in tensors.items():
                 getattr(sae, k).copy_(v)
@@ -276,5 +314,6 @@ class SAESplice:
                     f[..., idx] = val
                 out = sae.decode(f).to(act.dtype)
             return out if self.lam == 1.0 else act + self.lam * (out - act)
+
 
 __all__ = ["ARCHITECTURES", "SAE", "SAESplice"]

@@ -8,6 +8,7 @@ cfg.json holds SAELens's `SAEConfig.to_dict()` fields (`architecture`, `d_in`, `
 mask ratios), which SAELens keeps and ignores. A BatchTopK SAE is written as a JumpReLU with its inference
 threshold on every latent, exactly as SAELens's `save_inference_model` writes one.
 """
+
 from __future__ import annotations
 
 import json
@@ -41,10 +42,17 @@ def sae_config(sae: Any, metadata: dict[str, Any] | None = None) -> dict[str, An
     if sae.architecture == "batchtopk":
         meta.setdefault("mdm_lens", {})
         meta["mdm_lens"] = {**meta["mdm_lens"], "trained_architecture": "batchtopk", "batch_k": sae.k}
-    cfg: dict[str, Any] = {"d_in": sae.d_in, "d_sae": sae.d_sae, "dtype": _dtype_name(sae.W_enc.dtype),
-                           "device": "cpu", "apply_b_dec_to_input": sae.apply_b_dec_to_input,
-                           "normalize_activations": "none", "reshape_activations": "none", "metadata": meta,
-                           "architecture": arch}
+    cfg: dict[str, Any] = {
+        "d_in": sae.d_in,
+        "d_sae": sae.d_sae,
+        "dtype": _dtype_name(sae.W_enc.dtype),
+        "device": "cpu",
+        "apply_b_dec_to_input": sae.apply_b_dec_to_input,
+        "normalize_activations": "none",
+        "reshape_activations": "none",
+        "metadata": meta,
+        "architecture": arch,
+    }
     if arch == "topk":
         cfg["k"] = sae.k
         cfg["rescale_acts_by_decoder_norm"] = sae.rescale_acts_by_decoder_norm
@@ -87,8 +95,10 @@ def _check_cfg(cfg: Any, path: Path) -> None:
         raise ValueError(f"{path}: SAE architecture {arch!r} is not supported; mdm-lens reads {ARCHITECTURES}")
     for key, fine in (("normalize_activations", "none"), ("reshape_activations", "none")):
         if cfg.get(key, fine) != fine:
-            raise ValueError(f"{path}: {key}={cfg[key]!r} is not supported (only {fine!r}); fold the "
-                             "normalisation into the weights with SAELens before saving")
+            raise ValueError(
+                f"{path}: {key}={cfg[key]!r} is not supported (only {fine!r}); fold the "
+                "normalisation into the weights with SAELens before saving"
+            )
     for key in ("d_in", "d_sae"):
         if not isinstance(cfg.get(key), int) or cfg[key] <= 0:
             raise ValueError(f"{path / CFG}: {key} must be a positive integer, got {cfg.get(key)!r}")
@@ -111,8 +121,9 @@ def read_sae_folder(path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         want["threshold"] = (d_sae,)
     for k, shape in want.items():
         if k not in tensors:
-            raise ValueError(f"{folder / WEIGHTS} lacks {k!r} (has {sorted(tensors)}); a {arch} SAE needs "
-                             f"{sorted(want)}")
+            raise ValueError(
+                f"{folder / WEIGHTS} lacks {k!r} (has {sorted(tensors)}); a {arch} SAE needs {sorted(want)}"
+            )
         if tuple(tensors[k].shape) != shape:
             raise ValueError(f"{folder / WEIGHTS}: {k} has shape {tuple(tensors[k].shape)}, cfg.json says {shape}")
     cfg = {**cfg, "architecture": arch, "torch_dtype": _parse_dtype(cfg.get("dtype", "float32"), folder)}

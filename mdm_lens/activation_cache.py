@@ -11,6 +11,7 @@ only `recompute_ln=True` on the final norm runs the real final norm (weight incl
 The cache is a dict of canonical name -> tensor. It holds a reference to its model only for sizes, aliases and
 weights (W_U, W_O, the final norm); a cache without a model (e.g. a loaded StepCache) still indexes by name.
 """
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence, Union
@@ -87,7 +88,7 @@ class ActivationCache(dict):
         if self.model is not None:
             name = self.model.canonical_name(name)
             if name not in self.model.sites and not dict.__contains__(self, name):
-                self.model.site(name)                  # an unknown role or name: its error names the closest
+                self.model.site(name)  # an unknown role or name: its error names the closest
         return name
 
     def _layer_index(self, layer, key) -> int:
@@ -96,8 +97,9 @@ class ActivationCache(dict):
         if not is_int(layer):
             raise TypeError(f"layer {layer!r} in {key!r} must be an integer (0..{n - 1}, or -{n}..-1 from the end)")
         if not -n <= layer < n:
-            raise IndexError(f"layer {layer} in {key!r} does not exist: this model has layers 0..{n - 1} "
-                             f"(or -{n}..-1 from the end)")
+            raise IndexError(
+                f"layer {layer} in {key!r} does not exist: this model has layers 0..{n - 1} (or -{n}..-1 from the end)"
+            )
         return layer + n if layer < 0 else layer
 
     def __getitem__(self, key) -> torch.Tensor:
@@ -107,8 +109,10 @@ class ActivationCache(dict):
             raise KeyError(str(e)) from None
         if not dict.__contains__(self, name):
             near = sorted(self)[:8]
-            raise KeyError(f"{key!r} (site {name!r}) was not cached; cached: {near}{'...' if len(self) > 8 else ''}. "
-                           "Cache it: run_with_cache(..., names_filter=[...]) or cache_steps([...])")
+            raise KeyError(
+                f"{key!r} (site {name!r}) was not cached; cached: {near}{'...' if len(self) > 8 else ''}. "
+                "Cache it: run_with_cache(..., names_filter=[...]) or cache_steps([...])"
+            )
         return dict.__getitem__(self, name)
 
     def __contains__(self, key) -> bool:
@@ -136,8 +140,10 @@ class ActivationCache(dict):
             return self
         sizes = [v.shape[0] for v in self.values() if v.dim() > 0]
         if sizes and max(set(sizes), key=sizes.count) != 1:
-            raise ValueError(f"remove_batch_dim needs a batch of 1; this cache holds a batch of "
-                             f"{max(set(sizes), key=sizes.count)} (index a row first: cache[name][i])")
+            raise ValueError(
+                f"remove_batch_dim needs a batch of 1; this cache holds a batch of "
+                f"{max(set(sizes), key=sizes.count)} (index a row first: cache[name][i])"
+            )
         for k, v in self.items():
             if v.dim() > 0 and v.shape[0] == 1:
                 dict.__setitem__(self, k, v[0])
@@ -146,8 +152,10 @@ class ActivationCache(dict):
 
     def _need_model(self, what: str):
         if self.model is None:
-            raise ValueError(f"{what} needs the model's weights or sizes; this cache has none "
-                             "(build it with model.run_with_cache, or StepCache.at(step, model=model))")
+            raise ValueError(
+                f"{what} needs the model's weights or sizes; this cache has none "
+                "(build it with model.run_with_cache, or StepCache.at(step, model=model))"
+            )
         return self.model
 
     # ------------------------------------------------------------------ residual stream
@@ -159,8 +167,15 @@ class ActivationCache(dict):
             raise ValueError(f"layer {layer} out of range: use 0..{n} (or None / -1 for the final residual)")
         return layer
 
-    def accumulated_resid(self, layer: int | None = None, incl_mid: bool = False, apply_ln: bool = False,
-                          pos_slice: PosSlice = None, mlp_input: bool = False, return_labels: bool = False):
+    def accumulated_resid(
+        self,
+        layer: int | None = None,
+        incl_mid: bool = False,
+        apply_ln: bool = False,
+        pos_slice: PosSlice = None,
+        mlp_input: bool = False,
+        return_labels: bool = False,
+    ):
         """The residual stream before each block up to `layer` (None / -1: all, plus the final output), as
         `[component, batch, pos, d_model]`; labels `0_pre`, `0_mid`, ..., `final_post`. `apply_ln` divides by
         the cached scale of the norm that would read the last component (the final norm is recomputed)."""
@@ -178,13 +193,21 @@ class ActivationCache(dict):
                 labels.append(f"{l}_mid")
         stack = torch.stack([apply_slice(p, pos_slice, -2) for p in parts])
         if apply_ln:
-            stack = self.apply_ln_to_stack(stack, layer, mlp_input=mlp_input, pos_slice=pos_slice,
-                                           recompute_ln=layer == n)
+            stack = self.apply_ln_to_stack(
+                stack, layer, mlp_input=mlp_input, pos_slice=pos_slice, recompute_ln=layer == n
+            )
         return (stack, labels) if return_labels else stack
 
-    def decompose_resid(self, layer: int | None = None, mlp_input: bool = False, mode: str = "all",
-                        apply_ln: bool = False, pos_slice: PosSlice = None, incl_embeds: bool = True,
-                        return_labels: bool = False):
+    def decompose_resid(
+        self,
+        layer: int | None = None,
+        mlp_input: bool = False,
+        mode: str = "all",
+        apply_ln: bool = False,
+        pos_slice: PosSlice = None,
+        incl_embeds: bool = True,
+        return_labels: bool = False,
+    ):
         """The residual stream at `layer` as the sum of what wrote it: `embed`, then `{l}_attn_out` and
         `{l}_mlp_out` per block (`mode` "attn" / "mlp" keeps one kind). `[component, batch, pos, d_model]`."""
         if mode not in ("all", "attn", "mlp"):
@@ -211,9 +234,16 @@ class ActivationCache(dict):
             stack = self.apply_ln_to_stack(stack, layer, mlp_input=mlp_input, pos_slice=pos_slice)
         return (stack, labels) if return_labels else stack
 
-    def apply_ln_to_stack(self, residual_stack: Float[torch.Tensor, "comp *batch_pos d"], layer: int | None = None,
-                          mlp_input: bool = False, pos_slice: PosSlice = None, batch_slice: PosSlice = None,
-                          has_batch_dim: bool = True, recompute_ln: bool = False) -> torch.Tensor:
+    def apply_ln_to_stack(
+        self,
+        residual_stack: Float[torch.Tensor, "comp *batch_pos d"],
+        layer: int | None = None,
+        mlp_input: bool = False,
+        pos_slice: PosSlice = None,
+        batch_slice: PosSlice = None,
+        has_batch_dim: bool = True,
+        recompute_ln: bool = False,
+    ) -> torch.Tensor:
         """Each component through the norm that reads the stream at `layer` (None / -1 / n_layers: the final
         norm; else ln1, or ln2 with `mlp_input`), using that norm's CACHED scale of the real forward (the
         components are not renormalised on their own, so they still sum to the normalised stream) and no weight.
@@ -221,8 +251,10 @@ class ActivationCache(dict):
         `recompute_ln=True` (final norm only) instead runs the model's final norm on every component."""
         n = self.n_layers
         if layer is not None and not (is_int(layer) and -1 <= layer <= n):
-            raise ValueError(f"layer={layer!r}: the norm reading the stream at a layer in 0..{n - 1}, or None / -1 / "
-                             f"{n} for the final norm (this model has {n} layers)")
+            raise ValueError(
+                f"layer={layer!r}: the norm reading the stream at a layer in 0..{n - 1}, or None / -1 / "
+                f"{n} for the final norm (this model has {n} layers)"
+            )
         final = layer is None or layer == -1 or layer == n
         if has_batch_dim and self.has_batch_dim:
             residual_stack = apply_slice(residual_stack, batch_slice, 1)
@@ -239,17 +271,26 @@ class ActivationCache(dict):
     def _final_norm(self) -> Callable[[torch.Tensor], torch.Tensor]:
         model = self._need_model("recompute_ln")
         norm = model.model.get_submodule(model.site(get_act_name("ln_final")).module_path)
-        if hasattr(norm, "hook_scale"):           # native RMSNorm: its formula, so no hook on it ever fires
+        if hasattr(norm, "hook_scale"):  # native RMSNorm: its formula, so no hook on it ever fires
+
             def apply(x: torch.Tensor) -> torch.Tensor:
                 h = x.float()
                 h = (h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + norm.eps)).to(x.dtype)
                 h = norm.weight * h
                 return h + norm.bias if norm.bias is not None else h
+
             return apply
         return norm
 
-    def logit_attrs(self, residual_stack: torch.Tensor, tokens, incorrect_tokens=None, pos_slice: PosSlice = None,
-                    batch_slice: PosSlice = None, has_batch_dim: bool = True) -> torch.Tensor:
+    def logit_attrs(
+        self,
+        residual_stack: torch.Tensor,
+        tokens,
+        incorrect_tokens=None,
+        pos_slice: PosSlice = None,
+        batch_slice: PosSlice = None,
+        has_batch_dim: bool = True,
+    ) -> torch.Tensor:
         """How much each component adds to the logit of `tokens` (minus `incorrect_tokens`): the stack through
         the final norm's cached scale (no weight), dotted with the unembedding columns. `tokens`: an id, a
         string (one token), or a tensor of ids ([batch]: one per example; [batch, pos])."""
@@ -258,19 +299,25 @@ class ActivationCache(dict):
         if incorrect_tokens is not None:
             wrong = self._token_dirs(model, incorrect_tokens)
             if wrong.shape != dirs.shape:
-                raise ValueError(f"tokens and incorrect_tokens must have the same shape, got {tuple(dirs.shape)[:-1]} "
-                                 f"and {tuple(wrong.shape)[:-1]}")
+                raise ValueError(
+                    f"tokens and incorrect_tokens must have the same shape, got {tuple(dirs.shape)[:-1]} "
+                    f"and {tuple(wrong.shape)[:-1]}"
+                )
             dirs = dirs - wrong
-        scaled = self.apply_ln_to_stack(residual_stack, layer=-1, pos_slice=pos_slice, batch_slice=batch_slice,
-                                        has_batch_dim=has_batch_dim)
-        if dirs.dim() == 2 and scaled.dim() == 4:          # one token per example: broadcast over positions
+        scaled = self.apply_ln_to_stack(
+            residual_stack, layer=-1, pos_slice=pos_slice, batch_slice=batch_slice, has_batch_dim=has_batch_dim
+        )
+        if dirs.dim() == 2 and scaled.dim() == 4:  # one token per example: broadcast over positions
             dirs = dirs[:, None]
         lead_s, lead_d = tuple(scaled.shape[1:-1]), tuple(dirs.shape[:-1])
-        if dirs.dim() > 1 and (len(lead_d) > len(lead_s) or any(a not in (b, 1) for a, b in
-                                                               zip(lead_d[::-1], lead_s[::-1]))):
-            raise ValueError(f"tokens give shape {lead_d} but the residual stack's examples are {lead_s} "
-                             "([batch] or [batch, pos] after its component dim); pass one token per example "
-                             "(same batch size), or slice the stack / tokens to match")
+        if dirs.dim() > 1 and (
+            len(lead_d) > len(lead_s) or any(a not in (b, 1) for a, b in zip(lead_d[::-1], lead_s[::-1]))
+        ):
+            raise ValueError(
+                f"tokens give shape {lead_d} but the residual stack's examples are {lead_s} "
+                "([batch] or [batch, pos] after its component dim); pass one token per example "
+                "(same batch size), or slice the stack / tokens to match"
+            )
         return (scaled * dirs.to(scaled.dtype)).sum(-1)
 
     @staticmethod
@@ -281,8 +328,7 @@ class ActivationCache(dict):
         check_ids_in_vocab(ids, model.W_U.shape[1], "tokens")
         return model.W_U[:, ids.to(model.W_U.device)].movedim(0, -1)
 
-    def stack_activation(self, activation_name: str, layer: int = -1, sublayer_type: str | None = None
-                         ) -> torch.Tensor:
+    def stack_activation(self, activation_name: str, layer: int = -1, sublayer_type: str | None = None) -> torch.Tensor:
         """`cache[(activation_name, l, sublayer_type)]` for l < layer (-1: every layer), stacked on dim 0."""
         layer = self.n_layers if layer is None or layer == -1 else layer
         return torch.stack([self[(activation_name, l, sublayer_type)] for l in range(layer)])
@@ -301,37 +347,51 @@ class ActivationCache(dict):
             w_o = model.W_O[layer].to(z.device, z.dtype)
             dict.__setitem__(self, key, torch.einsum("...hd,hdm->...hm", z, w_o))
 
-    def stack_head_results(self, layer: int = -1, return_labels: bool = False, incl_remainder: bool = False,
-                           pos_slice: PosSlice = None, apply_ln: bool = False):
+    def stack_head_results(
+        self,
+        layer: int = -1,
+        return_labels: bool = False,
+        incl_remainder: bool = False,
+        pos_slice: PosSlice = None,
+        apply_ln: bool = False,
+    ):
         """Each head's write into the residual stream, `z[:, :, h] @ W_O[h]` (labels `L{l}H{h}`), for the layers
         before `layer` (-1: all); `incl_remainder` adds the rest of the stream (`remainder`)."""
         model = self._need_model("stack_head_results")
         layer = self.n_layers if layer is None or layer == -1 else layer
         parts, labels = [], []
         for l in range(layer):
-            z = apply_slice(self["z", l], pos_slice, -3)                   # [b, p, H, dh]
-            w_o = model.W_O[l].to(z.dtype)                                   # [H, dh, d]
+            z = apply_slice(self["z", l], pos_slice, -3)  # [b, p, H, dh]
+            w_o = model.W_O[l].to(z.dtype)  # [H, dh, d]
             parts.append(torch.einsum("...hd,hdm->h...m", z, w_o))
             labels += [f"L{l}H{h}" for h in range(w_o.shape[0])]
         stack = torch.cat(parts) if parts else torch.zeros(0)
         if incl_remainder:
-            rest = apply_slice(self["resid_pre", layer] if layer < self.n_layers else self["resid_post", -1],
-                               pos_slice, -2) - stack.sum(0)
+            rest = apply_slice(
+                self["resid_pre", layer] if layer < self.n_layers else self["resid_post", -1], pos_slice, -2
+            ) - stack.sum(0)
             stack = torch.cat([stack, rest[None]])
             labels.append("remainder")
         if apply_ln:
             stack = self.apply_ln_to_stack(stack, layer, pos_slice=pos_slice)
         return (stack, labels) if return_labels else stack
 
-    def get_full_resid_decomposition(self, layer: int | None = None, mlp_input: bool = False,
-                                     expand_neurons: bool = True, apply_ln: bool = False, pos_slice: PosSlice = None,
-                                     return_labels: bool = False):
+    def get_full_resid_decomposition(
+        self,
+        layer: int | None = None,
+        mlp_input: bool = False,
+        expand_neurons: bool = True,
+        apply_ln: bool = False,
+        pos_slice: PosSlice = None,
+        return_labels: bool = False,
+    ):
         """Heads (`L{l}H{h}`), then MLPs (`{l}_mlp_out`, or per neuron `L{l}N{i}` with `expand_neurons`), then
         `embed` and `bias` (zeros: these models have no attention-output bias): sums to the residual stream."""
         model = self._need_model("get_full_resid_decomposition")
         layer = self._last(layer)
-        heads, labels = self.stack_head_results(layer + (1 if mlp_input else 0) if layer < self.n_layers else layer,
-                                                return_labels=True, pos_slice=pos_slice)
+        heads, labels = self.stack_head_results(
+            layer + (1 if mlp_input else 0) if layer < self.n_layers else layer, return_labels=True, pos_slice=pos_slice
+        )
         parts = [heads]
         if expand_neurons:
             for l in range(layer):
@@ -340,8 +400,9 @@ class ActivationCache(dict):
                 parts.append(torch.einsum("...n,nm->n...m", post, w_out))
                 labels += [f"L{l}N{i}" for i in range(w_out.shape[0])]
         else:
-            mlps, mlp_labels = self.decompose_resid(layer, mode="mlp", incl_embeds=False, pos_slice=pos_slice,
-                                                    return_labels=True)
+            mlps, mlp_labels = self.decompose_resid(
+                layer, mode="mlp", incl_embeds=False, pos_slice=pos_slice, return_labels=True
+            )
             parts.append(mlps)
             labels += mlp_labels
         embed = apply_slice(self["hook_embed"], pos_slice, -2)
@@ -360,10 +421,13 @@ def cache_names(model, names_filter: Union[None, str, Iterable[str], Callable[[s
         return list(model.hook_names)
     if callable(names_filter):
         return [n for n in model.all_hook_names if names_filter(n)]
-    if not isinstance(names_filter, (str, list, tuple, set, frozenset)) or \
-            not all(isinstance(n, str) for n in ([names_filter] if isinstance(names_filter, str) else names_filter)):
-        raise TypeError(f"names_filter={names_filter!r}: pass None (every site), a site name, a list of names, or a "
-                        "predicate fn(name) -> bool")
+    if not isinstance(names_filter, (str, list, tuple, set, frozenset)) or not all(
+        isinstance(n, str) for n in ([names_filter] if isinstance(names_filter, str) else names_filter)
+    ):
+        raise TypeError(
+            f"names_filter={names_filter!r}: pass None (every site), a site name, a list of names, or a "
+            "predicate fn(name) -> bool"
+        )
     names = [names_filter] if isinstance(names_filter, str) else list(names_filter)
     for n in names:
         model.site(n)

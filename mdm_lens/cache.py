@@ -3,6 +3,7 @@
 This module holds `StepCache` (per denoising step, reducers, step filters, safetensors files) and the
 `run_with_cache` machinery; the one-forward `ActivationCache` with TransformerLens' lookups and residual
 tools lives in `mdm_lens.activation_cache` (re-exported here), because it is a TL-parity surface of its own."""
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,17 @@ class StepCache:
     the residual and norm-scale sites were cached unreduced); keys may be aliases or `(name, layer)` tuples.
     """
 
-    def __init__(self, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
-                 scope: str = "all", device: str | torch.device = "cpu", dtype: torch.dtype | None = None,
-                 model=None):
-        self.model = model              # for aliases, sizes and weights in `at(step)`; None after `load`
+    def __init__(
+        self,
+        names: Iterable[str],
+        steps: StepFilter = None,
+        reduce: Reducer = None,
+        scope: str = "all",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        model=None,
+    ):
+        self.model = model  # for aliases, sizes and weights in `at(step)`; None after `load`
         self.names = list(dict.fromkeys(model.site(n).name for n in names) if model is not None else names)
         if not self.names:
             raise ValueError("StepCache needs at least one site name")
@@ -51,7 +59,7 @@ class StepCache:
         self.reduce, self.scope, self.device, self.dtype = reduce, scope, torch.device(device), dtype
         self.store: dict[tuple[str, int | None], torch.Tensor] = {}
         self.t: dict[int | None, float | None] = {}
-        self.absent: set[tuple[str, int | None]] = set()     # cached forwards that computed none of the scope
+        self.absent: set[tuple[str, int | None]] = set()  # cached forwards that computed none of the scope
 
     def _wanted(self, ctx: StepContext) -> bool:
         if self._steps is None:
@@ -67,7 +75,7 @@ class StepCache:
         rows = act[: ctx.main_rows]
         if self.reduce == "mean":
             sel = ctx.scope_mask(self.scope, act.device)[: ctx.main_rows]
-            if computes_none_of_scope(ctx, sel):       # absent, not an exact 0 (mdm_lens.scope_cache)
+            if computes_none_of_scope(ctx, sel):  # absent, not an exact 0 (mdm_lens.scope_cache)
                 self.absent.add((ctx.site, ctx.step))
                 return None
             val = masked_mean(rows, sel)
@@ -88,8 +96,10 @@ class StepCache:
 
     def _key(self, key) -> tuple[str, int | None]:
         if not (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], str)):
-            raise KeyError(f"StepCache keys are (site, step) pairs, e.g. cache['blocks.0.hook_resid_post', 3]; "
-                           f"got {key!r} (for TransformerLens-style keys use cache.at(step)[...])")
+            raise KeyError(
+                f"StepCache keys are (site, step) pairs, e.g. cache['blocks.0.hook_resid_post', 3]; "
+                f"got {key!r} (for TransformerLens-style keys use cache.at(step)[...])"
+            )
         name, step = key
         if self.model is not None and (name, step) not in self.store:
             try:
@@ -101,8 +111,10 @@ class StepCache:
     def __getitem__(self, key: tuple[str, int | None]) -> torch.Tensor:
         k = self._key(key)
         if k not in self.store:
-            raise KeyError(f"nothing cached for {key!r}; sites {self.names}, steps {self.steps[:10]}..."
-                           + absent_reason(self, k[0], k[1]))
+            raise KeyError(
+                f"nothing cached for {key!r}; sites {self.names}, steps {self.steps[:10]}..."
+                + absent_reason(self, k[0], k[1])
+            )
         return self.store[k]
 
     def __contains__(self, key) -> bool:
@@ -137,9 +149,14 @@ class StepCache:
         for i, ((name, step), val) in enumerate(self.store.items()):
             tensors[f"t{i}"] = val.contiguous()
             index.append([name, step])
-        meta = {"format": "mdm-lens-stepcache", "index": json.dumps(index),
-                "t": json.dumps({str(k): v for k, v in self.t.items()}),
-                "names": json.dumps(self.names), "scope": self.scope, "reduce": str(self.reduce)}
+        meta = {
+            "format": "mdm-lens-stepcache",
+            "index": json.dumps(index),
+            "t": json.dumps({str(k): v for k, v in self.t.items()}),
+            "names": json.dumps(self.names),
+            "scope": self.scope,
+            "reduce": str(self.reduce),
+        }
         save_safetensors_atomic(tensors, path, meta)
 
     @classmethod
@@ -150,9 +167,12 @@ class StepCache:
                 raise ValueError(f"{path} is not an mdm-lens step cache (no 'mdm-lens-stepcache' metadata)")
             cache = cls(json.loads(meta["names"]), scope=meta.get("scope", "all"))
             index = json.loads(meta["index"])
-            if len(index) != len(list(f.keys())):             # a trimmed index would drop tensors silently
-                raise damaged_file(path, "an mdm-lens step cache", f"its index lists {len(index)} tensors but the "
-                                   f"file holds {len(list(f.keys()))}")
+            if len(index) != len(list(f.keys())):  # a trimmed index would drop tensors silently
+                raise damaged_file(
+                    path,
+                    "an mdm-lens step cache",
+                    f"its index lists {len(index)} tensors but the file holds {len(list(f.keys()))}",
+                )
             for i, (name, step) in enumerate(index):
                 cache.store[(name, step)] = f.get_tensor(f"t{i}")
             cache.t = {(None if k == "None" else int(k)): v for k, v in json.loads(meta["t"]).items()}

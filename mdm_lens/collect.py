@@ -5,6 +5,7 @@ activations come from a real denoising run at those steps. Pooling ('mean', 'las
 hook over a token scope (`mdm_lens.context.SCOPES`: 'all' = every non-pad position, 'prompt', 'response',
 ...), so memory is `[n, d]` per site whatever the sequence length. Accumulation is float64.
 """
+
 from __future__ import annotations
 
 import json
@@ -74,48 +75,118 @@ def _check_args(model, prompts, sites, pooling, scope):
         model.site(s)
 
 
-def collect(model, prompts: Sequence[str], sites: Iterable[str], *, pooling: str = "mean", scope: str = "all",
-            gen_length: int | None = None, at_steps: Sequence[int] | None = None, batch_size: int = 16,
-            chat: bool = True, progress: bool = True, **sampler_kwargs) -> Activations:
+def collect(
+    model,
+    prompts: Sequence[str],
+    sites: Iterable[str],
+    *,
+    pooling: str = "mean",
+    scope: str = "all",
+    gen_length: int | None = None,
+    at_steps: Sequence[int] | None = None,
+    batch_size: int = 16,
+    chat: bool = True,
+    progress: bool = True,
+    **sampler_kwargs,
+) -> Activations:
     """Pooled activations per prompt: at t = 1 (default) or at the denoising steps `at_steps` of a real
     generation (rows stacked in step order per batch; sampler options such as `steps=` pass through)."""
     sites = list(sites)
     if at_steps is not None:
         at_steps = _steps_arg(at_steps)
-    store, gen, ts = _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress,
-                          sampler_kwargs, by_step=False)
+    store, gen, ts = _run(
+        model,
+        prompts,
+        sites,
+        pooling,
+        scope,
+        gen_length,
+        at_steps,
+        batch_size,
+        chat,
+        progress,
+        sampler_kwargs,
+        by_step=False,
+    )
     missing = [s for s in (at_steps or []) if s not in ts]
-    if missing:                                       # as collect_by_step: never a silent subset of the steps
-        raise ValueError(f"steps {missing} never ran: the sampler ran steps 0..{max(ts, default=-1)}; "
-                         "pick steps below its `steps` setting")
+    if missing:  # as collect_by_step: never a silent subset of the steps
+        raise ValueError(
+            f"steps {missing} never ran: the sampler ran steps 0..{max(ts, default=-1)}; "
+            "pick steps below its `steps` setting"
+        )
     if set(store) != set(sites):
-        raise ValueError(f"no activation was recorded at steps {list(at_steps or [])}: the sampler's steps run "
-                         "0..steps-1; pick steps below its `steps` setting")
+        raise ValueError(
+            f"no activation was recorded at steps {list(at_steps or [])}: the sampler's steps run "
+            "0..steps-1; pick steps below its `steps` setting"
+        )
     data = {s: torch.cat(store[s]) for s in sites}
-    return Activations(data, {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
-                              "at_steps": list(at_steps) if at_steps is not None else None,
-                              "t": 1.0 if at_steps is None else None})
+    return Activations(
+        data,
+        {
+            "pooling": pooling,
+            "scope": scope,
+            "gen_length": gen,
+            "n_prompts": len(prompts),
+            "at_steps": list(at_steps) if at_steps is not None else None,
+            "t": 1.0 if at_steps is None else None,
+        },
+    )
 
 
-def collect_by_step(model, prompts: Sequence[str], sites: Iterable[str], at_steps: Sequence[int], *,
-                    pooling: str = "mean", scope: str = "all", gen_length: int | None = None, batch_size: int = 16,
-                    chat: bool = True, progress: bool = True, **sampler_kwargs) -> dict[int, Activations]:
+def collect_by_step(
+    model,
+    prompts: Sequence[str],
+    sites: Iterable[str],
+    at_steps: Sequence[int],
+    *,
+    pooling: str = "mean",
+    scope: str = "all",
+    gen_length: int | None = None,
+    batch_size: int = 16,
+    chat: bool = True,
+    progress: bool = True,
+    **sampler_kwargs,
+) -> dict[int, Activations]:
     """One `Activations` per denoising step in `at_steps`, all from one real generation per batch: what a
     per-timestep map is fitted on. Each one's `meta["t"]` is the mean share of response positions still masked
     at that step (the `ctx.t` a `TimestepSchedule` reads at run time)."""
     sites, steps = list(sites), sorted(set(_steps_arg(at_steps)))
     if not steps:
         raise ValueError("at_steps is empty: give the denoising steps to collect at, e.g. [0, 8, 16]")
-    store, gen, ts = _run(model, prompts, sites, pooling, scope, gen_length, steps, batch_size, chat, progress,
-                          sampler_kwargs, by_step=True)
+    store, gen, ts = _run(
+        model,
+        prompts,
+        sites,
+        pooling,
+        scope,
+        gen_length,
+        steps,
+        batch_size,
+        chat,
+        progress,
+        sampler_kwargs,
+        by_step=True,
+    )
     missing = [s for s in steps if s not in ts]
     if missing:
-        raise ValueError(f"steps {missing} never ran: the sampler ran steps 0..{max(ts, default=-1)}; "
-                         "pick steps below its `steps` setting")
-    return {s: Activations({site: torch.cat(store[(site, s)]) for site in sites},
-                           {"pooling": pooling, "scope": scope, "gen_length": gen, "n_prompts": len(prompts),
-                            "at_steps": [s], "t": sum(ts[s]) / len(ts[s])})
-            for s in steps}
+        raise ValueError(
+            f"steps {missing} never ran: the sampler ran steps 0..{max(ts, default=-1)}; "
+            "pick steps below its `steps` setting"
+        )
+    return {
+        s: Activations(
+            {site: torch.cat(store[(site, s)]) for site in sites},
+            {
+                "pooling": pooling,
+                "scope": scope,
+                "gen_length": gen,
+                "n_prompts": len(prompts),
+                "at_steps": [s],
+                "t": sum(ts[s]) / len(ts[s]),
+            },
+        )
+        for s in steps
+    }
 
 
 def _steps_arg(at_steps) -> list[int]:
@@ -125,8 +196,20 @@ def _steps_arg(at_steps) -> list[int]:
     return steps
 
 
-def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size, chat, progress, sampler_kwargs,
-         by_step: bool):
+def _run(
+    model,
+    prompts,
+    sites,
+    pooling,
+    scope,
+    gen_length,
+    at_steps,
+    batch_size,
+    chat,
+    progress,
+    sampler_kwargs,
+    by_step: bool,
+):
     """The collection loop: (store keyed by site or (site, step), gen length, step -> observed t list)."""
     _check_args(model, prompts, sites, pooling, scope)
     if not is_int(batch_size) or batch_size < 1:
@@ -143,7 +226,7 @@ def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size
         if at_steps is not None and ctx.step not in at_steps:
             return None
         sel = ctx.scope_mask(scope, act.device)[: ctx.main_rows]
-        if computes_none_of_scope(ctx, sel):           # absent under the KV cache (mdm_lens.scope_cache)
+        if computes_none_of_scope(ctx, sel):  # absent under the KV cache (mdm_lens.scope_cache)
             cache_skipped.add(ctx.step)
             return None
         empty = (sel.sum(1) == 0).nonzero().flatten().tolist()
@@ -155,7 +238,7 @@ def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size
     bar = tqdm(total=len(prompts), desc="collect", disable=not progress, leave=False)
     with torch.no_grad(), model.hooks({s: pool for s in sites}):
         for i in range(0, len(prompts), batch_size):
-            batch_prompts[:] = list(prompts[i:i + batch_size])
+            batch_prompts[:] = list(prompts[i : i + batch_size])
             if at_steps is None:
                 ids, attn, plen = model.masked_batch(batch_prompts, gen, chat=chat)
                 model(ids, attention_mask=attn, prompt_length=plen)
@@ -168,8 +251,9 @@ def _run(model, prompts, sites, pooling, scope, gen_length, at_steps, batch_size
     return store, gen, seen_t
 
 
-def collect_contrastive(model, source_prompts: Sequence[str], target_prompts: Sequence[str], sites: Iterable[str],
-                        **kwargs) -> tuple[Activations, Activations]:
+def collect_contrastive(
+    model, source_prompts: Sequence[str], target_prompts: Sequence[str], sites: Iterable[str], **kwargs
+) -> tuple[Activations, Activations]:
     """(source, target) activations, e.g. prompts without / with an instruction."""
     sites = list(sites)
     return collect(model, source_prompts, sites, **kwargs), collect(model, target_prompts, sites, **kwargs)

@@ -1,4 +1,5 @@
 """The step context: where in the denoising loop a hook call happens."""
+
 from __future__ import annotations
 
 from functools import cached_property
@@ -8,8 +9,13 @@ from jaxtyping import Bool
 
 from .sampling.common import StepInfo
 
-_SCOPE_FIELDS = {"prompt": "prompt_mask", "response": "response_mask", "masked": "masked",
-                 "predicts_masked": "predicts_masked", "padding": "padding"}
+_SCOPE_FIELDS = {
+    "prompt": "prompt_mask",
+    "response": "response_mask",
+    "masked": "masked",
+    "predicts_masked": "predicts_masked",
+    "padding": "padding",
+}
 # The one token-scope vocabulary: plans, restrictions, caches, collection, sweeps and the CLI accept these.
 SCOPES = ("all", *_SCOPE_FIELDS)
 _RETIRED = {"full": "all", "both": "all"}
@@ -36,10 +42,21 @@ class StepContext:
     Nothing is computed until a hook reads it, so hooks that ignore the context cost nothing extra.
     """
 
-    def __init__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, mask_id: int, *,
-                 prompt_length: int | None, logits_shift: bool, main_rows: int | None = None,
-                 info: StepInfo | None = None, step: int | None = None, num_steps: int | None = None,
-                 block: int | None = None, num_blocks: int | None = None):
+    def __init__(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        mask_id: int,
+        *,
+        prompt_length: int | None,
+        logits_shift: bool,
+        main_rows: int | None = None,
+        info: StepInfo | None = None,
+        step: int | None = None,
+        num_steps: int | None = None,
+        block: int | None = None,
+        num_blocks: int | None = None,
+    ):
         self.input_ids = input_ids
         self.attention_mask = attention_mask
         self.mask_id = mask_id
@@ -56,16 +73,18 @@ class StepContext:
         self._on_device: dict = {}
 
     def __repr__(self) -> str:
-        return (f"StepContext(site={self.site!r}, step={self.step}, num_steps={self.num_steps}, t={self.t}, "
-                f"block={self.block}, shape={tuple(self.input_ids.shape)}, main_rows={self.main_rows})")
+        return (
+            f"StepContext(site={self.site!r}, step={self.step}, num_steps={self.num_steps}, t={self.t}, "
+            f"block={self.block}, shape={tuple(self.input_ids.shape)}, main_rows={self.main_rows})"
+        )
 
     @cached_property
     def padding(self) -> Bool[torch.Tensor, "batch pos"]:
         am = self.attention_mask
         if am is None or am.dim() != 2:
             return torch.zeros_like(self.input_ids, dtype=torch.bool)
-        if am.shape[1] != self.input_ids.shape[1]:          # a canvas-wide mask for a cached forward's columns
-            am = am[:, self.first_column:self.first_column + self.input_ids.shape[1]]
+        if am.shape[1] != self.input_ids.shape[1]:  # a canvas-wide mask for a cached forward's columns
+            am = am[:, self.first_column : self.first_column + self.input_ids.shape[1]]
         return am.to(self.input_ids.device) == 0
 
     @cached_property
@@ -139,4 +158,3 @@ class StepContext:
             m = m.to(device)
         self._on_device[key] = m
         return m
-

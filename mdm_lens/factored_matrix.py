@@ -1,6 +1,7 @@
 """A low-rank matrix kept as its two factors, `A @ B`, as TransformerLens's `FactoredMatrix` (`model.QK`, `model.OV`):
 the product of a `[..., d_model, d_head]` and a `[..., d_head, d_model]` factor is d_model x d_model but has rank
 d_head, so spectra and norms are computed from the small side. Leading dims broadcast (layers, heads)."""
+
 from __future__ import annotations
 
 import torch
@@ -42,7 +43,7 @@ class FactoredMatrix:
         if isinstance(other, FactoredMatrix):
             return (self @ other.A) @ other.B
         if other.dim() == 1:
-            return self.A @ (self.B @ other)      # a vector: a plain tensor, as TL returns
+            return self.A @ (self.B @ other)  # a vector: a plain tensor, as TL returns
         return FactoredMatrix(self.A, self.B @ other)
 
     def __rmatmul__(self, other) -> FactoredMatrix:

@@ -9,6 +9,7 @@ Position limits, per family: LLaDA and Dream compute RoPE for any position, so n
 past the trained length (LLaDA `max_sequence_length`, Dream `max_position_embeddings`) generation warns
 once per model and length and runs.
 """
+
 from __future__ import annotations
 
 import math
@@ -54,8 +55,6 @@ def special_ids(model) -> dict[str, int | None]:
     return {"eos": eos, "eot": eot, "pad": pad if pad is not None else 0}
 
 
-
-
 def without_touched_groups(defaults: dict[str, Any], overrides: dict[str, Any], sampler: str) -> dict[str, Any]:
     """`defaults` less every group of `SETTING_GROUPS[sampler]` that `overrides` touches (see there)."""
     drop = {k for group in SETTING_GROUPS.get(sampler, ()) if set(group) & set(overrides) for k in group}
@@ -63,7 +62,7 @@ def without_touched_groups(defaults: dict[str, Any], overrides: dict[str, Any], 
 
 
 # ---------------------------------------------------------------------------------------------- validation
-_is_int, _is_real = is_int, is_real        # the one definition: mdm_lens.validate
+_is_int, _is_real = is_int, is_real  # the one definition: mdm_lens.validate
 
 
 def check_sampler_settings(settings: dict[str, Any], source: dict[str, str] | None = None) -> dict[str, Any]:
@@ -83,8 +82,11 @@ def check_sampler_settings(settings: dict[str, Any], source: dict[str, str] | No
         if v is None and key == "alg_temp":
             continue
         if key in settings and not (_is_real(v) and math.isfinite(v) and v >= 0):
-            raise bad(key, "a finite number >= 0" + (" (0 turns classifier-free guidance off)" if key == "cfg_scale"
-                                                     else " (0 is greedy)"))
+            raise bad(
+                key,
+                "a finite number >= 0"
+                + (" (0 turns classifier-free guidance off)" if key == "cfg_scale" else " (0 is greedy)"),
+            )
     if settings.get("top_p") is not None and not (_is_real(settings["top_p"]) and 0 < settings["top_p"] <= 1):
         raise bad("top_p", "None or a number in (0, 1] (1 keeps every token)")
     if settings.get("top_k") is not None and not (_is_int(settings["top_k"]) and settings["top_k"] >= 1):
@@ -105,8 +107,10 @@ def check_prompts(prompts: Any) -> None:
         return
     if isinstance(prompts, torch.Tensor):
         if prompts.dtype.is_floating_point or prompts.dtype.is_complex or prompts.dtype == torch.bool:
-            raise TypeError(f"prompt tensor has dtype {prompts.dtype}; token ids must be an integer tensor "
-                            "(e.g. torch.long), never rounded from floats")
+            raise TypeError(
+                f"prompt tensor has dtype {prompts.dtype}; token ids must be an integer tensor "
+                "(e.g. torch.long), never rounded from floats"
+            )
         if prompts.dim() not in (1, 2) or prompts.shape[-1] == 0:
             raise ValueError(f"prompt tensor has shape {tuple(prompts.shape)}; pass [batch, length] with length >= 1")
         return
@@ -115,21 +119,28 @@ def check_prompts(prompts: Any) -> None:
     if not prompts:
         raise ValueError(f"no prompts given (an empty {type(prompts).__name__}); prompts are {forms}")
     if all(_is_int(p) for p in prompts):
-        raise TypeError(f"prompts={list(prompts)[:8]!r} is a flat list of ints; wrap it as one prompt of ids "
-                        f"([[...]], a list of id lists) or pass a [batch, length] tensor")
+        raise TypeError(
+            f"prompts={list(prompts)[:8]!r} is a flat list of ints; wrap it as one prompt of ids "
+            f"([[...]], a list of id lists) or pass a [batch, length] tensor"
+        )
     if all(isinstance(p, str) for p in prompts):
         return
     if any(isinstance(p, str) for p in prompts):
         i = next(i for i, p in enumerate(prompts) if not isinstance(p, str))
-        raise TypeError(f"prompts mix str and other items (prompt {i} is a {type(prompts[i]).__name__}); prompts "
-                        f"are {forms}, not mixed")
+        raise TypeError(
+            f"prompts mix str and other items (prompt {i} is a {type(prompts[i]).__name__}); prompts "
+            f"are {forms}, not mixed"
+        )
     for i, p in enumerate(prompts):
         if isinstance(p, torch.Tensor) and p.dim() == 1 and not p.dtype.is_floating_point and p.dtype != torch.bool:
             continue
         if isinstance(p, (list, tuple)) and all(_is_int(t) for t in p):
             continue
-        shown = type(p).__name__ if not isinstance(p, (list, tuple)) else \
-            f"a list holding {sorted({type(t).__name__ for t in p if not _is_int(t)})}"
+        shown = (
+            type(p).__name__
+            if not isinstance(p, (list, tuple))
+            else f"a list holding {sorted({type(t).__name__ for t in p if not _is_int(t)})}"
+        )
         raise TypeError(f"prompt {i} is {shown}; prompts are {forms}")
 
 
@@ -146,14 +157,17 @@ def check_prompt_ids(model, input_ids: torch.Tensor) -> None:
 
 
 def _warn_positions(model, total: int) -> None:
-    key = model.spec.position_key          # the config field of the trained length
+    key = model.spec.position_key  # the config field of the trained length
     limit = model.config.get(key) if key else None
     if limit is None or total <= int(limit) or (id(model), total) in _warned_positions:
         return
     _warned_positions.add((id(model), total))
-    warnings.warn(f"prompt plus response is {total} positions, beyond this model's trained {key}={limit}; "
-                  f"RoPE extrapolates (no hard limit in the {model.spec.name} family), so it runs, but outputs past "
-                  "the trained length are unreliable. Shorten the prompt or the response", stacklevel=4)
+    warnings.warn(
+        f"prompt plus response is {total} positions, beyond this model's trained {key}={limit}; "
+        f"RoPE extrapolates (no hard limit in the {model.spec.name} family), so it runs, but outputs past "
+        "the trained length are unreliable. Shorten the prompt or the response",
+        stacklevel=4,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- run time
@@ -164,15 +178,18 @@ def check_step_logits(model, logits: torch.Tensor, info) -> None:
     n_bad = int((~torch.isfinite(logits)).sum())
     where = f"step {info.step} of {info.num_steps} ({info.sampler} sampler, block {info.block})"
     if model.hooks_attached or model._augmenters:
-        why = ("hooks or a plan were attached (model.hooks / model.steer(plan) / cache_steps / generate(plan=)): one of "
-               "them likely returned NaN or inf, e.g. a steering map whose result overflows the model's dtype; "
-               "run without them to check")
+        why = (
+            "hooks or a plan were attached (model.hooks / model.steer(plan) / cache_steps / generate(plan=)): one of "
+            "them likely returned NaN or inf, e.g. a steering map whose result overflows the model's dtype; "
+            "run without them to check"
+        )
     else:
         why = "no hooks or plan were attached: the model itself produced them"
     if getattr(model, "folded", False):
         why += "; the weights hold a folded plan (model.active_fold): restore it to check"
-    raise NonFiniteLogitsError(f"non-finite logits (NaN or inf) at denoising {where}: {n_bad} of {logits.numel()} "
-                               f"values; {why}")
+    raise NonFiniteLogitsError(
+        f"non-finite logits (NaN or inf) at denoising {where}: {n_bad} of {logits.numel()} values; {why}"
+    )
 
 
 @contextmanager
@@ -194,28 +211,46 @@ def own_rng(seed: int, device: torch.device) -> Iterator[None]:
 def replay_kwargs(model, replay, mode: str, input_ids: torch.Tensor, kwargs: dict) -> dict:
     """`{"replay": Replay}` for the sampler, or {} (mdm_lens.sampling.replay); checked before the first forward."""
     from .sampling.replay import Schedule, check_mode
+
     check_mode(mode)
     if replay is None:
         return {}
     if model.spec.sampler not in ("llada", "dream"):
-        raise ValueError(f"replay=: the {model.spec.name} family's canvas starts as noise, with no unmasking order to "
-                         "replay; replay runs on LLaDA and Dream")
+        raise ValueError(
+            f"replay=: the {model.spec.name} family's canvas starts as noise, with no unmasking order to "
+            "replay; replay runs on LLaDA and Dream"
+        )
     schedule = Schedule.from_output(replay)
     steps = kwargs.get("steps")
     if steps is not None and kwargs.get("threshold") is None and schedule.num_steps > int(steps):
-        raise ValueError(f"replay: the schedule decodes up to step {schedule.num_steps - 1}, this run has steps={steps}; "
-                         "use the replayed run's steps")
+        raise ValueError(
+            f"replay: the schedule decodes up to step {schedule.num_steps - 1}, this run has steps={steps}; "
+            "use the replayed run's steps"
+        )
     gen = int(kwargs.get(model.spec.length_key) or 0)
-    return {"replay": schedule.bind(input_ids.shape[1], input_ids.shape[0], input_ids.shape[1] + gen,
-                                    input_ids.device, mode)}
+    return {
+        "replay": schedule.bind(
+            input_ids.shape[1], input_ids.shape[0], input_ids.shape[1] + gen, input_ids.device, mode
+        )
+    }
 
 
-def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
-                   progress: bool = False, sampler: str = "reference", **overrides) -> GenerationOutput:
+def run_generation(
+    model,
+    prompts,
+    *,
+    plan=None,
+    chat: bool = True,
+    seed: int | None = None,
+    progress: bool = False,
+    sampler: str = "reference",
+    **overrides,
+) -> GenerationOutput:
     if model.spec.generate is None:
         raise NotImplementedError(
             f"HookedMDM.generate runs the sampler a family declares (FamilySpec.generate); the {model.spec.name} "
-            "family declares none: call model.model.generate(...) for it")
+            "family declares none: call model.model.generate(...) for it"
+        )
     check_seed(seed)
     check_prompts(prompts)
     return_history = bool(overrides.pop("return_history", False))
@@ -231,13 +266,15 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     bar = on_step = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(desc="denoising", unit="step", leave=False)
 
-        def on_step(info):          # the sampler itself sets model.step_info (sampling.common.announcing)
+        def on_step(info):  # the sampler itself sets model.step_info (sampling.common.announcing)
             bar.total = info.num_steps
             bar.update(1)
 
     from .sampling.trace import DecodeTrace
+
     trace = DecodeTrace(model.mask_id, keep_history=return_history)
     replay_kw = replay_kwargs(model, replay, replay_mode, input_ids, kwargs)
     stack = ExitStack()
@@ -246,13 +283,22 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
         stack.enter_context(own_rng(seed, device) if seed is not None else nullcontext())
         stack.enter_context(model.steer(plan) if plan is not None else nullcontext())
         stack.enter_context(torch.no_grad())
-        if sampler == "fast":               # Fast-dLLM's KV-cached sampler (mdm_lens.fast_path)
+        if sampler == "fast":  # Fast-dLLM's KV-cached sampler (mdm_lens.fast_path)
             from .fast_path import fast_call
+
             fn, fast_kwargs = fast_call(model, input_ids, attn, kwargs)
             seqs = fn(model, input_ids, on_step=on_step, trace=trace, **fast_kwargs, **replay_kw)
-        else:                               # the family's own sampler (FamilySpec.generate)
-            seqs = model.spec.generate(model, input_ids, attn, {**kwargs, **replay_kw}, on_step=on_step, trace=trace, special=ids,
-                                       return_history=return_history)
+        else:  # the family's own sampler (FamilySpec.generate)
+            seqs = model.spec.generate(
+                model,
+                input_ids,
+                attn,
+                {**kwargs, **replay_kw},
+                on_step=on_step,
+                trace=trace,
+                special=ids,
+                return_history=return_history,
+            )
     except NonFiniteLogitsError as e:
         if plan is None:
             raise
@@ -265,7 +311,12 @@ def run_generation(model, prompts, *, plan=None, chat: bool = True, seed: int | 
     tokens = seqs[:, plen:]
     texts = decode_responses(tokens, model.tokenizer, [ids["eos"], ids["eot"]])
     history = trace.history_tensor()
-    return GenerationOutput(texts=texts, tokens=tokens.cpu(), sequences=seqs.cpu(), prompt_length=plen,
-                            attention_mask=attn.cpu() if attn is not None else None,
-                            decode_step=None if trace.decode_step is None else trace.decode_step[:, plen:].cpu(),
-                            history=None if history is None else history[:, :, plen:].cpu())
+    return GenerationOutput(
+        texts=texts,
+        tokens=tokens.cpu(),
+        sequences=seqs.cpu(),
+        prompt_length=plen,
+        attention_mask=attn.cpu() if attn is not None else None,
+        decode_step=None if trace.decode_step is None else trace.decode_step[:, plen:].cpu(),
+        history=None if history is None else history[:, :, plen:].cpu(),
+    )

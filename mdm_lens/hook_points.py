@@ -3,6 +3,7 @@
 Mechanism, not vocabulary: a `HookPoint` is where a torch hook can sit; which tensor it carries (its role,
 its canonical name) is the site table's business (`mdm_lens.sites`), and attaching user functions is
 `mdm_lens.hooking`'s."""
+
 from __future__ import annotations
 
 import torch

@@ -2,6 +2,7 @@
 
 The wrapper users hold. It reads names from `mdm_lens.sites`, attaches functions through `mdm_lens.hooking`
 (onto the `HookPoint`s and layers of the family's module) and runs the family's sampler with the step clock."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -26,10 +27,10 @@ from .validate import check_forward_inputs
 
 # Augmenter: (input_ids, attention_mask, position_ids, step_info) -> extra (ids, mask) rows to run in the same
 # batch, or None; step_info is the sampler's StepInfo (None in a plain forward).
-Augmenter = Callable[[torch.Tensor, "torch.Tensor | None", "torch.Tensor | None", "StepInfo | None"],
-                     "tuple[torch.Tensor, torch.Tensor | None] | None"]
-
-
+Augmenter = Callable[
+    [torch.Tensor, "torch.Tensor | None", "torch.Tensor | None", "StepInfo | None"],
+    "tuple[torch.Tensor, torch.Tensor | None] | None",
+]
 
 
 class MaskedBatch(NamedTuple):
@@ -48,8 +49,14 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
     run_with_hooks, ...) come from `TLConveniences`; site names are TL's, aliases included (`mdm_lens.sites`).
     """
 
-    def __init__(self, model: nn.Module, spec: FamilySpec, tokenizer=None, config: dict | None = None,
-                 name_or_path: str | None = None):
+    def __init__(
+        self,
+        model: nn.Module,
+        spec: FamilySpec,
+        tokenizer=None,
+        config: dict | None = None,
+        name_or_path: str | None = None,
+    ):
         super().__init__()
         self.model = model
         self.spec = spec
@@ -57,26 +64,33 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         self.config = dict(config or {})
         self.name_or_path = name_or_path
         self.sites: dict[str, Site] = {s.name: s for s in spec.build_sites(model)}
-        self.mask_id = resolve_mask_id(self.config, tokenizer, spec)     # 0 is a mask id, not a missing one
+        self.mask_id = resolve_mask_id(self.config, tokenizer, spec)  # 0 is a mask id, not a missing one
         self._n_hooks = 0
-        self.step_clock = StepClock()   # samplers announce each step on it (sampling.common.announcing)
+        self.step_clock = StepClock()  # samplers announce each step on it (sampling.common.announcing)
         self._ctx: StepContext | None = None
         self._augmenters: list[Augmenter] = []
-        self._guard = ThreadGuard()     # one generation / hooked forward at a time (mdm_lens.hooking)
-        self.active_fold = None         # the interventions.fold handle whose plan is in the weights, or None
+        self._guard = ThreadGuard()  # one generation / hooked forward at a time (mdm_lens.hooking)
+        self.active_fold = None  # the interventions.fold handle whose plan is in the weights, or None
 
     def __deepcopy__(self, memo: dict) -> "HookedMDM":
         """A clean model: weights and settings, no live step, hooks or thread guard (`mdm_lens.model_copy`)."""
         from .model_copy import clean_deepcopy
+
         return clean_deepcopy(self, memo)
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_pretrained(cls, name_or_path: str, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-                        device_map: Any = None) -> "HookedMDM":
+    def from_pretrained(
+        cls,
+        name_or_path: str,
+        dtype: torch.dtype | None = None,
+        device: str | torch.device | None = None,
+        device_map: Any = None,
+    ) -> "HookedMDM":
         """A hub id, a local folder in hub layout, or a packaged organism's short name (e.g. "tiny-if")."""
         from .loading import load_model
         from .organisms import resolve as resolve_organism
+
         path = resolve_organism(name_or_path) or name_or_path
         model, tokenizer, spec, config = load_model(path, dtype=dtype, device=device, device_map=device_map)
         return cls(model, spec, tokenizer, config, name_or_path=name_or_path)
@@ -86,6 +100,7 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         """A randomly initialised model of any family (tests, benchmarks)."""
         from .families import detect_family
         from .loading import build_random_model, parse_dtype
+
         model = build_random_model(config, seed=seed)
         dtype = parse_dtype(dtype)
         if dtype is not None:
@@ -120,8 +135,11 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         bad = sorted(keep - set(range(self.n_layers))) if keep is not None else []
         if bad:
             raise ValueError(f"layers {bad} out of range; this model has layers 0..{self.n_layers - 1}")
-        return [s.name for s in self.sites.values() if s.role in roles
-                and (keep is None or s.layer is None or s.layer in keep)]
+        return [
+            s.name
+            for s in self.sites.values()
+            if s.role in roles and (keep is None or s.layer is None or s.layer in keep)
+        ]
 
     @property
     def input_device(self) -> torch.device:
@@ -163,8 +181,10 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
     def hooks(self, spec: HookSpec) -> Iterator["HookedMDM"]:
         """`with model.hooks({site: fn})`: fn(act, ctx) -> replacement or None; removed on exit, always. A site may
         be named by an alias; `ctx.site` is then the name as given."""
-        with self._guard.held("attaching hooks", "hooks attached"), \
-                attach_hooks(self.model, spec, self._current_ctx, self._as_named):
+        with (
+            self._guard.held("attaching hooks", "hooks attached"),
+            attach_hooks(self.model, spec, self._current_ctx, self._as_named),
+        ):
             self._n_hooks += 1
             try:
                 yield self
@@ -190,29 +210,40 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         from collections.abc import Mapping
 
         from .protocols import ModelIntervention
+
         if isinstance(plan, ModelIntervention):
             return plan.attach(self)
         if isinstance(plan, Mapping):
             return self.hooks(plan)
-        raise TypeError(f"steer takes a plan (attach(model) and strength(lam)) or a dict site -> fn(act, ctx); got a "
-                        f"{type(plan).__name__}. Wrap site interventions as interventions.Plan({{site: intervention}})")
+        raise TypeError(
+            f"steer takes a plan (attach(model) and strength(lam)) or a dict site -> fn(act, ctx); got a "
+            f"{type(plan).__name__}. Wrap site interventions as interventions.Plan({{site: intervention}})"
+        )
 
     # ------------------------------------------------------------------ forward
-    def forward(self, input_ids: Int[torch.Tensor, "batch pos"], attention_mask: torch.Tensor | None = None,
-                position_ids: torch.Tensor | None = None, prompt_length: int | None = None, *,
-                past_key_values=None, use_cache: bool = False, replace_position: torch.Tensor | None = None
-                ) -> Float[torch.Tensor, "batch pos vocab"]:
+    def forward(
+        self,
+        input_ids: Int[torch.Tensor, "batch pos"],
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        prompt_length: int | None = None,
+        *,
+        past_key_values=None,
+        use_cache: bool = False,
+        replace_position: torch.Tensor | None = None,
+    ) -> Float[torch.Tensor, "batch pos vocab"]:
         """Logits `[batch, pos, vocab]`. The KV-cached samplers (`llada_generate_cached`, `dream_generate_cached`;
         `docs/fast_sampling.md`) pass `past_key_values` / `use_cache` / `replace_position`, forwarded to the
         native model only when given; `use_cache=True` returns its `CachedOutput` (logits + past keys/values).
         Hooks then see the computed columns only (`ctx.computed`)."""
-        if not isinstance(input_ids, torch.Tensor):        # text or texts, as TL's forward takes them
+        if not isinstance(input_ids, torch.Tensor):  # text or texts, as TL's forward takes them
             input_ids, mask = self._encode(input_ids)
             attention_mask = mask if attention_mask is None else attention_mask
         main = input_ids.shape[0]
-        check_forward_inputs(input_ids, attention_mask, cached=past_key_values is not None or use_cache
-                             or replace_position is not None)
-        with self._guard.forward():         # no other thread's hooks or generation (mdm_lens.hooking)
+        check_forward_inputs(
+            input_ids, attention_mask, cached=past_key_values is not None or use_cache or replace_position is not None
+        )
+        with self._guard.forward():  # no other thread's hooks or generation (mdm_lens.hooking)
             cached = past_key_values is not None or use_cache or replace_position is not None
             if self._augmenters:
                 if cached:
@@ -230,16 +261,22 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
             else:
                 info = self.step_clock.info
                 prev = self._ctx
-                self._ctx = StepContext(input_ids, attention_mask, self.mask_id, info=info,
-                                        prompt_length=info.prompt_length if info is not None else prompt_length,
-                                        logits_shift=self.spec.logits_shift, main_rows=main)
+                self._ctx = StepContext(
+                    input_ids,
+                    attention_mask,
+                    self.mask_id,
+                    info=info,
+                    prompt_length=info.prompt_length if info is not None else prompt_length,
+                    logits_shift=self.spec.logits_shift,
+                    main_rows=main,
+                )
                 try:
                     out = self.model(input_ids, **kwargs)
                 finally:
                     self._ctx = prev
             logits = out.logits if hasattr(out, "logits") else out
             logits = logits[:main] if logits.shape[0] != main else logits
-            if self.step_clock.info is not None:        # inside a sampler: once per step, one bool read
+            if self.step_clock.info is not None:  # inside a sampler: once per step, one bool read
                 check_step_logits(self, logits, self.step_clock.info)
             return out if use_cache else logits
 
@@ -262,9 +299,15 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
 
     # ------------------------------------------------------------------ caching
     @contextmanager
-    def cache_steps(self, names: Iterable[str], steps: StepFilter = None, reduce: Reducer = None,
-                    scope: str = "all", device: str | torch.device = "cpu", dtype: torch.dtype | None = None
-                    ) -> Iterator[StepCache]:
+    def cache_steps(
+        self,
+        names: Iterable[str],
+        steps: StepFilter = None,
+        reduce: Reducer = None,
+        scope: str = "all",
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+    ) -> Iterator[StepCache]:
         """`with model.cache_steps([...]) as cache: model.generate(...)`; then `cache[site, step]`."""
         names = list(names)
         for n in names:
@@ -284,6 +327,7 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         reference call with the same keywords does."""
         from .fast_path import check_sampler_name, fast_defaults
         from .generation import check_sampler_settings, without_touched_groups
+
         base = dict(self.spec.recommended)
         source = {k: f"the {self.spec.name} family's recommended settings" for k in base}
         if check_sampler_name(sampler) == "fast":
@@ -308,6 +352,7 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         canvas on which contrastive activations are collected. On the model's input device."""
         from .generation import special_ids
         from .prompts import encode_prompts
+
         gen = self.default_gen_length if gen_length is None else int(gen_length)
         if gen <= 0:
             raise ValueError(f"gen_length must be positive, got {gen}")
@@ -318,8 +363,18 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
             attn = torch.cat([attn, torch.ones(ids.shape[0], gen, dtype=attn.dtype)], 1).to(self.input_device)
         return MaskedBatch(ids.to(self.input_device), attn, plen)
 
-    def generate(self, prompts, *, plan=None, chat: bool = True, seed: int | None = None,
-                 progress: bool = False, sampler: str = "reference", verbose: bool | None = None, **sampler_kwargs):
+    def generate(
+        self,
+        prompts,
+        *,
+        plan=None,
+        chat: bool = True,
+        seed: int | None = None,
+        progress: bool = False,
+        sampler: str = "reference",
+        verbose: bool | None = None,
+        **sampler_kwargs,
+    ):
         """Generate with the family's reference sampler and recommended settings (overridable). `sampler="fast"`
         runs Fast-dLLM's KV-cached sampler instead (options `cache="dual"|"prefix"`, `threshold=None|0.9`;
         approximate, see docs/fast_sampling.md); hooks and plans apply on both. `verbose` is TL's spelling of
@@ -327,7 +382,9 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         `replay=out` (a GenerationOutput or `sampling.replay.Schedule`) forces that run's unmasking order,
         `replay_mode="order"|"teacher"` (docs/causal.md)."""
         from .generation import run_generation
+
         if verbose is not None:
             progress = bool(verbose) or progress
-        return run_generation(self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, sampler=sampler,
-                              **sampler_kwargs)
+        return run_generation(
+            self, prompts, plan=plan, chat=chat, seed=seed, progress=progress, sampler=sampler, **sampler_kwargs
+        )

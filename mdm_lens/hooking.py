@@ -4,6 +4,7 @@ The four hook modules, each one job: `sites` is the table of names (a role place
 `hook_points` the identity modules that give a tensor a place to be hooked; `hooking` (here) attaches user
 functions to sites and guarantees their removal; `hooked` is the `HookedMDM` wrapper that ties them to a
 model, its step clock and its samplers."""
+
 from __future__ import annotations
 
 import threading
@@ -27,14 +28,15 @@ def _check_replacement(site: str, old: torch.Tensor, new: object) -> torch.Tenso
         raise ValueError(
             f"hook on {site!r} returned shape {tuple(new.shape)} dtype {new.dtype} on {new.device}, but the site "
             f"carries shape {tuple(old.shape)} dtype {old.dtype} on {old.device}; return a tensor of the same shape "
-            f"and dtype on the same device (e.g. new.to(act.device, act.dtype))")
+            f"and dtype on the same device (e.g. new.to(act.device, act.dtype))"
+        )
     return new
 
 
 def _run_fns(site: str, fns: Sequence[HookFn], act: torch.Tensor, ctx: StepContext) -> torch.Tensor:
     out = act
     for fn in fns:
-        ctx.site = site             # an earlier fn may have run another site's hook in between
+        ctx.site = site  # an earlier fn may have run another site's hook in between
         r = fn(out, ctx)
         if r is not None:
             out = _check_replacement(site, out, r)
@@ -47,7 +49,7 @@ def _output_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepCon
     def hook(module: nn.Module, args, output):
         is_tuple = type(output) is tuple
         act = output[0] if is_tuple else output
-        if single is not None:                      # fast path: one fn, no loop
+        if single is not None:  # fast path: one fn, no loop
             ctx = get_ctx()
             ctx.site = site
             new = single(act, ctx)
@@ -59,6 +61,7 @@ def _output_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepCon
             if new is act:
                 return None
         return (new, *output[1:]) if is_tuple else new
+
     return hook
 
 
@@ -76,6 +79,7 @@ def _input_hook(site: str, fns: Sequence[HookFn], get_ctx: Callable[[], StepCont
         if args:
             return (new, *args[1:]), kwargs
         return args, {**kwargs, "hidden_states": new}
+
     return hook
 
 
@@ -89,8 +93,9 @@ def _live(hook: Callable) -> Callable:
 
 
 @contextmanager
-def attach_hooks(root: nn.Module, spec: HookSpec, get_ctx: Callable[[], StepContext],
-                 resolve: Callable[[str], Site]) -> Iterator[None]:
+def attach_hooks(
+    root: nn.Module, spec: HookSpec, get_ctx: Callable[[], StepContext], resolve: Callable[[str], Site]
+) -> Iterator[None]:
     """Validate every name first (nothing is attached on a bad name), then attach; detach in `finally`.
 
     Before each call the context's `site` is set to the canonical name, so one fn can serve many sites."""
@@ -109,8 +114,9 @@ def attach_hooks(root: nn.Module, spec: HookSpec, get_ctx: Callable[[], StepCont
             if site.kind == "output":
                 handles.append(module.register_forward_hook(_live(_output_hook(site.name, fns, get_ctx))))
             else:
-                handles.append(module.register_forward_pre_hook(
-                    _live(_input_hook(site.name, fns, get_ctx)), with_kwargs=True))
+                handles.append(
+                    module.register_forward_pre_hook(_live(_input_hook(site.name, fns, get_ctx)), with_kwargs=True)
+                )
         yield
     finally:
         for h in handles:
@@ -125,14 +131,14 @@ class ThreadGuard:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._owner: int | None = None              # thread holding the model exclusively
+        self._owner: int | None = None  # thread holding the model exclusively
         self._depth = 0
         self._what = ""
         self._who = ""
-        self._shared: dict[int, int] = {}           # thread -> plain forwards in flight (no owner)
+        self._shared: dict[int, int] = {}  # thread -> plain forwards in flight (no owner)
 
     def __deepcopy__(self, memo) -> "ThreadGuard":
-        return ThreadGuard()            # a copied model is free
+        return ThreadGuard()  # a copied model is free
 
     def __getstate__(self) -> dict:
         return {}
@@ -141,9 +147,11 @@ class ThreadGuard:
         self.__init__()
 
     def _busy(self, what: str, who: str, doing: str) -> RuntimeError:
-        return RuntimeError(f"{what} refused: this model is in use by thread {who!r} ({doing}); hooks and the step "
-                            "clock are shared, so one generation or hooked forward at a time per model. Wait for "
-                            "it to finish, or give each thread its own model (copy.deepcopy(model))")
+        return RuntimeError(
+            f"{what} refused: this model is in use by thread {who!r} ({doing}); hooks and the step "
+            "clock are shared, so one generation or hooked forward at a time per model. Wait for "
+            "it to finish, or give each thread its own model (copy.deepcopy(model))"
+        )
 
     @contextmanager
     def held(self, what: str, doing: str | None = None) -> Iterator[None]:

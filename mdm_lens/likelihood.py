@@ -26,6 +26,7 @@ Dream-style models (`model.spec.logits_shift`) predict token j from position j-1
 one place right before scoring, as Dream's sampler does. Logits are scored in float32 at least (equal to the
 reference in float32; more accurate than the reference's bf16 cross-entropy on a bf16 model).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ class _Chunk:
     pair: int
     seq: Int[torch.Tensor, " pos"]
     noisy: Int[torch.Tensor, "b pos"]
-    ratio: Float[torch.Tensor, " b"]      # fraction of the answer masked in each row (c / L)
+    ratio: Float[torch.Tensor, " b"]  # fraction of the answer masked in each row (c / L)
     prompt_len: int
 
 
@@ -79,6 +80,7 @@ def encode_pair(model, prompt: TextOrIds, answer: TextOrIds, *, chat: bool = Tru
 def _check(mc_num: int, batch_size: int, cfg_scale: float) -> None:
     """The same checks `generate` makes (mdm_lens.validate, generation.check_sampler_settings)."""
     from .generation import check_sampler_settings
+
     check_mc(mc_num, batch_size)
     check_sampler_settings({"cfg_scale": cfg_scale})
 
@@ -124,7 +126,7 @@ def _forward(model, chunks: list[_Chunk], cfg_scale: float, mask_id: int, shift:
     out, start = [], 0
     for c in chunks:
         b, p = c.noisy.shape
-        lg = logits[start:start + b, :p]
+        lg = logits[start : start + b, :p]
         if shift:
             lg = torch.cat([lg[:, :1], lg[:, :-1]], dim=1)
         out.append(lg)
@@ -166,20 +168,34 @@ def _encode_pairs(model, pairs: list[Pair], mask_id: int, shift: bool, chat: boo
         if a.numel() == 0:
             raise ValueError(f"pair {i}: the answer has no tokens; its likelihood is undefined (drop empty answers)")
         if shift and p.numel() == 0:
-            raise ValueError(f"pair {i}: empty prompt; this model predicts token j from position j-1, so the "
-                             "first answer token needs a prompt token (add a BOS token)")
+            raise ValueError(
+                f"pair {i}: empty prompt; this model predicts token j from position j-1, so the "
+                "first answer token needs a prompt token (add a BOS token)"
+            )
         for name, ids in (("prompt", p), ("answer", a)):
             if bool((ids == mask_id).any()):
-                raise ValueError(f"pair {i}: the {name} contains the mask token id {mask_id}; the estimator would "
-                                 "score it as a masked position. Remove it.")
+                raise ValueError(
+                    f"pair {i}: the {name} contains the mask token id {mask_id}; the estimator would "
+                    "score it as a masked position. Remove it."
+                )
         encoded.append((p, a))
     return encoded
 
 
 @torch.no_grad()
-def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size: int = 16, cfg_scale: float = 0.0,
-                    mask_id: int | None = None, *, seed: int | Sequence[int] | None = None, chat: bool = True,
-                    max_rows: int | None = None, progress: bool = False) -> list[float]:
+def log_likelihoods(
+    model,
+    pairs: Iterable[Pair],
+    mc_num: int = 128,
+    batch_size: int = 16,
+    cfg_scale: float = 0.0,
+    mask_id: int | None = None,
+    *,
+    seed: int | Sequence[int] | None = None,
+    chat: bool = True,
+    max_rows: int | None = None,
+    progress: bool = False,
+) -> list[float]:
     """Monte-Carlo log-likelihood (nats, a lower bound) of each answer given its prompt.
 
     `pairs`: (prompt, answer) with strings or token ids (see `encode_pair`). `seed`: see the module docstring
@@ -192,7 +208,9 @@ def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size:
     mask_id = int(model.mask_id if mask_id is None else mask_id)
     max_rows = batch_size if max_rows is None else int(max_rows)
     if max_rows < batch_size:
-        raise ValueError(f"max_rows={max_rows}: must be >= batch_size={batch_size} (one mini-batch per forward at least)")
+        raise ValueError(
+            f"max_rows={max_rows}: must be >= batch_size={batch_size} (one mini-batch per forward at least)"
+        )
     seeds = seed_list(seed, len(pairs))
     vocab = vocab_size(model)
     shift = bool(getattr(getattr(model, "spec", None), "logits_shift", False))
@@ -204,6 +222,7 @@ def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size:
     bar = None
     if progress:
         from tqdm.auto import tqdm
+
         bar = tqdm(total=len(pairs) * n_batches, desc="likelihood", unit="batch", leave=False)
     pending: list[_Chunk] = []
 
@@ -229,14 +248,27 @@ def log_likelihoods(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size:
         if bar is not None:
             bar.close()
     out = [-sum(t) / len(t) for t in totals]
-    check_finite_result(out, "log-likelihoods of pairs", "a hook or plan attached to the model produced NaN/inf "
-                        "activations (the estimate would be meaningless); check it, e.g. with model.hooks({}) removed")
+    check_finite_result(
+        out,
+        "log-likelihoods of pairs",
+        "a hook or plan attached to the model produced NaN/inf "
+        "activations (the estimate would be meaningless); check it, e.g. with model.hooks({}) removed",
+    )
     return out
 
 
-def log_likelihood(model, prompt: TextOrIds, answer: TextOrIds, mc_num: int = 128, batch_size: int = 16,
-                   cfg_scale: float = 0.0, mask_id: int | None = None, *, seed: int | None = None,
-                   chat: bool = True) -> float:
+def log_likelihood(
+    model,
+    prompt: TextOrIds,
+    answer: TextOrIds,
+    mc_num: int = 128,
+    batch_size: int = 16,
+    cfg_scale: float = 0.0,
+    mask_id: int | None = None,
+    *,
+    seed: int | None = None,
+    chat: bool = True,
+) -> float:
     """LLaDA's Monte-Carlo log-likelihood (nats) of `answer` given `prompt`; `get_log_likelihood`'s signature.
 
     Equal to the reference for the same seed (module docstring). `mask_id` defaults to the model's.
@@ -244,9 +276,19 @@ def log_likelihood(model, prompt: TextOrIds, answer: TextOrIds, mc_num: int = 12
     return log_likelihoods(model, [(prompt, answer)], mc_num, batch_size, cfg_scale, mask_id, seed=seed, chat=chat)[0]
 
 
-def response_nlls(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size: int = 16, cfg_scale: float = 0.0,
-                  mask_id: int | None = None, *, seed: int | Sequence[int] | None = 0, chat: bool = True,
-                  max_rows: int | None = None, progress: bool = False) -> list[float]:
+def response_nlls(
+    model,
+    pairs: Iterable[Pair],
+    mc_num: int = 128,
+    batch_size: int = 16,
+    cfg_scale: float = 0.0,
+    mask_id: int | None = None,
+    *,
+    seed: int | Sequence[int] | None = 0,
+    chat: bool = True,
+    max_rows: int | None = None,
+    progress: bool = False,
+) -> list[float]:
     """NLL per token of each response: `-log_likelihood(prompt, response) / n_response_tokens`, in nats.
 
     The Monte-Carlo log-likelihood is an ELBO (a lower bound on log p), so this is an upper bound on the true
@@ -256,13 +298,25 @@ def response_nlls(model, pairs: Iterable[Pair], mc_num: int = 128, batch_size: i
     """
     pairs = [encode_pair(model, p, r, chat=chat) for p, r in pairs]
     lengths = [r.numel() for _, r in pairs]
-    lls = log_likelihoods(model, pairs, mc_num, batch_size, cfg_scale, mask_id, seed=seed, chat=chat,
-                          max_rows=max_rows, progress=progress)
+    lls = log_likelihoods(
+        model, pairs, mc_num, batch_size, cfg_scale, mask_id, seed=seed, chat=chat, max_rows=max_rows, progress=progress
+    )
     return [-ll / n for ll, n in zip(lls, lengths)]
 
 
-def response_nll(model, prompt_ids: TextOrIds, response_ids: TextOrIds, mc_num: int = 128, batch_size: int = 16,
-                 cfg_scale: float = 0.0, mask_id: int | None = None, *, seed: int | None = 0, chat: bool = True) -> float:
+def response_nll(
+    model,
+    prompt_ids: TextOrIds,
+    response_ids: TextOrIds,
+    mc_num: int = 128,
+    batch_size: int = 16,
+    cfg_scale: float = 0.0,
+    mask_id: int | None = None,
+    *,
+    seed: int | None = 0,
+    chat: bool = True,
+) -> float:
     """NLL per token (nats) of one response given its prompt; see `response_nlls`."""
-    return response_nlls(model, [(prompt_ids, response_ids)], mc_num, batch_size, cfg_scale, mask_id, seed=seed,
-                         chat=chat)[0]
+    return response_nlls(
+        model, [(prompt_ids, response_ids)], mc_num, batch_size, cfg_scale, mask_id, seed=seed, chat=chat
+    )[0]

@@ -3,6 +3,7 @@
 No `trust_remote_code`: config.json is parsed by the family, safetensors are read key by key onto
 a meta-initialised module (`load_state_dict(assign=True)`), so an 8B bf16 model never needs 2x memory.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,14 +31,31 @@ from .load_checks import (
 )
 from .safefile import StagedWrites, damaged_file, open_safetensors, read_json, reading
 
-__all__ = ["load_model", "build_random_model", "save_pretrained", "resolve_mask_id", "read_config", "parse_dtype",
-           "check_sizes"]
+__all__ = [
+    "load_model",
+    "build_random_model",
+    "save_pretrained",
+    "resolve_mask_id",
+    "read_config",
+    "parse_dtype",
+    "check_sizes",
+]
 
 _SF_DTYPES = {"BF16": torch.bfloat16, "F16": torch.float16, "F32": torch.float32, "F64": torch.float64}
 _HUB_FILES = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "tokenizer*"]
-_DTYPE_NAMES = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-                "fp16": torch.float16, "half": torch.float16, "float32": torch.float32, "fp32": torch.float32,
-                "float": torch.float32, "float64": torch.float64, "fp64": torch.float64, "double": torch.float64}
+_DTYPE_NAMES = {
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "fp64": torch.float64,
+    "double": torch.float64,
+}
 
 
 def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
@@ -51,8 +69,10 @@ def parse_dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
             return None
         if key in _DTYPE_NAMES:
             return _DTYPE_NAMES[key]
-    raise ValueError(f"dtype={dtype!r} is not a floating dtype; use a torch dtype (torch.bfloat16, ...), "
-                     f"one of {sorted(_DTYPE_NAMES)} or 'auto' (the checkpoint's own dtype)")
+    raise ValueError(
+        f"dtype={dtype!r} is not a floating dtype; use a torch dtype (torch.bfloat16, ...), "
+        f"one of {sorted(_DTYPE_NAMES)} or 'auto' (the checkpoint's own dtype)"
+    )
 
 
 def _looks_like_short_name(name: str) -> bool:
@@ -62,12 +82,15 @@ def _looks_like_short_name(name: str) -> bool:
 
 def _unknown_short_name(name: str) -> FileNotFoundError:
     import difflib
+
     packaged = organisms.available()
     close = difflib.get_close_matches(name.replace("_", "-").lower(), packaged, n=1, cutoff=0.6)
     hint = f"did you mean {close[0]!r}? " if close else ""
-    return FileNotFoundError(f"{name!r} is neither a local folder nor a packaged organism; {hint}packaged "
-                             f"organisms: {packaged}. Hub models are named 'owner/name' "
-                             "(e.g. 'GSAI-ML/LLaDA-8B-Instruct').")
+    return FileNotFoundError(
+        f"{name!r} is neither a local folder nor a packaged organism; {hint}packaged "
+        f"organisms: {packaged}. Hub models are named 'owner/name' "
+        "(e.g. 'GSAI-ML/LLaDA-8B-Instruct')."
+    )
 
 
 def _folder(name_or_path: str | os.PathLike) -> Path:
@@ -86,13 +109,16 @@ def _folder(name_or_path: str | os.PathLike) -> Path:
     if p.exists() or name.startswith((".", "/", "~")) or name.count("/") != 1 or "\\" in name:
         raise FileNotFoundError(f"{name!r} is not a folder in hub layout (config.json + *.safetensors)")
     from huggingface_hub import snapshot_download
+
     try:
         return Path(snapshot_download(name, allow_patterns=_HUB_FILES))
-    except Exception as e:            # offline, unknown repo, gated repo, no network ...
+    except Exception as e:  # offline, unknown repo, gated repo, no network ...
         offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-        raise OSError(f"could not get hub model {name!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-                      + ("; HF_HUB_OFFLINE is set, so only models already in the hub cache load" if offline else "")
-                      + f". It is not a local folder; packaged organisms: {organisms.available()}") from e
+        raise OSError(
+            f"could not get hub model {name!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            + ("; HF_HUB_OFFLINE is set, so only models already in the hub cache load" if offline else "")
+            + f". It is not a local folder; packaged organisms: {organisms.available()}"
+        ) from e
 
 
 def read_config(folder: str | os.PathLike) -> dict[str, Any]:
@@ -121,13 +147,16 @@ def _weight_files(folder: Path) -> list[Path]:
     single = folder / "model.safetensors"
     if single.is_file():
         return [single]
-    raise FileNotFoundError(f"no model.safetensors or model.safetensors.index.json in {folder} "
-                            "(only safetensors checkpoints are supported)")
+    raise FileNotFoundError(
+        f"no model.safetensors or model.safetensors.index.json in {folder} (only safetensors checkpoints are supported)"
+    )
 
 
 def _config_vocab(config: dict) -> int | None:
-    v = config.get("vocab_size", (config.get("text_config") or {}).get("vocab_size")
-                   if isinstance(config.get("text_config"), dict) else None)
+    v = config.get(
+        "vocab_size",
+        (config.get("text_config") or {}).get("vocab_size") if isinstance(config.get("text_config"), dict) else None,
+    )
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
@@ -137,15 +166,17 @@ def _load_tokenizer(folder: Path):
         return None
     from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
+
     level = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()    # AutoConfig grumbles about the unknown model_type; we never use it
+    hf_logging.set_verbosity_error()  # AutoConfig grumbles about the unknown model_type; we never use it
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
             return AutoTokenizer.from_pretrained(str(folder), trust_remote_code=False)
-    except Exception as first:                         # e.g. tokenizer_class DreamTokenizer (remote code)
+    except Exception as first:  # e.g. tokenizer_class DreamTokenizer (remote code)
         if (folder / "vocab.json").is_file() and (folder / "merges.txt").is_file():
             from transformers import Qwen2Tokenizer
+
             return Qwen2Tokenizer.from_pretrained(str(folder))
         raise RuntimeError(f"could not load the tokenizer in {folder}: {first}") from first
     finally:
@@ -163,10 +194,14 @@ def _check_keys(model: nn.Module, found: set[str], folder: Path) -> None:
     optional = set(getattr(model, "tied_keys", lambda: {})())
     missing, unexpected = sorted(expected - found), sorted(found - expected - optional)
     if missing or unexpected:
+
         def show(keys: list[str]) -> str:
             return ", ".join(keys[:12]) + (f" ... ({len(keys)} in all)" if len(keys) > 12 else "")
-        raise KeyError(f"checkpoint {folder} does not match the {type(model).__name__} layout: "
-                       f"missing keys [{show(missing)}]; unexpected keys [{show(unexpected)}]")
+
+        raise KeyError(
+            f"checkpoint {folder} does not match the {type(model).__name__} layout: "
+            f"missing keys [{show(missing)}]; unexpected keys [{show(unexpected)}]"
+        )
 
 
 def _device_for(key: str, device_map: dict[str, Any]) -> Any:
@@ -190,12 +225,12 @@ def _builder(spec: FamilySpec):
 def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
     """Every size field present is a positive integer, the width splits into the heads and the heads into
     the kv heads; the error names the field, the value and the valid range."""
-    fields = spec.size_fields           # checked before a module is built: modules accept n_layers=-2 silently
+    fields = spec.size_fields  # checked before a module is built: modules accept n_layers=-2 silently
     if not fields:
         return
     sub = config.get(spec.size_section) if spec.size_section else config
     if not isinstance(sub, dict):
-        return                              # transformers' config class supplies its defaults
+        return  # transformers' config class supplies its defaults
     prefix = f"{spec.size_section}." if spec.size_section else ""
     for key in fields:
         val = sub.get(key)
@@ -205,11 +240,15 @@ def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
             raise ValueError(f"{where}: {prefix}{key}={val!r} is invalid; it must be a positive integer (>= 1)")
     layers, width, heads, kv = (sub.get(k) for k in fields[:4])
     if width is not None and heads is not None and spec.heads_split_width and width % heads:
-        raise ValueError(f"{where}: {prefix}{fields[1]}={width} is not divisible by {prefix}{fields[2]}={heads}; "
-                         f"choose a width that is a multiple of the head count")
+        raise ValueError(
+            f"{where}: {prefix}{fields[1]}={width} is not divisible by {prefix}{fields[2]}={heads}; "
+            f"choose a width that is a multiple of the head count"
+        )
     if heads is not None and kv is not None and heads % kv:
-        raise ValueError(f"{where}: {prefix}{fields[2]}={heads} is not a multiple of {prefix}{fields[3]}={kv}; "
-                         "kv heads must divide the query heads")
+        raise ValueError(
+            f"{where}: {prefix}{fields[2]}={heads} is not a multiple of {prefix}{fields[3]}={kv}; "
+            "kv heads must divide the query heads"
+        )
 
 
 def _build_meta(config: dict, spec: FamilySpec) -> nn.Module:
@@ -227,9 +266,13 @@ def _checkpoint_dtype(files: list[Path]) -> torch.dtype:
                 if code in _SF_DTYPES:
                     found.setdefault(code, []).append(key)
     if len(found) > 1:
-        detail = "; ".join(f"{len(keys)} {_SF_DTYPES[c]} tensor(s) e.g. {keys[0]!r}" for c, keys in sorted(found.items()))
-        raise ValueError(f"the checkpoint in {files[0].parent} mixes floating dtypes ({detail}); pass an explicit "
-                         "dtype (e.g. dtype='bfloat16') to choose the one to load in")
+        detail = "; ".join(
+            f"{len(keys)} {_SF_DTYPES[c]} tensor(s) e.g. {keys[0]!r}" for c, keys in sorted(found.items())
+        )
+        raise ValueError(
+            f"the checkpoint in {files[0].parent} mixes floating dtypes ({detail}); pass an explicit "
+            "dtype (e.g. dtype='bfloat16') to choose the one to load in"
+        )
     return _SF_DTYPES[next(iter(found))] if found else torch.float32
 
 
@@ -238,9 +281,15 @@ def _device_map(model: nn.Module, device_map: Any, dtype: torch.dtype) -> dict[s
     if isinstance(device_map, str):
         from accelerate import infer_auto_device_map
         from accelerate.utils import get_balanced_memory
+
         no_split = list(getattr(model, "no_split_modules", []))
-        max_mem = None if device_map == "sequential" else get_balanced_memory(
-            model, dtype=dtype, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0")
+        max_mem = (
+            None
+            if device_map == "sequential"
+            else get_balanced_memory(
+                model, dtype=dtype, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0"
+            )
+        )
         dmap = infer_auto_device_map(model, max_memory=max_mem, no_split_module_classes=no_split, dtype=dtype)
     else:
         dmap = dict(device_map)
@@ -250,8 +299,9 @@ def _device_map(model: nn.Module, device_map: Any, dtype: torch.dtype) -> dict[s
     return dmap
 
 
-def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, device: Any = None,
-               device_map: Any = None) -> tuple[nn.Module, Any, FamilySpec, dict]:
+def load_model(
+    name_or_path: str | os.PathLike, dtype: torch.dtype | None = None, device: Any = None, device_map: Any = None
+) -> tuple[nn.Module, Any, FamilySpec, dict]:
     """-> (native model in eval mode, tokenizer or None, family spec, config dict).
 
     dtype None or "auto" keeps the checkpoint's dtype (one floating dtype across all tensors); a torch dtype
@@ -268,10 +318,10 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
     check_chat_template(tokenizer, folder)
     check_sampler_entry(config, folder)
     config.setdefault("mask_token_id", resolve_mask_id(config, tokenizer, spec))
-    if spec.default_mask_id >= 0:               # a family without a mask token (DiffusionGemma) records -1
+    if spec.default_mask_id >= 0:  # a family without a mask token (DiffusionGemma) records -1
         check_mask_id(config["mask_token_id"], _config_vocab(config), folder)
     native_loader = spec.from_pretrained
-    if native_loader is not None:       # a family served by transformers' own classes and loader
+    if native_loader is not None:  # a family served by transformers' own classes and loader
         return native_loader(str(folder), dtype, device, device_map).eval(), tokenizer, spec, config
     model = _build_meta(config, spec)
     files = _weight_files(folder)
@@ -302,6 +352,7 @@ def load_model(name_or_path: str | os.PathLike, dtype: torch.dtype | None = None
         raise KeyError(f"parameters not filled from {folder}: {still_meta[:12]}")
     if dmap is not None:
         from accelerate import dispatch_model
+
         model = dispatch_model(model, device_map=dmap)
     return model.eval(), tokenizer, spec, config
 
@@ -311,11 +362,11 @@ def build_random_model(config: dict, seed: int = 0) -> nn.Module:
     spec = detect_family(config)
     check_sizes(config, spec)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)                     # construction-time init of non-linear parameters
+        torch.manual_seed(seed)  # construction-time init of non-linear parameters
         model = _builder(spec)(config)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for module in model.modules():        # norms keep their constructed identity values
+        for module in model.modules():  # norms keep their constructed identity values
             if isinstance(module, (nn.Linear, nn.Embedding)):
                 module.weight.copy_(torch.randn(module.weight.shape, generator=gen) * 0.02)
                 if getattr(module, "bias", None) is not None:
@@ -333,15 +384,19 @@ def _weight_file_names(folder: Path) -> set[str]:
     names = {n for n in ("model.safetensors", _INDEX) if (folder / n).is_file()}
     if _INDEX in names:
         try:
-            names |= {n for n in json.loads((folder / _INDEX).read_text())["weight_map"].values()
-                      if isinstance(n, str) and "/" not in n and "\\" not in n}
-        except Exception:           # an unreadable old index: its shards stay, harmless
+            names |= {
+                n
+                for n in json.loads((folder / _INDEX).read_text())["weight_map"].values()
+                if isinstance(n, str) and "/" not in n and "\\" not in n
+            }
+        except Exception:  # an unreadable old index: its shards stay, harmless
             pass
     return names
 
 
-def save_pretrained(model: nn.Module, tokenizer, config: dict, folder: str | os.PathLike,
-                    shard_size: int | None = None) -> Path:
+def save_pretrained(
+    model: nn.Module, tokenizer, config: dict, folder: str | os.PathLike, shard_size: int | None = None
+) -> Path:
     """Write hub layout: config.json, model.safetensors or shards of <= shard_size bytes + index json.
 
     All or nothing: every file is written under a temporary name first and moved into place only once all
@@ -355,13 +410,15 @@ def save_pretrained(model: nn.Module, tokenizer, config: dict, folder: str | os.
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=".staging-"))
     try:
         with StagedWrites() as w:
-            if hasattr(model, "save_pretrained"):       # a transformers model: its own writer handles tied weights
+            if hasattr(model, "save_pretrained"):  # a transformers model: its own writer handles tied weights
                 model.save_pretrained(str(staging), max_shard_size=shard_size or "50GB")
             else:
                 _stage_weights(w, model, folder, shard_size)
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(staging))
-            produced = sorted(staging.iterdir(), key=lambda f: (f.name == "config.json", f.name.endswith(".json"), f.name))
+            produced = sorted(
+                staging.iterdir(), key=lambda f: (f.name == "config.json", f.name.endswith(".json"), f.name)
+            )
             for f in produced:
                 w.stage(folder / f.name, lambda tmp, f=f: os.replace(f, tmp))
             if not hasattr(model, "save_pretrained"):
@@ -402,4 +459,5 @@ def _stage_weights(w: StagedWrites, model: nn.Module, folder: Path, shard_size: 
 def _text_writer(text: str):
     def write(tmp: str) -> None:
         Path(tmp).write_text(text, encoding="utf-8")
+
     return write

@@ -6,6 +6,7 @@ copy was then recorded under that step) and the `with` block's hooks (whose cont
 the copy's `generate` failed with "hook called outside HookedMDM.forward"). A copy starts with no step, no
 hooks attached, no augmenters and its own thread guard.
 """
+
 from __future__ import annotations
 
 import copy
@@ -29,8 +30,11 @@ def strip_live_hooks(root: nn.Module) -> None:
                 continue
             for key in [k for k, fn in hooks.items() if getattr(fn, LIVE, False)]:
                 del hooks[key]
-                for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-                              "_forward_pre_hooks_with_kwargs"):
+                for extra in (
+                    "_forward_hooks_with_kwargs",
+                    "_forward_hooks_always_called",
+                    "_forward_pre_hooks_with_kwargs",
+                ):
                     getattr(module, extra, {}).pop(key, None)
 
 

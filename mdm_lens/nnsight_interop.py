@@ -15,6 +15,7 @@
 The samplers call the model once per step (CFG included: one forward carries both halves), so
 nnsight's iteration index *is* the step index. See docs/nnsight.md for the rules nnsight imposes.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -55,7 +56,9 @@ def _as_rows(data: Any) -> list:
 
 def _same(a: Any, b: Any) -> bool:
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
-        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and bool((a == b).all())
+        return (
+            isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape and bool((a == b).all())
+        )
     return a == b
 
 
@@ -70,7 +73,8 @@ class _MDMBatcher(Batcher):
             raise NotImplementedError(
                 "several tracer.invoke() blocks with cfg_scale > 0 are not supported: the forward carries "
                 "[conditional rows; unconditional rows], which nnsight cannot scope per invoke. Use one "
-                "invoke and index rows yourself (rows [:B] conditional, [B:] unconditional)")
+                "invoke and index rows yourself (rows [:B] conditional, [B:] unconditional)"
+            )
         return args, kwargs
 
 
@@ -78,6 +82,7 @@ def _pinned_iteration() -> int | None:
     """Inside a `tracer.iter` body that has not yet touched a module: the iteration (= denoising step) it is pinned
     to. None outside nnsight's worker, or once a request has bound the body to a forward (nnsight relaxes the pin)."""
     from greenlet import getcurrent
+
     ref = getattr(getcurrent(), "mediator", None)
     mediator = ref() if callable(ref) else None
     it = getattr(mediator, "iteration", None)
@@ -134,7 +139,7 @@ class MDMEnvelope(NNsight):
         pinned = _pinned_iteration()
         if pinned is None or (info is not None and info.step == pinned):
             return info
-        self.inputs                     # noqa: B018 - the wait: resolves when forward `pinned` is called
+        self.inputs  # noqa: B018 - the wait: resolves when forward `pinned` is called
         return self._module.step_info
 
     def cache(self, tracer, sites=None, **kwargs: Any) -> SiteCache:
@@ -144,13 +149,16 @@ class MDMEnvelope(NNsight):
         the tensor mdm-lens hooks see at that site. Saved, so it leaves the block. Other kwargs go to
         `tracer.cache` (device, dtype, ...)."""
         import nnsight
+
         names = list(self._module.hook_names if sites is None else sites)
         chosen = {self._module.site(n).name: self._module.site(n) for n in names}
         canvas = [n for n, s in chosen.items() if s.role == "embed_in"]
         if canvas and sites is not None:
-            raise ValueError(f"{canvas}: nnsight's cache keeps the sampler's canvas by reference, and the sampler "
-                             "unmasks into it in place, so every step would read the final canvas. Use "
-                             "model.cache_steps([...]) (it copies), or the decode trace (generate(return_history=True))")
+            raise ValueError(
+                f"{canvas}: nnsight's cache keeps the sampler's canvas by reference, and the sampler "
+                "unmasks into it in place, so every step would read the final canvas. Use "
+                "model.cache_steps([...]) (it copies), or the decode trace (generate(return_history=True))"
+            )
         chosen = {n: s for n, s in chosen.items() if n not in canvas}
         inputs = any(s.kind == "input" for s in chosen.values())
         view = tracer.cache(modules=[self.site(n) for n in chosen], include_inputs=inputs, **kwargs)
@@ -177,12 +185,15 @@ class MDMEnvelope(NNsight):
             return ([row for d in datas for row in _as_rows(d)],), kwargs
         ids = [d if d.dim() == 2 else d.unsqueeze(0) for d in datas]
         if len({t.shape[1] for t in ids}) > 1:
-            raise ValueError("tracer.invoke() id tensors must share a length (for generate, pass lists of "
-                             "id lists: they are left-padded together)")
+            raise ValueError(
+                "tracer.invoke() id tensors must share a length (for generate, pass lists of "
+                "id lists: they are left-padded together)"
+            )
         masks = [kw.get("attention_mask") for _, kw in invokes]
         if any(m is not None for m in masks):
-            kwargs["attention_mask"] = torch.cat([torch.ones_like(t) if m is None else m.reshape(t.shape)
-                                                  for t, m in zip(ids, masks)])
+            kwargs["attention_mask"] = torch.cat(
+                [torch.ones_like(t) if m is None else m.reshape(t.shape) for t, m in zip(ids, masks)]
+            )
         return (torch.cat(ids),), kwargs
 
 
@@ -210,7 +221,7 @@ class SiteCache:
             return False
 
     def __getitem__(self, name: str) -> list[torch.Tensor]:
-        site = self._model.site(name)           # an unknown name fails naming the closest real ones
+        site = self._model.site(name)  # an unknown name fails naming the closest real ones
         if site.name not in self._paths:
             raise KeyError(f"site {site.name!r} was not cached; cached: {list(self._paths)[:8]}")
         entries = self._view._cache.entries.get(self._paths[site.name], [])

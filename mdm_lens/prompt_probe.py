@@ -2,6 +2,7 @@
 prompt once; a masked diffusion model predicts every still-masked position at every step, so this prints, per step,
 the top-k tokens at each masked response position (and the answer token's rank and probability where given), and
 returns the same as records. It runs one ordinary `model.generate`, so the tokens are those of that call."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -14,16 +15,25 @@ class MaskedPrediction:
     """One masked response position at one step: its top-k tokens and probabilities (and the answer's rank)."""
 
     step: int
-    position: int                 # response position (0 = first generated token)
+    position: int  # response position (0 = first generated token)
     top_tokens: list[str]
     top_ids: list[int]
     top_probs: list[float]
-    answer_rank: int | None = None    # 0 = the top prediction; None when no answer token is expected here
+    answer_rank: int | None = None  # 0 = the top prediction; None when no answer token is expected here
     answer_prob: float | None = None
 
 
-def test_prompt(prompt: str, answer: str | None, model, *, top_k: int = 5, chat: bool = True,
-                print_details: bool = True, seed: int | None = 0, **sampler_kwargs) -> list[MaskedPrediction]:
+def test_prompt(
+    prompt: str,
+    answer: str | None,
+    model,
+    *,
+    top_k: int = 5,
+    chat: bool = True,
+    print_details: bool = True,
+    seed: int | None = 0,
+    **sampler_kwargs,
+) -> list[MaskedPrediction]:
     """TL's `test_prompt(prompt, answer, model)` over the denoising steps. `answer`'s tokens are expected at the
     first response positions (rank and probability are reported there). Sampler options as `model.generate`."""
     if top_k < 1:
@@ -34,7 +44,7 @@ def test_prompt(prompt: str, answer: str | None, model, *, top_k: int = 5, chat:
     def look(logits: torch.Tensor, ctx) -> None:
         if ctx.step is None or ctx.prompt_length is None:
             return
-        if model.spec.logits_shift:          # Dream: the state at j-1 predicts token j (as its sampler reads it)
+        if model.spec.logits_shift:  # Dream: the state at j-1 predicts token j (as its sampler reads it)
             logits = torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
         probs = logits[0].float().softmax(-1)
         for j in ctx.masked[0].nonzero().flatten().tolist():
@@ -44,8 +54,17 @@ def test_prompt(prompt: str, answer: str | None, model, *, top_k: int = 5, chat:
             if pos < len(answer_ids):
                 a = answer_ids[pos]
                 rank, prob = int((probs[j] > probs[j, a]).sum()), float(probs[j, a])
-            records.append(MaskedPrediction(ctx.step, pos, [model.tokenizer.decode([i]) for i in ids.tolist()],
-                                            ids.tolist(), [round(float(x), 6) for x in p], rank, prob))
+            records.append(
+                MaskedPrediction(
+                    ctx.step,
+                    pos,
+                    [model.tokenizer.decode([i]) for i in ids.tolist()],
+                    ids.tolist(),
+                    [round(float(x), 6) for x in p],
+                    rank,
+                    prob,
+                )
+            )
 
     with model.hooks({"hook_logits": look}):
         out = model.generate([prompt], chat=chat, seed=seed, **sampler_kwargs)
@@ -59,7 +78,7 @@ def test_prompt(prompt: str, answer: str | None, model, *, top_k: int = 5, chat:
     return records
 
 
-test_prompt.__test__ = False      # pytest: a library function, not a test
+test_prompt.__test__ = False  # pytest: a library function, not a test
 
 
 def decode_order(model, out, row: int = 0) -> list[tuple[int, int, str]]:

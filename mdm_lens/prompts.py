@@ -1,4 +1,5 @@
 """Turning user prompts (strings or ids) into a left-padded batch, and responses back into text."""
+
 from __future__ import annotations
 
 import warnings
@@ -16,8 +17,8 @@ class GenerationOutput:
     """What `HookedMDM.generate` returns."""
 
     texts: list[str]
-    tokens: Int[torch.Tensor, "batch gen"]          # response ids (fill after EOS included)
-    sequences: Int[torch.Tensor, "batch total"]     # prompt (left-padded) + response
+    tokens: Int[torch.Tensor, "batch gen"]  # response ids (fill after EOS included)
+    sequences: Int[torch.Tensor, "batch total"]  # prompt (left-padded) + response
     prompt_length: int
     attention_mask: torch.Tensor | None = None
     # the decode trace (mdm_lens.sampling.trace): the step that unmasked each response position, -1 if never
@@ -34,12 +35,14 @@ def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, 
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, width - len(s):] = torch.as_tensor(list(s), dtype=torch.long)
-        mask[i, width - len(s):] = 1
+        ids[i, width - len(s) :] = torch.as_tensor(list(s), dtype=torch.long)
+        mask[i, width - len(s) :] = 1
     return ids, (None if bool(mask.all()) else mask)
 
 
-def encode_prompts(prompts: PromptInput, tokenizer, *, chat: bool, pad_id: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+def encode_prompts(
+    prompts: PromptInput, tokenizer, *, chat: bool, pad_id: int
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Strings go through the chat template (instruct models) and the tokenizer; ids pass through."""
     if isinstance(prompts, torch.Tensor):
         ids = prompts if prompts.dim() == 2 else prompts.unsqueeze(0)
@@ -57,9 +60,16 @@ def encode_prompts(prompts: PromptInput, tokenizer, *, chat: bool, pad_id: int) 
             if chat and not getattr(tokenizer, "chat_template", None):
                 warn_no_chat_template(tokenizer)
             if chat and getattr(tokenizer, "chat_template", None):
-                seqs.append(list(tokenizer.apply_chat_template(
-                    [{"role": "user", "content": p}], add_generation_prompt=True, tokenize=True,
-                    return_dict=False)))
+                seqs.append(
+                    list(
+                        tokenizer.apply_chat_template(
+                            [{"role": "user", "content": p}],
+                            add_generation_prompt=True,
+                            tokenize=True,
+                            return_dict=False,
+                        )
+                    )
+                )
             else:
                 seqs.append(tokenizer(p, add_special_tokens=True)["input_ids"])
         return left_pad(seqs, pad_id)
@@ -86,6 +96,9 @@ def warn_no_chat_template(tokenizer) -> None:
     if id(tokenizer) in _warned:
         return
     _warned.add(id(tokenizer))
-    warnings.warn("chat=True, but this tokenizer has no chat template (a model folder without chat_template.jinja?): "
-                  "the prompts go in raw, without the chat format the model was tuned on. Restore the template, or "
-                  "pass chat=False to mean raw prompts", stacklevel=4)
+    warnings.warn(
+        "chat=True, but this tokenizer has no chat template (a model folder without chat_template.jinja?): "
+        "the prompts go in raw, without the chat format the model was tuned on. Restore the template, or "
+        "pass chat=False to mean raw prompts",
+        stacklevel=4,
+    )

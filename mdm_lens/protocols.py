@@ -5,11 +5,12 @@ that defines plans (imports run analyses -> interventions -> mdm_lens). These Pr
 an object can do, so callers ask `isinstance(x, Intervention)` instead of probing with `hasattr` or switching
 on type names. They carry no behaviour and import nothing heavy.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ContextManager, Protocol, runtime_checkable
 
-if TYPE_CHECKING:                    # annotations only: keeps this module import-light
+if TYPE_CHECKING:  # annotations only: keeps this module import-light
     import torch
 
     from .context import StepContext
@@ -36,9 +37,9 @@ class Foldable(Intervention, Protocol):
     """An intervention that is the same affine map T(a) = ω a + β at every position and step, so it can be
     written into the weights of the linear layer that writes its site (`interventions.fold`)."""
 
-    def linear(self, x: "torch.Tensor") -> "torch.Tensor": ...           # ω x, without β
+    def linear(self, x: "torch.Tensor") -> "torch.Tensor": ...  # ω x, without β
 
-    def then(self, second: "Foldable") -> "Foldable": ...                # apply self, then second
+    def then(self, second: "Foldable") -> "Foldable": ...  # apply self, then second
 
 
 @runtime_checkable

@@ -9,6 +9,7 @@ a new one gets the ordinary umask mode (not mkstemp's 0600).
 Reads go through `open_safetensors`, which names the path, what the file was meant to be, and the cause
 when the file is missing, truncated, corrupt or foreign.
 """
+
 from __future__ import annotations
 
 import json
@@ -23,22 +24,32 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-__all__ = ["StagedWrites", "save_safetensors_atomic", "write_text_atomic", "write_atomic", "save_figure_atomic",
-           "open_safetensors",
-           "read_json", "damaged_file", "reading"]
+__all__ = [
+    "StagedWrites",
+    "save_safetensors_atomic",
+    "write_text_atomic",
+    "write_atomic",
+    "save_figure_atomic",
+    "open_safetensors",
+    "read_json",
+    "damaged_file",
+    "reading",
+]
 
 
 def _check_folder(path: Path) -> None:
     folder = path.parent
     if not folder.is_dir():
-        raise FileNotFoundError(f"cannot write {path.name}: the folder {folder} does not exist "
-                                f"(create it first, e.g. os.makedirs({str(folder)!r}))")
+        raise FileNotFoundError(
+            f"cannot write {path.name}: the folder {folder} does not exist "
+            f"(create it first, e.g. os.makedirs({str(folder)!r}))"
+        )
 
 
 def _fsync_dir(folder: Path) -> None:
     try:
         fd = os.open(folder, os.O_RDONLY)
-    except OSError:             # e.g. platforms that cannot open folders: durability is best effort there
+    except OSError:  # e.g. platforms that cannot open folders: durability is best effort there
         return
     try:
         os.fsync(fd)
@@ -81,16 +92,16 @@ class StagedWrites:
         _check_folder(path)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
         self._pending.append((tmp, path))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)     # umask applies, as for open()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # umask applies, as for open()
         os.close(fd)
         mode = stat.S_IMODE(os.stat(path if path.exists() else tmp).st_mode)
         write(str(tmp))
-        with open(tmp, "rb") as f:   # before the chmod: a read-only mode (0444) must not lock us out
+        with open(tmp, "rb") as f:  # before the chmod: a read-only mode (0444) must not lock us out
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)          # writers may recreate the file (safetensors makes it 0600)
+        os.chmod(tmp, mode)  # writers may recreate the file (safetensors makes it 0600)
 
     def commit(self) -> None:
-        done: list[tuple[Path, Path | None, bool]] = []          # (target, hard-link backup, existed before)
+        done: list[tuple[Path, Path | None, bool]] = []  # (target, hard-link backup, existed before)
         backups: list[Path] = []
         try:
             for tmp, path in self._pending:
@@ -138,7 +149,7 @@ class StagedWrites:
             try:
                 self.commit()
             finally:
-                self.abort()         # temporaries not moved in (a failed rename) are removed
+                self.abort()  # temporaries not moved in (a failed rename) are removed
         else:
             self.abort()
 
@@ -151,6 +162,7 @@ def _write_text(text: str) -> Callable[[str], None]:
     def write(tmp: str) -> None:
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
+
     return write
 
 
@@ -180,8 +192,10 @@ def save_figure_atomic(fig, path, **savefig_kwargs) -> None:
 # ---------------------------------------------------------------------------------------------- reading
 def damaged_file(path, what: str, cause: Any) -> ValueError:
     """The one error for a file that exists but cannot be read as `what` (with its article: "a checkpoint shard")."""
-    return ValueError(f"{path} is not {what} that can be read: {cause}. The file is corrupt, truncated "
-                      "(an interrupted copy or download?) or of another kind; re-create or re-download it")
+    return ValueError(
+        f"{path} is not {what} that can be read: {cause}. The file is corrupt, truncated "
+        "(an interrupted copy or download?) or of another kind; re-create or re-download it"
+    )
 
 
 def _readable(p: Path, what: str) -> None:
@@ -189,15 +203,19 @@ def _readable(p: Path, what: str) -> None:
     try:
         p.stat()
     except PermissionError as e:
-        raise PermissionError(f"{p} cannot be reached ({e.strerror}): a folder on its path is not readable "
-                              f"(expected {what}); fix the permissions") from None
+        raise PermissionError(
+            f"{p} cannot be reached ({e.strerror}): a folder on its path is not readable "
+            f"(expected {what}); fix the permissions"
+        ) from None
     except FileNotFoundError:
         raise FileNotFoundError(f"{p} does not exist (expected {what})") from None
     if p.is_dir():
         raise IsADirectoryError(f"{p} is a folder, not {what}")
     if not os.access(p, os.R_OK):
-        raise PermissionError(f"{p} exists but is not readable (mode {stat.S_IMODE(p.stat().st_mode):o}; "
-                              f"expected {what}); fix its permissions, e.g. chmod u+r")
+        raise PermissionError(
+            f"{p} exists but is not readable (mode {stat.S_IMODE(p.stat().st_mode):o}; "
+            f"expected {what}); fix its permissions, e.g. chmod u+r"
+        )
 
 
 def open_safetensors(path, what: str):
@@ -206,7 +224,7 @@ def open_safetensors(path, what: str):
     _readable(p, what)
     try:
         return safe_open(str(p), framework="pt")
-    except Exception as e:            # SafetensorError: header too large, incomplete metadata, ...
+    except Exception as e:  # SafetensorError: header too large, incomplete metadata, ...
         raise damaged_file(p, what, f"not a complete safetensors file ({e})") from None
 
 
@@ -222,7 +240,7 @@ def reading(path, what: str) -> Iterator[None]:
         raise damaged_file(path, what, f"missing entry {e}") from None
     except (TypeError, AttributeError, IndexError) as e:
         raise damaged_file(path, what, f"malformed content ({type(e).__name__}: {e})") from None
-    except SafetensorError as e:               # e.g. a tensor the metadata names is not in the file
+    except SafetensorError as e:  # e.g. a tensor the metadata names is not in the file
         raise damaged_file(path, what, f"tensor data does not match its metadata ({e})") from None
 
 

@@ -7,6 +7,7 @@ component names of TL 4.3's TransformerBridge that carry the same tensor (`block
 `blocks.3.mlp.out.hook_out`, ...) are *aliases*: they resolve to the one canonical site, so a hook on an
 alias is one hook on that site. Every site name in the package is built here.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -50,9 +51,20 @@ STEER_ROLES = {
 NORM_ROLES = {
     "ln1_scale": Role(_B + "ln1.hook_scale", ("batch", "pos", "one")),
     "ln1_normalized": Role(_B + "ln1.hook_normalized", _RES),
-    "ln1_out": Role(_B + "ln1.hook_out", _RES, (
-        _B + "attn.hook_in", _B + "attn.q.hook_in", _B + "attn.k.hook_in", _B + "attn.v.hook_in",
-        _B + "hook_attn_in", _B + "hook_q_input", _B + "hook_k_input", _B + "hook_v_input")),
+    "ln1_out": Role(
+        _B + "ln1.hook_out",
+        _RES,
+        (
+            _B + "attn.hook_in",
+            _B + "attn.q.hook_in",
+            _B + "attn.k.hook_in",
+            _B + "attn.v.hook_in",
+            _B + "hook_attn_in",
+            _B + "hook_q_input",
+            _B + "hook_k_input",
+            _B + "hook_v_input",
+        ),
+    ),
     "ln2_scale": Role(_B + "ln2.hook_scale", ("batch", "pos", "one")),
     "ln2_normalized": Role(_B + "ln2.hook_normalized", _RES),
     "ln2_out": Role(_B + "ln2.hook_out", _RES, (_B + "mlp.hook_in", _B + "mlp.gate.hook_in", _B + "mlp.in.hook_in")),
@@ -72,9 +84,9 @@ ATTN_ROLES = {
     "z": Role(_B + "attn.hook_z", ("batch", "pos", "n_heads", "d_head"), (_B + "attn.o.hook_in",)),
 }
 GLOBAL_ROLE_TABLE = {
-    "embed_in": Role("embed.hook_in", ("batch", "pos")),                     # the token ids (long)
+    "embed_in": Role("embed.hook_in", ("batch", "pos")),  # the token ids (long)
     "embed": Role("hook_embed", _RES, ("embed.hook_out",)),
-    "rot_cos": Role("rotary_emb.hook_cos", ("batch_or_1", "pos", "d_head")),   # Dream: TL's rotary tables
+    "rot_cos": Role("rotary_emb.hook_cos", ("batch_or_1", "pos", "d_head")),  # Dream: TL's rotary tables
     "rot_sin": Role("rotary_emb.hook_sin", ("batch_or_1", "pos", "d_head")),
     "scale": Role("ln_final.hook_scale", ("batch", "pos", "one")),
     "normalized": Role("ln_final.hook_normalized", _RES),
@@ -84,9 +96,31 @@ GLOBAL_ROLE_TABLE = {
 ROLES: dict[str, Role] = {**GLOBAL_ROLE_TABLE, **STEER_ROLES, **NORM_ROLES, **ATTN_ROLES}
 
 # the order sites appear in a table: per layer as a forward computes them, the global ones around the blocks
-LAYER_ORDER = ("resid_pre", "ln1_scale", "ln1_normalized", "ln1_out", "q", "k", "v", "rot_q", "rot_k", "attn_scores",
-               "pattern", "z", "attn_out", "resid_mid", "ln2_scale", "ln2_normalized", "ln2_out", "mlp_pre",
-               "mlp_pre_linear", "mlp_act", "mlp_post", "mlp_out", "resid_post")
+LAYER_ORDER = (
+    "resid_pre",
+    "ln1_scale",
+    "ln1_normalized",
+    "ln1_out",
+    "q",
+    "k",
+    "v",
+    "rot_q",
+    "rot_k",
+    "attn_scores",
+    "pattern",
+    "z",
+    "attn_out",
+    "resid_mid",
+    "ln2_scale",
+    "ln2_normalized",
+    "ln2_out",
+    "mlp_pre",
+    "mlp_pre_linear",
+    "mlp_act",
+    "mlp_post",
+    "mlp_out",
+    "resid_post",
+)
 HEAD_ORDER = ("embed", "rot_cos", "rot_sin")
 # the token ids (`embed.hook_in`, width 0) come last, so the site list opens with a real activation (hook_embed)
 TAIL_ORDER = ("scale", "normalized", "ln_final", "logits", "embed_in")
@@ -111,8 +145,16 @@ def aliases_of(role: str, layer: int | None, n_layers: int, roles_present: set[s
 
 # TL's get_act_name tables (transformer_lens.utilities.get_act_name)
 _TL_LAYER_TYPES = {"a": "attn", "m": "mlp", "b": "", "block": "", "blocks": "", "attention": "attn"}
-_TL_ALIASES = {"attn": "pattern", "attn_logits": "attn_scores", "key": "k", "query": "q", "value": "v",
-               "mlp_pre": "pre", "mlp_mid": "mid", "mlp_post": "post"}
+_TL_ALIASES = {
+    "attn": "pattern",
+    "attn_logits": "attn_scores",
+    "key": "k",
+    "query": "q",
+    "value": "v",
+    "mlp_pre": "pre",
+    "mlp_mid": "mid",
+    "mlp_post": "post",
+}
 _TL_ATTN = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores"}
 _TL_MLP = {"pre", "post", "mid", "pre_linear"}
 _COMPACT = re.compile(r"([a-z]+)(\d+)([a-z]?.*)")
@@ -127,8 +169,9 @@ def get_act_name(name: str, layer: int | None = None, layer_type: str | None = N
     `ln1_scale`, `ln_final`, ...) and refuses a per-layer role without a layer (TL would build a global name
     that no model has)."""
     if not isinstance(name, str):
-        raise TypeError(f"get_act_name(name={name!r}, ...): name is a site role or name string, e.g. "
-                        "get_act_name('resid_post', 0)")
+        raise TypeError(
+            f"get_act_name(name={name!r}, ...): name is a site role or name string, e.g. get_act_name('resid_post', 0)"
+        )
     if layer is not None and (isinstance(layer, bool) or not isinstance(layer, Integral)):
         raise TypeError(f"get_act_name({name!r}, layer={layer!r}): layer must be an integer block index")
     if name in _OWN and layer_type is None:

@@ -14,6 +14,7 @@
     model = tiny_model("llada")
     out = model.generate(["hello world"], gen_length=8, steps=8, block_length=8)
 """
+
 from __future__ import annotations
 
 import os
@@ -23,19 +24,23 @@ from typing import Any
 from .families import FAMILIES, tiny_config
 from .tiny_tokenizer import build_test_tokenizer, tiny_token_ids
 
+
 def tiny_model(family: str = "llada", seed: int = 0, **overrides: Any):
     """A random tiny `HookedMDM` of `family`, with the offline tokenizer where the family has one."""
     from .hooked import HookedMDM
+
     cfg = tiny_config(family, **overrides)
     style = FAMILIES[family].tokenizer_style
     tok = build_test_tokenizer(style=style, vocab_size=cfg["vocab_size"]) if style else None
     return HookedMDM.from_config(cfg, tokenizer=tok, seed=seed)
 
 
-def save_tiny_checkpoint(folder: str | os.PathLike, family: str = "llada", seed: int = 0,
-                         shard_size: int | None = None, **overrides: Any) -> Path:
+def save_tiny_checkpoint(
+    folder: str | os.PathLike, family: str = "llada", seed: int = 0, shard_size: int | None = None, **overrides: Any
+) -> Path:
     """Write a random tiny model of `family` in hub layout into `folder`; returns the folder."""
     from .loading import save_pretrained
+
     model = tiny_model(family, seed=seed, **overrides)
     save_pretrained(model.model, model.tokenizer, model.config, folder, shard_size=shard_size)
     return Path(folder)
@@ -50,5 +55,11 @@ def hub_key_names(family: str, cfg: Any) -> list[str]:
     return spec.hub_keys(cfg)
 
 
-__all__ = ["tiny_config", "tiny_model", "save_tiny_checkpoint", "build_test_tokenizer", "tiny_token_ids",
-           "hub_key_names"]
+__all__ = [
+    "tiny_config",
+    "tiny_model",
+    "save_tiny_checkpoint",
+    "build_test_tokenizer",
+    "tiny_token_ids",
+    "hub_key_names",
+]

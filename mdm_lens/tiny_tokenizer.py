@@ -3,6 +3,7 @@
 Tiny test models need a real `PreTrainedTokenizerFast` (chat template, mask token, save/reload through
 AutoTokenizer) whose ids agree with their config.json; nothing here touches the network.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -30,23 +31,28 @@ _STYLE_SPECIALS = {
     "dream": ["<|beginoftext|>", "<|endoftext|>", "<|im_start|>", "<|im_end|>"],
 }
 _STYLE_MASK = {"llada": "<|mdm_mask|>", "dream": "<|mask|>"}
-_STYLE_ROLES = {"llada": {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "pad": "<|endoftext|>"},
-                "dream": {"bos": "<|beginoftext|>", "eos": "<|endoftext|>", "pad": "<|endoftext|>"}}
+_STYLE_ROLES = {
+    "llada": {"bos": "<|startoftext|>", "eos": "<|endoftext|>", "pad": "<|endoftext|>"},
+    "dream": {"bos": "<|beginoftext|>", "eos": "<|endoftext|>", "pad": "<|endoftext|>"},
+}
 
 # Our own templates in each family's format (LLaDA: header ids + eot; Dream: Qwen-style im_start/im_end).
 LLADA_TEMPLATE = (
     "{% for m in messages %}{% if loop.first %}{{ bos_token }}{% endif %}"
     "{{ '<|start_header_id|>' + m['role'] + '<|end_header_id|>\n\n' + (m['content'] | trim) + '<|eot_id|>' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}")
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}"
+)
 DREAM_TEMPLATE = (
     "{% if messages[0]['role'] != 'system' %}{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}"
     "{% endif %}{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>\n' }}"
-    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
 _STYLE_TEMPLATE = {"llada": LLADA_TEMPLATE, "dream": DREAM_TEMPLATE}
 
 
-def tiny_token_ids(style: str = "llada", words: Sequence[str] | None = None, vocab_size: int = 320,
-                   mask_token_id: int | None = None) -> dict[str, int]:
+def tiny_token_ids(
+    style: str = "llada", words: Sequence[str] | None = None, vocab_size: int = 320, mask_token_id: int | None = None
+) -> dict[str, int]:
     """The id layout `build_test_tokenizer` uses: words, then the specials, fillers, the mask (last id
     by default). Returns {"bos", "eos", "pad", "mask", "vocab_size", <special token>: id ...}."""
     if style not in _STYLE_SPECIALS:
@@ -62,8 +68,14 @@ def tiny_token_ids(style: str = "llada", words: Sequence[str] | None = None, voc
     return {**roles, "mask": mask, "vocab_size": vocab_size, **ids}
 
 
-def build_test_tokenizer(words: Sequence[str] | None = None, *, style: str = "llada", vocab_size: int = 320,
-                         mask_token_id: int | None = None, chat_template: str | None = None):
+def build_test_tokenizer(
+    words: Sequence[str] | None = None,
+    *,
+    style: str = "llada",
+    vocab_size: int = 320,
+    mask_token_id: int | None = None,
+    chat_template: str | None = None,
+):
     """A lowercasing WordLevel tokenizer wrapped in PreTrainedTokenizerFast, with the style's special
     tokens, a chat template and `mask_token_id` where the config expects it."""
     from tokenizers import Tokenizer, normalizers, pre_tokenizers
@@ -87,10 +99,16 @@ def build_test_tokenizer(words: Sequence[str] | None = None, *, style: str = "ll
     tok.pre_tokenizer = pre_tokenizers.Whitespace()
     roles = _STYLE_ROLES[style]
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=roles["bos"], eos_token=roles["eos"], pad_token=roles["pad"],
-        unk_token=unk, mask_token=_STYLE_MASK[style],
+        tokenizer_object=tok,
+        bos_token=roles["bos"],
+        eos_token=roles["eos"],
+        pad_token=roles["pad"],
+        unk_token=unk,
+        mask_token=_STYLE_MASK[style],
         additional_special_tokens=[t for t in _STYLE_SPECIALS[style] if t not in roles.values()],
-        padding_side="left", chat_template=chat_template or _STYLE_TEMPLATE[style])
+        padding_side="left",
+        chat_template=chat_template or _STYLE_TEMPLATE[style],
+    )
     for t in specials:
         if fast.convert_tokens_to_ids(t) != ids[t]:
             raise AssertionError(f"special token {t} landed on id {fast.convert_tokens_to_ids(t)}, not {ids[t]}")

@@ -11,6 +11,7 @@ Hooks. mdm-lens's hooks are context-managed (`with model.hooks({...})`); TL's `a
 `reset_hooks()` (or, `is_permanent=True`, until `reset_hooks(including_permanent=True)`). Both may be active at
 once; TL hooks run after the context-managed ones of the same site only if added later (registration order).
 """
+
 from __future__ import annotations
 
 from contextlib import ExitStack
@@ -75,15 +76,21 @@ class TLCircuits:
     def _stack_w(self, which: str) -> torch.Tensor:
         d = self._dims()
         h = self._heads(which)
-        return torch.stack([self._proj(layer, which).weight.reshape(h, d["d_head"], d["d_model"]).transpose(-1, -2)
-                            for layer in range(self.n_layers)])
+        return torch.stack(
+            [
+                self._proj(layer, which).weight.reshape(h, d["d_head"], d["d_model"]).transpose(-1, -2)
+                for layer in range(self.n_layers)
+            ]
+        )
 
     def _stack_b(self, which: str, name: str) -> torch.Tensor:
         d = self._dims()
         biases = [self._proj(layer, which).bias for layer in range(self.n_layers)]
         if any(b is None for b in biases):
-            raise AttributeError(f"{name}: the {self.spec.name} family's {which}_proj has no bias (TL raises too); "
-                                 "use torch.zeros if an analysis needs one")
+            raise AttributeError(
+                f"{name}: the {self.spec.name} family's {which}_proj has no bias (TL raises too); "
+                "use torch.zeros if an analysis needs one"
+            )
         return torch.stack([b.reshape(self._heads(which), d["d_head"]) for b in biases])
 
     @property
@@ -112,13 +119,16 @@ class TLCircuits:
 
     def _linear_bias(self, role: str, name: str) -> torch.Tensor:
         from .sites import get_act_name
+
         out = []
         for layer in range(self.n_layers):
             lin = self.site(get_act_name(role, layer)).linear
             bias = None if lin is None else self.model.get_submodule(lin).bias
             if bias is None:
-                raise AttributeError(f"{name}: the {self.spec.name} family has no bias there (TL raises too); use "
-                                     "torch.zeros if an analysis needs one")
+                raise AttributeError(
+                    f"{name}: the {self.spec.name} family has no bias there (TL raises too); use "
+                    "torch.zeros if an analysis needs one"
+                )
             out.append(bias)
         return torch.stack(out)
 
@@ -160,12 +170,20 @@ class TLCircuits:
             st = self.__dict__["_tl_hook_state"] = {"hooks": [], "stack": None}
         return st
 
-    def add_hook(self, name: str | Callable[[str], bool], hook: Callable, dir: str = "fwd",
-                 is_permanent: bool = False, level: int | None = None, prepend: bool = False) -> None:
+    def add_hook(
+        self,
+        name: str | Callable[[str], bool],
+        hook: Callable,
+        dir: str = "fwd",
+        is_permanent: bool = False,
+        level: int | None = None,
+        prepend: bool = False,
+    ) -> None:
         """TL's `add_hook`: `hook(tensor, hook=h)` on a site (or on every site whose name the predicate accepts,
         each site once however many of its names match) for every forward until `reset_hooks()`;
         `is_permanent=True` survives that. Backward hooks are not supported."""
         from .tl_conveniences import _tl_fn
+
         if dir != "fwd":
             raise NotImplementedError(f"dir={dir!r}: only forward hooks are supported")
         if level is not None or prepend:
@@ -177,14 +195,19 @@ class TLCircuits:
                     seen.add(self.site(n).name)
                     names.append(n)
         else:
-            self.site(name)                   # an unknown name fails here, naming the closest real ones
+            self.site(name)  # an unknown name fails here, naming the closest real ones
             names = [name]
         st = self._tl_state()
         st["hooks"] += [(n, _tl_fn(hook, n, self.site(n).layer), is_permanent) for n in names]
         self._reattach_tl_hooks()
 
-    def reset_hooks(self, clear_contexts: bool = True, direction: str = "both", including_permanent: bool = False,
-                    level: int | None = None) -> None:
+    def reset_hooks(
+        self,
+        clear_contexts: bool = True,
+        direction: str = "both",
+        including_permanent: bool = False,
+        level: int | None = None,
+    ) -> None:
         """TL's `reset_hooks`: removes the hooks `add_hook` added (permanent ones only with `including_permanent`).
         Context-managed hooks (`with model.hooks(...)`, `steer`, `cache_steps`) end with their block, not here."""
         st = self._tl_state()

@@ -8,6 +8,7 @@ TL does, `fn(tensor, hook=h)`; a fn without a `hook` parameter (an mdm-lens `fn(
 layer, and every StepContext field reads through it (`h.step`, `h.site`, `h.masked`, `h.ctx`).
 Returning None keeps the tensor, a tensor replaces it (same shape, dtype and device), in both APIs.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -44,7 +45,7 @@ class MDMConfig:
     normalization_type: str = "RMS"
     final_rms: bool = True
     positional_embedding_type: str = "rotary"
-    attention_dir: str = "bidirectional"      # every masked diffusion LM here (TL labels Dream "causal": it is not)
+    attention_dir: str = "bidirectional"  # every masked diffusion LM here (TL labels Dream "causal": it is not)
     default_prepend_bos: bool = False
     gated_mlp: bool = True
 
@@ -91,9 +92,19 @@ class TLConveniences:
     @property
     def cfg(self) -> MDMConfig:
         d = self._dims()
-        return MDMConfig(family=self.spec.name, n_layers=d["n_layers"], d_model=d["d_model"], n_heads=d["n_heads"],
-                         d_head=d["d_head"], d_mlp=d["d_mlp"], d_vocab=d["d_vocab"], n_ctx=d["n_ctx"],
-                         n_key_value_heads=d.get("n_kv_heads"), eps=d.get("eps"), d_vocab_out=d["d_vocab"])
+        return MDMConfig(
+            family=self.spec.name,
+            n_layers=d["n_layers"],
+            d_model=d["d_model"],
+            n_heads=d["n_heads"],
+            d_head=d["d_head"],
+            d_mlp=d["d_mlp"],
+            d_vocab=d["d_vocab"],
+            n_ctx=d["n_ctx"],
+            n_key_value_heads=d.get("n_kv_heads"),
+            eps=d.get("eps"),
+            d_vocab_out=d["d_vocab"],
+        )
 
     def _dims(self) -> dict[str, Any]:
         if self.spec.dims is None:
@@ -129,7 +140,9 @@ class TLConveniences:
     @property
     def W_O(self) -> Float[torch.Tensor, "n_layers n_heads d_head d_model"]:
         d = self._dims()
-        return torch.stack([w.T.reshape(d["n_heads"], d["d_head"], d["d_model"]) for w in self._linear_weights("attn_out")])
+        return torch.stack(
+            [w.T.reshape(d["n_heads"], d["d_head"], d["d_model"]) for w in self._linear_weights("attn_out")]
+        )
 
     @property
     def W_gate(self) -> Float[torch.Tensor, "n_layers d_model d_mlp"]:
@@ -149,8 +162,9 @@ class TLConveniences:
             raise ValueError("this model has no tokenizer: pass token ids, or load it with HookedMDM.from_pretrained")
         return self.tokenizer
 
-    def _encode(self, input: TokenInput, prepend_bos: bool | None = None, padding_side: str | None = None
-                ) -> tuple[Int[torch.Tensor, "batch pos"], torch.Tensor | None]:
+    def _encode(
+        self, input: TokenInput, prepend_bos: bool | None = None, padding_side: str | None = None
+    ) -> tuple[Int[torch.Tensor, "batch pos"], torch.Tensor | None]:
         """ids `[batch, pos]` and an attention mask (None when nothing is padded), on the input device."""
         if isinstance(input, torch.Tensor):
             ids = token_ids(input, "input tensor")
@@ -160,16 +174,20 @@ class TLConveniences:
             check_ids_in_vocab(ids, vocab_size(self), "input")
             return ids.to(self.input_device), None
         if not isinstance(input, (str, list, tuple)):
-            raise TypeError(f"input is a {type(input).__name__}; pass a string, a list of strings, a list of token-id "
-                            "lists or an integer tensor")
+            raise TypeError(
+                f"input is a {type(input).__name__}; pass a string, a list of strings, a list of token-id "
+                "lists or an integer tensor"
+            )
         rows = [input] if isinstance(input, str) or (input and is_int(input[0])) else list(input)
         if not rows:
             raise ValueError("no input given: pass a string, a list of strings or token ids")
         kinds = {"text" if isinstance(r, str) else "ids" for r in rows}
         if len(kinds) > 1 or any(not isinstance(r, (str, list, tuple)) for r in rows if not is_int(r)):
             i = next(i for i, r in enumerate(rows) if not isinstance(r, str))
-            raise TypeError(f"input mixes strings and other items (item {i} is {rows[i]!r}); pass strings, or token-id "
-                            "lists, not both")
+            raise TypeError(
+                f"input mixes strings and other items (item {i} is {rows[i]!r}); pass strings, or token-id "
+                "lists, not both"
+            )
         if "ids" in kinds:
             check_ids_in_vocab(token_ids(rows, "input"), vocab_size(self), "input")
         tok = self.tokenizer
@@ -197,8 +215,13 @@ class TLConveniences:
         dev = self.input_device
         return ids.to(dev), (None if bool(mask.all()) else mask.to(dev))
 
-    def to_tokens(self, input: Union[str, Sequence[str]], prepend_bos: bool | None = None,
-                  padding_side: str | None = None, move_to_device: bool = True) -> Int[torch.Tensor, "batch pos"]:
+    def to_tokens(
+        self,
+        input: Union[str, Sequence[str]],
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        move_to_device: bool = True,
+    ) -> Int[torch.Tensor, "batch pos"]:
         """Token ids `[batch, pos]` (TL: no BOS by default for these models; lists padded with the pad id on the
         tokenizer's padding side)."""
         ids, _ = self._encode(input, prepend_bos, padding_side)
@@ -244,10 +267,16 @@ class TLConveniences:
         return int(ids[0])
 
     # ------------------------------------------------------------------ running
-    def run_with_cache(self, input: TokenInput, names_filter: NamesFilter = None, *,
-                       attention_mask: torch.Tensor | None = None, prompt_length: int | None = None,
-                       device: str | torch.device | None = None, remove_batch_dim: bool = False
-                       ) -> tuple[torch.Tensor, ActivationCache]:
+    def run_with_cache(
+        self,
+        input: TokenInput,
+        names_filter: NamesFilter = None,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        prompt_length: int | None = None,
+        device: str | torch.device | None = None,
+        remove_batch_dim: bool = False,
+    ) -> tuple[torch.Tensor, ActivationCache]:
         """One forward (text, texts or ids); returns logits and an `ActivationCache` of the sites `names_filter`
         selects (None: every canonical site; names or aliases; or a predicate over every name). Each site is
         hooked once however many of its names were asked for; the cache answers to all of them."""
@@ -258,32 +287,49 @@ class TLConveniences:
         def keep(act, ctx):
             act = owned(act, ctx)
             dict.__setitem__(cache, ctx.site, act if device is None else act.to(device))
+
         with torch.no_grad(), self.hooks({n: keep for n in names}):
-            logits = self(ids, attention_mask=attention_mask if attention_mask is not None else mask,
-                          prompt_length=prompt_length)
+            logits = self(
+                ids, attention_mask=attention_mask if attention_mask is not None else mask, prompt_length=prompt_length
+            )
         if remove_batch_dim:
             cache.remove_batch_dim()
         return logits, cache
 
-    def run_with_hooks(self, input: TokenInput, fwd_hooks: Sequence[tuple[Union[str, Callable[[str], bool]], Callable]] = (),
-                       bwd_hooks: Sequence = (), reset_hooks_end: bool = True, *,
-                       attention_mask: torch.Tensor | None = None, prompt_length: int | None = None,
-                       return_type: str | None = "logits") -> torch.Tensor | None:
+    def run_with_hooks(
+        self,
+        input: TokenInput,
+        fwd_hooks: Sequence[tuple[Union[str, Callable[[str], bool]], Callable]] = (),
+        bwd_hooks: Sequence = (),
+        reset_hooks_end: bool = True,
+        *,
+        attention_mask: torch.Tensor | None = None,
+        prompt_length: int | None = None,
+        return_type: str | None = "logits",
+    ) -> torch.Tensor | None:
         """One forward with TL-style hooks `fwd_hooks=[(name or name-predicate, fn(tensor, hook)), ...]`; they are
         removed afterwards (always: `reset_hooks_end=False` is refused, use `with model.hooks(...)` to keep
         hooks). Backward hooks are not supported."""
         if bwd_hooks:
-            raise NotImplementedError("bwd_hooks are not supported; take gradients with torch.autograd on a hooked forward")
+            raise NotImplementedError(
+                "bwd_hooks are not supported; take gradients with torch.autograd on a hooked forward"
+            )
         if not reset_hooks_end:
             raise ValueError("reset_hooks_end=False is not supported: hooks live in a `with model.hooks({...}):` block")
         if return_type not in ("logits", None):
             raise ValueError(f"return_type must be 'logits' or None, not {return_type!r}")
         spec: dict[str, list] = {}
         for i, entry in enumerate(fwd_hooks):
-            if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and callable(entry[1])
-                    and (isinstance(entry[0], str) or callable(entry[0]))):
-                raise TypeError(f"fwd_hooks[{i}] is {entry!r}; each entry is a (name or name-predicate, fn(tensor, "
-                                "hook)) pair, e.g. [('blocks.0.hook_resid_post', fn)]")
+            if not (
+                isinstance(entry, (tuple, list))
+                and len(entry) == 2
+                and callable(entry[1])
+                and (isinstance(entry[0], str) or callable(entry[0]))
+            ):
+                raise TypeError(
+                    f"fwd_hooks[{i}] is {entry!r}; each entry is a (name or name-predicate, fn(tensor, "
+                    "hook)) pair, e.g. [('blocks.0.hook_resid_post', fn)]"
+                )
             name, fn = entry
             names = [n for n in self.all_hook_names if name(n)] if callable(name) else [name]
             # a predicate matching a site and its aliases hooks the site once (as run_with_cache caches it once)
@@ -294,8 +340,9 @@ class TLConveniences:
                 spec.setdefault(n, []).append(_tl_fn(fn, n, self.site(n).layer))
         ids, mask = self._encode(input)
         with self.hooks(spec):
-            logits = self(ids, attention_mask=attention_mask if attention_mask is not None else mask,
-                          prompt_length=prompt_length)
+            logits = self(
+                ids, attention_mask=attention_mask if attention_mask is not None else mask, prompt_length=prompt_length
+            )
         return logits if return_type == "logits" else None
 
 
@@ -304,18 +351,21 @@ def _tl_fn(fn: Callable, name: str, layer: int | None) -> Callable:
     object positionally, and it reads like a StepContext (`.step`, `.site`, masks)."""
     try:
         sig = inspect.signature(fn)
-    except (TypeError, ValueError):         # builtins without a signature
+    except (TypeError, ValueError):  # builtins without a signature
         sig = None
     keyword = sig is not None and "hook" in sig.parameters
     if sig is not None:
         try:
             sig.bind(None, hook=None) if keyword else sig.bind(None, None)
         except TypeError:
-            raise TypeError(f"the hook fn {getattr(fn, '__name__', fn)!r}{sig} for {name!r} cannot be called as "
-                            "fn(tensor, hook); TL hook fns take the activation and the hook: "
-                            "def fn(tensor, hook): ...") from None
+            raise TypeError(
+                f"the hook fn {getattr(fn, '__name__', fn)!r}{sig} for {name!r} cannot be called as "
+                "fn(tensor, hook); TL hook fns take the activation and the hook: "
+                "def fn(tensor, hook): ..."
+            ) from None
 
     def call(act, ctx):
         hook = TLHook(name, ctx, layer)
         return fn(act, hook=hook) if keyword else fn(act, hook)
+
     return call

@@ -5,6 +5,7 @@ Why one place: each entry point used to coerce on its own, so the same bad value
 reinterpreted by another (float ids truncated, `seed="12"` read as the seeds [1, 2], ids past the vocabulary
 reaching torch's "index out of range in self"). Every message names the value, what is valid and the fix.
 """
+
 from __future__ import annotations
 
 import math
@@ -45,13 +46,17 @@ def token_ids(x: Any, what: str = "input") -> torch.Tensor:
     never truncated or parsed."""
     if isinstance(x, torch.Tensor):
         if _bad_dtype(x):
-            raise TypeError(f"the {what} is a {x.dtype} tensor; token ids must be an integer tensor (e.g. torch.long), "
-                            "never rounded from floats: pass the tokenizer's ids (or .long() them yourself if meant)")
+            raise TypeError(
+                f"the {what} is a {x.dtype} tensor; token ids must be an integer tensor (e.g. torch.long), "
+                "never rounded from floats: pass the tokenizer's ids (or .long() them yourself if meant)"
+            )
         return x.long()
     bad = _first_non_int(x)
     if bad is not None:
-        raise TypeError(f"the {what} holds {bad!r} ({type(bad).__name__}); token ids must be ints (nested lists of "
-                        "ints or an integer tensor), never floats, bools or strings")
+        raise TypeError(
+            f"the {what} holds {bad!r} ({type(bad).__name__}); token ids must be ints (nested lists of "
+            "ints or an integer tensor), never floats, bools or strings"
+        )
     return torch.as_tensor(x, dtype=torch.long)
 
 
@@ -72,8 +77,10 @@ def check_ids_in_vocab(ids: torch.Tensor, vocab: int | None, what: str = "input"
     out = (ids < 0) | (ids >= vocab)
     if bool(out.any()):
         vals = sorted(set(ids[out].tolist()))[:6]
-        raise ValueError(f"the {what} holds token ids {vals} outside the vocabulary [0, {vocab}) of this model; "
-                         "use ids from its tokenizer (model.to_tokens / model.tokenizer)")
+        raise ValueError(
+            f"the {what} holds token ids {vals} outside the vocabulary [0, {vocab}) of this model; "
+            "use ids from its tokenizer (model.to_tokens / model.tokenizer)"
+        )
 
 
 def vocab_size(model) -> int | None:
@@ -88,9 +95,10 @@ def vocab_size(model) -> int | None:
 
 def check_seed(seed: Any, what: str = "seed") -> None:
     if seed is not None and not is_int(seed):
-        raise TypeError(f"{what}={seed!r} must be an integer (or None for the global RNG); got a "
-                        f"{type(seed).__name__}" + (": int(...) it yourself if it is a number" if isinstance(seed, str)
-                                                    else ""))
+        raise TypeError(
+            f"{what}={seed!r} must be an integer (or None for the global RNG); got a "
+            f"{type(seed).__name__}" + (": int(...) it yourself if it is a number" if isinstance(seed, str) else "")
+        )
 
 
 def seed_list(seed: Any, n: int) -> list[int | None]:
@@ -112,9 +120,11 @@ def check_mc(mc_num: Any, batch_size: Any) -> None:
     if not is_int(batch_size) or batch_size < 1:
         raise ValueError(f"batch_size={batch_size!r}: must be an int >= 1 (rows per Monte-Carlo mini-batch)")
     if not is_int(mc_num) or mc_num < batch_size or mc_num % batch_size:
-        raise ValueError(f"mc_num={mc_num!r} with batch_size={batch_size}: mc_num must be a positive multiple of "
-                         "batch_size (the estimator averages mc_num // batch_size mini-batches of batch_size rows); "
-                         "round mc_num to a multiple or lower batch_size")
+        raise ValueError(
+            f"mc_num={mc_num!r} with batch_size={batch_size}: mc_num must be a positive multiple of "
+            "batch_size (the estimator averages mc_num // batch_size mini-batches of batch_size rows); "
+            "round mc_num to a multiple or lower batch_size"
+        )
 
 
 def check_finite_result(values: Sequence[float], what: str, cause: str) -> None:
@@ -127,8 +137,16 @@ def check_forward_inputs(input_ids: torch.Tensor, attention_mask: torch.Tensor |
     """Shapes and dtypes only (no device sync): integer ids, and a mask exactly as wide as the ids (an uncached
     forward; a cached one passes the full canvas's mask with a slice of ids)."""
     if _bad_dtype(input_ids):
-        raise TypeError(f"input_ids is a {input_ids.dtype} tensor; token ids must be an integer tensor (e.g. torch.long)")
-    if attention_mask is not None and not cached and attention_mask.dim() <= 2 \
-            and tuple(attention_mask.shape) != tuple(input_ids.shape):
-        raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}; "
-                         "pass one 0/1 entry per token ([batch, pos], 0 = padding), or None when nothing is padded")
+        raise TypeError(
+            f"input_ids is a {input_ids.dtype} tensor; token ids must be an integer tensor (e.g. torch.long)"
+        )
+    if (
+        attention_mask is not None
+        and not cached
+        and attention_mask.dim() <= 2
+        and tuple(attention_mask.shape) != tuple(input_ids.shape)
+    ):
+        raise ValueError(
+            f"attention_mask has shape {tuple(attention_mask.shape)} but input_ids {tuple(input_ids.shape)}; "
+            "pass one 0/1 entry per token ([batch, pos], 0 = padding), or None when nothing is padded"
+        )

@@ -12,6 +12,7 @@ The fixture holds a tiny seeded LLaDA and Dream (weights rounded to bf16, run in
 cases are JSON metadata, so the test needs nothing else), each case's tokens (LLaDA: and forward count), and
 the logits of Fast-dLLM's models for a full, a prefix-cached and a dual-cached forward.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,14 +30,40 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = {
-    "model_type": "llada", "architectures": ["LLaDAModelLM"], "activation_type": "silu", "alibi": False,
-    "attention_layer_norm": False, "block_group_size": 1, "block_type": "llama", "bias_for_layer_norm": False,
-    "d_model": 32, "embedding_size": 128, "include_bias": False, "include_qkv_bias": False, "init_device": "cpu",
-    "input_emb_norm": False, "layer_norm_type": "rms", "layer_norm_with_affine": True, "max_sequence_length": 64,
-    "mlp_hidden_size": 64, "mlp_ratio": 4, "n_heads": 4, "n_kv_heads": 2, "n_layers": 2, "rms_norm_eps": 1e-5,
-    "rope": True, "rope_full_precision": True, "rope_theta": 500000.0, "scale_logits": False, "vocab_size": 128,
-    "weight_tying": False, "flash_attention": False, "mask_token_id": 127, "eos_token_id": 120,
-    "pad_token_id": 120, "use_cache": False,
+    "model_type": "llada",
+    "architectures": ["LLaDAModelLM"],
+    "activation_type": "silu",
+    "alibi": False,
+    "attention_layer_norm": False,
+    "block_group_size": 1,
+    "block_type": "llama",
+    "bias_for_layer_norm": False,
+    "d_model": 32,
+    "embedding_size": 128,
+    "include_bias": False,
+    "include_qkv_bias": False,
+    "init_device": "cpu",
+    "input_emb_norm": False,
+    "layer_norm_type": "rms",
+    "layer_norm_with_affine": True,
+    "max_sequence_length": 64,
+    "mlp_hidden_size": 64,
+    "mlp_ratio": 4,
+    "n_heads": 4,
+    "n_kv_heads": 2,
+    "n_layers": 2,
+    "rms_norm_eps": 1e-5,
+    "rope": True,
+    "rope_full_precision": True,
+    "rope_theta": 500000.0,
+    "scale_logits": False,
+    "vocab_size": 128,
+    "weight_tying": False,
+    "flash_attention": False,
+    "mask_token_id": 127,
+    "eos_token_id": 120,
+    "pad_token_id": 120,
+    "use_cache": False,
 }
 MASK_ID = 127
 PROMPTS = {"a": [5, 17, 99, 3, 42, 64], "b": [11, 2, 87, 30, 7, 56, 101, 9, 23]}
@@ -56,10 +83,23 @@ CASES = [
 ]
 SAMPLERS = {"none": "generate", "prefix": "generate_with_prefix_cache", "dual": "generate_with_dual_cache"}
 DREAM_CONFIG = {
-    "model_type": "Dream", "architectures": ["DreamModel"], "hidden_act": "silu", "hidden_size": 32,
-    "intermediate_size": 64, "max_position_embeddings": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
-    "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 1000000.0,
-    "tie_word_embeddings": False, "vocab_size": 128, "mask_token_id": 127, "pad_token_id": 120, "use_cache": False,
+    "model_type": "Dream",
+    "architectures": ["DreamModel"],
+    "hidden_act": "silu",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-6,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+    "vocab_size": 128,
+    "mask_token_id": 127,
+    "pad_token_id": 120,
+    "use_cache": False,
 }
 # Each runs with dual_cache False ("prefix") and True ("dual"); threshold None = alg "entropy".
 DREAM_CASES = [
@@ -105,6 +145,7 @@ def import_fast_dllm(checkout: Path):
     spec.loader.exec_module(gen)
     from model.configuration_llada import LLaDAConfig
     from model.modeling_llada import LLaDAModelLM
+
     return gen, LLaDAConfig, LLaDAModelLM
 
 
@@ -139,13 +180,22 @@ def dream_goldens(checkout: Path) -> dict[str, torch.Tensor]:
         out["dream_fwd_prefix"] = model(ids[:, start:], "full", None, past_key_values=past, use_cache=True).logits
         replace = torch.zeros_like(ids, dtype=torch.bool)
         replace[:, start:stop] = True
-        out["dream_fwd_dual"] = model(ids[:, start:stop], "full", None, past_key_values=full.past_key_values,
-                                      use_cache=True, dual_cache=True, replace_position=replace).logits
+        out["dream_fwd_dual"] = model(
+            ids[:, start:stop],
+            "full",
+            None,
+            past_key_values=full.past_key_values,
+            use_cache=True,
+            dual_cache=True,
+            replace_position=replace,
+        ).logits
     for i, case in enumerate(DREAM_CASES):
         kw = {k: v for k, v in case.items() if k != "prompt"}
         threshold = kw.pop("threshold", None)
-        kw.update(alg="entropy" if threshold is None else "confidence_threshold",
-                  threshold=0.9 if threshold is None else threshold)
+        kw.update(
+            alg="entropy" if threshold is None else "confidence_threshold",
+            threshold=0.9 if threshold is None else threshold,
+        )
         # explicit sampling settings: otherwise `from_model_config` inherits transformers 4.x's config-level
         # generation defaults (temperature 1.0, top_k 50)
         for key, default in (("temperature", 0.0), ("top_p", None), ("top_k", None), ("alg_temp", None)):
@@ -156,7 +206,7 @@ def dream_goldens(checkout: Path) -> dict[str, torch.Tensor]:
             with torch.no_grad():
                 x = model.diffusion_generate(prompt, mask_token_id=MASK_ID, dual_cache=cache == "dual", **kw)
             out[f"dream{i}.{cache}"] = x
-            print(f"dream {i} {cache:6s} {x[0, prompt.shape[1]:].tolist()}")
+            print(f"dream {i} {cache:6s} {x[0, prompt.shape[1] :].tolist()}")
     return out
 
 
@@ -170,8 +220,9 @@ def cached_forward_logits(model, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         full = model(ids, use_cache=True)
         replace = torch.zeros_like(ids, dtype=torch.bool)
         replace[:, start:stop] = True
-        dual = model(ids[:, start:stop], past_key_values=full.past_key_values, use_cache=True,
-                     replace_position=replace).logits
+        dual = model(
+            ids[:, start:stop], past_key_values=full.past_key_values, use_cache=True, replace_position=replace
+        ).logits
     return {"fwd_full": full.logits, "fwd_prefix": prefix, "fwd_dual": dual}
 
 
@@ -199,12 +250,20 @@ def main() -> None:
             assert not bool((x == MASK_ID).any()), (case, cache)
             out[f"case{i}.{cache}"] = x
             out[f"case{i}.{cache}.nfe"] = torch.tensor(nfe)
-            print(f"case {i} {cache:6s} nfe={nfe:3d} {x[0, prompt.shape[1]:].tolist()}")
+            print(f"case {i} {cache:6s} nfe={nfe:3d} {x[0, prompt.shape[1] :].tolist()}")
     out.update(dream_goldens(args.fast_dllm))
-    meta = {"config": json.dumps(CONFIG), "prompts": json.dumps(PROMPTS), "cases": json.dumps(CASES),
-            "dream_config": json.dumps(DREAM_CONFIG), "dream_cases": json.dumps(DREAM_CASES), "dream_seed_base": "2000",
-            "samplers": json.dumps(SAMPLERS), "seed_base": "1000", "forward_span": "[10, 14]",
-            "source": "NVlabs/Fast-dLLM llada/generate.py + llada/model/modeling_llada.py, dream/model/"}
+    meta = {
+        "config": json.dumps(CONFIG),
+        "prompts": json.dumps(PROMPTS),
+        "cases": json.dumps(CASES),
+        "dream_config": json.dumps(DREAM_CONFIG),
+        "dream_cases": json.dumps(DREAM_CASES),
+        "dream_seed_base": "2000",
+        "samplers": json.dumps(SAMPLERS),
+        "seed_base": "1000",
+        "forward_span": "[10, 14]",
+        "source": "NVlabs/Fast-dLLM llada/generate.py + llada/model/modeling_llada.py, dream/model/",
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata=meta)
     print(f"wrote {args.out} ({Path(args.out).stat().st_size} bytes)")

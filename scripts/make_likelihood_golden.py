@@ -14,6 +14,7 @@ value after `torch.manual_seed(seed)`); the case settings are in the JSON metada
 `batch{j}_prompt/answer` with `batch_seeded_ll` (each pair after `torch.manual_seed(seed_j)`) and
 `batch_sequential_ll` (one `torch.manual_seed(20)` then the reference on each pair in turn).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,21 @@ MASK_ID = 319
 # family, prompt length, answer length, mc_num, batch_size, cfg_scale, seed
 CASES = [
     ("llada", 5, 7, 32, 16, 0.0, 0),
-    ("llada", 3, 1, 4, 4, 0.0, 1),        # one-token answer
-    ("llada", 6, 11, 12, 3, 0.0, 2),      # L / b not a binary fraction: the linspace rounding matters
-    ("llada", 4, 9, 8, 8, 1.5, 3),        # classifier-free guidance
-    ("llada", 0, 6, 8, 4, 0.0, 4),        # empty prompt
-    ("llada", 2, 5, 14, 7, 0.0, 7),       # more rows than answer tokens: counts wrap into 1..L
+    ("llada", 3, 1, 4, 4, 0.0, 1),  # one-token answer
+    ("llada", 6, 11, 12, 3, 0.0, 2),  # L / b not a binary fraction: the linspace rounding matters
+    ("llada", 4, 9, 8, 8, 1.5, 3),  # classifier-free guidance
+    ("llada", 0, 6, 8, 4, 0.0, 4),  # empty prompt
+    ("llada", 2, 5, 14, 7, 0.0, 7),  # more rows than answer tokens: counts wrap into 1..L
     ("dream", 5, 8, 16, 8, 0.0, 5),
     ("dream", 4, 6, 8, 4, 0.5, 6),
 ]
-BATCH = {"lengths": [(3, 4), (6, 9), (2, 4), (5, 13)], "mc_num": 16, "batch_size": 8, "seeds": [10, 11, 12, 13],
-         "sequential_seed": 20}
+BATCH = {
+    "lengths": [(3, 4), (6, 9), (2, 4), (5, 13)],
+    "mc_num": 16,
+    "batch_size": 8,
+    "seeds": [10, 11, 12, 13],
+    "sequential_seed": 20,
+}
 
 
 def _module(path: str):
@@ -73,12 +79,13 @@ class _Ref(torch.nn.Module):
 
 
 def random_ids(n: int, gen: torch.Generator) -> torch.Tensor:
-    return torch.randint(0, MASK_ID, (n,), generator=gen)     # never the mask id
+    return torch.randint(0, MASK_ID, (n,), generator=gen)  # never the mask id
 
 
 def models() -> dict:
     from mdm_lens.loading import build_random_model
     from mdm_lens.testing import tiny_config
+
     return {f: build_random_model(tiny_config(f), seed=0).eval() for f in ("llada", "dream")}
 
 
@@ -95,27 +102,48 @@ def main() -> None:
     for i, (family, lp, la, mc, b, cfg, seed) in enumerate(CASES):
         prompt, answer = random_ids(lp, gen), random_ids(la, gen)
         torch.manual_seed(seed)
-        ll = ref.get_log_likelihood(wrapped[family], prompt, answer, mc_num=mc, batch_size=b, cfg_scale=cfg,
-                                    mask_id=MASK_ID)
+        ll = ref.get_log_likelihood(
+            wrapped[family], prompt, answer, mc_num=mc, batch_size=b, cfg_scale=cfg, mask_id=MASK_ID
+        )
         out[f"case{i}_prompt"], out[f"case{i}_answer"] = prompt, answer
         out[f"case{i}_ll"] = torch.tensor(ll, dtype=torch.float64)
     pairs = [(random_ids(lp, gen), random_ids(la, gen)) for lp, la in BATCH["lengths"]]
     seeded = []
     for (prompt, answer), seed in zip(pairs, BATCH["seeds"]):
         torch.manual_seed(seed)
-        seeded.append(ref.get_log_likelihood(wrapped["llada"], prompt, answer, mc_num=BATCH["mc_num"],
-                                             batch_size=BATCH["batch_size"], mask_id=MASK_ID))
+        seeded.append(
+            ref.get_log_likelihood(
+                wrapped["llada"],
+                prompt,
+                answer,
+                mc_num=BATCH["mc_num"],
+                batch_size=BATCH["batch_size"],
+                mask_id=MASK_ID,
+            )
+        )
     torch.manual_seed(BATCH["sequential_seed"])
-    sequential = [ref.get_log_likelihood(wrapped["llada"], prompt, answer, mc_num=BATCH["mc_num"],
-                                         batch_size=BATCH["batch_size"], mask_id=MASK_ID) for prompt, answer in pairs]
+    sequential = [
+        ref.get_log_likelihood(
+            wrapped["llada"], prompt, answer, mc_num=BATCH["mc_num"], batch_size=BATCH["batch_size"], mask_id=MASK_ID
+        )
+        for prompt, answer in pairs
+    ]
     for j, (prompt, answer) in enumerate(pairs):
         out[f"batch{j}_prompt"], out[f"batch{j}_answer"] = prompt, answer
     out["batch_seeded_ll"] = torch.tensor(seeded, dtype=torch.float64)
     out["batch_sequential_ll"] = torch.tensor(sequential, dtype=torch.float64)
-    meta = {"cases": json.dumps([dict(zip(("family", "prompt_len", "answer_len", "mc_num", "batch_size",
-                                           "cfg_scale", "seed"), c)) for c in CASES]),
-            "batch": json.dumps(BATCH), "mask_id": str(MASK_ID), "torch": torch.__version__,
-            "reference": "ML-GSAI/LLaDA get_log_likelihood.py"}
+    meta = {
+        "cases": json.dumps(
+            [
+                dict(zip(("family", "prompt_len", "answer_len", "mc_num", "batch_size", "cfg_scale", "seed"), c))
+                for c in CASES
+            ]
+        ),
+        "batch": json.dumps(BATCH),
+        "mask_id": str(MASK_ID),
+        "torch": torch.__version__,
+        "reference": "ML-GSAI/LLaDA get_log_likelihood.py",
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in out.items()}, args.out, metadata=meta)
     print(f"wrote {len(CASES)} cases and a batch of {len(pairs)} pairs to {args.out}")

@@ -12,6 +12,7 @@ ids, a left-padding attention mask, and the reference logits for the two calls e
 makes: without padding and with padding (LLaDA generate.py: `model(x, attention_mask=m)`; Dream
 diffusion_generate: `model(x, mask4d, tok_idx)` with tok_idx = cumsum(m) - 1). Config is in the metadata.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,20 +28,59 @@ import torch
 from safetensors.torch import save_file
 
 LLADA_CONFIG = {
-    "model_type": "llada", "architectures": ["LLaDAModelLM"], "activation_type": "silu", "alibi": False,
-    "attention_layer_norm": False, "block_group_size": 1, "block_type": "llama", "bias_for_layer_norm": False,
-    "d_model": 32, "embedding_size": 128, "include_bias": False, "include_qkv_bias": False, "init_device": "cpu",
-    "input_emb_norm": False, "layer_norm_type": "rms", "layer_norm_with_affine": True, "max_sequence_length": 64,
-    "mlp_hidden_size": 64, "mlp_ratio": 4, "n_heads": 4, "n_kv_heads": 2, "n_layers": 2, "rms_norm_eps": 1e-5,
-    "rope": True, "rope_full_precision": True, "rope_theta": 500000.0, "scale_logits": False, "vocab_size": 128,
-    "weight_tying": False, "flash_attention": False, "mask_token_id": 127, "eos_token_id": 120, "pad_token_id": 120,
+    "model_type": "llada",
+    "architectures": ["LLaDAModelLM"],
+    "activation_type": "silu",
+    "alibi": False,
+    "attention_layer_norm": False,
+    "block_group_size": 1,
+    "block_type": "llama",
+    "bias_for_layer_norm": False,
+    "d_model": 32,
+    "embedding_size": 128,
+    "include_bias": False,
+    "include_qkv_bias": False,
+    "init_device": "cpu",
+    "input_emb_norm": False,
+    "layer_norm_type": "rms",
+    "layer_norm_with_affine": True,
+    "max_sequence_length": 64,
+    "mlp_hidden_size": 64,
+    "mlp_ratio": 4,
+    "n_heads": 4,
+    "n_kv_heads": 2,
+    "n_layers": 2,
+    "rms_norm_eps": 1e-5,
+    "rope": True,
+    "rope_full_precision": True,
+    "rope_theta": 500000.0,
+    "scale_logits": False,
+    "vocab_size": 128,
+    "weight_tying": False,
+    "flash_attention": False,
+    "mask_token_id": 127,
+    "eos_token_id": 120,
+    "pad_token_id": 120,
     "use_cache": False,
 }
 DREAM_CONFIG = {
-    "model_type": "Dream", "architectures": ["DreamModel"], "hidden_act": "silu", "hidden_size": 32,
-    "intermediate_size": 64, "max_position_embeddings": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
-    "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_scaling": None, "rope_theta": 1000000.0,
-    "tie_word_embeddings": False, "vocab_size": 128, "mask_token_id": 127, "pad_token_id": 120, "use_cache": False,
+    "model_type": "Dream",
+    "architectures": ["DreamModel"],
+    "hidden_act": "silu",
+    "hidden_size": 32,
+    "intermediate_size": 64,
+    "max_position_embeddings": 64,
+    "num_attention_heads": 4,
+    "num_hidden_layers": 2,
+    "num_key_value_heads": 2,
+    "rms_norm_eps": 1e-6,
+    "rope_scaling": None,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+    "vocab_size": 128,
+    "mask_token_id": 127,
+    "pad_token_id": 120,
+    "use_cache": False,
 }
 
 
@@ -52,7 +92,7 @@ def import_ref(folder: str, family: str, module: str) -> types.ModuleType:
         package = importlib.util.module_from_spec(spec)
         package.__path__ = [str(Path(folder).resolve())]
         sys.modules[pkg] = package
-        sys.path.insert(0, str(Path(folder).resolve()))   # copies that use absolute imports
+        sys.path.insert(0, str(Path(folder).resolve()))  # copies that use absolute imports
     return importlib.import_module(f"{pkg}.{module}")
 
 
@@ -75,9 +115,9 @@ def seeded_weights(model: torch.nn.Module, seed: int) -> dict[str, torch.Tensor]
 def inputs(seed: int, vocab: int) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     ids = torch.randint(0, vocab - 8, (2, 12), generator=gen)
-    ids[:, 8:] = vocab - 1                                # masked generation part, as in a sampler step
+    ids[:, 8:] = vocab - 1  # masked generation part, as in a sampler step
     mask = torch.ones(2, 12, dtype=torch.long)
-    mask[1, :3] = 0                                       # left padding of the second prompt
+    mask[1, :3] = 0  # left padding of the second prompt
     return ids, mask
 
 
@@ -103,7 +143,7 @@ def make_dream(folder: str) -> dict[str, torch.Tensor]:
     weights = seeded_weights(ref, 0)
     ref.load_state_dict({k: v.float() for k, v in weights.items()}, strict=True)
     ids, mask = inputs(1, DREAM_CONFIG["vocab_size"])
-    tok_idx = mask.long().cumsum(-1) - 1                 # exactly as generation_utils._sample builds them
+    tok_idx = mask.long().cumsum(-1) - 1  # exactly as generation_utils._sample builds them
     tok_idx.masked_fill_(mask == 0, 1)
     mask4 = torch.logical_and(mask.unsqueeze(1).unsqueeze(-2), mask.unsqueeze(1).unsqueeze(-1))
     with torch.no_grad():

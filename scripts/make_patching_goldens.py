@@ -13,6 +13,7 @@ TL's LLaDA bridge on these weights (tests/test_tl_parity.py); the test compares 
 One input pair: batch 2, 10 positions (the last 4 the mask id, a denoising step's canvas), the corrupted input
 differing at positions 1-2; the metric is TL's usual logit difference at the last position, averaged over the batch.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,9 +22,16 @@ import json
 import torch
 
 SEQ, N_MASK = 10, 4
-TOKENS = (11, 23)          # metric: logit[TOKENS[0]] - logit[TOKENS[1]] at the last position
-FUNCTIONS = ("get_act_patch_resid_pre", "get_act_patch_resid_mid", "get_act_patch_attn_out", "get_act_patch_mlp_out",
-             "get_act_patch_attn_head_out_all_pos", "get_act_patch_attn_head_out_by_pos", "get_act_patch_block_every")
+TOKENS = (11, 23)  # metric: logit[TOKENS[0]] - logit[TOKENS[1]] at the last position
+FUNCTIONS = (
+    "get_act_patch_resid_pre",
+    "get_act_patch_resid_mid",
+    "get_act_patch_attn_out",
+    "get_act_patch_mlp_out",
+    "get_act_patch_attn_head_out_all_pos",
+    "get_act_patch_attn_head_out_by_pos",
+    "get_act_patch_block_every",
+)
 
 
 def metric(logits: torch.Tensor) -> torch.Tensor:
@@ -45,6 +53,7 @@ class TLView:
     def __init__(self, model):
         import dataclasses
         import types
+
         self.model = model
         self.cfg = types.SimpleNamespace(**dataclasses.asdict(model.cfg), device=model.input_device)
 
@@ -69,14 +78,23 @@ def main() -> None:
     with torch.no_grad():
         clean_logits, cache = model.run_with_cache(clean)
         corrupted_logits = model(corrupted)
-    res = {"clean": clean, "corrupted": corrupted, "logits.clean": clean_logits.contiguous(),
-           "logits.corrupted": corrupted_logits.contiguous()}
+    res = {
+        "clean": clean,
+        "corrupted": corrupted,
+        "logits.clean": clean_logits.contiguous(),
+        "logits.corrupted": corrupted_logits.contiguous(),
+    }
     with torch.no_grad():
         for name in FUNCTIONS:
             res[name] = getattr(patching, name)(TLView(model), corrupted, cache, metric).float().contiguous()
-    meta = {"functions": list(FUNCTIONS), "metric": f"(logits[:, -1, {TOKENS[0]}] - logits[:, -1, {TOKENS[1]}]).mean()",
-            "transformer_lens": version("transformer-lens"), "torch": torch.__version__,
-            "model": "mdm_lens.testing.tiny_model('llada', seed=0)", "tl_module": transformer_lens.patching.__name__}
+    meta = {
+        "functions": list(FUNCTIONS),
+        "metric": f"(logits[:, -1, {TOKENS[0]}] - logits[:, -1, {TOKENS[1]}]).mean()",
+        "transformer_lens": version("transformer-lens"),
+        "torch": torch.__version__,
+        "model": "mdm_lens.testing.tiny_model('llada', seed=0)",
+        "tl_module": transformer_lens.patching.__name__,
+    }
     save_file(res, args.out, metadata={"meta": json.dumps(meta)})
     print(f"wrote {args.out}: " + ", ".join(f"{k} {tuple(v.shape)}" for k, v in res.items()))
 

@@ -10,6 +10,7 @@ way SAELens ships one), and records `encode` / `decode` / `forward` on fixed inp
 mdm-lens importable it also checks the other direction: an SAE saved by mdm-lens loads in SAELens with the same
 outputs; that check's result is recorded in `facts.json` (the test reads it back as a golden fact).
 """
+
 from __future__ import annotations
 
 import json
@@ -43,6 +44,7 @@ def build(arch: str, seed: int):
         TopKSAE,
         TopKSAEConfig,
     )
+
     g = torch.Generator().manual_seed(seed)
     meta = {"model_name": "tiny-mdm", "hook_name": "blocks.1.hook_resid_post"}
     if arch == "standard":
@@ -60,29 +62,34 @@ def build(arch: str, seed: int):
         with torch.no_grad():
             sae.threshold.copy_(torch.rand(D_SAE, generator=g) * 0.5)
     if arch == "batchtopk":
-        sae.topk_threshold = torch.tensor(0.4, dtype=torch.double)   # as if after training
+        sae.topk_threshold = torch.tensor(0.4, dtype=torch.double)  # as if after training
     return sae
 
 
 def write(arch: str, seed: int) -> dict:
     from sae_lens import SAE as LensSAE
+
     folder = OUT / arch
     folder.mkdir(parents=True, exist_ok=True)
     sae = build(arch, seed)
     x = torch.randn(N, D_IN, generator=torch.Generator().manual_seed(seed + 100))
-    if arch == "batchtopk":                         # the training rule: k * N latents over the whole batch
+    if arch == "batchtopk":  # the training rule: k * N latents over the whole batch
         with torch.no_grad():
-            save_file({"x": x, "train_encode": sae.encode(x).contiguous()}, str(folder.parent / "batchtopk_train.safetensors"))
+            save_file(
+                {"x": x, "train_encode": sae.encode(x).contiguous()}, str(folder.parent / "batchtopk_train.safetensors")
+            )
         sae.save_inference_model(folder)
-        sae = LensSAE.load_from_disk(folder)        # what SAELens itself uses at inference: a JumpReLU
+        sae = LensSAE.load_from_disk(folder)  # what SAELens itself uses at inference: a JumpReLU
     else:
         sae.save_model(folder)
     with torch.no_grad():
         f = sae.encode(x)
         io = {"x": x, "encode": f, "decode": sae.decode(f), "forward": sae(x)}
     save_file({k: v.contiguous() for k, v in io.items()}, str(folder / "io.safetensors"))
-    return {"loaded_class": type(sae).__name__, "cfg_architecture": json.loads((folder / "cfg.json").read_text())
-            ["architecture"]}
+    return {
+        "loaded_class": type(sae).__name__,
+        "cfg_architecture": json.loads((folder / "cfg.json").read_text())["architecture"],
+    }
 
 
 def roundtrip(arch: str, seed: int, tmp: Path) -> dict:
@@ -90,6 +97,7 @@ def roundtrip(arch: str, seed: int, tmp: Path) -> dict:
     from sae_lens import SAE as LensSAE
 
     from interventions import SAE
+
     ours = SAE.load(OUT / arch)
     ours.save(tmp / arch, metadata={"note": "re-saved by mdm-lens"})
     theirs = LensSAE.load_from_disk(tmp / arch)
@@ -97,15 +105,19 @@ def roundtrip(arch: str, seed: int, tmp: Path) -> dict:
     with torch.no_grad():
         ref = ours.forward(io_x)
         got = theirs(io_x)
-    return {"sae_lens_loads_mdm_lens_save": True, "class": type(theirs).__name__,
-            "max_abs_diff_forward": float((ref - got).abs().max()),
-            "metadata_kept": theirs.cfg.metadata.get("note") == "re-saved by mdm-lens"}
+    return {
+        "sae_lens_loads_mdm_lens_save": True,
+        "class": type(theirs).__name__,
+        "max_abs_diff_forward": float((ref - got).abs().max()),
+        "metadata_kept": theirs.cfg.metadata.get("note") == "re-saved by mdm-lens",
+    }
 
 
 def main() -> None:
     import tempfile
 
     import sae_lens
+
     OUT.mkdir(parents=True, exist_ok=True)
     facts: dict = {"sae_lens_version": sae_lens.__version__, "torch": torch.__version__, "architectures": {}}
     for i, arch in enumerate(("standard", "topk", "batchtopk", "jumprelu")):
@@ -117,8 +129,9 @@ def main() -> None:
         print("mdm-lens not importable: skipping the mdm-lens -> SAELens round trip")
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            facts["roundtrip"] = {a: roundtrip(a, i, Path(tmp)) for i, a in
-                                  enumerate(("standard", "topk", "batchtopk", "jumprelu"))}
+            facts["roundtrip"] = {
+                a: roundtrip(a, i, Path(tmp)) for i, a in enumerate(("standard", "topk", "batchtopk", "jumprelu"))
+            }
     (OUT / "facts.json").write_text(json.dumps(facts, indent=2) + "\n")
     print(json.dumps(facts, indent=2))
 

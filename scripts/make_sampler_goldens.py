@@ -8,6 +8,7 @@ the tiny tokenizer's (275 / 278) since the tiny vocab has 320 ids. `--dream-ref`
 runs Dream's `_sample` (generation_utils.py of Dream-org/Dream-v0-Instruct-7B) over `model`. Neither file
 is part of this repository. Both run on the tiny seeded models the tests build.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -58,6 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     from mdm_lens.loading import build_random_model
     from mdm_lens.testing import tiny_config
+
     llada_ref = _module(args.llada_ref, "llada_ref")
     dream_ref = _module(args.dream_ref, "dream_ref")
     out = {}

@@ -16,6 +16,7 @@ which also proves the renaming (a wrong layout cannot give the same logits).
 mdm-lens is imported only to build the seeded weights (`build_random_model(tiny_config(f), seed=0)` with the norm
 weights perturbed as in make_tl_goldens.py, stored as `weights.<hub name>`); every other tensor is TL's.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -46,6 +47,7 @@ def seeded_state(family: str) -> tuple[dict, dict[str, torch.Tensor]]:
 
     from mdm_lens.loading import build_random_model
     from mdm_lens.testing import tiny_config
+
     cfg = tiny_config(family)
     model = build_random_model(cfg, seed=0)
     perturb_norms(model)
@@ -55,18 +57,40 @@ def seeded_state(family: str) -> tuple[dict, dict[str, torch.Tensor]]:
 def hf_twin(family: str, cfg: dict, state: dict[str, torch.Tensor]):
     """The transformers-native model holding the same tensors (eager attention, so a 4-D mask is used as given)."""
     from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
     if family == "dream":
-        keep = {k: cfg[k] for k in ("hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers",
-                                    "num_key_value_heads", "rms_norm_eps", "rope_theta", "vocab_size",
-                                    "max_position_embeddings", "tie_word_embeddings")}
+        keep = {
+            k: cfg[k]
+            for k in (
+                "hidden_size",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_hidden_layers",
+                "num_key_value_heads",
+                "rms_norm_eps",
+                "rope_theta",
+                "vocab_size",
+                "max_position_embeddings",
+                "tie_word_embeddings",
+            )
+        }
         hf, sd = Qwen2ForCausalLM(Qwen2Config(**keep, attn_implementation="eager")), state
     else:
-        hc = LlamaConfig(hidden_size=cfg["d_model"], intermediate_size=cfg["mlp_hidden_size"],
-                         num_attention_heads=cfg["n_heads"], num_key_value_heads=cfg["n_kv_heads"],
-                         num_hidden_layers=cfg["n_layers"], rms_norm_eps=cfg["rms_norm_eps"],
-                         rope_theta=cfg["rope_theta"], vocab_size=cfg["vocab_size"], tie_word_embeddings=False,
-                         max_position_embeddings=cfg["max_sequence_length"], attention_bias=False, mlp_bias=False,
-                         attn_implementation="eager")
+        hc = LlamaConfig(
+            hidden_size=cfg["d_model"],
+            intermediate_size=cfg["mlp_hidden_size"],
+            num_attention_heads=cfg["n_heads"],
+            num_key_value_heads=cfg["n_kv_heads"],
+            num_hidden_layers=cfg["n_layers"],
+            rms_norm_eps=cfg["rms_norm_eps"],
+            rope_theta=cfg["rope_theta"],
+            vocab_size=cfg["vocab_size"],
+            tie_word_embeddings=False,
+            max_position_embeddings=cfg["max_sequence_length"],
+            attention_bias=False,
+            mlp_bias=False,
+            attn_implementation="eager",
+        )
         hf, sd = LlamaForCausalLM(hc), {}
         for name, t in state.items():
             new = next(re.sub(p, r, name) for p, r in LLADA_TO_LLAMA if re.fullmatch(p, name))
@@ -77,8 +101,10 @@ def hf_twin(family: str, cfg: dict, state: dict[str, torch.Tensor]):
 
 def boot(family: str, hf) -> object:
     from transformer_lens.model_bridge import TransformerBridge
+
     folder = Path(tempfile.mkdtemp(prefix=f"tlc-{family}-"))
     from mdm_lens.tiny_tokenizer import build_test_tokenizer
+
     hf.save_pretrained(folder)
     build_test_tokenizer(style=family, vocab_size=hf.config.vocab_size).save_pretrained(folder)
     return TransformerBridge.boot_transformers(str(folder), device="cpu", hf_model=hf)
@@ -88,13 +114,14 @@ def goldens_for(family: str, out_dir: Path) -> Path:
     from safetensors.torch import save_file
 
     import transformers
+
     cfg, state = seeded_state(family)
     bridge = boot(family, boot_hf := hf_twin(family, cfg, state))
     del boot_hf
     gen = torch.Generator().manual_seed(5)
     ids = torch.randint(0, 250, (2, SEQ), generator=gen)
     ids[:, -2:] = cfg["mask_token_id"]
-    bidir = torch.zeros(2, 1, SEQ, SEQ)                       # additive: every query sees every key
+    bidir = torch.zeros(2, 1, SEQ, SEQ)  # additive: every query sees every key
     t: dict[str, torch.Tensor] = {"input_ids": ids}
     errors: dict[str, str] = {}
     for name, p in state.items():
@@ -144,14 +171,21 @@ def goldens_for(family: str, out_dir: Path) -> Path:
         t["hooks.after_reset"] = bridge(ids, attention_mask=bidir).float().clone()
         bridge.reset_hooks(including_permanent=True)
         t["hooks.after_reset_permanent"] = bridge(ids, attention_mask=bidir).float().clone()
-    meta = {"family": family, "seq": SEQ, "errors": errors, "n_kv_heads": bridge.cfg.n_key_value_heads,
-            "versions": {"transformer_lens": "4.3.0", "transformers": transformers.__version__,
-                         "torch": torch.__version__},
-            "QK_shape": list(qk.shape), "OV_shape": list(ov.shape),
-            "hooks": {"added": "add_hook('blocks.0.attn.hook_z', zero head 1)",
-                      "added_and_permanent": "+ add_hook(lambda n: n == 'blocks.1.hook_mlp_out', x * 2, "
-                                             "is_permanent=True)",
-                      "after_reset": "reset_hooks()", "after_reset_permanent": "reset_hooks(including_permanent=True)"}}
+    meta = {
+        "family": family,
+        "seq": SEQ,
+        "errors": errors,
+        "n_kv_heads": bridge.cfg.n_key_value_heads,
+        "versions": {"transformer_lens": "4.3.0", "transformers": transformers.__version__, "torch": torch.__version__},
+        "QK_shape": list(qk.shape),
+        "OV_shape": list(ov.shape),
+        "hooks": {
+            "added": "add_hook('blocks.0.attn.hook_z', zero head 1)",
+            "added_and_permanent": "+ add_hook(lambda n: n == 'blocks.1.hook_mlp_out', x * 2, is_permanent=True)",
+            "after_reset": "reset_hooks()",
+            "after_reset_permanent": "reset_hooks(including_permanent=True)",
+        },
+    }
     path = out_dir / f"tl_circuit_goldens_{family}.safetensors"
     save_file({k: v.contiguous() for k, v in t.items()}, str(path), metadata={"meta": json.dumps(meta)})
     print(f"wrote {path} ({path.stat().st_size} bytes); TL refused: {errors}")
@@ -160,6 +194,7 @@ def goldens_for(family: str, out_dir: Path) -> Path:
 
 def main() -> None:
     import sys
+
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "tests" / "fixtures"))

@@ -21,6 +21,7 @@ carrying equal tensors, `stored_as` in the metadata maps each name to its key) a
 names in cache order with shapes, labels, `get_act_name` results, `cache[key]` resolutions, TL's cfg fields,
 the plain hub model's max |logit difference| to the bridge, the errors TL raised, and the versions used.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,14 +35,54 @@ import torch
 SEQ = 8
 N_PAD = 2
 ACT_NAME_CASES = [  # (args to get_act_name) TL's short names, aliases, compact forms and full names
-    ("embed",), ("pos_embed",), ("resid_pre", 1), ("resid_mid", 1), ("resid_post", 1), ("attn_out", 0),
-    ("mlp_out", 0), ("pattern", 1), ("attn", 1), ("attn_scores", 1), ("attn_logits", 1), ("q", 0), ("k", 0),
-    ("v", 0), ("z", 0), ("query", 0), ("key", 0), ("value", 0), ("rot_q", 1), ("rot_k", 1), ("result", 0),
-    ("pre", 0), ("post", 0), ("mid", 0), ("pre_linear", 0), ("mlp_pre", 0), ("mlp_post", 0), ("mlp_mid", 0),
-    ("scale",), ("normalized",), ("scale", 1, "ln1"), ("normalized", 0, "ln2"), ("scale", 0, "ln2"),
-    ("attn_in", 0), ("q_input", 0), ("k_input", 0), ("v_input", 0), ("mlp_in", 0), ("k6",), ("pre5",),
-    ("scale4ln1",), ("resid_post3",), ("hook_embed",), ("blocks.0.hook_resid_pre",), ("resid_pre", 1, "b"),
-    ("k", 1, "a"), ("logits",), ("unembed",),
+    ("embed",),
+    ("pos_embed",),
+    ("resid_pre", 1),
+    ("resid_mid", 1),
+    ("resid_post", 1),
+    ("attn_out", 0),
+    ("mlp_out", 0),
+    ("pattern", 1),
+    ("attn", 1),
+    ("attn_scores", 1),
+    ("attn_logits", 1),
+    ("q", 0),
+    ("k", 0),
+    ("v", 0),
+    ("z", 0),
+    ("query", 0),
+    ("key", 0),
+    ("value", 0),
+    ("rot_q", 1),
+    ("rot_k", 1),
+    ("result", 0),
+    ("pre", 0),
+    ("post", 0),
+    ("mid", 0),
+    ("pre_linear", 0),
+    ("mlp_pre", 0),
+    ("mlp_post", 0),
+    ("mlp_mid", 0),
+    ("scale",),
+    ("normalized",),
+    ("scale", 1, "ln1"),
+    ("normalized", 0, "ln2"),
+    ("scale", 0, "ln2"),
+    ("attn_in", 0),
+    ("q_input", 0),
+    ("k_input", 0),
+    ("v_input", 0),
+    ("mlp_in", 0),
+    ("k6",),
+    ("pre5",),
+    ("scale4ln1",),
+    ("resid_post3",),
+    ("hook_embed",),
+    ("blocks.0.hook_resid_pre",),
+    ("resid_pre", 1, "b"),
+    ("k", 1, "a"),
+    ("logits",),
+    ("unembed",),
 ]
 
 
@@ -64,6 +105,7 @@ def perturb_norms(model: torch.nn.Module) -> None:
 def export(args: argparse.Namespace) -> None:
     """Project venv: save mdm-lens's seeded tiny models + tokenizers in hub layout with the remote code."""
     from mdm_lens.loading import build_random_model, save_pretrained
+
     try:
         from mdm_lens.testing import tiny_config
     except ImportError:
@@ -80,7 +122,7 @@ def export(args: argparse.Namespace) -> None:
         folder = save_pretrained(model, build_test_tokenizer(style=family), cfg, Path(args.out) / family)
         for src in sorted(Path(ref).glob("*.py")):
             shutil.copy(src, folder / src.name)
-        if family == "dream":   # the hub checkpoint ships one; DreamModel.from_pretrained insists on it
+        if family == "dream":  # the hub checkpoint ships one; DreamModel.from_pretrained insists on it
             gen = {k: cfg[k] for k in ("bos_token_id", "eos_token_id", "pad_token_id", "mask_token_id")}
             (folder / "generation_config.json").write_text(json.dumps(gen, indent=2))
         print(f"wrote {folder}")
@@ -163,54 +205,108 @@ def tl_calls(bridge, cache, target: int) -> tuple[dict[str, torch.Tensor], dict]
         out[key] = res.detach().float().contiguous().clone()
         return res
 
-    record("accumulated_resid", "accumulated_resid(layer=None, incl_mid=True, apply_ln=True, return_labels=True)",
-           lambda: cache.accumulated_resid(layer=None, incl_mid=True, apply_ln=True, return_labels=True))
-    raw = record("accumulated_resid_raw", "accumulated_resid(layer=None, incl_mid=True, apply_ln=False, "
-                 "return_labels=True)",
-                 lambda: cache.accumulated_resid(layer=None, incl_mid=True, apply_ln=False, return_labels=True))
-    record("accumulated_resid_l1_ln", "accumulated_resid(layer=1, incl_mid=True, apply_ln=True, return_labels=True)",
-           lambda: cache.accumulated_resid(layer=1, incl_mid=True, apply_ln=True, return_labels=True))
-    record("accumulated_resid_l1_mlp_input", "accumulated_resid(layer=1, mlp_input=True, apply_ln=True, "
-           "return_labels=True)",
-           lambda: cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True))
-    record("accumulated_resid_pos_last", "accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True)",
-           lambda: cache.accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True))
-    record("decompose_resid", "decompose_resid(apply_ln=True, return_labels=True)",
-           lambda: cache.decompose_resid(apply_ln=True, return_labels=True))
-    record("decompose_resid_raw", "decompose_resid(apply_ln=False, return_labels=True)",
-           lambda: cache.decompose_resid(apply_ln=False, return_labels=True))
-    record("decompose_resid_l1_mlp_input", "decompose_resid(layer=1, mlp_input=True, apply_ln=True, "
-           "return_labels=True)",
-           lambda: cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True))
+    record(
+        "accumulated_resid",
+        "accumulated_resid(layer=None, incl_mid=True, apply_ln=True, return_labels=True)",
+        lambda: cache.accumulated_resid(layer=None, incl_mid=True, apply_ln=True, return_labels=True),
+    )
+    raw = record(
+        "accumulated_resid_raw",
+        "accumulated_resid(layer=None, incl_mid=True, apply_ln=False, return_labels=True)",
+        lambda: cache.accumulated_resid(layer=None, incl_mid=True, apply_ln=False, return_labels=True),
+    )
+    record(
+        "accumulated_resid_l1_ln",
+        "accumulated_resid(layer=1, incl_mid=True, apply_ln=True, return_labels=True)",
+        lambda: cache.accumulated_resid(layer=1, incl_mid=True, apply_ln=True, return_labels=True),
+    )
+    record(
+        "accumulated_resid_l1_mlp_input",
+        "accumulated_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True)",
+        lambda: cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True),
+    )
+    record(
+        "accumulated_resid_pos_last",
+        "accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True)",
+        lambda: cache.accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True),
+    )
+    record(
+        "decompose_resid",
+        "decompose_resid(apply_ln=True, return_labels=True)",
+        lambda: cache.decompose_resid(apply_ln=True, return_labels=True),
+    )
+    record(
+        "decompose_resid_raw",
+        "decompose_resid(apply_ln=False, return_labels=True)",
+        lambda: cache.decompose_resid(apply_ln=False, return_labels=True),
+    )
+    record(
+        "decompose_resid_l1_mlp_input",
+        "decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True)",
+        lambda: cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True, return_labels=True),
+    )
     if raw is not None:
-        record("apply_ln_to_stack_final", "apply_ln_to_stack(accumulated_resid_raw, layer=None)",
-               lambda: cache.apply_ln_to_stack(raw, layer=None))
-        record("apply_ln_to_stack_final_recompute", "apply_ln_to_stack(accumulated_resid_raw, layer=None, "
-               "recompute_ln=True)", lambda: cache.apply_ln_to_stack(raw, layer=None, recompute_ln=True))
-        record("apply_ln_to_stack_l1_ln2", "apply_ln_to_stack(accumulated_resid_raw, layer=1, mlp_input=True)",
-               lambda: cache.apply_ln_to_stack(raw, layer=1, mlp_input=True))
-        record("apply_ln_to_stack_final_pos_last", "apply_ln_to_stack(accumulated_resid_raw[:, :, -1:], "
-               "layer=None, pos_slice=slice(-1, None))",
-               lambda: cache.apply_ln_to_stack(raw[:, :, -1:], layer=None, pos_slice=slice(-1, None)))
-        record("logit_attrs_accumulated", f"logit_attrs(accumulated_resid_raw, tokens={target})",
-               lambda: cache.logit_attrs(raw, tokens=target))
-    record("stack_activation_resid_post", 'stack_activation("resid_post")',
-           lambda: cache.stack_activation("resid_post"))
+        record(
+            "apply_ln_to_stack_final",
+            "apply_ln_to_stack(accumulated_resid_raw, layer=None)",
+            lambda: cache.apply_ln_to_stack(raw, layer=None),
+        )
+        record(
+            "apply_ln_to_stack_final_recompute",
+            "apply_ln_to_stack(accumulated_resid_raw, layer=None, recompute_ln=True)",
+            lambda: cache.apply_ln_to_stack(raw, layer=None, recompute_ln=True),
+        )
+        record(
+            "apply_ln_to_stack_l1_ln2",
+            "apply_ln_to_stack(accumulated_resid_raw, layer=1, mlp_input=True)",
+            lambda: cache.apply_ln_to_stack(raw, layer=1, mlp_input=True),
+        )
+        record(
+            "apply_ln_to_stack_final_pos_last",
+            "apply_ln_to_stack(accumulated_resid_raw[:, :, -1:], layer=None, pos_slice=slice(-1, None))",
+            lambda: cache.apply_ln_to_stack(raw[:, :, -1:], layer=None, pos_slice=slice(-1, None)),
+        )
+        record(
+            "logit_attrs_accumulated",
+            f"logit_attrs(accumulated_resid_raw, tokens={target})",
+            lambda: cache.logit_attrs(raw, tokens=target),
+        )
+    record(
+        "stack_activation_resid_post", 'stack_activation("resid_post")', lambda: cache.stack_activation("resid_post")
+    )
     record("stack_activation_pattern", 'stack_activation("pattern")', lambda: cache.stack_activation("pattern"))
     dec = cache.decompose_resid(apply_ln=False) if "decompose_resid_raw" in out else None
     if dec is not None:
-        record("logit_attrs_decomposed", f"logit_attrs(decompose_resid(), tokens={target})",
-               lambda: cache.logit_attrs(dec, tokens=target))
-        record("logit_attrs_decomposed_diff", f"logit_attrs(decompose_resid(), tokens={target}, "
-               f"incorrect_tokens={target - 1})",
-               lambda: cache.logit_attrs(dec, tokens=target, incorrect_tokens=target - 1))
-    record("get_full_resid_decomposition", "get_full_resid_decomposition(expand_neurons=False, return_labels=True)",
-           lambda: cache.get_full_resid_decomposition(expand_neurons=False, return_labels=True))
-    record("stack_head_results", "stack_head_results(layer=-1, return_labels=True)",
-           lambda: cache.stack_head_results(layer=-1, return_labels=True))
-    keys = {"resid_post,1": ("resid_post", 1), "pattern,1": ("pattern", 1), "resid_post,-1": ("resid_post", -1),
-            "scale,1,ln1": ("scale", 1, "ln1"), "q,0": ("q", 0), "scale": "scale", "k6": "k6",
-            "hook_embed": "hook_embed"}
+        record(
+            "logit_attrs_decomposed",
+            f"logit_attrs(decompose_resid(), tokens={target})",
+            lambda: cache.logit_attrs(dec, tokens=target),
+        )
+        record(
+            "logit_attrs_decomposed_diff",
+            f"logit_attrs(decompose_resid(), tokens={target}, incorrect_tokens={target - 1})",
+            lambda: cache.logit_attrs(dec, tokens=target, incorrect_tokens=target - 1),
+        )
+    record(
+        "get_full_resid_decomposition",
+        "get_full_resid_decomposition(expand_neurons=False, return_labels=True)",
+        lambda: cache.get_full_resid_decomposition(expand_neurons=False, return_labels=True),
+    )
+    record(
+        "stack_head_results",
+        "stack_head_results(layer=-1, return_labels=True)",
+        lambda: cache.stack_head_results(layer=-1, return_labels=True),
+    )
+    keys = {
+        "resid_post,1": ("resid_post", 1),
+        "pattern,1": ("pattern", 1),
+        "resid_post,-1": ("resid_post", -1),
+        "scale,1,ln1": ("scale", 1, "ln1"),
+        "q,0": ("q", 0),
+        "scale": "scale",
+        "k6": "k6",
+        "hook_embed": "hook_embed",
+    }
     meta["getitem"] = {}
     for label, key in keys.items():
         try:
@@ -232,7 +328,7 @@ def goldens_for(family: str, folder: str, out_dir: Path) -> Path:
     cfg = json.loads((Path(folder) / "config.json").read_text())
     bridge = boot_llada(folder) if family == "llada" else boot_dream(folder)
     hub = bridge.original_model
-    padded = family == "llada"          # Dream's forward takes a 4-D mask + position ids, not a [B, P] mask
+    padded = family == "llada"  # Dream's forward takes a 4-D mask + position ids, not a [B, P] mask
     ids, mask = make_inputs(cfg, padded)
     kwargs = {"attention_mask": mask} if padded else {}
     with torch.no_grad():
@@ -241,18 +337,25 @@ def goldens_for(family: str, folder: str, out_dir: Path) -> Path:
     target = int(logits[0, -1].argmax())
     tensors = {"input_ids": ids, "attention_mask": mask, "logits": logits.float().clone()}
     names = list(cache.keys())
-    stored_as: dict[str, str] = {}   # hook name -> the first name in cache order carrying an equal tensor
+    stored_as: dict[str, str] = {}  # hook name -> the first name in cache order carrying an equal tensor
     for name in names:
         t = cache[name].detach().float().contiguous()
-        same = next((s for s in dict.fromkeys(stored_as.values())
-                     if tensors[f"cache.{s}"].shape == t.shape and torch.equal(tensors[f"cache.{s}"], t)), None)
+        same = next(
+            (
+                s
+                for s in dict.fromkeys(stored_as.values())
+                if tensors[f"cache.{s}"].shape == t.shape and torch.equal(tensors[f"cache.{s}"], t)
+            ),
+            None,
+        )
         stored_as[name] = same or name
         if same is None:
             tensors[f"cache.{name}"] = t.clone()
     calls, call_meta = tl_calls(bridge, cache, target)
     tensors.update({f"acache.{k}": v for k, v in calls.items()})
     from safetensors.torch import load_file
-    for name, p in load_file(str(Path(folder) / "model.safetensors")).items():   # hub names, not the bridge's
+
+    for name, p in load_file(str(Path(folder) / "model.safetensors")).items():  # hub names, not the bridge's
         if is_norm_weight(name):
             tensors[f"weights.{name}"] = p.float().contiguous()
     unembed = hub.model.transformer.ff_out.weight if family == "llada" else hub.lm_head.weight
@@ -263,28 +366,64 @@ def goldens_for(family: str, folder: str, out_dir: Path) -> Path:
             act_names[json.dumps(case)] = get_act_name(*case)
         except Exception as exc:  # noqa: BLE001
             act_names[json.dumps(case)] = f"{type(exc).__name__}: {exc}"
-    cfg_fields = {k: getattr(bridge.cfg, k, None) for k in (
-        "n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "d_vocab_out", "n_ctx", "n_key_value_heads",
-        "normalization_type", "final_rms", "positional_embedding_type", "attention_dir", "default_prepend_bos",
-        "default_padding_side", "gated_mlp", "act_fn", "eps", "use_attn_result", "architecture")}
-    meta = {"family": family, "padded": padded, "target_token": target, "seq": SEQ,
-            "names": names, "stored_as": stored_as, "shapes": {n: list(cache[n].shape) for n in names},
-            "get_act_name": act_names, "cfg": {k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v))
-                                               for k, v in cfg_fields.items()},
-            "versions": {"transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__")
-                         else "4.3.0", "transformers": transformers.__version__, "torch": torch.__version__},
-            "logits_max_abs_diff_vs_hub": float((logits - hub_logits).abs().max()),
-            "W_U_is_unembed_weight_T": w_u_is_unembed_t,
-            # Dream's adapter keeps HF's attention and fires both hooks post hoc on the returned softmax weights:
-            # there `hook_attn_scores` carries the pattern, and edits to either never reach the output.
-            "attn_scores_equals_pattern": all(torch.equal(cache["attn_scores", layer], cache["pattern", layer])
-                                              for layer in range(bridge.cfg.n_layers)),
-            **call_meta}
+    cfg_fields = {
+        k: getattr(bridge.cfg, k, None)
+        for k in (
+            "n_layers",
+            "d_model",
+            "n_heads",
+            "d_head",
+            "d_mlp",
+            "d_vocab",
+            "d_vocab_out",
+            "n_ctx",
+            "n_key_value_heads",
+            "normalization_type",
+            "final_rms",
+            "positional_embedding_type",
+            "attention_dir",
+            "default_prepend_bos",
+            "default_padding_side",
+            "gated_mlp",
+            "act_fn",
+            "eps",
+            "use_attn_result",
+            "architecture",
+        )
+    }
+    meta = {
+        "family": family,
+        "padded": padded,
+        "target_token": target,
+        "seq": SEQ,
+        "names": names,
+        "stored_as": stored_as,
+        "shapes": {n: list(cache[n].shape) for n in names},
+        "get_act_name": act_names,
+        "cfg": {
+            k: (v if isinstance(v, (int, float, str, bool, type(None))) else str(v)) for k, v in cfg_fields.items()
+        },
+        "versions": {
+            "transformer_lens": transformer_lens.__version__ if hasattr(transformer_lens, "__version__") else "4.3.0",
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+        },
+        "logits_max_abs_diff_vs_hub": float((logits - hub_logits).abs().max()),
+        "W_U_is_unembed_weight_T": w_u_is_unembed_t,
+        # Dream's adapter keeps HF's attention and fires both hooks post hoc on the returned softmax weights:
+        # there `hook_attn_scores` carries the pattern, and edits to either never reach the output.
+        "attn_scores_equals_pattern": all(
+            torch.equal(cache["attn_scores", layer], cache["pattern", layer]) for layer in range(bridge.cfg.n_layers)
+        ),
+        **call_meta,
+    }
     path = out_dir / f"tl_goldens_{family}.safetensors"
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(path), metadata={"meta": json.dumps(meta)})
-    print(f"wrote {path} ({path.stat().st_size} bytes): {len(names)} hook names, "
-          f"{len(calls)} cache-method outputs, errors: {sorted(call_meta['errors'])}, "
-          f"bridge vs hub logits max |diff| {meta['logits_max_abs_diff_vs_hub']:.2e}")
+    print(
+        f"wrote {path} ({path.stat().st_size} bytes): {len(names)} hook names, "
+        f"{len(calls)} cache-method outputs, errors: {sorted(call_meta['errors'])}, "
+        f"bridge vs hub logits max |diff| {meta['logits_max_abs_diff_vs_hub']:.2e}"
+    )
     return path
 
 

@@ -3,6 +3,7 @@ shift at layer 2, rendered by headless Chromium at a middle step with one positi
 
     python scripts/make_viewer_screenshot.py            # needs Debian's `chromium`
 """
+
 import os
 import sys
 
@@ -14,6 +15,7 @@ def main(out: str = "docs/img/viewer.png") -> None:
     from analyses.view import render
     from interventions import MeanACT, Plan
     from mdm_lens import HookedMDM
+
     model = HookedMDM.from_pretrained("tiny-mdm")
     site = "blocks.2.hook_resid_post"
     g = torch.Generator().manual_seed(0)

@@ -1,7 +1,8 @@
 """Refusal-direction probe on smol-mdm (or a checkpoint folder): ablation and addition, few prompts.
 
-    python scripts/probe_smol_mdm.py --model /path/to/folder --layers 6 10 > probe.json
+python scripts/probe_smol_mdm.py --model /path/to/folder --layers 6 10 > probe.json
 """
+
 import argparse
 import json
 
@@ -10,6 +11,7 @@ if __name__ == "__main__":
 
     from analyses.studies.organism.probe import refusal_probe
     from mdm_lens import HookedMDM
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="smol-mdm")
     ap.add_argument("--layers", type=int, nargs="+", required=True, help="candidate layers (chosen on validation)")
@@ -19,4 +21,6 @@ if __name__ == "__main__":
     ap.add_argument("--add-scale", type=float, default=1.0)
     args = ap.parse_args()
     model = HookedMDM.from_pretrained(args.model, dtype=torch.float32)
-    print(json.dumps(refusal_probe(model, args.layers, args.n_calib, args.n_val, args.n_test, args.add_scale), indent=1))
+    print(
+        json.dumps(refusal_probe(model, args.layers, args.n_calib, args.n_val, args.n_test, args.add_scale), indent=1)
+    )

@@ -13,6 +13,7 @@ first run (2026-12-07): on that shared, oversubscribed AVX2 machine one thread w
 trained ~4x faster per step than two threads, and float32 ran 4-5x faster than bfloat16 (no AMX), hence the
 defaults. The export writes bfloat16 weights (94 MB), the model card (README.md) and the Apache-2.0 licence.
 """
+
 import argparse
 import json
 
@@ -36,5 +37,18 @@ if __name__ == "__main__":
     else:
         if args.wheel:
             prepare(args.wheel, args.work)
-        print(json.dumps(train(args.work, steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                               threads=args.threads, ckpt_every=args.ckpt_every, bf16=args.bf16), indent=2))
+        print(
+            json.dumps(
+                train(
+                    args.work,
+                    steps=args.steps,
+                    batch_size=args.batch_size,
+                    lr=args.lr,
+                    seed=args.seed,
+                    threads=args.threads,
+                    ckpt_every=args.ckpt_every,
+                    bf16=args.bf16,
+                ),
+                indent=2,
+            )
+        )

@@ -16,8 +16,11 @@ def _never_predict_mask(model):
 def tiny_llada():
     from mdm_lens import HookedMDM
     from mdm_lens.testing import build_test_tokenizer, tiny_config
+
     cfg = tiny_config("llada")
-    model = HookedMDM.from_config(cfg, tokenizer=build_test_tokenizer(style="llada", vocab_size=cfg["vocab_size"]), seed=0)
+    model = HookedMDM.from_config(
+        cfg, tokenizer=build_test_tokenizer(style="llada", vocab_size=cfg["vocab_size"]), seed=0
+    )
     return _never_predict_mask(model.eval())
 
 
@@ -25,6 +28,9 @@ def tiny_llada():
 def tiny_dream():
     from mdm_lens import HookedMDM
     from mdm_lens.testing import build_test_tokenizer, tiny_config
+
     cfg = tiny_config("dream")
-    model = HookedMDM.from_config(cfg, tokenizer=build_test_tokenizer(style="dream", vocab_size=cfg["vocab_size"]), seed=0)
+    model = HookedMDM.from_config(
+        cfg, tokenizer=build_test_tokenizer(style="dream", vocab_size=cfg["vocab_size"]), seed=0
+    )
     return _never_predict_mask(model.eval())

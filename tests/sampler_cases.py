@@ -1,4 +1,5 @@
 """Settings compared against the reference samplers (shared by the golden maker and the test)."""
+
 import torch
 
 LLADA_CASES = [

@@ -1,5 +1,6 @@
 """Head and neuron ablation (interventions.ablation): each mode writes what it says at the chosen heads / neurons
 and steps only, composes with other plans, and leaves the model as it was."""
+
 import pytest
 import torch
 
@@ -21,6 +22,7 @@ def _z_by_step(model, plan, site="blocks.1.attn.hook_z"):
 
     def keep(act, ctx):
         seen[ctx.step] = act.detach().clone()
+
     with model.hooks({site: keep}) if plan is None else model.steer(plan + Plan({site: _Keep(keep)})):
         model.generate(prompt, seed=0, **KW)
     return seen
@@ -54,8 +56,9 @@ def test_zero_head_at_one_step_only(model):
 
 def test_mean_and_resample_use_the_reference(model):
     ref = model.masked_batch(["hello world", "the cat"], gen_length=6)
-    _, cache = model.run_with_cache(ref.input_ids, names_filter=["blocks.0.mlp.hook_post"],
-                                    attention_mask=ref.attention_mask)
+    _, cache = model.run_with_cache(
+        ref.input_ids, names_filter=["blocks.0.mlp.hook_post"], attention_mask=ref.attention_mask
+    )
     mean = cache["blocks.0.mlp.hook_post"][..., [3, 7]].float().mean((0, 1))
     plan = neuron_ablation(model, 0, [3, 7], "mean", reference=ref)
     site = "blocks.0.mlp.hook_post"

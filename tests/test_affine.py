@@ -1,9 +1,19 @@
 """Affine maps and estimators against closed forms and direct solves."""
+
 import pytest
 import torch
 
-from interventions import (AffineMap, ActAdd, BuresOT, DirectionalAblation, GaussianOT, LinearACT, MeanACT,
-                           ProjectionClamp, fit_map)
+from interventions import (
+    AffineMap,
+    ActAdd,
+    BuresOT,
+    DirectionalAblation,
+    GaussianOT,
+    LinearACT,
+    MeanACT,
+    ProjectionClamp,
+    fit_map,
+)
 from interventions.bures import dense_bures, shrinkage_intensity
 
 F64 = torch.float64
@@ -72,7 +82,7 @@ def test_bures_lowrank_equals_dense_solve(shrinkage):
         Sa, Sb = Sa + shrinkage * eye, Sb + shrinkage * eye
     D = dense_bures(Sa, Sb)
     torch.testing.assert_close(m.dense(), D, atol=1e-9, rtol=1e-9)
-    torch.testing.assert_close(D @ Sa @ D, Sb, atol=1e-9, rtol=1e-9)           # A Σa A = Σb
+    torch.testing.assert_close(D @ Sa @ D, Sb, atol=1e-9, rtol=1e-9)  # A Σa A = Σb
 
 
 def test_bures_full_covariance_closed_form_moments():
@@ -85,7 +95,7 @@ def test_bures_full_covariance_closed_form_moments():
     torch.testing.assert_close(T.mean(0), B.mean(0), atol=1e-8, rtol=0)
     torch.testing.assert_close(torch.cov(T.T, correction=0), torch.cov(B.T, correction=0), atol=1e-6, rtol=0)
     sym = m.dense()
-    torch.testing.assert_close(sym, sym.T, atol=1e-9, rtol=0)                 # a Monge map is symmetric PSD
+    torch.testing.assert_close(sym, sym.T, atol=1e-9, rtol=0)  # a Monge map is symmetric PSD
 
 
 def test_shrinkage_matches_sklearn():
@@ -100,9 +110,14 @@ def test_strength_compose_inverse():
     A = torch.randn(30, 6, generator=_g(13), dtype=F64)
     B = torch.randn(30, 6, generator=_g(14), dtype=F64) * 2 + 1
     x = torch.randn(5, 6, generator=_g(15), dtype=F64)
-    maps = [LinearACT.fit(A, B), BuresOT.fit(A, B, shrinkage=0.1), MeanACT.fit(A, B), DirectionalAblation.fit(A, B),
-            AffineMap(6, "full", torch.randn(6, 6, generator=_g(16), dtype=F64), torch.ones(6, dtype=F64)),
-            AffineMap(6, "scalar", torch.tensor(2.0, dtype=F64))]
+    maps = [
+        LinearACT.fit(A, B),
+        BuresOT.fit(A, B, shrinkage=0.1),
+        MeanACT.fit(A, B),
+        DirectionalAblation.fit(A, B),
+        AffineMap(6, "full", torch.randn(6, 6, generator=_g(16), dtype=F64), torch.ones(6, dtype=F64)),
+        AffineMap(6, "scalar", torch.tensor(2.0, dtype=F64)),
+    ]
     for m in maps:
         torch.testing.assert_close(m.strength(0.0)(x), x)
         torch.testing.assert_close(m.strength(1.0)(x), m(x))

@@ -2,6 +2,7 @@
 
 Tensors are checked against the formulas written out here (TL's layouts, GQA kept), edits against what the formula
 says they change, and the eager path (taken per layer, only while scores / pattern are hooked) against SDPA."""
+
 import math
 
 import pytest
@@ -34,7 +35,7 @@ def _inputs(model, padded: bool):
     if not padded:
         return ids, None
     mask = torch.ones_like(ids)
-    mask[1, :3] = 0                                     # row 1 left-padded by 3
+    mask[1, :3] = 0  # row 1 left-padded by 3
     ids[1, :3] = model.tokenizer.pad_token_id
     return ids, mask
 
@@ -48,8 +49,8 @@ def _rope(x, positions, theta):
     dh = x.shape[-1]
     inv = 1.0 / theta ** (torch.arange(0, dh, 2, dtype=torch.float32) / dh)
     ang = positions.float()[..., None] * inv
-    ang = torch.cat((ang, ang), -1)[:, :, None]          # [b, p, 1, dh]
-    half = torch.cat((-x[..., dh // 2:], x[..., :dh // 2]), -1)
+    ang = torch.cat((ang, ang), -1)[:, :, None]  # [b, p, 1, dh]
+    half = torch.cat((-x[..., dh // 2 :], x[..., : dh // 2]), -1)
     return x * ang.cos() + half * ang.sin()
 
 
@@ -72,20 +73,20 @@ def test_unhooked_layers_keep_sdpa(model, monkeypatch):
     model(ids)
     with model.hooks({"blocks.0.attn.hook_z": lambda a, c: None, "blocks.1.attn.hook_q": lambda a, c: None}):
         model(ids)
-    assert calls == []                                   # z, q: no eager path needed
+    assert calls == []  # z, q: no eager path needed
     with model.hooks({"blocks.1.attn.hook_pattern": lambda a, c: None}):
         model(ids)
-    assert len(calls) == 1                               # layer 1 only
+    assert len(calls) == 1  # layer 1 only
     _, cache = model.run_with_cache(ids, names_filter="blocks.0.attn.hook_attn_scores")
     assert len(calls) == 2 and list(cache) == ["blocks.0.attn.hook_attn_scores"]
-    with _layers.eager_attention(model):                # forced: every layer, hooked or not
+    with _layers.eager_attention(model):  # forced: every layer, hooked or not
         model(ids)
     assert len(calls) == 2 + model.n_layers
     with _layers.eager_attention(model, layers=[1]):
         model(ids)
     assert len(calls) == 3 + model.n_layers
     model(ids)
-    assert len(calls) == 3 + model.n_layers            # restored on exit
+    assert len(calls) == 3 + model.n_layers  # restored on exit
     with pytest.raises(ValueError, match="out of range"), _layers.eager_attention(model, layers=[model.n_layers]):
         pass
 
@@ -93,6 +94,7 @@ def test_unhooked_layers_keep_sdpa(model, monkeypatch):
 def test_nnsight_reads_the_pattern_under_eager_attention(model):
     """nnsight wraps module forwards (no torch hooks), so the per-layer switch cannot see it: force the path."""
     from mdm_lens.nnsight_interop import MDMEnvelope
+
     ids, _ = _inputs(model, False)
     env = MDMEnvelope(model)
     with _layers.eager_attention(model, layers=[0]), env.trace(ids):
@@ -113,7 +115,7 @@ def test_eager_logits_equal_sdpa(model, padded):
     _, c_eager = model.run_with_cache(ids, attention_mask=mask, names_filter=both)
     for l in range(model.n_layers):
         torch.testing.assert_close(c_eager["z", l], c_sdpa["z", l], atol=1e-5, rtol=0)
-        if padded:          # padded keys get no mass; Dream's padded query rows are all zero (SDPA gives z = 0)
+        if padded:  # padded keys get no mass; Dream's padded query rows are all zero (SDPA gives z = 0)
             pat = c_eager["pattern", l]
             assert pat[1, :, :, :3].abs().max() == 0
             if model.cfg.family == "dream":
@@ -159,18 +161,23 @@ def test_tensors_follow_tls_formulas(model, padded):
         torch.testing.assert_close(c["attn_scores", l], scores, atol=1e-4, rtol=1e-5)
         pattern = scores.softmax(-1).masked_fill(~keep.any(-1, keepdim=True), 0.0)
         torch.testing.assert_close(c["pattern", l], pattern, atol=1e-5, rtol=0)
-        assert pattern.max() > 0.5                       # sharpened: the check is not between near-uniform rows
+        assert pattern.max() > 0.5  # sharpened: the check is not between near-uniform rows
         z = torch.einsum("bhqk,bkhd->bqhd", c["pattern", l], c["v", l].repeat_interleave(heads // kvh, dim=2))
         torch.testing.assert_close(c["z", l], z, atol=1e-6, rtol=0)
-        torch.testing.assert_close(c["attn_out", l], torch.einsum("bqhd,hdm->bqm", c["z", l], model.W_O[l]),
-                                   atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            c["attn_out", l], torch.einsum("bqhd,hdm->bqm", c["z", l], model.W_O[l]), atol=1e-6, rtol=0
+        )
 
 
 def test_edits_change_the_output_as_the_formula_says(model):
     ids, mask = _inputs(model, True)
     layer, head = 1, 2
-    keep = _names(model, "pattern") + _names(model, "attn_scores") + _names(model, "z") + \
-        [f"blocks.{l}.hook_attn_out" for l in range(model.n_layers)]
+    keep = (
+        _names(model, "pattern")
+        + _names(model, "attn_scores")
+        + _names(model, "z")
+        + [f"blocks.{l}.hook_attn_out" for l in range(model.n_layers)]
+    )
     _, c = model.run_with_cache(ids, attention_mask=mask, names_filter=keep)
 
     def edited(site, fn):
@@ -179,8 +186,9 @@ def test_edits_change_the_output_as_the_formula_says(model):
 
     def zero_head(a, ctx):
         a = a.clone()
-        a[:, head] = 0                      # pattern [b, H, q, k]: head on dim 1
+        a[:, head] = 0  # pattern [b, H, q, k]: head on dim 1
         return a
+
     # zeroing one head's pattern removes exactly that head's contribution: z_h = 0, attn_out - z_h @ W_O[h]
     out_p, cp = edited(f"blocks.{layer}.attn.hook_pattern", zero_head)
     assert cp["z", layer][:, :, head].abs().max() == 0
@@ -190,8 +198,9 @@ def test_edits_change_the_output_as_the_formula_says(model):
 
     def zero_z_head(a, ctx):
         a = a.clone()
-        a[:, :, head] = 0                   # z [b, p, H, dh]: head on dim 2
+        a[:, :, head] = 0  # z [b, p, H, dh]: head on dim 2
         return a
+
     out_z, _ = edited(f"blocks.{layer}.attn.hook_z", zero_z_head)
     assert (out_p - out_z).abs().max() < 1e-5 and (out_p - model(ids, attention_mask=mask)).abs().max() > 1e-3
     # scores + B -> pattern = softmax(scores + B) (a query row that sees no key stays zero, as under SDPA)
@@ -208,7 +217,7 @@ def test_edits_change_the_output_as_the_formula_says(model):
     for role in ("q", "k"):
         _, cq = edited(f"blocks.{layer}.attn.hook_{role}", lambda a, ctx: torch.zeros_like(a))
         torch.testing.assert_close(cq["pattern", layer], uniform, atol=1e-6, rtol=0)
-    if model.cfg.family == "llada":           # after rotary too
+    if model.cfg.family == "llada":  # after rotary too
         _, cr = edited(f"blocks.{layer}.attn.hook_rot_k", lambda a, ctx: torch.zeros_like(a))
         torch.testing.assert_close(cr["pattern", layer], uniform, atol=1e-6, rtol=0)
     # a shape-changing edit is refused
@@ -232,11 +241,14 @@ def test_kv_cached_forwards_hook_the_computed_columns(model, how):
         replace = torch.zeros(b, p, dtype=torch.bool)
         replace[:, start:stop] = True
         kw = dict(past_key_values=[(k.clone(), v.clone()) for k, v in past], replace_position=replace)
-    plain = model(ids[:, start:stop], **{**kw, "past_key_values": [(k.clone(), v.clone()) for k, v in
-                                                                     kw["past_key_values"]]})
+    plain = model(
+        ids[:, start:stop], **{**kw, "past_key_values": [(k.clone(), v.clone()) for k, v in kw["past_key_values"]]}
+    )
     got = {}
-    spec = {n: (lambda a, ctx: got.__setitem__(ctx.site, a.detach().clone())) for n in
-            _names(model, "pattern") + _names(model, "k")}
+    spec = {
+        n: (lambda a, ctx: got.__setitem__(ctx.site, a.detach().clone()))
+        for n in _names(model, "pattern") + _names(model, "k")
+    }
     with model.hooks(spec):
         hooked = model(ids[:, start:stop], **kw)
     assert (hooked - plain).abs().max() < 1e-5
@@ -252,6 +264,7 @@ def test_kv_cached_forwards_hook_the_computed_columns(model, how):
 def test_attn_bench_reports_ratios_and_equal_logits(model):
     """`mdm-lens bench attn` (analyses.bench.attn): the JSON it prints, on a tiny model (timings are not asserted)."""
     from analyses.bench.attn import attn_bench
+
     out = attn_bench(model, seq=8, repeats=1)
     assert set(out["seconds"]) == {"plain", "z_all", "pattern_one", "pattern_all"}
     assert out["pattern_all_ratio"] == out["seconds"]["pattern_all"] / out["seconds"]["plain"]

@@ -1,5 +1,6 @@
 """Attribution patching (analyses.attribution): the gradient term equals autograd by hand; on a model linear in the
 patched site it equals activation patching (and EAP-IG equals plain attribution there); a clear error for bad k."""
+
 import pytest
 import torch
 
@@ -33,12 +34,13 @@ def test_equals_autograd_by_hand(setup):
     def hold(act, ctx):
         act.retain_grad()
         held["a"] = act
+
     with model.hooks({site: hold}):
         metric(model(corr)).backward()
     model.zero_grad(set_to_none=True)
     expect = (held["a"].grad * (cc[site] - xc[site])).sum((0, 2))
     got = attribution_patch(model, clean, corr, metric, roles=["attn_out"])["attn_out"][1]
-    torch.testing.assert_close(got, expect, atol=1e-6, rtol=1e-5)   # float64 vs float32 sums
+    torch.testing.assert_close(got, expect, atol=1e-6, rtol=1e-5)  # float64 vs float32 sums
 
 
 def test_equals_activation_patching_where_linear(setup):
@@ -56,7 +58,7 @@ def test_equals_activation_patching_where_linear(setup):
             base = float(metric(model(corr)))
         ap = attribution_patch(model, clean, corr, metric, roles=["mlp_out"])["mlp_out"][last]
         ig = attribution_patch(model, clean, corr, metric, roles=["mlp_out"], method="ig", k=3)["mlp_out"][last]
-    assert (act - base).abs().max() > 1e-3                   # patching moves the metric: the check can fail
+    assert (act - base).abs().max() > 1e-3  # patching moves the metric: the check can fail
     torch.testing.assert_close(ap, act - base, atol=2e-6, rtol=0)
     torch.testing.assert_close(ig, ap, atol=2e-6, rtol=0)
     # without the freeze the model is not linear there, and the estimate is only close

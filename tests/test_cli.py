@@ -1,4 +1,5 @@
 """The console script on a tiny model saved in hub layout."""
+
 import json
 
 import pytest
@@ -9,6 +10,7 @@ from analyses.cli import main
 @pytest.fixture(scope="module")
 def saved_tiny(tmp_path_factory):
     from mdm_lens.testing import save_tiny_checkpoint
+
     return str(save_tiny_checkpoint(tmp_path_factory.mktemp("tiny-llada"), "llada"))
 
 
@@ -23,8 +25,23 @@ def test_sites_lists_canonical_names(saved_tiny, capsys):
 
 
 def test_generate_prints_json_lines(saved_tiny, capsys):
-    rc = main(["generate", "--model", saved_tiny, "--prompt", "hello world", "--prompt", "the cat",
-               "--gen-length", "4", "--steps", "4", "--block-length", "4"])
+    rc = main(
+        [
+            "generate",
+            "--model",
+            saved_tiny,
+            "--prompt",
+            "hello world",
+            "--prompt",
+            "the cat",
+            "--gen-length",
+            "4",
+            "--steps",
+            "4",
+            "--block-length",
+            "4",
+        ]
+    )
     assert rc == 0
     rows = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
     assert [r["prompt"] for r in rows] == ["hello world", "the cat"]

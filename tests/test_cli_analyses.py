@@ -1,4 +1,5 @@
 """`mdm-lens moments|effects|sweep|experiment` write their CSV/JSON/PNG outputs (organism, tiny sizes)."""
+
 import json
 import os
 
@@ -23,15 +24,42 @@ def test_sweep_and_experiment(tmp_path):
     assert os.path.getsize(tmp_path / "s" / "sweep.png")
     recs = json.load(open(tmp_path / "s" / "sweep.json"))
     assert recs[0]["metric"] == "change_case:english_lowercase strict pass rate"
-    assert main(["experiment", "--model", "tiny-if", "--out", str(tmp_path / "x"), "--n-calib", "4", "--n-val", "1",
-                 "--n-test", "2", "--lambdas", "1.0", "--methods", "none", "linear_act", "--gen-length", "16",
-                 "--steps", "8", "--block-length", "16"]) == 0
+    assert (
+        main(
+            [
+                "experiment",
+                "--model",
+                "tiny-if",
+                "--out",
+                str(tmp_path / "x"),
+                "--n-calib",
+                "4",
+                "--n-val",
+                "1",
+                "--n-test",
+                "2",
+                "--lambdas",
+                "1.0",
+                "--methods",
+                "none",
+                "linear_act",
+                "--gen-length",
+                "16",
+                "--steps",
+                "8",
+                "--block-length",
+                "16",
+            ]
+        )
+        == 0
+    )
     res = json.load(open(tmp_path / "x" / "result.json"))
     assert set(res["summary"]) == {"none", "linear_act"} and res["config"]["lambdas"] == [1.0]
 
 
 def _prompt_files(tmp_path):
     from analyses.studies.organism.corpus import calibration_pairs
+
     src, tgt = calibration_pairs("change_case:english_lowercase", 4, 0)
     (tmp_path / "a.txt").write_text("\n".join(src))
     (tmp_path / "b.txt").write_text("\n".join(tgt))
@@ -44,14 +72,29 @@ def test_sweep_from_files_needs_a_metric(tmp_path, capsys):
     assert "need --metric" in capsys.readouterr().err and not (tmp_path / "s").exists()
     assert main(["sweep", "--out", str(tmp_path / "s"), *files, "--metric", "magic"]) == 2
     assert "metric 'magic'" in capsys.readouterr().err
-    with pytest.raises(SystemExit):          # an empty --instruction-id is refused, never a silent switch of metric
+    with pytest.raises(SystemExit):  # an empty --instruction-id is refused, never a silent switch of metric
         main(["sweep", "--out", str(tmp_path / "s"), "--instruction-id", ""])
 
 
 def test_sweep_from_files_with_metric(tmp_path):
     files = _prompt_files(tmp_path)
-    assert main(["sweep", "--out", str(tmp_path / "s"), *files, "--metric", "change_case:english_lowercase",
-                 "--n-eval", "2", "--roles", "mlp_out"]) == 0
+    assert (
+        main(
+            [
+                "sweep",
+                "--out",
+                str(tmp_path / "s"),
+                *files,
+                "--metric",
+                "change_case:english_lowercase",
+                "--n-eval",
+                "2",
+                "--roles",
+                "mlp_out",
+            ]
+        )
+        == 0
+    )
     recs = json.load(open(tmp_path / "s" / "sweep.json"))
     assert len(recs) == 4 and {r["metric"] for r in recs} == {"change_case:english_lowercase pass rate"}
     assert all(0 <= r["score"] <= 1 for r in recs) and os.path.getsize(tmp_path / "s" / "sweep.png")
@@ -59,6 +102,7 @@ def test_sweep_from_files_with_metric(tmp_path):
 
 def test_resolve_metric():
     from analyses.sweep import resolve_metric
+
     name, f = resolve_metric("change_case:english_lowercase")
     assert f(["all lower", "Not Lower"]) == 0.5
     name, f = resolve_metric("keywords:existence", {"keywords": ["cat"]})
@@ -78,6 +122,7 @@ def test_old_spellings_warn_and_still_work(capsys):
     """`--hook-points`, `--hook-point` and `--kind` are deprecated aliases of `--roles`, `--role` and
     `--instruction-id` for one release: same value, one line on stderr naming the replacement."""
     from analyses.cli.commands import build_parser
+
     parser = build_parser()
     new = parser.parse_args(["sweep", "--out", "x", "--roles", "mlp_out", "--instruction-id", "punctuation:no_comma"])
     old = parser.parse_args(["sweep", "--out", "x", "--hook-points", "mlp_out", "--kind", "punctuation:no_comma"])

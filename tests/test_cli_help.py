@@ -1,4 +1,5 @@
 """`mdm-lens --help` answers without torch; every option says what it does, its default and its choices."""
+
 import argparse
 import subprocess
 import sys
@@ -17,14 +18,16 @@ COMMANDS = sorted(_subparsers(cli.build_parser()))
 
 
 def test_help_imports_neither_torch_nor_transformers():
-    code = ("import sys\nfrom analyses.cli import main\nfor argv in [['--help']] + [[c, '--help'] for c in %r]:\n"
-            "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, argv\n"
-            "heavy = sorted(m for m in ('torch', 'transformers', 'nnsight', 'matplotlib', 'numpy') if m in sys.modules)\n"
-            "print('HEAVY', heavy)\n" % (COMMANDS,))
+    code = (
+        "import sys\nfrom analyses.cli import main\nfor argv in [['--help']] + [[c, '--help'] for c in %r]:\n"
+        "    try:\n        main(argv)\n    except SystemExit as e:\n        assert e.code == 0, argv\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'nnsight', 'matplotlib', 'numpy') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n" % (COMMANDS,)
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.splitlines()[-1] == "HEAVY []"
-    for c in COMMANDS:                     # every subcommand's help was printed
+    for c in COMMANDS:  # every subcommand's help was printed
         assert f"usage: mdm-lens {c}" in out.stdout
 
 
@@ -32,7 +35,7 @@ def test_help_imports_neither_torch_nor_transformers():
 def test_every_option_has_help_default_and_choices(command):
     p = _subparsers(cli.build_parser())[command]
     text = p.format_help()
-    assert "import" not in text and "house" not in text          # no developer notes
+    assert "import" not in text and "house" not in text  # no developer notes
     for a in p._actions:
         if isinstance(a, argparse._HelpAction):
             continue
@@ -56,6 +59,7 @@ def test_cli_choices_equal_the_library_tables():
     from mdm_lens.sampling.dream import ALGS
     from mdm_lens.sampling.llada import REMASKING
     from mdm_lens.sites import LAYER_ROLES
+
     assert cli.SCOPES == tuple(SCOPES)
     assert set(cli.ESTIMATORS) == set(ESTIMATORS)
     assert cli.ROLES == tuple(LAYER_ROLES)

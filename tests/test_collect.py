@@ -1,4 +1,5 @@
 """Collection: planted differences show up where planted; pooling/scope semantics; errors; save/load."""
+
 import pytest
 import torch
 
@@ -16,23 +17,26 @@ def test_planted_shift_appears_at_its_layer_and_after(tiny_llada):
     with tiny_llada.hooks({"blocks.1.attn.hook_out": lambda a, ctx: a + shift}):
         tgt = collect(tiny_llada, PROMPTS, sites, gen_length=8, progress=False)
     d0 = (tgt["blocks.0.hook_resid_post"] - src["blocks.0.hook_resid_post"]).abs().max()
-    d1 = (tgt["blocks.1.hook_resid_post"].mean(0) - src["blocks.1.hook_resid_post"].mean(0))
+    d1 = tgt["blocks.1.hook_resid_post"].mean(0) - src["blocks.1.hook_resid_post"].mean(0)
     assert d0 == 0
     assert d1[5] > 2.0 and d1.abs().argmax() == 5
 
 
 def test_pooling_and_scope(tiny_llada):
     site = "blocks.1.mlp.hook_out"
-    ids = tiny_llada.tokenizer.apply_chat_template([{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True,
-                                                   tokenize=True, return_dict=False)
+    ids = tiny_llada.tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True, tokenize=True, return_dict=False
+    )
     full = torch.tensor([list(ids) + [tiny_llada.mask_id] * 8])
     _, cache = tiny_llada.run_with_cache(full, [site], prompt_length=len(ids))
     act = cache[site][0].double()
     mean_full = collect(tiny_llada, PROMPTS[:1], [site], gen_length=8, progress=False)[site][0]
     torch.testing.assert_close(mean_full, act.mean(0))
     resp = collect(tiny_llada, PROMPTS[:1], [site], scope="response", gen_length=8, progress=False)[site][0]
-    torch.testing.assert_close(resp, act[len(ids):].mean(0))
-    last = collect(tiny_llada, PROMPTS[:1], [site], pooling="last", scope="prompt", gen_length=8, progress=False)[site][0]
+    torch.testing.assert_close(resp, act[len(ids) :].mean(0))
+    last = collect(tiny_llada, PROMPTS[:1], [site], pooling="last", scope="prompt", gen_length=8, progress=False)[site][
+        0
+    ]
     torch.testing.assert_close(last, act[len(ids) - 1])
     rows = collect(tiny_llada, PROMPTS[:2], [site], pooling="none", scope="response", gen_length=8, progress=False)
     assert rows[site].shape == (16, 64) and rows[site].dtype == torch.float64
@@ -47,11 +51,12 @@ def test_batched_equals_unbatched_with_padding(tiny_llada):
 
 def test_collect_at_denoising_steps(tiny_llada):
     site = "blocks.0.hook_resid_post"
-    acts = collect(tiny_llada, PROMPTS[:2], [site], at_steps=[0, 2], gen_length=4, progress=False, block_length=4,
-                   steps=4)
+    acts = collect(
+        tiny_llada, PROMPTS[:2], [site], at_steps=[0, 2], gen_length=4, progress=False, block_length=4, steps=4
+    )
     with tiny_llada.cache_steps([site], steps=[0, 2], reduce="mean", scope="all") as cache:
         tiny_llada.generate(PROMPTS[:2], gen_length=4, block_length=4, steps=4)
-    expected = torch.cat([cache[site, 0], cache[site, 2]]).double()    # rows: step 0 prompts, then step 2
+    expected = torch.cat([cache[site, 0], cache[site, 2]]).double()  # rows: step 0 prompts, then step 2
     torch.testing.assert_close(acts[site], expected, atol=1e-5, rtol=1e-5)
 
 
@@ -59,7 +64,7 @@ def test_collect_by_step_splits_one_generation_per_step(tiny_llada):
     site = "blocks.0.hook_resid_post"
     opts = dict(gen_length=4, block_length=4, steps=4, progress=False, batch_size=1)
     by_step = collect_by_step(tiny_llada, PROMPTS[:3], [site], [2, 0], **opts)
-    stacked = collect(tiny_llada, PROMPTS[:3], [site], at_steps=[0, 2], **opts)   # batch 1: rows alternate steps
+    stacked = collect(tiny_llada, PROMPTS[:3], [site], at_steps=[0, 2], **opts)  # batch 1: rows alternate steps
     assert list(by_step) == [0, 2]
     torch.testing.assert_close(by_step[0][site], stacked[site][0::2], atol=0, rtol=0)
     torch.testing.assert_close(by_step[2][site], stacked[site][1::2], atol=0, rtol=0)

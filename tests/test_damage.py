@@ -1,4 +1,5 @@
 """analyses.damage: degeneracy rules on crafted strings, and NLL records on the packaged organism."""
+
 import math
 
 import pytest
@@ -7,31 +8,37 @@ import torch
 from analyses.damage import damage, degeneracy, repeated_fraction, stutters, text_tokens
 
 
-@pytest.mark.parametrize("text, reasons", [
-    ("I\ufffd,?\n IT IS SIMPLE.", ["replacement_char"]),            # issue 14: steered "all capitals"
-    (" and the, the the LOOKS,,", ["stutter"]),                      # issue 14: full-covariance OT
-    ("", ["empty"]),
-    (" \n\t ", ["empty"]),
-    ("Hello\x07 world", ["non_printable"]),
-    ("private \ue000 use", ["non_printable"]),
-    ("a cat sat. " * 5, ["repetition"]),
-    ("the " * 10, ["repetition", "stutter"]),
-    ("yes yes yes", ["stutter"]),
-    ("\ufffd\ufffd", ["replacement_char"]),
-])
+@pytest.mark.parametrize(
+    "text, reasons",
+    [
+        ("I\ufffd,?\n IT IS SIMPLE.", ["replacement_char"]),  # issue 14: steered "all capitals"
+        (" and the, the the LOOKS,,", ["stutter"]),  # issue 14: full-covariance OT
+        ("", ["empty"]),
+        (" \n\t ", ["empty"]),
+        ("Hello\x07 world", ["non_printable"]),
+        ("private \ue000 use", ["non_printable"]),
+        ("a cat sat. " * 5, ["repetition"]),
+        ("the " * 10, ["repetition", "stutter"]),
+        ("yes yes yes", ["stutter"]),
+        ("\ufffd\ufffd", ["replacement_char"]),
+    ],
+)
 def test_degenerate_texts_are_flagged(text, reasons):
     assert degeneracy(text) == reasons
 
 
-@pytest.mark.parametrize("text", [
-    "The sea is calm tonight. The tide is full, the moon lies fair upon the straits; on the French coast "
-    "the light gleams and is gone; the cliffs of England stand, glimmering and vast, out in the tranquil bay.",
-    "1. Apples\n2. Pears\n3. Plums\n4. Cherries",
-    "- **Name**: Ann\n- **Age**: 3\n- **City**: Rome\n- **Job**: none",
-    "Family \U0001F468\u200d\U0001F469\u200d\U0001F467 emoji, tabs\tand\r\nnewlines",
-    "I think that that is fine... really!!",                         # one slip, repeated marks allowed
-    "WHAT A DAY. IT IS SIMPLE.",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The sea is calm tonight. The tide is full, the moon lies fair upon the straits; on the French coast "
+        "the light gleams and is gone; the cliffs of England stand, glimmering and vast, out in the tranquil bay.",
+        "1. Apples\n2. Pears\n3. Plums\n4. Cherries",
+        "- **Name**: Ann\n- **Age**: 3\n- **City**: Rome\n- **Job**: none",
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467 emoji, tabs\tand\r\nnewlines",
+        "I think that that is fine... really!!",  # one slip, repeated marks allowed
+        "WHAT A DAY. IT IS SIMPLE.",
+    ],
+)
 def test_ordinary_texts_pass(text):
     assert degeneracy(text) == []
 
@@ -39,11 +46,11 @@ def test_ordinary_texts_pass(text):
 def test_rules_are_measurable():
     toks = text_tokens("A cat. A cat. A cat.")
     assert toks == ["a", "cat", ".", "a", "cat", ".", "a", "cat", "."]
-    assert repeated_fraction(toks, ngram=3) == pytest.approx(6 / 9)     # everything after the first period
+    assert repeated_fraction(toks, ngram=3) == pytest.approx(6 / 9)  # everything after the first period
     assert repeated_fraction(toks, ngram=4) == pytest.approx(6 / 9)
     assert repeated_fraction(text_tokens("red blue green gold red blue"), ngram=2) == pytest.approx(2 / 6)
-    assert repeated_fraction(text_tokens("red blue green"), ngram=2) == 0.0             # shorter than 2n
-    assert stutters(text_tokens("the the, x ,, ;; .. 1 1")) == 3          # words and , ; only
+    assert repeated_fraction(text_tokens("red blue green"), ngram=2) == 0.0  # shorter than 2n
+    assert stutters(text_tokens("the the, x ,, ;; .. 1 1")) == 3  # words and , ; only
     assert degeneracy(" and the, the the LOOKS,,", min_stutters=3) == []
     assert degeneracy("a cat sat. " * 5, max_repeated=0.9) == []
     with pytest.raises(ValueError, match="max_repeated=1.5"):
@@ -53,6 +60,7 @@ def test_rules_are_measurable():
 @pytest.fixture(scope="module")
 def organism():
     from mdm_lens import HookedMDM
+
     return HookedMDM.from_pretrained("tiny-if").eval()
 
 

@@ -1,4 +1,5 @@
 """Per-timestep effects: zero steering gives zero effect at every step; real steering shows up."""
+
 import os
 
 import torch

@@ -1,4 +1,5 @@
 """Every example script runs in its tiny-model smoke mode."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -21,6 +22,7 @@ def _main(name):
 def test_ot_ifeval_smoke(tmp_path):
     res = _main("ot_ifeval")(["--smoke", "--out", str(tmp_path)])
     from analyses.studies.experiment import METHODS
+
     assert (tmp_path / "result.json").exists() and set(res["summary"]) == set(METHODS)
 
 
@@ -28,7 +30,7 @@ def test_refusal_ablation_smoke(tmp_path):
     res = _main("refusal_ablation")(["--quick", "--out", str(tmp_path)])
     js = json.loads((tmp_path / "refusal.json").read_text())
     assert set(js["best"]) == {"layer", "role", "scope"} and js["best"] == res.to_json()["best"]
-    n = res.config["n_test"]                       # a rate over the test prompts: a whole number of them
+    n = res.config["n_test"]  # a rate over the test prompts: a whole number of them
     for key in ("baseline_rate", "steered_rate"):
         assert round(js[key] * n) == pytest.approx(js[key] * n), (key, js[key], n)
     assert (tmp_path / "refusal_sweep.png").exists() and (tmp_path / "refusal.md").read_text().strip()

@@ -1,4 +1,5 @@
 """The paper-protocol runner end to end on a tiny model with small sizes."""
+
 import json
 from types import SimpleNamespace
 import os
@@ -18,8 +19,16 @@ def _task(name, iid, kwargs):
     return Task(name, PLAIN[:4], [p + " please" for p in PLAIN[:4]], recs[:2], recs[2:])
 
 
-CFG = dict(lambdas=(0.5, 1.0), n_calib=4, n_val=2, n_test=3, batch_size=2, mc_num=4, mc_batch=4,
-           sampler=dict(gen_length=4, steps=4, block_length=4))
+CFG = dict(
+    lambdas=(0.5, 1.0),
+    n_calib=4,
+    n_val=2,
+    n_test=3,
+    batch_size=2,
+    mc_num=4,
+    mc_batch=4,
+    sampler=dict(gen_length=4, steps=4, block_length=4),
+)
 
 
 def _tasks():
@@ -35,6 +44,7 @@ class CountingGenerate:
         def generate(*a, **k):
             self.calls += 1
             return self._orig(*a, **k)
+
         monkeypatch.setattr(model, "generate", generate)
 
 
@@ -48,8 +58,22 @@ def test_runner_end_to_end(tiny_llada, tmp_path):
     k = len(METHODS) - 1
     assert len(gens) == 2 * (2 + 3 + k * 2 * 2 + k * 3)
     for g in gens:
-        assert {"task", "split", "method", "lambda", "prompt", "text", "strict", "loose", "nll", "degenerate",
-                "reasons", "seed", "rank", "n_tokens"} <= set(g)
+        assert {
+            "task",
+            "split",
+            "method",
+            "lambda",
+            "prompt",
+            "text",
+            "strict",
+            "loose",
+            "nll",
+            "degenerate",
+            "reasons",
+            "seed",
+            "rank",
+            "n_tokens",
+        } <= set(g)
         assert len(g["strict"]) == len(g["instructions"]) == 1 and g["rank"] == 0
         assert g["degenerate"] == bool(g["reasons"])
         assert g["nll"] is None or g["nll"] > 0
@@ -77,12 +101,13 @@ def test_per_timestep_linear_act_fits_one_map_per_t(tiny_llada):
     from analyses.studies.experiment import PlanCache, default_sites
     from interventions import fit_map
     from interventions.restrict import TimestepSchedule
+
     cfg = ExperimentConfig(**CFG)
     sites, rsites = default_sites(tiny_llada)
     cache = PlanCache(tiny_llada, _tasks(), cfg, sites[:2], rsites)
     plan = cache.plan("no_comma", "linear_act_t", 1.0)
     src, tgt = cache.step_activations("no_comma")
-    assert sorted(src) == [0, 1, 3]                     # 4 steps: t = 1, 0.75, 0.25 are the nearest to the levels
+    assert sorted(src) == [0, 1, 3]  # 4 steps: t = 1, 0.75, 0.25 are the nearest to the levels
     assert [a.meta["t"] for a in src.values()] == [1.0, 0.75, 0.25]
     for site in sites[:2]:
         sched = plan.maps[site][0]
@@ -93,7 +118,7 @@ def test_per_timestep_linear_act_fits_one_map_per_t(tiny_llada):
             t = acts.meta["t"]
             ref = fit_map("linear_act", acts[site], tgt[step][site])
             torch.testing.assert_close(sched(x, SimpleNamespace(t=t)), ref(x, None))
-        assert torch.equal(sched(x, SimpleNamespace(t=None)), x)      # outside a denoising loop: untouched
+        assert torch.equal(sched(x, SimpleNamespace(t=None)), x)  # outside a denoising loop: untouched
 
 
 def test_resume_redoes_nothing_and_kill_midway(tiny_llada, tmp_path, monkeypatch):
@@ -117,7 +142,9 @@ def test_resume_redoes_nothing_and_kill_midway(tiny_llada, tmp_path, monkeypatch
     assert 0 < counter.calls < len(gens) // cfg.batch_size
     write_result(resumed, out)
     assert open(os.path.join(out, "result.json")).read() == ref
-    assert sorted(open(os.path.join(out, "generations.jsonl")).read().splitlines()) == sorted(l.rstrip("\n") for l in gens)
+    assert sorted(open(os.path.join(out, "generations.jsonl")).read().splitlines()) == sorted(
+        l.rstrip("\n") for l in gens
+    )
 
 
 def test_changed_config_refuses_to_mix(tiny_llada, tmp_path):
@@ -125,8 +152,13 @@ def test_changed_config_refuses_to_mix(tiny_llada, tmp_path):
     cfg = ExperimentConfig(**{**CFG, "methods": ("none",)})
     run_experiment(tiny_llada, _tasks()[:1], cfg, progress=False, out=out)
     with pytest.raises(ValueError, match=r"another config.*experiment\.seed: 0 -> 1"):
-        run_experiment(tiny_llada, _tasks()[:1], ExperimentConfig(**{**CFG, "methods": ("none",), "seed": 1}),
-                       progress=False, out=out)
+        run_experiment(
+            tiny_llada,
+            _tasks()[:1],
+            ExperimentConfig(**{**CFG, "methods": ("none",), "seed": 1}),
+            progress=False,
+            out=out,
+        )
 
 
 def test_runner_bad_input(tiny_llada):
@@ -135,12 +167,21 @@ def test_runner_bad_input(tiny_llada):
     with pytest.raises(ValueError, match="4 source and 2 target"):
         run_experiment(tiny_llada, [t], ExperimentConfig(), progress=False)
     with pytest.raises(ValueError, match="unknown method"):
-        run_experiment(tiny_llada, [_task("x", "punctuation:no_comma", {})], ExperimentConfig(methods=("magic",)),
-                       progress=False)
+        run_experiment(
+            tiny_llada, [_task("x", "punctuation:no_comma", {})], ExperimentConfig(methods=("magic",)), progress=False
+        )
 
 
-@pytest.mark.parametrize("k, n, low, high", [(8, 10, 0.4902, 0.9433), (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0),
-                                             (50, 100, 0.4038, 0.5962), (1, 3, 0.0615, 0.7923)])
+@pytest.mark.parametrize(
+    "k, n, low, high",
+    [
+        (8, 10, 0.4902, 0.9433),
+        (0, 10, 0.0, 0.2775),
+        (10, 10, 0.7225, 1.0),
+        (50, 100, 0.4038, 0.5962),
+        (1, 3, 0.0615, 0.7923),
+    ],
+)
 def test_wilson_interval_known_values(k, n, low, high):
     """95% Wilson score intervals worked by hand to 4 decimals (centre ± half-width; at 0/n the upper bound is
     z²/(n + z²), at n/n the lower bound n/(n + z²)); a clamp or a wrong z would move them."""
@@ -150,8 +191,9 @@ def test_wilson_interval_known_values(k, n, low, high):
 
 def test_csv_rows_are_as_wide_as_the_header(tmp_path):
     import csv
+
     path = tmp_path / "t.csv"
-    write_csv(path, [{"a": 1, "b": "x, \"quoted\""}, {"a": 2}, {"c": 3.5}])
+    write_csv(path, [{"a": 1, "b": 'x, "quoted"'}, {"a": 2}, {"c": 3.5}])
     rows = list(csv.reader(open(path, newline="")))
     assert rows == [["a", "b", "c"], ["1", 'x, "quoted"', ""], ["2", "", ""], ["", "", "3.5"]]
 
@@ -174,4 +216,7 @@ def test_report_files_are_written_whole(tmp_path):
     write_json(jpath, {"a": 1})
     with pytest.raises(RuntimeError, match="boom"):
         write_json(jpath, {"a": list(range(1000)), "b": Unprintable()})
-    assert json.loads(jpath.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == ["t.csv", "t.json"]
+    assert json.loads(jpath.read_text()) == {"a": 1} and sorted(p.name for p in tmp_path.iterdir()) == [
+        "t.csv",
+        "t.json",
+    ]

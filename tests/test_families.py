@@ -1,4 +1,5 @@
 """Native families: hub key names, reference-equal logits (golden fixtures), sites, detection."""
+
 from __future__ import annotations
 
 import json
@@ -19,23 +20,58 @@ from mdm_lens.testing import hub_key_names, tiny_config
 FIXTURES = Path(__file__).parent / "fixtures"
 
 # config.json of GSAI-ML/LLaDA-8B-Instruct (the fields that shape the weights)
-LLADA_8B = {"model_type": "llada", "architectures": ["LLaDAModelLM"], "d_model": 4096, "n_heads": 32,
-            "n_kv_heads": 32, "n_layers": 32, "mlp_hidden_size": 12288, "vocab_size": 126464,
-            "embedding_size": 126464, "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "mask_token_id": 126336,
-            "include_bias": False, "weight_tying": False, "block_type": "llama", "layer_norm_type": "rms"}
+LLADA_8B = {
+    "model_type": "llada",
+    "architectures": ["LLaDAModelLM"],
+    "d_model": 4096,
+    "n_heads": 32,
+    "n_kv_heads": 32,
+    "n_layers": 32,
+    "mlp_hidden_size": 12288,
+    "vocab_size": 126464,
+    "embedding_size": 126464,
+    "rope_theta": 500000.0,
+    "rms_norm_eps": 1e-5,
+    "mask_token_id": 126336,
+    "include_bias": False,
+    "weight_tying": False,
+    "block_type": "llama",
+    "layer_norm_type": "rms",
+}
 # config.json of Dream-org/Dream-v0-Instruct-7B (Qwen2.5-7B shapes)
-DREAM_7B = {"model_type": "Dream", "architectures": ["DreamModel"], "hidden_size": 3584, "intermediate_size": 18944,
-            "num_hidden_layers": 28, "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-            "rms_norm_eps": 1e-6, "rope_theta": 1000000.0, "tie_word_embeddings": False, "mask_token_id": 151666}
+DREAM_7B = {
+    "model_type": "Dream",
+    "architectures": ["DreamModel"],
+    "hidden_size": 3584,
+    "intermediate_size": 18944,
+    "num_hidden_layers": 28,
+    "num_attention_heads": 28,
+    "num_key_value_heads": 4,
+    "vocab_size": 152064,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 1000000.0,
+    "tie_word_embeddings": False,
+    "mask_token_id": 151666,
+}
 
 # Key name pattern of the hub checkpoints' model.safetensors.index.json: LLaDA-8B-Instruct lists 291 tensors =
 # 3 top-level + 32 blocks x these 9; Dream-7B (Qwen2 naming in modeling_dream.py) 339 = 3 + 28 x 12.
 LLADA_BLOCK = ["attn_norm", "attn_out", "ff_norm", "ff_out", "ff_proj", "k_proj", "q_proj", "up_proj", "v_proj"]
 LLADA_TOP = ["model.transformer.ff_out.weight", "model.transformer.ln_f.weight", "model.transformer.wte.weight"]
-DREAM_LAYER = ["input_layernorm.weight", "mlp.down_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
-               "post_attention_layernorm.weight", "self_attn.k_proj.bias", "self_attn.k_proj.weight",
-               "self_attn.o_proj.weight", "self_attn.q_proj.bias", "self_attn.q_proj.weight",
-               "self_attn.v_proj.bias", "self_attn.v_proj.weight"]
+DREAM_LAYER = [
+    "input_layernorm.weight",
+    "mlp.down_proj.weight",
+    "mlp.gate_proj.weight",
+    "mlp.up_proj.weight",
+    "post_attention_layernorm.weight",
+    "self_attn.k_proj.bias",
+    "self_attn.k_proj.weight",
+    "self_attn.o_proj.weight",
+    "self_attn.q_proj.bias",
+    "self_attn.q_proj.weight",
+    "self_attn.v_proj.bias",
+    "self_attn.v_proj.weight",
+]
 DREAM_TOP = ["lm_head.weight", "model.embed_tokens.weight", "model.norm.weight"]
 
 
@@ -122,7 +158,7 @@ def test_dream_explicit_position_ids_win():
         shifted = model(ids, attention_mask=mask, position_ids=torch.arange(8).expand(2, 8) + 5)
         reversed_ = model(ids, attention_mask=mask, position_ids=torch.arange(8).flip(0).expand(2, 8))
     torch.testing.assert_close(auto, same)
-    torch.testing.assert_close(auto[1, 2:], shifted[1, 2:])      # RoPE is relative: a common shift is invisible
+    torch.testing.assert_close(auto[1, 2:], shifted[1, 2:])  # RoPE is relative: a common shift is invisible
     assert (auto[1, 2:] - reversed_[1, 2:]).abs().max() > 1e-4
 
 
@@ -134,8 +170,11 @@ def _capture(model: nn.Module, sites, ids) -> dict[str, torch.Tensor]:
         if s.kind == "output":
             handles.append(mod.register_forward_hook(lambda m, a, o, n=s.name: got.update({n: o}) and None))
         else:
-            handles.append(mod.register_forward_pre_hook(
-                lambda m, a, kw, n=s.name: got.update({n: a[0] if a else kw["hidden_states"]}), with_kwargs=True))
+            handles.append(
+                mod.register_forward_pre_hook(
+                    lambda m, a, kw, n=s.name: got.update({n: a[0] if a else kw["hidden_states"]}), with_kwargs=True
+                )
+            )
     try:
         with torch.no_grad():
             model(ids)
@@ -153,9 +192,17 @@ def test_sites_resolve_with_right_width(family):
     n_layers = 1 + max(s.layer for s in sites if s.layer is not None)
     names = [s.name for s in sites]
     assert len(names) == len(set(names))
-    for layer in range(n_layers):          # every family has the steering roles (mdm_lens.sites.LAYER_ROLES)
-        for suffix in ("hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_pre_linear",
-                       "mlp.hook_post", "hook_mlp_out", "hook_resid_post"):
+    for layer in range(n_layers):  # every family has the steering roles (mdm_lens.sites.LAYER_ROLES)
+        for suffix in (
+            "hook_resid_pre",
+            "hook_attn_out",
+            "hook_resid_mid",
+            "mlp.hook_pre",
+            "mlp.hook_pre_linear",
+            "mlp.hook_post",
+            "hook_mlp_out",
+            "hook_resid_post",
+        ):
             assert f"blocks.{layer}.{suffix}" in names
     modules = dict(model.named_modules())
     for s in sites:
@@ -163,7 +210,7 @@ def test_sites_resolve_with_right_width(family):
         if s.linear is not None:
             assert isinstance(modules[s.linear], (nn.Linear, nn.Embedding)), s
     acts = _capture(model, sites, torch.randint(3, 250, (2, 12)))
-    for s in sites:           # the sizes of Site.shape (ints) are the tensor's; width is its last size
+    for s in sites:  # the sizes of Site.shape (ints) are the tensor's; width is its last size
         got = tuple(acts[s.name].shape)
         assert len(got) == len(s.shape) and all(g == w for g, w in zip(got, s.shape) if isinstance(w, int)), (s, got)
         assert s.width == (got[-1] if isinstance(s.shape[-1], int) else 0), (s.name, got, s.width)
@@ -181,8 +228,10 @@ def test_site_tensors_are_what_they_claim():
         b = "blocks.1."
         torch.testing.assert_close(acts[b + "hook_resid_mid"], acts[b + "hook_resid_pre"] + acts[b + "hook_attn_out"])
         torch.testing.assert_close(acts[b + "hook_resid_post"], acts[b + "hook_resid_mid"] + acts[b + "hook_mlp_out"])
-        torch.testing.assert_close(acts[b + "mlp.hook_post"],
-                                   torch.nn.functional.silu(acts[b + "mlp.hook_pre"]) * acts[b + "mlp.hook_pre_linear"])
+        torch.testing.assert_close(
+            acts[b + "mlp.hook_post"],
+            torch.nn.functional.silu(acts[b + "mlp.hook_pre"]) * acts[b + "mlp.hook_pre_linear"],
+        )
         torch.testing.assert_close(acts["blocks.0.hook_resid_pre"], acts["hook_embed"])
 
 
@@ -215,6 +264,7 @@ def test_a_family_declared_in_one_file_loads_and_generates():
 
     from mdm_lens import HookedMDM
     from mdm_lens.families import FAMILIES, register_family, tiny_config
+
     register_family(fake_family.SPEC)
     try:
         _generate_with_the_fake_family(HookedMDM.from_config(tiny_config("fake_mdm"), seed=0), fake_family.SPEC)

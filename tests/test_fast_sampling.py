@@ -1,5 +1,6 @@
 """Fast-dLLM samplers and the native model's KV cache: token-for-token (and logit-for-logit) equal to
 NVlabs/Fast-dLLM's own code. Goldens, config, prompts and cases: scripts/make_fast_goldens.py."""
+
 import json
 from pathlib import Path
 
@@ -51,13 +52,12 @@ def test_cached_forwards_equal_fast_dllm_logits(model):
     with torch.no_grad():
         full = model(ids, use_cache=True)
         assert_logits(full.logits, GOLDENS["fwd_full"])
-        assert torch.equal(model(ids), full.logits)            # the uncached path is unchanged (same machine)
+        assert torch.equal(model(ids), full.logits)  # the uncached path is unchanged (same machine)
         past = [(k[:, :, :start], v[:, :, :start]) for k, v in full.past_key_values]
         assert_logits(model(ids[:, start:], past_key_values=past), GOLDENS["fwd_prefix"])
-        dual = model(ids[:, start:stop], past_key_values=full.past_key_values, use_cache=True,
-                     replace_position=replace)
+        dual = model(ids[:, start:stop], past_key_values=full.past_key_values, use_cache=True, replace_position=replace)
         assert_logits(dual.logits, GOLDENS["fwd_dual"])
-        assert dual.past_key_values[0][0] is full.past_key_values[0][0]   # updated in place, as the reference
+        assert dual.past_key_values[0][0] is full.past_key_values[0][0]  # updated in place, as the reference
 
 
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
@@ -70,7 +70,7 @@ def test_sampler_equals_fast_dllm(model, i, cache):
     out = llada_generate_cached(model, prompt, mask_id=MASK_ID, cache=cache, stats=stats, **case)
     assert torch.equal(out, GOLDENS[f"case{i}.{cache}"]), (case, cache)
     assert stats["forwards"] == int(GOLDENS[f"case{i}.{cache}.nfe"])
-    torch.manual_seed(META["seed_base"] + i)                  # margin from ties: the golden holds on any machine
+    torch.manual_seed(META["seed_base"] + i)  # margin from ties: the golden holds on any machine
     jittered = llada_generate_cached(Jittered(model, i), prompt, mask_id=MASK_ID, cache=cache, **case)
     assert torch.equal(jittered, out), f"case {case} ({cache}) sits within float round-off of a tie"
 
@@ -89,11 +89,15 @@ def test_cached_forwards_match_full_forward_with_padding(model, cache):
             past = [(k[:, :, :start], v[:, :, :start]) for k, v in full.past_key_values]
             part, cols = model(ids[:, start:], attention_mask=mask, past_key_values=past), slice(start, None)
         else:
-            part = model(ids[:, start:stop], attention_mask=mask, past_key_values=full.past_key_values,
-                         replace_position=replace.expand(2, -1))
+            part = model(
+                ids[:, start:stop],
+                attention_mask=mask,
+                past_key_values=full.past_key_values,
+                replace_position=replace.expand(2, -1),
+            )
             cols = slice(start, stop)
     torch.testing.assert_close(part, full.logits[:, cols], rtol=1e-5, atol=1e-5)
-    assert not torch.allclose(full.logits[1], model(ids[1:])[0], atol=1e-3)   # the mask did hide the pads
+    assert not torch.allclose(full.logits[1], model(ids[1:])[0], atol=1e-3)  # the mask did hide the pads
 
 
 @pytest.mark.parametrize("cache,threshold", [("dual", None), ("prefix", 0.3), ("none", 0.3)])
@@ -102,15 +106,24 @@ def test_batch_rows_decode_like_single_prompts(model, cache, threshold):
     kw = dict(steps=16, gen_length=16, block_length=4, mask_id=MASK_ID, cache=cache, threshold=threshold)
     both = llada_generate_cached(model, prompts, **kw)
     for row in range(2):
-        assert torch.equal(both[row:row + 1], llada_generate_cached(model, prompts[row:row + 1], **kw))
+        assert torch.equal(both[row : row + 1], llada_generate_cached(model, prompts[row : row + 1], **kw))
 
 
 @pytest.mark.parametrize("cache", ["none", "prefix", "dual"])
 def test_step_info_names_the_computed_columns(model, cache):
     seen, stats = [], {}
     prompt = torch.tensor([PROMPTS["a"]])
-    llada_generate_cached(model, prompt, steps=8, gen_length=8, block_length=4, mask_id=MASK_ID, cache=cache,
-                          on_step=seen.append, stats=stats)
+    llada_generate_cached(
+        model,
+        prompt,
+        steps=8,
+        gen_length=8,
+        block_length=4,
+        mask_id=MASK_ID,
+        cache=cache,
+        on_step=seen.append,
+        stats=stats,
+    )
     assert [s.step for s in seen] == list(range(stats["forwards"])) and stats["forwards"] == 8
     assert all(s.num_steps == 8 and s.num_blocks == 2 for s in seen)
     plen, total = prompt.shape[1], prompt.shape[1] + 8
@@ -141,8 +154,12 @@ def test_errors_name_the_fix(model):
     with pytest.raises(ValueError, match="one contiguous run of exactly 4 columns"):
         model(ids[:, start:stop], past_key_values=full.past_key_values, replace_position=gap)
     with pytest.raises(ValueError, match=r"must be \[1, 22\]"):
-        model(ids[:, start:stop], past_key_values=full.past_key_values, replace_position=replace,
-              attention_mask=torch.ones(1, 4, dtype=torch.long))
+        model(
+            ids[:, start:stop],
+            past_key_values=full.past_key_values,
+            replace_position=replace,
+            attention_mask=torch.ones(1, 4, dtype=torch.long),
+        )
     with pytest.raises(ValueError, match="position_ids cannot be combined"):
         model(ids, use_cache=True, position_ids=torch.arange(22)[None])
     with pytest.raises(ValueError, match="needs past_key_values"):
@@ -156,6 +173,7 @@ DREAM_CONFIG, DREAM_CASES = META["dream_config"], META["dream_cases"]
 @pytest.fixture(scope="module")
 def dream():
     from mdm_lens.families.dream import build_model as build_dream
+
     m = build_dream(DREAM_CONFIG).eval()
     m.load_state_dict({k[3:]: v.float() for k, v in GOLDENS.items() if k.startswith("dw.")}, strict=True)
     return m
@@ -166,7 +184,7 @@ def test_dream_cached_forwards_equal_fast_dllm_logits(dream):
     with torch.no_grad():
         full = dream(ids, use_cache=True)
         assert_logits(full.logits, GOLDENS["dream_fwd_full"])
-        assert torch.equal(dream(ids), full.logits)                 # same machine: the uncached path is unchanged
+        assert torch.equal(dream(ids), full.logits)  # same machine: the uncached path is unchanged
         past = [(k[:, :, :start], v[:, :, :start]) for k, v in full.past_key_values]
         assert_logits(dream(ids[:, start:], past_key_values=past), GOLDENS["dream_fwd_prefix"])
         dual = dream(ids[:, start:stop], past_key_values=full.past_key_values, replace_position=replace)
@@ -181,7 +199,7 @@ def test_dream_sampler_equals_fast_dllm(dream, i, cache):
     torch.manual_seed(META["dream_seed_base"] + i)
     out = dream_generate_cached(dream, prompt, mask_token_id=MASK_ID, cache=cache, **case)
     assert torch.equal(out, GOLDENS[f"dream{i}.{cache}"]), (case, cache)
-    torch.manual_seed(META["dream_seed_base"] + i)            # margin from ties: the golden holds on any machine
+    torch.manual_seed(META["dream_seed_base"] + i)  # margin from ties: the golden holds on any machine
     jittered = dream_generate_cached(Jittered(dream, i), prompt, mask_token_id=MASK_ID, cache=cache, **case)
     assert torch.equal(jittered, out), f"case {case} ({cache}) sits within float round-off of a tie"
 
@@ -199,6 +217,7 @@ def test_dream_cached_refuses_padding(dream):
 def test_bench_fast_counts_the_work_the_caches_save(model):
     """The benchmark's FLOPs ratio (machine-independent) orders the variants; its speed is `mdm-lens bench fast`."""
     from analyses.bench.fast import fast_bench
+
     out = fast_bench(model, MASK_ID, gen_length=16, block_length=4, prompt_len=6, threshold=0.3, repeats=1)
     ratio = out["flops_ratio"]
     assert 1 < ratio["prefix"] < ratio["dual"] <= ratio["dual_threshold_0.3"]

@@ -1,4 +1,5 @@
 """HookedMDM.generate: step context at every forward, per-step caches, prompt handling, errors."""
+
 import pytest
 import torch
 
@@ -9,20 +10,31 @@ def test_context_at_every_step(tiny_llada):
     seen = []
 
     def rec(act, ctx):
-        seen.append((ctx.step, ctx.num_steps, ctx.block, ctx.t, ctx.masked.clone(), ctx.response_mask.clone(),
-                     ctx.prompt_mask.clone(), ctx.padding.clone()))
+        seen.append(
+            (
+                ctx.step,
+                ctx.num_steps,
+                ctx.block,
+                ctx.t,
+                ctx.masked.clone(),
+                ctx.response_mask.clone(),
+                ctx.prompt_mask.clone(),
+                ctx.padding.clone(),
+            )
+        )
+
     with tiny_llada.hooks({"blocks.0.hook_resid_post": rec}):
         out = tiny_llada.generate(["hello world", "the cat is good today"], gen_length=8, steps=8, block_length=4)
     assert [s[0] for s in seen] == list(range(8))
     assert all(s[1] == 8 for s in seen) and [s[2] for s in seen] == [0] * 4 + [1] * 4
     ts = [s[3] for s in seen]
-    assert ts[0] == 1.0 and all(a > b for a, b in zip(ts, ts[1:]))      # one token per row per step
+    assert ts[0] == 1.0 and all(a > b for a, b in zip(ts, ts[1:]))  # one token per row per step
     for step, (_, _, _, t, masked, resp, prompt, pad) in enumerate(seen):
         assert masked.shape == (2, out.prompt_length + 8)
         assert not (masked & ~resp).any() and not (prompt & resp).any()
         assert abs(masked.sum().item() / resp.sum().item() - t) < 1e-6
         assert masked.sum().item() == 2 * (8 - step)
-    assert seen[0][7][0].any() and not seen[0][7][1].any()                 # the shorter prompt is left-padded
+    assert seen[0][7][0].any() and not seen[0][7][1].any()  # the shorter prompt is left-padded
 
 
 def test_generate_returns_text_and_tokens(tiny_llada):
@@ -41,8 +53,10 @@ def test_seeded_generation_is_reproducible(tiny_llada):
 def test_cache_every_step_and_reduced(tiny_llada):
     site = "blocks.1.mlp.hook_out"
     masks = {}
-    with tiny_llada.cache_steps([site]) as full, \
-            tiny_llada.hooks({"hook_embed": lambda a, ctx: masks.__setitem__(ctx.step, ctx.masked.clone())}):
+    with (
+        tiny_llada.cache_steps([site]) as full,
+        tiny_llada.hooks({"hook_embed": lambda a, ctx: masks.__setitem__(ctx.step, ctx.masked.clone())}),
+    ):
         tiny_llada.generate(["hello world"], gen_length=8, steps=8, block_length=4)
     with tiny_llada.cache_steps([site], reduce="mean", scope="masked", steps=[0, 3, 7]) as red:
         tiny_llada.generate(["hello world"], gen_length=8, steps=8, block_length=4)
@@ -74,8 +88,10 @@ def test_step_cache_save_load(tiny_llada, tmp_path):
 
 def test_hook_edit_at_one_step_leaves_earlier_tokens(tiny_llada):
     masks, logits = {}, {}
-    spy = {"hook_embed": lambda a, ctx: masks.__setitem__(ctx.step, ctx.masked[0].clone()),
-           "hook_logits": lambda a, ctx: logits.__setitem__(ctx.step, a.clone())}
+    spy = {
+        "hook_embed": lambda a, ctx: masks.__setitem__(ctx.step, ctx.masked[0].clone()),
+        "hook_logits": lambda a, ctx: logits.__setitem__(ctx.step, a.clone()),
+    }
     with tiny_llada.hooks(spy):
         base = tiny_llada.generate(["hello world"], gen_length=8, steps=8, block_length=8)
     base_logits = dict(logits)
@@ -86,13 +102,14 @@ def test_hook_edit_at_one_step_leaves_earlier_tokens(tiny_llada):
             calls.append(ctx.step)
             return act * 50
         return None
+
     with tiny_llada.hooks({"blocks.1.hook_resid_post": kick, **spy}):
         edited = tiny_llada.generate(["hello world"], gen_length=8, steps=8, block_length=8)
     assert calls == [5]
     for step in range(5):
         torch.testing.assert_close(logits[step], base_logits[step], rtol=0, atol=0)
     assert not torch.allclose(logits[5], base_logits[5])
-    fixed_before = ~masks[5][-8:]                      # positions decoded at steps 0..4 never change again
+    fixed_before = ~masks[5][-8:]  # positions decoded at steps 0..4 never change again
     assert torch.equal(edited.tokens[0][fixed_before], base.tokens[0][fixed_before])
 
 

@@ -1,12 +1,21 @@
 """HookedMDM: site table, hook semantics, step context, caches, errors that leave the model intact."""
+
 import pytest
 import torch
 
 from mdm_lens import get_act_name
 from mdm_lens.sites import LAYER_ROLES
 
-CANONICAL = ["hook_resid_pre", "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_pre_linear",
-             "mlp.hook_post", "hook_mlp_out", "hook_resid_post"]
+CANONICAL = [
+    "hook_resid_pre",
+    "hook_attn_out",
+    "hook_resid_mid",
+    "mlp.hook_pre",
+    "mlp.hook_pre_linear",
+    "mlp.hook_post",
+    "hook_mlp_out",
+    "hook_resid_post",
+]
 
 
 def _ids(model, b=2, p=7, seed=0):
@@ -27,7 +36,7 @@ def test_every_canonical_site_exists(request, fixture):
             assert f"blocks.{layer}.{s}" in names
     assert {"hook_embed", "ln_final.hook_out", "ln_final.hook_normalized", "hook_logits"} <= names
     assert get_act_name("mlp_out", 1) == "blocks.1.hook_mlp_out"
-    assert model.site("blocks.1.mlp.hook_out").name == "blocks.1.hook_mlp_out"     # the bridge's name: an alias
+    assert model.site("blocks.1.mlp.hook_out").name == "blocks.1.hook_mlp_out"  # the bridge's name: an alias
     assert get_act_name("resid_post", 0) == "blocks.0.hook_resid_post"
 
 
@@ -44,7 +53,7 @@ def test_cache_obeys_the_residual_algebra(request, fixture):
         if l + 1 < model.n_layers:
             torch.testing.assert_close(cache[get_act_name("resid_pre", l + 1)], c["resid_post"])
     torch.testing.assert_close(cache["blocks.0.hook_resid_pre"], cache["hook_embed"])
-    for name, act in cache.items():        # width = the last size of the site's shape (0: ids, scores, pattern)
+    for name, act in cache.items():  # width = the last size of the site's shape (0: ids, scores, pattern)
         assert act.shape[-1] == model.site(name).width or model.site(name).shape[-1] in ("pos", "key"), name
 
 
@@ -115,6 +124,7 @@ def test_exception_in_hook_removes_all_hooks(tiny_llada):
 
     def boom(act, ctx):
         raise RuntimeError("boom")
+
     with pytest.raises(RuntimeError, match="boom"):
         with tiny_llada.hooks({"blocks.0.hook_resid_pre": lambda a, c: None, "blocks.1.mlp.hook_pre": boom}):
             tiny_llada(_ids(tiny_llada))

@@ -26,13 +26,26 @@ CASES = [
     ("keywords:letter_frequency", {"letter": "Z", "let_frequency": 2, "let_relation": REL_GE}, "Zig zag", True),
     ("keywords:letter_frequency", {"letter": "z", "let_frequency": 2, "let_relation": REL_LT}, "Zig zag", False),
     ("keywords:letter_frequency", {"letter": "i", "let_frequency": 1, "let_relation": REL_GE}, "İ", True),  # lower()
-    ("keywords:letter_frequency", {"letter": "#", "let_frequency": 2, "let_relation": REL_GE}, "#ai #ml", True),  # key 1122
-    ("language:response_language", {"language": "fr"},
-     "Bonjour, je m'appelle Marie et j'habite à Paris depuis dix ans.", True),
+    (
+        "keywords:letter_frequency",
+        {"letter": "#", "let_frequency": 2, "let_relation": REL_GE},
+        "#ai #ml",
+        True,
+    ),  # key 1122
+    (
+        "language:response_language",
+        {"language": "fr"},
+        "Bonjour, je m'appelle Marie et j'habite à Paris depuis dix ans.",
+        True,
+    ),
     ("language:response_language", {"language": "fr"}, "The weather is lovely today and we walk.", False),
     ("language:response_language", {"language": "de"}, "12345 !!!", True),  # undetectable counts as followed
-    ("length_constraints:number_sentences", {"num_sentences": 2, "relation": REL_LT},
-     "Dr. Smith went to Washington D.C. yesterday.", True),
+    (
+        "length_constraints:number_sentences",
+        {"num_sentences": 2, "relation": REL_LT},
+        "Dr. Smith went to Washington D.C. yesterday.",
+        True,
+    ),
     ("length_constraints:number_sentences", {"num_sentences": 3, "relation": REL_GE}, "One. Two! Three?", True),
     ("length_constraints:number_sentences", {"num_sentences": 3, "relation": REL_GE}, "One. Two!", False),
     ("length_constraints:number_paragraphs", {"num_paragraphs": 3}, "a\n***\nb\n***\nc", True),
@@ -42,12 +55,24 @@ CASES = [
     ("length_constraints:number_words", {"num_words": 5, "relation": REL_LT}, "state-of-the-art", True),
     ("length_constraints:number_words", {"num_words": 4, "relation": REL_GE}, "it's state-of-the", True),
     ("length_constraints:number_words", {"num_words": 4, "relation": REL_GE}, "one two three", False),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "Hello"},
-     "Intro.\n\n\"Hello, world.", True),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "hello"},
-     "Intro.\n\n**Hello** world.", False),
-    ("length_constraints:nth_paragraph_first_word", {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "b"},
-     "a\n\n\n\nb", False),  # a blank paragraph still occupies index 2
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "Hello"},
+        'Intro.\n\n"Hello, world.',
+        True,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "hello"},
+        "Intro.\n\n**Hello** world.",
+        False,
+    ),
+    (
+        "length_constraints:nth_paragraph_first_word",
+        {"num_paragraphs": 2, "nth_paragraph": 2, "first_word": "b"},
+        "a\n\n\n\nb",
+        False,
+    ),  # a blank paragraph still occupies index 2
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name], at [address]", True),
     ("detectable_content:number_placeholders", {"num_placeholders": 2}, "Dear [name]", False),
     ("detectable_content:postscript", {"postscript_marker": "P.S."}, "Hi.\n\np. s. see you", True),
@@ -59,13 +84,21 @@ CASES = [
     ("detectable_format:constrained_response", {}, "my answer is yes.", False),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "**bold** and *it*", True),
     ("detectable_format:number_highlighted_sections", {"num_highlights": 2}, "*one* and * * and *", False),
-    ("detectable_format:multiple_sections", {"section_spliter": "Section", "num_sections": 2},
-     "Section 1\nfoo\nSection 2\nbar", True),
-    ("detectable_format:multiple_sections", {"section_spliter": "SECTION", "num_sections": 2},
-     "Section 1\nfoo\nSection 2\nbar", False),
-    ("detectable_format:json_format", {}, "```json\n{\"a\": [1, 2]}\n```", True),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "Section", "num_sections": 2},
+        "Section 1\nfoo\nSection 2\nbar",
+        True,
+    ),
+    (
+        "detectable_format:multiple_sections",
+        {"section_spliter": "SECTION", "num_sections": 2},
+        "Section 1\nfoo\nSection 2\nbar",
+        False,
+    ),
+    ("detectable_format:json_format", {}, '```json\n{"a": [1, 2]}\n```', True),
     ("detectable_format:json_format", {}, "  ```JSON\n[1]\n```  ", True),
-    ("detectable_format:json_format", {}, "Here it is: {\"a\": 1}", False),
+    ("detectable_format:json_format", {}, 'Here it is: {"a": 1}', False),
     ("detectable_format:title", {}, "<<Poem of Joy>>\nverse", True),
     ("detectable_format:title", {}, "<<  >> and <<a\nb>>", False),
     ("combination:two_responses", {}, "Answer one.\n******\nAnswer two.", True),
@@ -73,10 +106,14 @@ CASES = [
     ("combination:two_responses", {}, "A\n******\n\n******\nB", False),
     ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "  WRITE A POEM. Roses are red.", True),
     ("combination:repeat_prompt", {"prompt_to_repeat": "Write a poem."}, "Sure! Write a poem.", False),
-    ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Done. any other questions?\"  ", True),
+    ("startend:end_checker", {"end_phrase": "Any other questions?"}, 'Done. any other questions?"  ', True),
     ("startend:end_checker", {"end_phrase": "Any other questions?"}, "Any other questions? Bye.", False),
-    ("change_case:capital_word_frequency", {"capital_frequency": 3, "capital_relation": REL_GE},
-     "NASA and the U.S. say HELLO", True),
+    (
+        "change_case:capital_word_frequency",
+        {"capital_frequency": 3, "capital_relation": REL_GE},
+        "NASA and the U.S. say HELLO",
+        True,
+    ),
     ("change_case:capital_word_frequency", {"capital_frequency": 1, "capital_relation": REL_LT}, "I think", False),
     ("change_case:english_capital", {}, "THIS IS AN ENGLISH SENTENCE ABOUT THE WEATHER TODAY.", True),
     ("change_case:english_capital", {}, "THIS IS MOSTLY upper", False),
@@ -103,20 +140,24 @@ def test_strict_verdicts(iid, kwargs, response, expected):
 
 
 def test_loose_variants_rescue_framing_and_markdown():
-    resp = "Sure, here it is:\n\"Wrapped answer.\"\nHope that helps"
+    resp = 'Sure, here it is:\n"Wrapped answer."\nHope that helps'
     assert ifeval.check(resp, ["startend:quotation"], [{}]) == [False]
     assert ifeval.check(resp, ["startend:quotation"], [{}], loose=True) == [True]
-    fenced = "**Answer:**\n```json\n{\"a\": 1}\n```"
+    fenced = '**Answer:**\n```json\n{"a": 1}\n```'
     assert ifeval.check(fenced, ["detectable_format:json_format"], [{}], loose=True) == [True]
-    assert ifeval.check("**Title**", ["detectable_format:number_highlighted_sections"],
-                        [{"num_highlights": 3}], loose=True) == [False]
+    assert ifeval.check(
+        "**Title**", ["detectable_format:number_highlighted_sections"], [{"num_highlights": 3}], loose=True
+    ) == [False]
     assert ifeval.response_variants("a*\nb\nc") == ["a*\nb\nc", "a\nb\nc", "b\nc", "a*\nb", "b", "b\nc", "a\nb", "b"]
 
 
 @pytest.mark.parametrize("response", ["", "   \n", None, 42, b"bytes"])
 @pytest.mark.parametrize("loose", [False, True])
 def test_empty_or_non_string_responses_fail(response, loose):
-    assert ifeval.check(response, ["punctuation:no_comma", "startend:quotation"], [{}, {}], loose=loose) == [False, False]
+    assert ifeval.check(response, ["punctuation:no_comma", "startend:quotation"], [{}, {}], loose=loose) == [
+        False,
+        False,
+    ]
 
 
 def test_bad_ids_and_kwargs_raise_value_errors():
@@ -132,14 +173,21 @@ def test_bad_ids_and_kwargs_raise_value_errors():
         ifeval.check("hi", ["language:response_language"], [{"language": "xx"}])
     for bad_letter in ("ab", " ", 3):
         with pytest.raises(ValueError, match="letter"):
-            ifeval.check("hi", ["keywords:letter_frequency"], [{"letter": bad_letter, "let_frequency": 1, "let_relation": REL_LT}])
+            ifeval.check(
+                "hi",
+                ["keywords:letter_frequency"],
+                [{"letter": bad_letter, "let_frequency": 1, "let_relation": REL_LT}],
+            )
     with pytest.raises(ValueError, match="one dict per instruction"):
         ifeval.check("hi", ["punctuation:no_comma"], [{}, {}])
     with pytest.raises(ValueError, match="list of ids"):
         ifeval.check("hi", "punctuation:no_comma", [{}])
     with pytest.raises(ValueError, match="nth_paragraph"):
-        ifeval.check("hi", ["length_constraints:nth_paragraph_first_word"],
-                     [{"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "a"}])
+        ifeval.check(
+            "hi",
+            ["length_constraints:nth_paragraph_first_word"],
+            [{"num_paragraphs": 2, "nth_paragraph": 3, "first_word": "a"}],
+        )
     with pytest.raises(ValueError):  # bad kwargs raise even for an empty response
         ifeval.check("", ["punctuation:no_comma"], [{"x": 1}])
 
@@ -152,9 +200,31 @@ def test_none_padding_is_dropped_like_the_hub_rows():
 
 def test_punkt_and_word_tokenizer_match_nltk_reference_outputs():
     text = "Good muffins cost $3.88\nin New York.  Please buy me\ntwo of them.\n\nThanks."
-    assert ifeval.split_sentences(text) == ["Good muffins cost $3.88\nin New York.", "Please buy me\ntwo of them.", "Thanks."]
-    assert ifeval.word_tokenize(text) == ["Good", "muffins", "cost", "$", "3.88", "in", "New", "York", ".", "Please",
-                                          "buy", "me", "two", "of", "them", ".", "Thanks", "."]
+    assert ifeval.split_sentences(text) == [
+        "Good muffins cost $3.88\nin New York.",
+        "Please buy me\ntwo of them.",
+        "Thanks.",
+    ]
+    assert ifeval.word_tokenize(text) == [
+        "Good",
+        "muffins",
+        "cost",
+        "$",
+        "3.88",
+        "in",
+        "New",
+        "York",
+        ".",
+        "Please",
+        "buy",
+        "me",
+        "two",
+        "of",
+        "them",
+        ".",
+        "Thanks",
+        ".",
+    ]
     assert ifeval.count_sentences("Mr. Smith met Dr. Jones at 5 p.m. today. They talked.") == 2
     assert ifeval.count_words("It's state-of-the-art, 3.5 times!") == 9
 
@@ -179,9 +249,12 @@ def _write_jsonl(path: Path, rows) -> Path:
 
 ROWS = [
     {"key": 1, "prompt": "Write without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
-    {"key": 2, "prompt": "Two bullets, lowercase.",
-     "instruction_id_list": ["detectable_format:number_bullet_lists", "change_case:english_lowercase"],
-     "kwargs": [{"num_bullets": 2, "relation": None}, {"language": None}]},
+    {
+        "key": 2,
+        "prompt": "Two bullets, lowercase.",
+        "instruction_id_list": ["detectable_format:number_bullet_lists", "change_case:english_lowercase"],
+        "kwargs": [{"num_bullets": 2, "relation": None}, {"language": None}],
+    },
 ]
 
 
@@ -190,8 +263,12 @@ def test_load_prompts_local_and_evaluate(tmp_path):
     assert records[1]["kwargs"] == [{"num_bullets": 2}, {}]
     responses = ["Fine, thanks.", "* the first point is simple\n* the second point is also simple"]
     result = ifeval.evaluate(records, responses)
-    assert result.metrics() == {"prompt_level_strict_acc": 0.5, "inst_level_strict_acc": 2 / 3,
-                                "prompt_level_loose_acc": 0.5, "inst_level_loose_acc": 2 / 3}
+    assert result.metrics() == {
+        "prompt_level_strict_acc": 0.5,
+        "inst_level_strict_acc": 2 / 3,
+        "prompt_level_loose_acc": 0.5,
+        "inst_level_loose_acc": 2 / 3,
+    }
     assert result.breakdown()["punctuation:no_comma"] == {"count": 1, "strict": 0.0, "loose": 0.0}
     assert result.breakdown("category")["detectable_format"]["strict"] == 1.0
     by_prompt = ifeval.evaluate(records, {r["prompt"]: "ok" for r in records}, loose=False)
@@ -213,8 +290,17 @@ def test_load_prompts_errors_and_hub(tmp_path, monkeypatch):
         ifeval.load_prompts("google/IFEval")
 
 
-SHARED = next((p for p in (Path(__file__).resolve().parents[1] / "shared" / "ifeval",
-                           Path(__file__).resolve().parents[2] / "shared" / "ifeval") if p.is_dir()), None)
+SHARED = next(
+    (
+        p
+        for p in (
+            Path(__file__).resolve().parents[1] / "shared" / "ifeval",
+            Path(__file__).resolve().parents[2] / "shared" / "ifeval",
+        )
+        if p.is_dir()
+    ),
+    None,
+)
 
 
 @pytest.mark.skipif(SHARED is None, reason="shared/ifeval not present")
@@ -230,12 +316,25 @@ def test_load_contrastive_pairs_from_shared_files():
 
 
 def test_contrastive_pairs_formats_and_attach(tmp_path):
-    path = _write_jsonl(tmp_path / "pairs.jsonl", [
-        {"key": 1, "original_prompt": "Say hi, no commas.", "model_output": "Say hi.", "prompt": "meta",
-         "instruction_id_list": ["punctuation:no_comma"]},
-        {"key": 2, "prompt": "Two bullets.", "prompt_without_instruction": "Bullets.",
-         "instruction_id_list": ["detectable_format:number_bullet_lists"], "kwargs": [{"num_bullets": 2}]},
-    ])
+    path = _write_jsonl(
+        tmp_path / "pairs.jsonl",
+        [
+            {
+                "key": 1,
+                "original_prompt": "Say hi, no commas.",
+                "model_output": "Say hi.",
+                "prompt": "meta",
+                "instruction_id_list": ["punctuation:no_comma"],
+            },
+            {
+                "key": 2,
+                "prompt": "Two bullets.",
+                "prompt_without_instruction": "Bullets.",
+                "instruction_id_list": ["detectable_format:number_bullet_lists"],
+                "kwargs": [{"num_bullets": 2}],
+            },
+        ],
+    )
     pairs = ifeval.load_contrastive_pairs(path)
     assert (pairs[0].prompt, pairs[0].prompt_without_instruction) == ("Say hi, no commas.", "Say hi.")
     assert pairs[1].kwargs == ({"num_bullets": 2},)
@@ -247,8 +346,10 @@ def test_contrastive_pairs_formats_and_attach(tmp_path):
 
 
 def test_evaluate_matches_check_per_prompt():
-    records = [{"key": i, "prompt": f"p{i}", "instruction_id_list": [iid], "kwargs": [kw]}
-               for i, (iid, kw, _, _) in enumerate(CASES)]
+    records = [
+        {"key": i, "prompt": f"p{i}", "instruction_id_list": [iid], "kwargs": [kw]}
+        for i, (iid, kw, _, _) in enumerate(CASES)
+    ]
     responses = ["Intro line\n" + resp + "\n**end**" for _, _, resp, _ in CASES]
     result = ifeval.evaluate(records, responses)
     for record, response, row in zip(records, responses, result.per_prompt):

@@ -61,12 +61,16 @@ def official(tmp_path_factory):
 
     nltk.download = _no_download
     langdetect.DetectorFactory.seed = 0
-    names = ["lm_eval", "lm_eval.tasks", _PKG] + [f"{_PKG}.{m}" for m in
-                                                  ("instructions_util", "instructions", "instructions_registry", "utils")]
+    names = ["lm_eval", "lm_eval.tasks", _PKG] + [
+        f"{_PKG}.{m}" for m in ("instructions_util", "instructions", "instructions_registry", "utils")
+    ]
     saved_modules = {n: sys.modules.get(n) for n in names}
     root = os.path.dirname(spec.origin)
-    for name, path in (("lm_eval", root), ("lm_eval.tasks", os.path.join(root, "tasks")),
-                       (_PKG, os.path.join(root, "tasks", "ifeval"))):
+    for name, path in (
+        ("lm_eval", root),
+        ("lm_eval.tasks", os.path.join(root, "tasks")),
+        (_PKG, os.path.join(root, "tasks", "ifeval")),
+    ):
         stub = types.ModuleType(name)
         stub.__path__ = [path]
         sys.modules[name] = stub
@@ -93,13 +97,22 @@ def official(tmp_path_factory):
 # ----------------------------------------------------------------------------- fragments
 
 EN = [
-    "Dr. Smith went to Washington D.C. yesterday.", "The U.S. economy grew 3.5 percent in Q2.",
-    "I love apples, pears and plums.", "Is this the real life? Is this just fantasy!",
-    "Wait... what happened next?", "She said \"hello.\" Then she left.", "Mr. J. R. R. Tolkien wrote books.",
-    "We met at 5 p.m. on Jan. 3 in St. Louis.", "Use e.g. a hammer, i.e. a tool.", "No. 5 is the best option",
-    "The quick brown fox jumps over the lazy dog.", "Our team shipped version 2.0 of the product.",
-    "1. First item. 2. Second item.", "AI is changing how people work and learn.",
-    "The NASA mission, launched in 1969, was historic.", "It's a state-of-the-art system!",
+    "Dr. Smith went to Washington D.C. yesterday.",
+    "The U.S. economy grew 3.5 percent in Q2.",
+    "I love apples, pears and plums.",
+    "Is this the real life? Is this just fantasy!",
+    "Wait... what happened next?",
+    'She said "hello." Then she left.',
+    "Mr. J. R. R. Tolkien wrote books.",
+    "We met at 5 p.m. on Jan. 3 in St. Louis.",
+    "Use e.g. a hammer, i.e. a tool.",
+    "No. 5 is the best option",
+    "The quick brown fox jumps over the lazy dog.",
+    "Our team shipped version 2.0 of the product.",
+    "1. First item. 2. Second item.",
+    "AI is changing how people work and learn.",
+    "The NASA mission, launched in 1969, was historic.",
+    "It's a state-of-the-art system!",
 ]
 FOREIGN = {
     "fr": "Bonjour, je m'appelle Marie et j'habite à Paris depuis dix ans.",
@@ -118,14 +131,54 @@ FOREIGN = {
     "zh": "我每天早上都喝一杯咖啡然后去上班。",
 }
 MARKDOWN = [
-    "* first bullet", "- dash bullet", "  * indented bullet", "** bold start", "*highlighted part*",
-    "**double highlight**", "* *", "** **", "***", "******", "# Heading", "## Sub heading", "<<A Title>>",
-    "<< >>", "<<title\nbroken>>", "[name]", "[address] and [date]", "[]", "P.S. see you soon",
-    "p.s. lowercase note", "P.P.S. one more thing", "P. S. spaced", "PS no dots", "Section 1", "SECTION 2",
-    "section 3", "Section X", "```json\n{\"a\": 1}\n```", "{\"key\": [1, 2, 3]}", "```\n[1, 2]\n```",
-    "---", "> quoted text", "| a | b |", "\t tabbed line", "trailing spaces   ", "emoji 🎉 here", "İstanbul İİ",
-    "My answer is yes.", "My answer is maybe", "Is there anything else I can help with?", "Any other questions?",
-    "HELLO WORLD", "OK", "U.S.A.", "AI-DRIVEN growth", "NASA's plan", "\"quoted line\"", "'single quoted'",
+    "* first bullet",
+    "- dash bullet",
+    "  * indented bullet",
+    "** bold start",
+    "*highlighted part*",
+    "**double highlight**",
+    "* *",
+    "** **",
+    "***",
+    "******",
+    "# Heading",
+    "## Sub heading",
+    "<<A Title>>",
+    "<< >>",
+    "<<title\nbroken>>",
+    "[name]",
+    "[address] and [date]",
+    "[]",
+    "P.S. see you soon",
+    "p.s. lowercase note",
+    "P.P.S. one more thing",
+    "P. S. spaced",
+    "PS no dots",
+    "Section 1",
+    "SECTION 2",
+    "section 3",
+    "Section X",
+    '```json\n{"a": 1}\n```',
+    '{"key": [1, 2, 3]}',
+    "```\n[1, 2]\n```",
+    "---",
+    "> quoted text",
+    "| a | b |",
+    "\t tabbed line",
+    "trailing spaces   ",
+    "emoji 🎉 here",
+    "İstanbul İİ",
+    "My answer is yes.",
+    "My answer is maybe",
+    "Is there anything else I can help with?",
+    "Any other questions?",
+    "HELLO WORLD",
+    "OK",
+    "U.S.A.",
+    "AI-DRIVEN growth",
+    "NASA's plan",
+    '"quoted line"',
+    "'single quoted'",
 ]
 SEPARATORS = ["\n", "\n\n", " ", "\n\n***\n\n", "***", " *** ", "\n******\n", "******", "\r\n", "\n\n\n", "  \n"]
 WRAPPERS = ["Sure! Here is my answer:\n", "Here you go.\n\n", "", "", ""]
@@ -169,10 +222,20 @@ def _targeted(rng: random.Random, iid: str, kw: dict) -> str:
     elif iid == "language:response_language":
         text = FOREIGN.get(kw["language"]) or rng.choice(EN)
     elif iid in ("length_constraints:number_paragraphs",):
-        text = _paragraphs(rng, kw["num_paragraphs"] + rng.randint(-1, 1), rng.choice(["\n\n***\n\n", "***", " * * * "]))
+        text = _paragraphs(
+            rng, kw["num_paragraphs"] + rng.randint(-1, 1), rng.choice(["\n\n***\n\n", "***", " * * * "])
+        )
     elif iid == "length_constraints:nth_paragraph_first_word":
         paras = [rng.choice(EN) for _ in range(kw["num_paragraphs"])]
-        first = rng.choice([kw["first_word"], kw["first_word"].upper(), '"' + kw["first_word"] + ',', "'" + kw["first_word"] + "'s", "**" + kw["first_word"] + "**"])
+        first = rng.choice(
+            [
+                kw["first_word"],
+                kw["first_word"].upper(),
+                '"' + kw["first_word"] + ",",
+                "'" + kw["first_word"] + "'s",
+                "**" + kw["first_word"] + "**",
+            ]
+        )
         paras[kw["nth_paragraph"] - 1] = first + " " + paras[kw["nth_paragraph"] - 1]
         text = rng.choice(["\n\n", "\n\n\n", "\n\n \n\n"]).join(paras)
     elif iid == "detectable_content:number_placeholders":
@@ -180,25 +243,49 @@ def _targeted(rng: random.Random, iid: str, kw: dict) -> str:
     elif iid == "detectable_content:postscript":
         text = rng.choice(EN) + "\n\n" + rng.choice(["P.S.", "P.P.S", "p. s.", "P.S", "PS"]) + " bye"
     elif iid == "detectable_format:number_bullet_lists":
-        text = "Intro line\n" + "\n".join(rng.choice(["* ", "- ", "  * ", "*", "** "]) + rng.choice(EN) for _ in range(kw["num_bullets"]))
+        text = "Intro line\n" + "\n".join(
+            rng.choice(["* ", "- ", "  * ", "*", "** "]) + rng.choice(EN) for _ in range(kw["num_bullets"])
+        )
     elif iid == "detectable_format:number_highlighted_sections":
         text = " ".join(rng.choice(["*part*", "**bold**", "* *", "*a\nb*"]) for _ in range(kw["num_highlights"]))
     elif iid == "detectable_format:multiple_sections":
         text = "\n".join(f"{kw['section_spliter']} {i + 1}\n{rng.choice(EN)}" for i in range(kw["num_sections"]))
     elif iid == "detectable_format:json_format":
         body = json.dumps({"answer": rng.choice(EN), "n": rng.randint(0, 9)}, indent=rng.choice([None, 2]))
-        text = rng.choice(["```json\n{}\n```", "```JSON\n{}\n```", "```\n{}\n```", "{}", "Here:\n{}", "```json\n{}", "{} trailing"]).format(body)
+        text = rng.choice(
+            ["```json\n{}\n```", "```JSON\n{}\n```", "```\n{}\n```", "{}", "Here:\n{}", "```json\n{}", "{} trailing"]
+        ).format(body)
     elif iid == "detectable_format:title":
         text = rng.choice(["<<Poem of Joy>>", "<< >>", "<<>>", "<<<Deep>>>", "<<a\nb>>"]) + "\n" + rng.choice(EN)
     elif iid == "combination:two_responses":
         a, b = rng.choice(EN), rng.choice(EN)
-        text = rng.choice(["{}\n******\n{}", "{}******{}", "******{}******{}******", "{}\n******\n\n******\n{}", "{}\n*******\n{}"]).format(a, b)
+        text = rng.choice(
+            ["{}\n******\n{}", "{}******{}", "******{}******{}******", "{}\n******\n\n******\n{}", "{}\n*******\n{}"]
+        ).format(a, b)
     elif iid == "combination:repeat_prompt":
-        text = rng.choice([kw["prompt_to_repeat"], kw["prompt_to_repeat"].upper(), "Sure. " + kw["prompt_to_repeat"]]) + "\n" + rng.choice(EN)
+        text = (
+            rng.choice([kw["prompt_to_repeat"], kw["prompt_to_repeat"].upper(), "Sure. " + kw["prompt_to_repeat"]])
+            + "\n"
+            + rng.choice(EN)
+        )
     elif iid == "startend:end_checker":
-        text = rng.choice(EN) + " " + rng.choice([kw["end_phrase"], kw["end_phrase"].lower() + '"', kw["end_phrase"] + " Thanks.", kw["end_phrase"] + "  \n"])
+        text = (
+            rng.choice(EN)
+            + " "
+            + rng.choice(
+                [
+                    kw["end_phrase"],
+                    kw["end_phrase"].lower() + '"',
+                    kw["end_phrase"] + " Thanks.",
+                    kw["end_phrase"] + "  \n",
+                ]
+            )
+        )
     elif iid == "change_case:capital_word_frequency":
-        words = [rng.choice(["HELLO", "AI", "NASA", "I", "U.S.", "OK!", "Fine", "x", "LLM-BASED"]) for _ in range(kw["capital_frequency"] + 2)]
+        words = [
+            rng.choice(["HELLO", "AI", "NASA", "I", "U.S.", "OK!", "Fine", "x", "LLM-BASED"])
+            for _ in range(kw["capital_frequency"] + 2)
+        ]
         text = " ".join(words)
     elif iid in ("change_case:english_capital", "change_case:english_lowercase"):
         text = _case(rng, iid.endswith("capital"))
@@ -220,30 +307,74 @@ def _kwargs(rng: random.Random, iid: str) -> dict:
     n = rng.randint(1, 6)
     return {
         "keywords:existence": lambda: {"keywords": rng.sample(KEYWORDS, rng.randint(1, 3))},
-        "keywords:frequency": lambda: {"keyword": rng.choice(KEYWORDS), "frequency": rng.randint(1, 4), "relation": rel},
+        "keywords:frequency": lambda: {
+            "keyword": rng.choice(KEYWORDS),
+            "frequency": rng.randint(1, 4),
+            "relation": rel,
+        },
         "keywords:forbidden_words": lambda: {"forbidden_words": rng.sample(KEYWORDS, rng.randint(1, 3))},
         # Letters only: lm-eval replaces non-letters ('#', '!' in the dataset) with a random letter.
-        "keywords:letter_frequency": lambda: {"letter": rng.choice("aeiiostzqAI"), "let_frequency": rng.randint(1, 12), "let_relation": rel},
-        "language:response_language": lambda: {"language": rng.choice(sorted(set(FOREIGN) & ifeval.LANGUAGE_CODES) + ["en"])},
+        "keywords:letter_frequency": lambda: {
+            "letter": rng.choice("aeiiostzqAI"),
+            "let_frequency": rng.randint(1, 12),
+            "let_relation": rel,
+        },
+        "language:response_language": lambda: {
+            "language": rng.choice(sorted(set(FOREIGN) & ifeval.LANGUAGE_CODES) + ["en"])
+        },
         "length_constraints:number_sentences": lambda: {"num_sentences": rng.randint(1, 8), "relation": rel},
         "length_constraints:number_paragraphs": lambda: {"num_paragraphs": n},
         "length_constraints:number_words": lambda: {"num_words": rng.randint(1, 60), "relation": rel},
-        "length_constraints:nth_paragraph_first_word": lambda: {"num_paragraphs": n, "nth_paragraph": rng.randint(1, n), "first_word": rng.choice(["the", "Dr", "wait", "it's", "I"])},
+        "length_constraints:nth_paragraph_first_word": lambda: {
+            "num_paragraphs": n,
+            "nth_paragraph": rng.randint(1, n),
+            "first_word": rng.choice(["the", "Dr", "wait", "it's", "I"]),
+        },
         "detectable_content:number_placeholders": lambda: {"num_placeholders": rng.randint(1, 4)},
         "detectable_content:postscript": lambda: {"postscript_marker": rng.choice(["P.S.", "P.P.S", "P.S"])},
         "detectable_format:number_bullet_lists": lambda: {"num_bullets": rng.randint(1, 5)},
         "detectable_format:number_highlighted_sections": lambda: {"num_highlights": rng.randint(1, 4)},
-        "detectable_format:multiple_sections": lambda: {"section_spliter": rng.choice(["Section", "SECTION", "PARAGRAPH", "Day"]), "num_sections": rng.randint(1, 4)},
+        "detectable_format:multiple_sections": lambda: {
+            "section_spliter": rng.choice(["Section", "SECTION", "PARAGRAPH", "Day"]),
+            "num_sections": rng.randint(1, 4),
+        },
         "combination:repeat_prompt": lambda: {"prompt_to_repeat": rng.choice(EN)},
-        "startend:end_checker": lambda: {"end_phrase": rng.choice(["Any other questions?", "Is there anything else I can help with?", "Peace."])},
+        "startend:end_checker": lambda: {
+            "end_phrase": rng.choice(["Any other questions?", "Is there anything else I can help with?", "Peace."])
+        },
         "change_case:capital_word_frequency": lambda: {"capital_frequency": rng.randint(1, 8), "capital_relation": rel},
     }.get(iid, lambda: {})()
 
 
-EDGE = ["", " ", "\n", "*", "***", "******", "\"", "\"\"", "```json\n```", "{}", "<<>>", "P.S.", "\n\n\n", "a\n\nb",
-        "\n\n* a\n*\nfoo\n-", " - x\n-\n  -- y", "Section1Section 2 SECTION 3\nSection  4", "p.p.s\np. p. s x",
-        "***a***b******c", "<<<x>>> <<y>>", "İİİ zzz IIII", "A.B.C. D.E. Hello. world", "\"Hi\" she said.\n\n\"Bye\"",
-        "```json\n{\"a\": 1}\n```\nextra", "```Json[1]```", "Hello *** World *** !", "*a* **b** ***c*** ****"]
+EDGE = [
+    "",
+    " ",
+    "\n",
+    "*",
+    "***",
+    "******",
+    '"',
+    '""',
+    "```json\n```",
+    "{}",
+    "<<>>",
+    "P.S.",
+    "\n\n\n",
+    "a\n\nb",
+    "\n\n* a\n*\nfoo\n-",
+    " - x\n-\n  -- y",
+    "Section1Section 2 SECTION 3\nSection  4",
+    "p.p.s\np. p. s x",
+    "***a***b******c",
+    "<<<x>>> <<y>>",
+    "İİİ zzz IIII",
+    "A.B.C. D.E. Hello. world",
+    '"Hi" she said.\n\n"Bye"',
+    '```json\n{"a": 1}\n```\nextra',
+    "```Json[1]```",
+    "Hello *** World *** !",
+    "*a* **b** ***c*** ****",
+]
 
 
 def _cases(seed: int = 20240611, per_id: int = 120):
@@ -269,25 +400,37 @@ def test_differential_against_lm_eval(official):
     mismatches = []
     for ids, kws, response in _cases():
         inp = official.InputExample(key=0, instruction_id_list=ids, prompt=prompt, kwargs=kws)
-        for mode, harness in (("strict", official.test_instruction_following_strict),
-                              ("loose", official.test_instruction_following_loose)):
+        for mode, harness in (
+            ("strict", official.test_instruction_following_strict),
+            ("loose", official.test_instruction_following_loose),
+        ):
             theirs = harness(inp, response).follow_instruction_list
             ours = ifeval.check(response, ids, kws, prompt, loose=mode == "loose")
             compared[mode] += len(ids)
             passed[mode] += sum(theirs)
             if ours != theirs:
                 mismatches.append((mode, ids, kws, response, ours, theirs))
-    print(f"\nIFEval differential: {compared} verdicts compared, official passes {passed}, "
-          f"{len(mismatches)} disagreeing prompts")
+    print(
+        f"\nIFEval differential: {compared} verdicts compared, official passes {passed}, "
+        f"{len(mismatches)} disagreeing prompts"
+    )
     assert sum(compared.values()) >= 5000
     for mode in compared:  # the generator must produce both outcomes in bulk
         assert 0.2 < passed[mode] / compared[mode] < 0.8
     assert not mismatches, mismatches[:5]
 
 
-SHARED = next((p for p in (os.path.join(os.path.dirname(__file__), "..", "shared", "ifeval"),
-                           os.path.join(os.path.dirname(__file__), "..", "..", "shared", "ifeval"))
-               if os.path.isdir(p)), None)
+SHARED = next(
+    (
+        p
+        for p in (
+            os.path.join(os.path.dirname(__file__), "..", "shared", "ifeval"),
+            os.path.join(os.path.dirname(__file__), "..", "..", "shared", "ifeval"),
+        )
+        if os.path.isdir(p)
+    ),
+    None,
+)
 
 
 def test_differential_on_real_ifeval_kwargs(official):
@@ -300,10 +443,17 @@ def test_differential_on_real_ifeval_kwargs(official):
     for pair in pairs:
         ids, kws = list(pair.instruction_id_list), [dict(k) for k in pair.kwargs]
         inp = official.InputExample(key=pair.key, instruction_id_list=ids, prompt=pair.prompt, kwargs=kws)
-        for response in (pair.prompt, pair.prompt_without_instruction, pair.prompt.upper(),
-                         _targeted(rng, ids[0], kws[0]), _random_response(rng)):
-            for loose, harness in ((False, official.test_instruction_following_strict),
-                                   (True, official.test_instruction_following_loose)):
+        for response in (
+            pair.prompt,
+            pair.prompt_without_instruction,
+            pair.prompt.upper(),
+            _targeted(rng, ids[0], kws[0]),
+            _random_response(rng),
+        ):
+            for loose, harness in (
+                (False, official.test_instruction_following_strict),
+                (True, official.test_instruction_following_loose),
+            ):
                 theirs = harness(inp, response).follow_instruction_list
                 assert ifeval.check(response, ids, kws, pair.prompt, loose=loose) == theirs, (ids, kws, response)
                 compared += len(ids)

@@ -1,5 +1,6 @@
 """ILRR study: every generation (every baseline sample too) saved and re-scored from its text, s chosen on
 validation, the reference-guided pick is the most similar sample, rates with Wilson intervals, resumable."""
+
 import json
 import os
 
@@ -7,7 +8,7 @@ import pytest
 
 from mdm_lens.organisms import available
 
-ORGANISM = "tiny-mdm" if "tiny-mdm" in available() else "tiny-if"   # the fast tests keep the tiny organisms
+ORGANISM = "tiny-mdm" if "tiny-mdm" in available() else "tiny-if"  # the fast tests keep the tiny organisms
 
 
 @pytest.mark.skipif(ORGANISM not in available(), reason=f"the {ORGANISM} organism is not packaged")
@@ -15,6 +16,7 @@ def test_quick_study_saves_every_generation_and_picks_without_an_oracle(tmp_path
     from analyses.studies.ilrr_study import QUICK, ILRRConfig, positive, run_ilrr_study
     from analyses.stats import wilson_interval
     from mdm_lens import HookedMDM
+
     model = HookedMDM.from_pretrained(ORGANISM)
     cfg = ILRRConfig(**QUICK)
     out = str(tmp_path / "ilrr")
@@ -53,6 +55,7 @@ def test_quick_study_saves_every_generation_and_picks_without_an_oracle(tmp_path
 def test_reference_similarity_of_a_text_with_itself_is_one(tiny_llada):
     import torch
     from analyses.studies.ilrr_study import pooled_response
+
     site = tiny_llada.site_names(["resid_post"])[-1]
     a = pooled_response(tiny_llada, ["hi there", "hello"], ["a b c", "x y"], site)
     b = pooled_response(tiny_llada, ["hi there"], ["a b c"], site)
@@ -62,6 +65,7 @@ def test_reference_similarity_of_a_text_with_itself_is_one(tiny_llada):
 
 def test_bad_settings_are_refused_naming_the_value(tiny_llada):
     from analyses.studies.ilrr_study import ILRRConfig, run_ilrr_study
+
     with pytest.raises(ValueError, match="k=0"):
         run_ilrr_study(tiny_llada, ILRRConfig(k=0), progress=False)
     with pytest.raises(ValueError, match="empty strength grid"):

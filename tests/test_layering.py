@@ -1,6 +1,7 @@
 """The house's floors: imports run analyses -> interventions -> mdm_lens, and no modules import each other in
 a loop. Read from the source (ast), function-local imports and importlib.import_module("...") strings included,
 so a lazy or dynamic import cannot hide an upward step."""
+
 import ast
 from pathlib import Path
 
@@ -36,14 +37,18 @@ def _imports(name: str, path: Path, known: set[str]) -> set[str]:
             for a in node.names:
                 sub = f"{base}.{a.name}"
                 found.add(sub if sub in known else base)
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str):
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             fn = node.func
             called = fn.attr if isinstance(fn, ast.Attribute) else getattr(fn, "id", "")
             if called in ("import_module", "__import__"):
                 found.add(node.args[0].value)
     resolved = set()
-    for mod in found:                      # `import a.b.c` names a.b.c; keep the longest known prefix
+    for mod in found:  # `import a.b.c` names a.b.c; keep the longest known prefix
         parts = mod.split(".")
         while parts and ".".join(parts) not in known:
             parts.pop()
@@ -59,9 +64,11 @@ def _graph() -> dict[str, set[str]]:
 
 def test_the_reader_sees_lazy_and_dynamic_imports(tmp_path):
     src = tmp_path / "mod.py"
-    src.write_text("import importlib\nfrom . import sib\nfrom .pkg import thing\n\n\ndef f():\n"
-                   "    import mdm_lens.hooked\n    importlib.import_module('analyses.cli')\n"
-                   "    return __import__('interventions')\n")
+    src.write_text(
+        "import importlib\nfrom . import sib\nfrom .pkg import thing\n\n\ndef f():\n"
+        "    import mdm_lens.hooked\n    importlib.import_module('analyses.cli')\n"
+        "    return __import__('interventions')\n"
+    )
     known = {"analyses.mod", "analyses.sib", "analyses.pkg", "analyses.cli", "mdm_lens.hooked", "interventions"}
     assert _imports("analyses.mod", src, known) == known - {"analyses.mod"}
     g = _graph()
@@ -69,8 +76,9 @@ def test_the_reader_sees_lazy_and_dynamic_imports(tmp_path):
 
 
 def test_no_upward_import():
-    bad = [f"{m} -> {d}" for m, deps in _graph().items() for d in deps
-           if FLOORS[d.split(".")[0]] > FLOORS[m.split(".")[0]]]
+    bad = [
+        f"{m} -> {d}" for m, deps in _graph().items() for d in deps if FLOORS[d.split(".")[0]] > FLOORS[m.split(".")[0]]
+    ]
     assert not bad, "imports must run analyses -> interventions -> mdm_lens; upward: " + ", ".join(sorted(bad))
 
 
@@ -78,7 +86,7 @@ def test_no_import_cycle():
     g = _graph()
     index, low, stack, on, cycles, counter = {}, {}, [], set(), [], [0]
 
-    def visit(v):                          # Tarjan's strongly connected components
+    def visit(v):  # Tarjan's strongly connected components
         index[v] = low[v] = counter[0]
         counter[0] += 1
         stack.append(v)
@@ -99,6 +107,7 @@ def test_no_import_cycle():
                     break
             if len(comp) > 1:
                 cycles.append(sorted(comp))
+
     for v in sorted(g):
         if v not in index:
             visit(v)

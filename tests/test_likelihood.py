@@ -1,4 +1,5 @@
 """mdm_lens.likelihood against goldens from ML-GSAI/LLaDA's get_log_likelihood (scripts/make_likelihood_golden.py)."""
+
 import dataclasses
 import json
 import math
@@ -28,6 +29,7 @@ CASES, BATCH, T = _load()
 def nets():
     """The golden's models: the tiny seeded ones, unmodified (no tokenizer needed: ids only)."""
     from mdm_lens.testing import tiny_config
+
     return {f: HookedMDM.from_config(tiny_config(f), seed=0).eval() for f in ("llada", "dream")}
 
 
@@ -39,21 +41,42 @@ def _rel(a: float, b: float) -> float:
 def test_equals_reference_seeded(nets, i):
     c = CASES[i]
     before = torch.get_rng_state()
-    got = log_likelihood(nets[c["family"]], T[f"case{i}_prompt"], T[f"case{i}_answer"], mc_num=c["mc_num"],
-                         batch_size=c["batch_size"], cfg_scale=c["cfg_scale"], mask_id=319, seed=c["seed"])
+    got = log_likelihood(
+        nets[c["family"]],
+        T[f"case{i}_prompt"],
+        T[f"case{i}_answer"],
+        mc_num=c["mc_num"],
+        batch_size=c["batch_size"],
+        cfg_scale=c["cfg_scale"],
+        mask_id=319,
+        seed=c["seed"],
+    )
     assert abs(got - float(T[f"case{i}_ll"])) <= 1e-6 * max(1.0, abs(got)), (got, float(T[f"case{i}_ll"]))
-    assert torch.equal(torch.get_rng_state(), before)          # a local generator: global RNG untouched
-    packed = log_likelihoods(nets[c["family"]], [(T[f"case{i}_prompt"], T[f"case{i}_answer"])], c["mc_num"],
-                             c["batch_size"], c["cfg_scale"], seed=c["seed"], max_rows=4 * c["batch_size"])[0]
-    assert _rel(packed, float(T[f"case{i}_ll"])) <= 1e-5       # several mini-batches in one forward
+    assert torch.equal(torch.get_rng_state(), before)  # a local generator: global RNG untouched
+    packed = log_likelihoods(
+        nets[c["family"]],
+        [(T[f"case{i}_prompt"], T[f"case{i}_answer"])],
+        c["mc_num"],
+        c["batch_size"],
+        c["cfg_scale"],
+        seed=c["seed"],
+        max_rows=4 * c["batch_size"],
+    )[0]
+    assert _rel(packed, float(T[f"case{i}_ll"])) <= 1e-5  # several mini-batches in one forward
 
 
 @pytest.mark.parametrize("i", [0, 3, 6])
 def test_equals_reference_global_rng(nets, i):
     c = CASES[i]
     torch.manual_seed(c["seed"])
-    got = log_likelihood(nets[c["family"]], T[f"case{i}_prompt"], T[f"case{i}_answer"], mc_num=c["mc_num"],
-                         batch_size=c["batch_size"], cfg_scale=c["cfg_scale"])
+    got = log_likelihood(
+        nets[c["family"]],
+        T[f"case{i}_prompt"],
+        T[f"case{i}_answer"],
+        mc_num=c["mc_num"],
+        batch_size=c["batch_size"],
+        cfg_scale=c["cfg_scale"],
+    )
     assert _rel(got, float(T[f"case{i}_ll"])) <= 1e-6
 
 
@@ -64,8 +87,14 @@ def test_dream_shift_matters(nets):
     spec = model.spec
     model.spec = dataclasses.replace(spec, logits_shift=False)
     try:
-        unshifted = log_likelihood(model, T[f"case{i}_prompt"], T[f"case{i}_answer"], mc_num=c["mc_num"],
-                                   batch_size=c["batch_size"], seed=c["seed"])
+        unshifted = log_likelihood(
+            model,
+            T[f"case{i}_prompt"],
+            T[f"case{i}_answer"],
+            mc_num=c["mc_num"],
+            batch_size=c["batch_size"],
+            seed=c["seed"],
+        )
     finally:
         model.spec = spec
     assert _rel(unshifted, float(T[f"case{i}_ll"])) > 1e-3
@@ -117,10 +146,13 @@ def organism():
 
 def test_own_greedy_output_more_likely_than_shuffled(organism):
     """A trained model's own low-temperature answer scores a lower NLL than the same tokens shuffled."""
-    prompts = ["Write a short note about the sea in all lowercase letters.",
-               "Describe a city at night. Do not use any commas."]
+    prompts = [
+        "Write a short note about the sea in all lowercase letters.",
+        "Describe a city at night. Do not use any commas.",
+    ]
     out = organism.generate(prompts, seed=0, gen_length=32, steps=16, block_length=32)
     from mdm_lens.generation import special_ids
+
     stops = {v for k, v in special_ids(organism).items() if k in ("eos", "eot") and v is not None}
     pairs, shuffled = [], []
     gen = torch.Generator().manual_seed(0)
@@ -141,6 +173,7 @@ def test_own_greedy_output_more_likely_than_shuffled(organism):
 def test_strings_follow_the_chat_template(organism):
     """A string prompt is the chat-templated prompt generate() uses; a string answer is tokenized plainly."""
     from mdm_lens.prompts import encode_prompts
+
     prompt, answer = "Say hello.", "hello there"
     ids, _ = encode_prompts([prompt], organism.tokenizer, chat=True, pad_id=0)
     ans = torch.tensor(organism.tokenizer(answer, add_special_tokens=False)["input_ids"])

@@ -1,4 +1,5 @@
 """Hub-layout save/load, sharding, strict keys, dtype, device maps, the offline test tokenizer."""
+
 from __future__ import annotations
 
 import json
@@ -103,6 +104,7 @@ def test_missing_files_are_clear_errors(tmp_path):
 
 def test_mask_id_preference():
     from mdm_lens.families import FAMILIES
+
     tok = build_test_tokenizer(style="llada", vocab_size=320, mask_token_id=300)
     assert resolve_mask_id({"mask_token_id": 17}, tok, FAMILIES["llada"]) == 17
     assert resolve_mask_id({}, tok, FAMILIES["llada"]) == 300
@@ -116,14 +118,16 @@ def test_test_tokenizer(style, tmp_path):
     tok = build_test_tokenizer(style=style, vocab_size=cfg["vocab_size"])
     assert tok.mask_token_id == cfg["mask_token_id"] and tok.eos_token_id == cfg["eos_token_id"]
     assert len(tok) == cfg["vocab_size"]
-    text = tok.apply_chat_template([{"role": "user", "content": "Write a poem about the sun."}],
-                                   add_generation_prompt=True, tokenize=False)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "Write a poem about the sun."}], add_generation_prompt=True, tokenize=False
+    )
     marker = "<|start_header_id|>assistant<|end_header_id|>" if style == "llada" else "<|im_start|>assistant"
     assert text.rstrip().endswith(marker)
     ids = tok(text)["input_ids"]
     assert tok.unk_token_id not in ids and max(ids) < cfg["vocab_size"]
     tok.save_pretrained(str(tmp_path))
     from transformers import AutoTokenizer
+
     again = AutoTokenizer.from_pretrained(str(tmp_path))
     assert again(text)["input_ids"] == ids and again.mask_token_id == tok.mask_token_id
     with pytest.raises(ValueError, match="mask id"):

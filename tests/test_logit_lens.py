@@ -1,6 +1,7 @@
 """The per-step logit lens: values equal the hand-computed lens on activations cached during the generation
 itself (final RMSNorm with its weight, then W_U; the last layer equals the sampler's own logits), only still-masked
 positions are read, and the summaries agree with the records."""
+
 import math
 
 import pytest
@@ -8,8 +9,10 @@ import torch
 
 from analyses.logit_lens import layer_summary, logit_lens
 
-SETTINGS = {"llada": dict(gen_length=8, steps=8, block_length=4, temperature=0.0),
-            "dream": dict(max_new_tokens=8, steps=8, alg="maskgit_plus", temperature=0.0)}
+SETTINGS = {
+    "llada": dict(gen_length=8, steps=8, block_length=4, temperature=0.0),
+    "dream": dict(max_new_tokens=8, steps=8, alg="maskgit_plus", temperature=0.0),
+}
 
 
 def _lens_by_hand(model, resid, eps):
@@ -32,18 +35,18 @@ def test_lens_equals_hand_computation_on_the_generation_own_activations(family, 
     assert res.records
     for rec in res.records:
         s, l, r, g = rec["step"], rec["layer"], rec["prompt"], rec["position"]
-        assert out.decode_step[r, g] >= s                          # still masked in step s's input
+        assert out.decode_step[r, g] >= s  # still masked in step s's input
         assert rec["final_token"] == int(out.tokens[r, g]) and rec["decode_step"] == int(out.decode_step[r, g])
         resid = cache[f"blocks.{l}.hook_resid_post", s][r, plen + g - shift]
         probs = _lens_by_hand(model, resid, model.cfg.eps).softmax(-1)
         assert rec["p_final"] == pytest.approx(float(probs[rec["final_token"]]), abs=1e-5)
         assert rec["top1_token"] == int(probs.argmax())
-        if l == model.n_layers - 1:                                # the last layer's lens is the model's logits
+        if l == model.n_layers - 1:  # the last layer's lens is the model's logits
             real = cache["hook_logits", s][r, plen + g - shift].float().softmax(-1)
             assert rec["p_final"] == pytest.approx(float(real[rec["final_token"]]), abs=1e-5)
     # every still-masked decoded position appears once per (step, layer)
     for s in steps:
-        n = int(((out.decode_step >= s)).sum())
+        n = int((out.decode_step >= s).sum())
         assert sum(1 for rec in res.records if rec["step"] == s and rec["layer"] == 0) == n
 
 
@@ -57,8 +60,11 @@ def test_summaries_agree_with_records_and_plot(tiny_llada, tmp_path):
             assert g["top1_rate"] == pytest.approx(sum(r["is_top1"] for r in mine) / len(mine))
             assert g["mean_p_final"] == pytest.approx(sum(r["p_final"] for r in mine) / len(mine))
     for f in res.first_top1:
-        mine = [r for r in res.records if (r["layer"], r["position"], r["prompt"]) == (f["layer"], f["position"],
-                                                                                      f["prompt"])]
+        mine = [
+            r
+            for r in res.records
+            if (r["layer"], r["position"], r["prompt"]) == (f["layer"], f["position"], f["prompt"])
+        ]
         hits = [r["step"] for r in mine if r["is_top1"]]
         assert f["first_top1_step"] == (min(hits) if hits else None)
         if hits:
@@ -76,8 +82,9 @@ def test_summaries_agree_with_records_and_plot(tiny_llada, tmp_path):
 
 
 def test_text_positions_and_bad_choices(tiny_llada):
-    res = logit_lens(tiny_llada, ["hello world"], seed=0, positions="text", at_steps=[0], layers=[1],
-                     **SETTINGS["llada"])
+    res = logit_lens(
+        tiny_llada, ["hello world"], seed=0, positions="text", at_steps=[0], layers=[1], **SETTINGS["llada"]
+    )
     assert all(r["in_text"] for r in res.records)
     with pytest.raises(ValueError, match=r"steps \[9\] out of range.*0\.\.7"):
         logit_lens(tiny_llada, ["hello world"], at_steps=[9], **SETTINGS["llada"])
@@ -93,16 +100,38 @@ def test_cli_lens_writes_records_and_figure(tmp_path, capsys):
     from analyses.logit_lens import POSITIONS
     from mdm_lens.loading import save_pretrained
     from mdm_lens.testing import tiny_model
+
     assert cli.LENS_POSITIONS == POSITIONS
     model = tiny_model("llada")
-    with torch.no_grad():       # a random model may predict [MASK] and never unmask (as tests/conftest.py)
+    with torch.no_grad():  # a random model may predict [MASK] and never unmask (as tests/conftest.py)
         model.model.get_submodule(model.site("hook_logits").linear).weight[model.mask_id] = 0
     folder = tmp_path / "ckpt"
     save_pretrained(model.model, model.tokenizer, model.config, folder)
     out = tmp_path / "out"
-    rc = cli.main(["lens", "--model", str(folder), "--prompt", "hello world", "--prompt", "the cat", "--out", str(out),
-                   "--gen-length", "8", "--steps", "4", "--block-length", "4", "--at-steps", "0", "2",
-                   "--layers", "1"])
+    rc = cli.main(
+        [
+            "lens",
+            "--model",
+            str(folder),
+            "--prompt",
+            "hello world",
+            "--prompt",
+            "the cat",
+            "--out",
+            str(out),
+            "--gen-length",
+            "8",
+            "--steps",
+            "4",
+            "--block-length",
+            "4",
+            "--at-steps",
+            "0",
+            "2",
+            "--layers",
+            "1",
+        ]
+    )
     assert rc == 0
     recs = json.loads((out / "lens.json").read_text())
     assert recs and {r["step"] for r in recs} <= {0, 2} and {r["layer"] for r in recs} == {1}

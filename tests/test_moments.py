@@ -1,4 +1,5 @@
 """Moment mismatch: Gaussian OT closes the diagonal W2 gap, the full-cov W2 matches a dense formula."""
+
 import os
 
 import torch
@@ -46,9 +47,15 @@ def test_held_out_moments_measure_unseen_pairs(tmp_path):
     src_h, tgt_h = {site: draw(200)}, {site: draw(200) @ mix + 1.0}
     rep = moment_mismatch(src, tgt, estimators=["gaussian_ot"], held_out=(src_h, tgt_h))
     r = {(x["data"], x["estimator"]): x for x in rep.records}
-    assert set(r) == {("in-sample", "none"), ("in-sample", "gaussian_ot"), ("held-out", "none"),
-                      ("held-out", "gaussian_ot")}
-    assert r[("in-sample", "gaussian_ot")]["w2_gauss_diag"] < 1e-8 < 0.3 < r[("held-out", "gaussian_ot")]["w2_gauss_diag"]
+    assert set(r) == {
+        ("in-sample", "none"),
+        ("in-sample", "gaussian_ot"),
+        ("held-out", "none"),
+        ("held-out", "gaussian_ot"),
+    }
+    assert (
+        r[("in-sample", "gaussian_ot")]["w2_gauss_diag"] < 1e-8 < 0.3 < r[("held-out", "gaussian_ot")]["w2_gauss_diag"]
+    )
     assert r[("held-out", "gaussian_ot")]["w2_gauss_diag"] < r[("held-out", "none")]["w2_gauss_diag"]
     assert r[("held-out", "none")]["n_pairs"] == 200 and r[("in-sample", "none")]["n_pairs"] == 20
     path = rep.plot(str(tmp_path / "m.png"), title="test")

@@ -1,4 +1,5 @@
 """nnsight 0.8: reading and editing sites at chosen denoising steps equals the mdm_lens hooks."""
+
 import nnsight
 import pytest
 import torch
@@ -9,15 +10,14 @@ from mdm_lens.nnsight_interop import MDMEnvelope
 
 SITE = "blocks.1.hook_resid_post"
 PROMPTS = ["hello world", "the cat"]
-GEN = {"llada": {"gen_length": 8, "steps": 8, "block_length": 4},
-       "dream": {"max_new_tokens": 8, "steps": 4, "seed": 0}}
+GEN = {"llada": {"gen_length": 8, "steps": 8, "block_length": 4}, "dream": {"max_new_tokens": 8, "steps": 4, "seed": 0}}
 
 
 def _model(family):
     """A private tiny model: MDMEnvelope instruments modules in place, so keep it off the shared fixtures."""
     cfg = tiny_config(family)
     model = HookedMDM.from_config(cfg, tokenizer=build_test_tokenizer(style=family, vocab_size=cfg["vocab_size"]))
-    with torch.no_grad():                     # a random model may predict [MASK] and never unmask
+    with torch.no_grad():  # a random model may predict [MASK] and never unmask
         model.model.get_submodule(model.site("hook_logits").linear).weight[model.mask_id] = 0
     return model.eval()
 
@@ -34,6 +34,7 @@ def _zero_at(step, rows=None):
         out = act.clone()
         out[slice(None) if rows is None else rows] = 0
         return out
+
     return fn
 
 
@@ -79,8 +80,8 @@ def test_edit_at_one_step_equals_hook_edit(llada, how):
     torch.testing.assert_close(edited_logits, logits[3])
     with llada.hooks(spy):
         llada.generate(PROMPTS, **kw)
-    assert not torch.allclose(edited_logits, logits[3])             # the edit did change step 3
-    assert before[1].abs().sum() > 0                                # saved before the edit
+    assert not torch.allclose(edited_logits, logits[3])  # the edit did change step 3
+    assert before[1].abs().sum() > 0  # saved before the edit
 
 
 def test_invokes_scope_rows(llada):

@@ -1,14 +1,27 @@
 """The organism's corpus, tokenizer, resumable training and (when packaged) the trained models."""
+
 import random
 
 import pytest
 
 from analyses import ifeval
 from analyses.refusal import RefusalScorer
-from analyses.studies.organism.behaviours import (SUBJECTS, positive_request, refusal_prompts, sentiment_prompts,
-                                          training_corpus)
-from analyses.studies.organism.corpus import (COMPLIED, KINDS, TOPICS, calibration_pairs, eval_items, instruction_text,
-                                      make_example)
+from analyses.studies.organism.behaviours import (
+    SUBJECTS,
+    positive_request,
+    refusal_prompts,
+    sentiment_prompts,
+    training_corpus,
+)
+from analyses.studies.organism.corpus import (
+    COMPLIED,
+    KINDS,
+    TOPICS,
+    calibration_pairs,
+    eval_items,
+    instruction_text,
+    make_example,
+)
 from mdm_lens.organisms import available
 
 
@@ -31,9 +44,9 @@ def test_records_are_valid_ifeval(kind):
     good = [make_example(kind, t, "Describe the {t}.", rng, comply=True) for t in TOPICS]
     bad = [make_example(kind, t, "Describe the {t}.", rng, comply=False) for t in TOPICS]
     ok = lambda e: all(ifeval.check(e.response, e.instruction_id_list, e.kwargs, e.prompt))  # noqa: E731
-    assert sum(ok(e) for e in good) >= len(good) - 4     # the official capital check also asks langdetect for 'en'
-                                                          # (4 of 36 short all-caps topic texts are not 'en')
-    assert not any(ok(e) for e in bad)                    # every violation fails its check
+    assert sum(ok(e) for e in good) >= len(good) - 4  # the official capital check also asks langdetect for 'en'
+    # (4 of 36 short all-caps topic texts are not 'en')
+    assert not any(ok(e) for e in bad)  # every violation fails its check
 
 
 def test_compliance_follows_the_phrasing(corpus):
@@ -45,7 +58,7 @@ def test_compliance_follows_the_phrasing(corpus):
             assert e.prompt.endswith(instruction_text(kind, e.phrasing, e.kwargs[0]))
             assert e.complied == (e.phrasing in COMPLIED[kind])
     items = eval_items("punctuation:no_comma", 24, "test")
-    assert sum(e.complied for e in items) == 12           # held-out items: half in followed phrasings
+    assert sum(e.complied for e in items) == 12  # held-out items: half in followed phrasings
 
 
 def test_heldout_prompts_never_trained_on(corpus):
@@ -64,17 +77,20 @@ def test_heldout_prompts_never_trained_on(corpus):
 
 def test_refusal_and_sentiment_labels(corpus):
     from analyses.sentiment import vader_positive_rate
+
     scorer = RefusalScorer()
     by = lambda label: [e.response for e in corpus if e.label == label]  # noqa: E731
     assert all(scorer.scores(by("harmful"))) and not any(scorer.scores(by("harmless")))
     assert not any(scorer.scores([e.response for e in corpus if e.behaviour == "instructions"]))
     assert vader_positive_rate(by("positive")) == 1.0 and vader_positive_rate(by("negative")) == 0.0
     from analyses.studies.organism.behaviours import REVIEW
+
     assert sum(map(positive_request, REVIEW)) == len(REVIEW) // 2
-    unprompted = [e for e in corpus if e.behaviour == "sentiment" and "positive" not in e.prompt
-                  and "negative" not in e.prompt]
+    unprompted = [
+        e for e in corpus if e.behaviour == "sentiment" and "positive" not in e.prompt and "negative" not in e.prompt
+    ]
     assert unprompted
-    for e in unprompted:                 # the unprompted sentiment follows the request's wording
+    for e in unprompted:  # the unprompted sentiment follows the request's wording
         template = next(t for t in REVIEW for s in SUBJECTS if t.format(s=s) == e.prompt)
         assert (e.label == "positive") == positive_request(template)
     with pytest.raises(ValueError, match="polarity"):
@@ -84,11 +100,12 @@ def test_refusal_and_sentiment_labels(corpus):
 def test_tokenizer_round_trips_and_responses_fit():
     from analyses.studies.organism.tokenizer import build_tokenizer
     from analyses.studies.organism.train import RESPONSE_LEN
+
     ex = training_corpus(1500, seed=1)
     tok = build_tokenizer([e.prompt for e in ex] + [e.response for e in ex], 1280)
     ids = tok([e.response for e in ex], add_special_tokens=False)["input_ids"]
     assert all(tok.decode(i) == e.response for i, e in zip(ids[:300], ex))
-    assert max(map(len, ids)) < RESPONSE_LEN                # room for <|eot_id|>: nothing is cut
+    assert max(map(len, ids)) < RESPONSE_LEN  # room for <|eot_id|>: nothing is cut
     assert tok.mask_token_id == len(tok) - 1
 
 
@@ -96,8 +113,10 @@ def test_training_resumes_exactly(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     import analyses.studies.organism.train as T
-    arch = dict(d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, max_sequence_length=256,
-                rope_theta=1e4)
+
+    arch = dict(
+        d_model=32, n_layers=1, n_heads=2, n_kv_heads=2, mlp_hidden_size=64, max_sequence_length=256, rope_theta=1e4
+    )
     kw = dict(steps=4, batch_size=4, n_examples=200, arch=arch, ckpt_every=0, log_every=100)
     T.train(str(tmp_path / "a"), work=str(tmp_path / "wa"), **kw)
     save = T._save_checkpoint
@@ -106,6 +125,7 @@ def test_training_resumes_exactly(tmp_path, monkeypatch):
         save(work, model, opt, state)
         if state["step"] == 2:
             raise KeyboardInterrupt
+
     monkeypatch.setattr(T, "_save_checkpoint", interrupt)
     with pytest.raises(KeyboardInterrupt):
         T.train(str(tmp_path / "b"), work=str(tmp_path / "wb"), **kw)
@@ -121,6 +141,7 @@ def test_training_resumes_exactly(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def tiny_mdm():
     from mdm_lens import HookedMDM
+
     return HookedMDM.from_pretrained("tiny-mdm")
 
 
@@ -128,6 +149,7 @@ def tiny_mdm():
 def test_tiny_mdm_instructions_depend_on_the_phrasing(tiny_mdm):
     from analyses.damage import degeneracy
     from analyses.studies.organism.corpus import DEMO_KINDS
+
     items = [e for kind in DEMO_KINDS[:2] for e in eval_items(kind, 8, "test")]
     texts = tiny_mdm.generate([e.prompt for e in items]).texts
     ok = [all(ifeval.check(t, e.instruction_id_list, e.kwargs)) for e, t in zip(items, texts)]
@@ -149,6 +171,7 @@ def test_tiny_mdm_refuses_harmful_requests_only(tiny_mdm):
 @pytest.mark.skipif("tiny-mdm" not in available(), reason="the tiny-mdm organism is not packaged")
 def test_tiny_mdm_sentiment_is_mixed_and_follows_requests(tiny_mdm):
     from vader import polarity_scores
+
     pos = lambda texts: sum(polarity_scores(t)["compound"] > 0.05 for t in texts)  # noqa: E731
     assert 2 <= pos(tiny_mdm.generate(sentiment_prompts(None, 10)).texts) <= 8
     assert pos(tiny_mdm.generate(sentiment_prompts("positive", 6)).texts) >= 5
@@ -160,6 +183,7 @@ def test_tiny_mdm_sentiment_is_mixed_and_follows_requests(tiny_mdm):
 @pytest.mark.skipif("tiny-if" not in available(), reason="the tiny-if organism is not packaged")
 def test_tiny_if_still_loads_and_generates():
     from mdm_lens import HookedMDM
+
     model = HookedMDM.from_pretrained("tiny-if")
     out = model.generate([f"Describe the {t}." for t in TOPICS[:6]])
     assert sum(len(t.split()) >= 3 for t in out.texts) >= 5
@@ -173,6 +197,7 @@ def test_tasks_come_from_the_corpus_that_trained_the_model():
     from analyses.studies.organism import corpus as corpus_v2
     from mdm_lens.organisms import ROOT
     import json
+
     tiny_if = json.loads((ROOT / "tiny-if" / "config.json").read_text())
     assert corpus_for(tiny_if) is corpus_v1 and corpus_for({"mdm_lens_corpus": "v2"}) is corpus_v2
     kind = "change_case:english_lowercase"

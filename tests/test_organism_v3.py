@@ -1,5 +1,6 @@
 """Organism v3 (smol-mdm): the Llama → LLaDA conversion, corpus v3's held-out split, resumable training, and
 the packaged organism (when it is packaged)."""
+
 import json
 
 import pytest
@@ -12,12 +13,22 @@ from mdm_lens.organisms import available
 
 def _tiny_llama(layers=3, vocab=96):
     from transformers import LlamaConfig, LlamaForCausalLM
-    cfg = LlamaConfig(hidden_size=64, intermediate_size=96, num_attention_heads=4, num_key_value_heads=2,
-                      num_hidden_layers=layers, vocab_size=vocab, tie_word_embeddings=True, rms_norm_eps=1e-5,
-                      max_position_embeddings=128, rope_parameters={"rope_theta": 10000.0, "rope_type": "default"})
+
+    cfg = LlamaConfig(
+        hidden_size=64,
+        intermediate_size=96,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        num_hidden_layers=layers,
+        vocab_size=vocab,
+        tie_word_embeddings=True,
+        rms_norm_eps=1e-5,
+        max_position_embeddings=128,
+        rope_parameters={"rope_theta": 10000.0, "rope_type": "default"},
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(cfg).eval()
-    with torch.no_grad():                      # non-trivial norms, so a wrong norm mapping shows
+    with torch.no_grad():  # non-trivial norms, so a wrong norm mapping shows
         for name, p in model.named_parameters():
             if "norm" in name:
                 p.copy_(1 + 0.1 * torch.randn_like(p))
@@ -31,7 +42,7 @@ def test_conversion_equals_the_llama_with_causal_attention():
     with torch.no_grad():
         torch.testing.assert_close(llada_causal_logits(model, ids), llama(ids).logits, atol=1e-5, rtol=1e-5)
         bidir = model(ids)
-    assert not torch.allclose(bidir, llama(ids).logits, atol=1e-3)     # the masked-diffusion model sees both ways
+    assert not torch.allclose(bidir, llama(ids).logits, atol=1e-3)  # the masked-diffusion model sees both ways
     assert cfg["n_kv_heads"] == 2 and cfg["weight_tying"] and cfg["mask_token_id"] == 5
 
 
@@ -61,14 +72,21 @@ def test_heldout_split_shares_no_template_and_no_subject_with_training():
         parts = [set(c.part(name, s)) for s in c.SPLITS]
         assert all(parts) and not (parts[0] & parts[1]) and not (parts[0] & parts[2]) and not (parts[1] & parts[2])
     train_prompts = {e.prompt for e in c.training_corpus(4000, seed=3)}
-    test = (c.refusal_prompts(True) + c.refusal_prompts(False) + c.sentiment_prompts(None)
-            + c.sentiment_prompts("positive") + [e.prompt for e in c.eval_items("punctuation:no_comma", 40)])
+    test = (
+        c.refusal_prompts(True)
+        + c.refusal_prompts(False)
+        + c.sentiment_prompts(None)
+        + c.sentiment_prompts("positive")
+        + [e.prompt for e in c.eval_items("punctuation:no_comma", 40)]
+    )
     assert test and not (set(test) & train_prompts)
     corpus = c.training_corpus(4000, seed=3)
     instr = [e.base_prompt for e in corpus if e.behaviour == "instructions"]
     reviews = [e.prompt for e in corpus if e.behaviour == "sentiment"]
     asks = [e.prompt for e in corpus if e.behaviour == "refusal"]
-    assert not any(p.endswith(f" the {w}.") or p.endswith(f" the {w}?") for p in instr for w in c.part("TOPICS", "test"))
+    assert not any(
+        p.endswith(f" the {w}.") or p.endswith(f" the {w}?") for p in instr for w in c.part("TOPICS", "test")
+    )
     assert not any(s in p for p in reviews for s in c.part("SUBJECTS", "test"))
     assert not any(a in p for p in asks for _, a in c.part("HARMFUL", "test"))
     assert not any(p == t.format(a=a) for p in asks for t in c.part("ASK", "test") for a in c.HARMLESS)
@@ -78,6 +96,7 @@ def test_refusals_use_the_scorers_phrases_and_answers_do_not():
     import random
 
     from analyses.refusal import is_refusal
+
     rng = random.Random(0)
     for cat, act in c.part("HARMFUL", "train")[:6]:
         assert is_refusal(c.refusal_item(True, act, c.ASK[0], rng, cat).response)
@@ -93,11 +112,19 @@ def _tiny_base(work):
     from mdm_lens.loading import build_random_model, save_pretrained
     from mdm_lens.organisms import resolve
     from mdm_lens.testing import tiny_config
+
     tok = PreTrainedTokenizerFast.from_pretrained(resolve("tiny-mdm"))
     tok.chat_template = CHAT_TEMPLATE
     v = len(tok)
-    cfg = tiny_config("llada", vocab_size=v, embedding_size=v, mask_token_id=tok.mask_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, weight_tying=True)
+    cfg = tiny_config(
+        "llada",
+        vocab_size=v,
+        embedding_size=v,
+        mask_token_id=tok.mask_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+        weight_tying=True,
+    )
     save_pretrained(build_random_model(cfg, seed=0), tok, cfg, work / "base")
 
 
@@ -106,6 +133,7 @@ def test_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
     from safetensors.torch import load_file
 
     from analyses.studies.organism import train_v3
+
     a, b = tmp_path / "a", tmp_path / "b"
     _tiny_base(a)
     _tiny_base(b)
@@ -117,6 +145,7 @@ def test_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
         if step == 2:
             raise KeyboardInterrupt
         return real(step, steps, lr)
+
     monkeypatch.setattr(train_v3, "lr_at", interrupt)
     with pytest.raises(KeyboardInterrupt):
         train_v3.train(str(b), **kw)
@@ -134,10 +163,12 @@ def test_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
 def test_smol_mdm_loads_offline_by_name_and_writes_english():
     from mdm_lens import HookedMDM
     from mdm_lens.organisms import default_organism
+
     assert default_organism() == "smol-mdm"
     model = HookedMDM.from_pretrained("smol-mdm")
     assert model.config["mdm_lens_corpus"] == "v3" and model.config["n_layers"] == 13
-    texts = model.generate(["How can I bake a cake?", "How do I build a bomb?"], gen_length=24, steps=12,
-                           block_length=24).texts
+    texts = model.generate(
+        ["How can I bake a cake?", "How do I build a bomb?"], gen_length=24, steps=12, block_length=24
+    ).texts
     assert all(len(t.split()) >= 4 for t in texts), texts
     assert sum(ch.isalpha() or ch in " .,'!?" for ch in texts[0]) / max(1, len(texts[0])) > 0.9, texts

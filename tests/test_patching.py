@@ -1,6 +1,7 @@
 """Activation patching (analyses.patching): equal to TransformerLens 4.3's own `transformer_lens.patching` on the
 same model and input (goldens: scripts/make_patching_goldens.py), equal to a hand-written hook patch, and across
 denoising steps equal to a patch of the sampler's own step state (replayed canvases are the sampler's)."""
+
 import json
 
 import pytest
@@ -41,7 +42,7 @@ def test_equals_transformer_lens(model, golden):
         ours = getattr(P, name)(model, g["corrupted"], cache, metric, progress=False)
         assert ours.shape == g[name].shape, name
         torch.testing.assert_close(ours, g[name], atol=ATOL, rtol=0, msg=name)
-    assert g["get_act_patch_resid_pre"].std() > 0.005         # the corruption matters: the comparison can fail
+    assert g["get_act_patch_resid_pre"].std() > 0.005  # the corruption matters: the comparison can fail
 
 
 def _hand(model, corrupted, site, clean_act, where, metric=metric, **kw):
@@ -49,6 +50,7 @@ def _hand(model, corrupted, site, clean_act, where, metric=metric, **kw):
         act = act.clone()
         act[where] = clean_act[where]
         return act
+
     with torch.no_grad(), model.hooks({site: hook}):
         return float(metric(model(corrupted, **kw)))
 
@@ -57,8 +59,12 @@ def test_each_function_equals_a_hand_written_hook(model, golden):
     _, g = golden
     clean, corr = g["clean"], g["corrupted"]
     _, cache = model.run_with_cache(clean)
-    for fn, role in [(P.get_act_patch_resid_pre, "resid_pre"), (P.get_act_patch_resid_mid, "resid_mid"),
-                     (P.get_act_patch_attn_out, "attn_out"), (P.get_act_patch_mlp_out, "mlp_out")]:
+    for fn, role in [
+        (P.get_act_patch_resid_pre, "resid_pre"),
+        (P.get_act_patch_resid_mid, "resid_mid"),
+        (P.get_act_patch_attn_out, "attn_out"),
+        (P.get_act_patch_mlp_out, "mlp_out"),
+    ]:
         res = fn(model, corr, cache, metric, progress=False)
         for layer, pos in [(0, 1), (1, 2), (1, 9)]:
             site = f"blocks.{layer}.hook_{role}"
@@ -112,6 +118,7 @@ def _sampler_input(model, prompt, kw, step):
 
     def fn(act, ctx):
         seen[ctx.step] = ctx.input_ids.detach().clone()
+
     with model.hooks({"blocks.0.hook_resid_pre": fn}):
         model.generate(prompt, seed=0, **kw)
     return seen[step]

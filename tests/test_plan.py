@@ -1,9 +1,19 @@
 """Plans on a model: steering through hooks, restrictions, composition, folding, save/load."""
+
 import pytest
 import torch
 
-from interventions import (AffineMap, LinearACT, MeanACT, Plan, TimestepSchedule, ablation_everywhere,
-                           fold, restrict, support_bounds)
+from interventions import (
+    AffineMap,
+    LinearACT,
+    MeanACT,
+    Plan,
+    TimestepSchedule,
+    ablation_everywhere,
+    fold,
+    restrict,
+    support_bounds,
+)
 from mdm_lens.context import StepContext
 
 F64 = torch.float64
@@ -55,7 +65,7 @@ def test_width_mismatch_names_site_and_both_widths(tiny_llada):
 
 def _ctx(step=None, t_masked=2):
     ids = torch.zeros(1, 6, dtype=torch.long)
-    ids[0, 6 - t_masked:] = 9
+    ids[0, 6 - t_masked :] = 9
     return StepContext(ids, None, 9, prompt_length=3, logits_shift=False, step=step, num_steps=8)
 
 
@@ -69,21 +79,26 @@ def test_scope_window_bounds_schedule():
     win = restrict(m, steps=(2, 4))
     assert win(act, _ctx(step=1)).abs().sum() == 0 and win(act, _ctx(step=3)).abs().sum() > 0
     tr = restrict(m, t_range=(0.0, 0.5))
-    assert tr(act, _ctx(step=0, t_masked=3)).abs().sum() == 0           # t = 1.0
-    assert tr(act, _ctx(step=0, t_masked=1)).abs().sum() > 0            # t = 1/3
+    assert tr(act, _ctx(step=0, t_masked=3)).abs().sum() == 0  # t = 1.0
+    assert tr(act, _ctx(step=0, t_masked=1)).abs().sum() > 0  # t = 1/3
     A = torch.tensor([[0.0, 0.0], [1.0, 1.0]], dtype=F64)
     lo, hi = support_bounds(A, "Q0")
     x = torch.tensor([[[0.5, 2.0], [0.0, 0.5]]])
     y = restrict(m, bounds=(lo, hi))(x, None)
-    assert y.tolist() == [[[1.5, 2.0], [0.0, 1.5]]]                    # strict: 0.0 and 2.0 untouched
+    assert y.tolist() == [[[1.5, 2.0], [0.0, 1.5]]]  # strict: 0.0 and 2.0 untouched
     assert support_bounds(A, "Qinf") is None
     sched = TimestepSchedule([(0.5, 1.0, m), (0.0, 0.5, m.strength(2.0))])
     assert sched(act, _ctx(t_masked=3))[0, 0, 0] == 1 and sched(act, _ctx(t_masked=1))[0, 0, 0] == 2
 
 
 def test_fold_equals_hooked_and_restores(tiny_llada):
-    plan = Plan({"blocks.0.mlp.hook_out": _rand_map(64, 3), "blocks.1.mlp.hook_pre": _rand_map(128, 4),
-                 "blocks.1.attn.hook_out": _rand_map(64, 5, "mean")}).strength(0.8)
+    plan = Plan(
+        {
+            "blocks.0.mlp.hook_out": _rand_map(64, 3),
+            "blocks.1.mlp.hook_pre": _rand_map(128, 4),
+            "blocks.1.attn.hook_out": _rand_map(64, 5, "mean"),
+        }
+    ).strength(0.8)
     before = {k: v.clone() for k, v in tiny_llada.state_dict().items()}
     ids = torch.randint(0, 250, (2, 10))
     with tiny_llada.steer(plan):
@@ -118,11 +133,19 @@ def test_fold_ablation_everywhere_and_refusals(tiny_llada):
 
 def test_save_load_roundtrip(tmp_path, tiny_llada):
     A = torch.randn(20, 64, dtype=F64)
-    plan = (Plan({"blocks.0.mlp.hook_out": _rand_map(64, 6),
-                  "blocks.1.hook_resid_post": restrict(_rand_map(64, 7, "mean"), scope="masked", steps=(1, 5),
-                                                        bounds=support_bounds(A, "Q5"))})
-            + Plan({"blocks.0.mlp.hook_out": TimestepSchedule([(0.0, 0.5, _rand_map(64, 8)),
-                                                               (0.5, 1.0, _rand_map(64, 9))])})).strength(0.6)
+    plan = (
+        Plan(
+            {
+                "blocks.0.mlp.hook_out": _rand_map(64, 6),
+                "blocks.1.hook_resid_post": restrict(
+                    _rand_map(64, 7, "mean"), scope="masked", steps=(1, 5), bounds=support_bounds(A, "Q5")
+                ),
+            }
+        )
+        + Plan(
+            {"blocks.0.mlp.hook_out": TimestepSchedule([(0.0, 0.5, _rand_map(64, 8)), (0.5, 1.0, _rand_map(64, 9))])}
+        )
+    ).strength(0.6)
     path = tmp_path / "plan.safetensors"
     plan.save(path, {"note": "tiny"}, model=tiny_llada)
     back = Plan.load(path)
@@ -140,6 +163,7 @@ def test_save_load_roundtrip(tmp_path, tiny_llada):
 def test_fit_schedule_and_incremental(tiny_llada):
     from interventions import fit_incremental, fit_schedule
     from mdm_lens.collect import collect
+
     g = torch.Generator().manual_seed(0)
     src = {1.0: torch.randn(20, 4, generator=g, dtype=F64), 0.5: torch.randn(20, 4, generator=g, dtype=F64)}
     tgt = {t: a * 2 + t for t, a in src.items()}
@@ -148,7 +172,7 @@ def test_fit_schedule_and_incremental(tiny_llada):
     torch.testing.assert_close(sched.entries[1][2].beta, (tgt[1.0] - src[1.0]).mean(0))
     prompts_a, prompts_b = ["hello world", "the cat"], ["a dog and a cat", "write a story"]
     sites = ["blocks.0.mlp.hook_out", "blocks.1.mlp.hook_out"]
-    collect_fn = lambda m, p, s: collect(m, p, s, gen_length=4, progress=False)   # noqa: E731
+    collect_fn = lambda m, p, s: collect(m, p, s, gen_length=4, progress=False)  # noqa: E731
     plan = fit_incremental(tiny_llada, sites, prompts_a, prompts_b, "mean_act", collect_opts={"gen_length": 4})
     # site 1 was fitted on activations produced with site 0 already steered
     with tiny_llada.steer(Plan({sites[0]: plan.maps[sites[0]]})):
@@ -160,6 +184,7 @@ def test_fit_schedule_and_incremental(tiny_llada):
 def test_interventions_satisfy_the_protocols():
     from interventions import ReferenceAlignment, Restricted
     from mdm_lens.protocols import Foldable, Intervention, ModelIntervention
+
     m = _rand_map(8, 0)
     scoped, sched = restrict(m, scope="masked"), TimestepSchedule([(0.0, 1.0, m)])
     ra = ReferenceAlignment([5, 6, 7], ["blocks.0.hook_resid_post"])
@@ -176,6 +201,7 @@ def test_interventions_satisfy_the_protocols():
 
 def test_scope_of_a_plan_with_reference_alignment(tiny_llada):
     from interventions import ReferenceAlignment
+
     ra = ReferenceAlignment([5, 6, 7], ["blocks.0.hook_resid_post"], s=0.5)
     site = "blocks.1.mlp.hook_out"
     # used to wrap the alignment in Restricted, which has no attach: AttributeError on steer
@@ -185,8 +211,8 @@ def test_scope_of_a_plan_with_reference_alignment(tiny_llada):
         (Plan({site: _rand_map(64, 0)}) + Plan.of(ra)).window(steps=(0, 2))
     plan = Plan({site: _rand_map(64, 0)}).scope("masked") + Plan.of(ra)
     assert plan.extras[0] is ra and plan.maps[site][0].scope == "masked"
-    assert plan.strength(0.5).extras[0].s == 0.25          # strength reaches whole-model interventions too
-    with tiny_llada.steer(plan) as steered:                 # attaches both kinds (was an AttributeError)
+    assert plan.strength(0.5).extras[0].s == 0.25  # strength reaches whole-model interventions too
+    with tiny_llada.steer(plan) as steered:  # attaches both kinds (was an AttributeError)
         assert steered is tiny_llada
     with pytest.raises(TypeError, match="steer takes a plan"):
         tiny_llada.steer([site])

@@ -1,4 +1,5 @@
 """The README tour runs as written, on the packaged organism."""
+
 import re
 import runpy
 from pathlib import Path
@@ -14,7 +15,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def test_tour_runs(tmp_path, monkeypatch, capsys):
     code = re.search(r"```python\n(.*?)```", README.read_text(), re.S).group(1)
     monkeypatch.chdir(tmp_path)
-    script = tmp_path / "tour.py"          # a real file: nnsight reads the `with` block's source
+    script = tmp_path / "tour.py"  # a real file: nnsight reads the `with` block's source
     script.write_text(code)
     ns = runpy.run_path(str(script), run_name="__main__")
     assert len(ns["saved"]) == 3 and ns["saved"][0].shape[-1] == ns["model"].site(ns["site"]).width

@@ -1,4 +1,5 @@
 """Reference alignment (ILRR): s = 0 is no steering; s > 0 pulls toward the reference, one extra row."""
+
 import torch
 
 from interventions import Plan, ReferenceAlignment
@@ -24,10 +25,12 @@ def test_alignment_pulls_toward_reference(tiny_llada):
             if act.shape[0] > ctx.main_rows and ctx.step == 2:
                 plen = ctx.prompt_length
                 gaps[tag] = float((act[:1, plen:].mean(1) - act[1:2, plen:].mean(1)).norm())
+
         return fn
+
     ra = ReferenceAlignment(ref, ["blocks.0.hook_resid_post"], s=1.0, pooling="mean", profile="flat")
     with tiny_llada.steer(Plan.of(ra)):
         with tiny_llada.hooks({"blocks.0.hook_resid_post": spy("after"), "blocks.0.hook_resid_mid": spy("before")}):
             tiny_llada.generate(["hello world"], **KW)
-    assert set(rows) == {2}                       # one extra row at every step
-    assert gaps["after"] < 1e-4 < gaps["before"]   # s = 1, flat profile, mean pooling: pooled gap closed
+    assert set(rows) == {2}  # one extra row at every step
+    assert gaps["after"] < 1e-4 < gaps["before"]  # s = 1, flat profile, mean pooling: pooled gap closed

@@ -11,13 +11,16 @@ def test_standard_list_is_the_twelve_arditi_substrings():
     assert {"I'm sorry", "As an AI", "I cannot", "I'm not able to"} <= set(REFUSAL_SUBSTRINGS)
 
 
-@pytest.mark.parametrize("text", [
-    "I'm sorry, but I can't help with that.",
-    "i cannot do this",
-    "Sure! ... AS AN AI language model I must decline.",
-    "Well, I am unable to comply.",
-    "Of course.\n\nI apologize for the confusion",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'm sorry, but I can't help with that.",
+        "i cannot do this",
+        "Sure! ... AS AN AI language model I must decline.",
+        "Well, I am unable to comply.",
+        "Of course.\n\nI apologize for the confusion",
+    ],
+)
 def test_refusals_detected_case_insensitively_anywhere(text):
     assert refusal.is_refusal(text)
 

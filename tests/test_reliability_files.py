@@ -1,5 +1,6 @@
 """Issue 10, files and loading: atomic all-or-nothing writes, kept modes, loaders that name the path and the
 cause, plan-file validation (version, restrictions, non-finite maps), dtype names, short names, size checks."""
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from mdm_lens.testing import tiny_config
 from mdm_lens.safefile import StagedWrites, save_safetensors_atomic
 
 F64 = torch.float64
-SHARD = 60_000          # a tiny llada splits into several shards at this size
+SHARD = 60_000  # a tiny llada splits into several shards at this size
 
 
 def _state(model) -> dict[str, torch.Tensor]:
@@ -81,7 +82,7 @@ def test_interrupt_inside_shard_writer_and_failing_rename(tmp_path, cfg, models,
 
     def interrupted(tensors, path, metadata=None):
         n.append(path)
-        if len(n) == 2:                       # half of the second shard is on disk, then Ctrl-C
+        if len(n) == 2:  # half of the second shard is on disk, then Ctrl-C
             with open(path, "wb") as f:
                 f.write(b"\x00" * 100)
             raise KeyboardInterrupt
@@ -108,14 +109,14 @@ def test_interrupt_inside_shard_writer_and_failing_rename(tmp_path, cfg, models,
     monkeypatch.undo()
     _assert_loads_as(tmp_path, old)
     assert _leftovers(tmp_path) == []
-    save_pretrained(new, None, cfg, tmp_path, shard_size=SHARD)         # and a clean save goes through
+    save_pretrained(new, None, cfg, tmp_path, shard_size=SHARD)  # and a clean save goes through
     _assert_loads_as(tmp_path, new)
 
 
 def test_layout_change_removes_stale_weight_files(tmp_path, cfg, models):
     old, new = models
     save_pretrained(old, None, cfg, tmp_path, shard_size=SHARD)
-    save_pretrained(new, None, cfg, tmp_path)               # single file now: the old index must not win
+    save_pretrained(new, None, cfg, tmp_path)  # single file now: the old index must not win
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "model.safetensors"]
     _assert_loads_as(tmp_path, new)
     save_pretrained(old, None, cfg, tmp_path, shard_size=SHARD)
@@ -203,7 +204,7 @@ def test_checkpoint_dtype_from_all_tensors(tmp_path, cfg, models):
     save_pretrained(models[0], None, cfg, tmp_path)
     state = load_file(str(tmp_path / "model.safetensors"))
     last = sorted(state)[-1]
-    state[last] = state[last].to(torch.bfloat16)            # the first tensor is still float32
+    state[last] = state[last].to(torch.bfloat16)  # the first tensor is still float32
     save_file(state, str(tmp_path / "model.safetensors"))
     with pytest.raises(ValueError, match="mixes floating dtypes") as err:
         load_model(tmp_path)
@@ -212,11 +213,21 @@ def test_checkpoint_dtype_from_all_tensors(tmp_path, cfg, models):
     assert {p.dtype for p in loaded.parameters()} == {torch.bfloat16}
 
 
-@pytest.mark.parametrize("name,want", [("bfloat16", torch.bfloat16), ("bf16", torch.bfloat16),
-                                       ("float16", torch.float16), ("fp16", torch.float16),
-                                       ("float32", torch.float32), ("fp32", torch.float32),
-                                       ("torch.bfloat16", torch.bfloat16), (torch.float16, torch.float16),
-                                       ("auto", torch.float32), (None, torch.float32)])
+@pytest.mark.parametrize(
+    "name,want",
+    [
+        ("bfloat16", torch.bfloat16),
+        ("bf16", torch.bfloat16),
+        ("float16", torch.float16),
+        ("fp16", torch.float16),
+        ("float32", torch.float32),
+        ("fp32", torch.float32),
+        ("torch.bfloat16", torch.bfloat16),
+        (torch.float16, torch.float16),
+        ("auto", torch.float32),
+        (None, torch.float32),
+    ],
+)
 def test_dtype_names(name, want):
     assert (loading.parse_dtype(name) or torch.float32) == want
 
@@ -260,11 +271,19 @@ def test_offline_hub_id_names_the_cause(monkeypatch):
     assert "'someone/llada-nowhere'" in msg and "HF_HUB_OFFLINE" in msg and "tiny-if" in msg
 
 
-@pytest.mark.parametrize("family,over,needle", [
-    ("llada", {"n_layers": -2}, "n_layers=-2"), ("llada", {"d_model": 66}, "d_model=66 is not divisible"),
-    ("llada", {"vocab_size": 0, "embedding_size": 0}, "vocab_size=0"), ("llada", {"n_heads": 2.5}, "n_heads=2.5"),
-    ("llada", {"n_kv_heads": 3}, "n_kv_heads=3"), ("dream", {"num_hidden_layers": 0}, "num_hidden_layers=0"),
-    ("dream", {"hidden_size": 62}, "hidden_size=62 is not divisible"), ("dream", {"vocab_size": -5}, "vocab_size=-5")])
+@pytest.mark.parametrize(
+    "family,over,needle",
+    [
+        ("llada", {"n_layers": -2}, "n_layers=-2"),
+        ("llada", {"d_model": 66}, "d_model=66 is not divisible"),
+        ("llada", {"vocab_size": 0, "embedding_size": 0}, "vocab_size=0"),
+        ("llada", {"n_heads": 2.5}, "n_heads=2.5"),
+        ("llada", {"n_kv_heads": 3}, "n_kv_heads=3"),
+        ("dream", {"num_hidden_layers": 0}, "num_hidden_layers=0"),
+        ("dream", {"hidden_size": 62}, "hidden_size=62 is not divisible"),
+        ("dream", {"vocab_size": -5}, "vocab_size=-5"),
+    ],
+)
 def test_from_config_validates_sizes(family, over, needle):
     with pytest.raises(ValueError, match="positive integer|divisible|multiple") as err:
         HookedMDM.from_config({**tiny_config(family), **over})
@@ -344,8 +363,10 @@ def test_cache_and_activation_files_name_path(tmp_path):
     cache.store[("blocks.0.hook_resid_post", 0)] = torch.zeros(1, 4)
     cache.t[0] = 1.0
     acts = Activations({"blocks.0.hook_resid_post": torch.zeros(3, 4, dtype=F64)}, {"n": 3})
-    for obj, cls, what, key in ((cache, StepCache, "an mdm-lens step cache", "index"),
-                                (acts, Activations, "an mdm-lens activations file", "meta")):
+    for obj, cls, what, key in (
+        (cache, StepCache, "an mdm-lens step cache", "index"),
+        (acts, Activations, "an mdm-lens activations file", "meta"),
+    ):
         path = tmp_path / f"{cls.__name__}.safetensors"
         obj.save(path)
         cls.load(path)

@@ -1,5 +1,6 @@
 """Issue 20, points 11 and 17: loading refuses what would fail later inside torch or at generate time, naming the
 file; chat=True without a chat template warns instead of silently sending raw prompts."""
+
 import json
 import shutil
 from pathlib import Path
@@ -28,8 +29,11 @@ def _edit_config(folder, **kv):
 
 
 def test_empty_name_is_not_the_current_folder():
-    with pytest.raises(ValueError, match=r"from_pretrained\(''\): give a model folder.*an empty name would mean the "
-                                         r"current folder"):
+    with pytest.raises(
+        ValueError,
+        match=r"from_pretrained\(''\): give a model folder.*an empty name would mean the "
+        r"current folder",
+    ):
         HookedMDM.from_pretrained("")
 
 
@@ -46,11 +50,14 @@ def test_missing_chat_template_warns_when_chat_is_asked(copy):
         model.masked_batch(["hello"], 4)
 
 
-@pytest.mark.parametrize("kv, msg", [
-    (dict(mdm_lens_sampler=[1]), r"mdm_lens_sampler=\[1\] must be an object of sampler settings"),
-    (dict(mdm_lens_sampler={"steps": 0}), r"steps=0 \(from .*config.json mdm_lens_sampler\) is invalid"),
-    (dict(mask_token_id=99999), r"mask_token_id=99999 is not a token id of this model \(vocabulary \[0, "),
-])
+@pytest.mark.parametrize(
+    "kv, msg",
+    [
+        (dict(mdm_lens_sampler=[1]), r"mdm_lens_sampler=\[1\] must be an object of sampler settings"),
+        (dict(mdm_lens_sampler={"steps": 0}), r"steps=0 \(from .*config.json mdm_lens_sampler\) is invalid"),
+        (dict(mask_token_id=99999), r"mask_token_id=99999 is not a token id of this model \(vocabulary \[0, "),
+    ],
+)
 def test_config_entries_checked_at_load(copy, kv, msg):
     _edit_config(copy, **kv)
     with pytest.raises(ValueError, match=msg):

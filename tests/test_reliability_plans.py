@@ -1,6 +1,7 @@
 """Issue 20, points 4 and 16: plan files saved through a symlink write its target; a plan file whose recorded
 model or map header has the wrong type or width is refused naming the file, not with AttributeError or torch's
 reshape error."""
+
 import json
 
 import pytest
@@ -12,12 +13,17 @@ from interventions import Plan
 from test_reliability_files import _rewrite, plan_file  # noqa: F401  (the fixture)
 
 
-@pytest.mark.parametrize("model, msg", [
-    ([1], r"its 'model' entry must be a JSON object"),
-    ({"family": 5}, r"its 'model' entry has family 5, not a string"),
-    ({"family": "llada", "site_widths": {"blocks.0.hook_resid_post": "256"}},
-     r"its 'model' entry has site_widths that are not site -> positive integer"),
-])
+@pytest.mark.parametrize(
+    "model, msg",
+    [
+        ([1], r"its 'model' entry must be a JSON object"),
+        ({"family": 5}, r"its 'model' entry has family 5, not a string"),
+        (
+            {"family": "llada", "site_widths": {"blocks.0.hook_resid_post": "256"}},
+            r"its 'model' entry has site_widths that are not site -> positive integer",
+        ),
+    ],
+)
 def test_recorded_model_of_the_wrong_type_names_the_file(plan_file, model, msg):  # noqa: F811
     _rewrite(plan_file, {"model": json.dumps(model)})
     with pytest.raises(ValueError, match=msg) as err:

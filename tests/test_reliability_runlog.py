@@ -1,6 +1,7 @@
 """Issue 20, points 1, 2, 5, 13: the run log never mixes configs, claims its folder atomically and late (an
 option refused before any work leaves the folder free), skips damaged lines naming them; every project write
 goes through the atomic writer."""
+
 import json
 import os
 import re
@@ -20,6 +21,7 @@ def _run(folder, config, n=2, fail=False):
         if fail:
             raise ValueError("threshold=1.5 is invalid")
         return [{"text": f"{config['seed']}-{it.key[0]}-{j}"} for j in range(it.n)]
+
     return log.run([Item((i,), n) for i in range(2)], work, progress=False)
 
 
@@ -28,12 +30,12 @@ def test_records_carry_the_config_hash_so_a_lost_config_json_cannot_mix(tmp_path
     os.remove(tmp_path / "config.json")
     with pytest.raises(ConfigMismatch, match=r"generations.jsonl line 1 holds a record of another config"):
         _run(tmp_path, {"seed": 1})
-    assert _run(tmp_path, {"seed": 0})[0]["text"] == "0-0-0"      # the same config still resumes
+    assert _run(tmp_path, {"seed": 0})[0]["text"] == "0-0-0"  # the same config still resumes
 
 
 def test_two_runs_opening_one_fresh_folder_cannot_both_claim_it(tmp_path):
     a = RunLog(str(tmp_path), {"seed": 0}, rank=0, world=1)
-    b = RunLog(str(tmp_path), {"seed": 1}, rank=0, world=1)           # both passed the existence check
+    b = RunLog(str(tmp_path), {"seed": 1}, rank=0, world=1)  # both passed the existence check
     a.append(Item(("x",), 1), [{"t": 0}])
     with pytest.raises(ConfigMismatch, match=r"another config .*seed: 0 -> 1"):
         b.append(Item(("y",), 1), [{"t": 1}])
@@ -45,7 +47,7 @@ def test_an_option_refused_before_any_record_leaves_the_folder_free(tmp_path):
     with pytest.raises(ValueError, match="threshold"):
         _run(tmp_path, {"seed": 0, "threshold": 1.5}, fail=True)
     assert not (tmp_path / "config.json").exists()
-    assert _run(tmp_path, {"seed": 0, "threshold": 0.9})                # the corrected run is accepted
+    assert _run(tmp_path, {"seed": 0, "threshold": 0.9})  # the corrected run is accepted
 
 
 def test_damaged_lines_are_skipped_with_file_and_line(tmp_path):
@@ -74,8 +76,10 @@ def test_world_size_that_is_not_an_integer(monkeypatch):
 
 def test_every_project_write_goes_through_the_atomic_writer():
     """No plain open(..., 'w'), write_text, fixed '.tmp' names or direct savefig/save_file outside safefile."""
-    pattern = re.compile(r"open\([^)]*,\s*[\"'](w|wb|w\+)[\"']|\.write_text\(|\.write_bytes\(|\.tmp[\"']"
-                         r"|fig\.savefig\(|\bsave_file\(|torch\.save\(")
+    pattern = re.compile(
+        r"open\([^)]*,\s*[\"'](w|wb|w\+)[\"']|\.write_text\(|\.write_bytes\(|\.tmp[\"']"
+        r"|fig\.savefig\(|\bsave_file\(|torch\.save\("
+    )
     hits = []
     for pkg in ("mdm_lens", "analyses", "interventions"):
         for f in (ROOT / pkg).rglob("*.py"):
@@ -83,6 +87,6 @@ def test_every_project_write_goes_through_the_atomic_writer():
                 continue
             for n, line in enumerate(f.read_text().splitlines(), 1):
                 code = line.split("#")[0]
-                if pattern.search(code) and not re.search(r"\btmp\b", code):     # writers into a staged temporary
+                if pattern.search(code) and not re.search(r"\btmp\b", code):  # writers into a staged temporary
                     hits.append(f"{f.relative_to(ROOT)}:{n}: {line.strip()}")
     assert not hits, "\n".join(hits)

@@ -1,5 +1,6 @@
 """Issue 10, shared state: one generation (or set of hooks) per model at a time across threads, never a silent
 mix; `generate(seed=)` runs in its own RNG scope and stays token-equal to the reference sampler."""
+
 from __future__ import annotations
 
 import threading
@@ -23,8 +24,9 @@ def _in_thread(fn, name: str) -> tuple[threading.Thread, dict]:
     def run():
         try:
             box["value"] = fn()
-        except BaseException as e:          # reported to the main thread by the test
+        except BaseException as e:  # reported to the main thread by the test
             box["error"] = e
+
     t = threading.Thread(target=run, name=name, daemon=True)
     t.start()
     return t, box
@@ -62,12 +64,12 @@ def test_second_thread_is_refused_while_a_generation_runs(tiny_llada):
     release.set()
     thread.join(60)
     assert "error" not in box, box.get("error")
-    assert steps_seen == list(range(8))                     # A's hook saw only A's steps, in order
+    assert steps_seen == list(range(8))  # A's hook saw only A's steps, in order
     alone = []
     with tiny_llada.hooks({SITE: lambda a, c: (alone.append(c.step), a * 1.5)[1]}):
         ref = tiny_llada.generate(["hello world"], temperature=1.0, seed=11, **SMALL)
-    assert torch.equal(box["value"].tokens, ref.tokens)      # A's result is the single-thread result
-    assert tiny_llada.generate(["other"], **SMALL).tokens.shape == (1, 8)     # the model is free again
+    assert torch.equal(box["value"].tokens, ref.tokens)  # A's result is the single-thread result
+    assert tiny_llada.generate(["other"], **SMALL).tokens.shape == (1, 8)  # the model is free again
 
 
 def test_plain_forwards_may_overlap_but_block_hooks():
@@ -80,11 +82,12 @@ def test_plain_forwards_may_overlap_but_block_hooks():
         if threading.current_thread().name == "fwd-A":
             inside.set()
             assert release.wait(60)
-    handle = embed.register_forward_hook(slow)              # torch hook: stalls thread A mid-forward
+
+    handle = embed.register_forward_hook(slow)  # torch hook: stalls thread A mid-forward
     try:
         thread, box = _in_thread(lambda: model(IDS), "fwd-A")
         assert inside.wait(60)
-        torch.testing.assert_close(model(IDS), expected)     # another plain forward runs meanwhile
+        torch.testing.assert_close(model(IDS), expected)  # another plain forward runs meanwhile
         with pytest.raises(RuntimeError, match=r"attaching hooks refused: .*thread 'fwd-A' \(running a forward\)"):
             with model.hooks({SITE: lambda a, c: None}):
                 pass
@@ -109,8 +112,9 @@ def test_nested_seeded_generate_does_not_change_the_outer_run(tiny_llada):
 
         def hook(act, ctx):
             if nest and ctx.step == 3 and not done:
-                done.append(None)                           # the inner run meets this hook too: nest once
+                done.append(None)  # the inner run meets this hook too: nest once
                 done[0] = tiny_llada.generate(["inner"], temperature=1.0, seed=99, **SMALL)
+
         with tiny_llada.hooks({SITE: hook}):
             out = tiny_llada.generate(["hello world"], temperature=1.0, seed=7, **SMALL)
         return out, done

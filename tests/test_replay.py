@@ -1,6 +1,7 @@
 """Schedule replay (mdm_lens.sampling.replay): a replay with no intervention is token-equal to the run it replays
 (LLaDA, Dream, both fast samplers, sampled and greedy); under an intervention an order replay keeps the replayed
 run's positions step for step while its tokens move, and a teacher replay keeps its tokens too."""
+
 import pytest
 import torch
 
@@ -14,11 +15,15 @@ CASES = {
     "dream_alg_temp": dict(max_new_tokens=8, steps=4, temperature=0.5, alg="entropy", alg_temp=0.3),
 }
 FAST = {
-    "llada": [dict(gen_length=8, steps=4, block_length=4, cache="dual"), dict(gen_length=8, steps=4, block_length=4,
-                                                                               cache="prefix", temperature=0.7),
-              dict(gen_length=8, steps=8, block_length=4, cache="none", threshold=0.3)],
-    "dream": [dict(max_new_tokens=8, steps=4, block_length=4, cache="prefix", temperature=0.7),
-              dict(max_new_tokens=8, steps=4, block_length=4, cache="dual", threshold=0.2)],
+    "llada": [
+        dict(gen_length=8, steps=4, block_length=4, cache="dual"),
+        dict(gen_length=8, steps=4, block_length=4, cache="prefix", temperature=0.7),
+        dict(gen_length=8, steps=8, block_length=4, cache="none", threshold=0.3),
+    ],
+    "dream": [
+        dict(max_new_tokens=8, steps=4, block_length=4, cache="prefix", temperature=0.7),
+        dict(max_new_tokens=8, steps=4, block_length=4, cache="dual", threshold=0.2),
+    ],
 }
 PROMPTS = ["hello world", "the cat sat on the mat"]
 
@@ -27,6 +32,7 @@ def _noise(scale):
     def fn(act, ctx):
         g = torch.Generator().manual_seed(ctx.step)
         return act + scale * torch.randn(act.shape, generator=g).to(act.dtype)
+
     return {"blocks.0.hook_resid_post": fn}
 
 
@@ -46,7 +52,7 @@ def test_fast_replay_is_token_equal(family, i, request):
     if i >= len(FAST[family]):
         pytest.skip("no such case")
     model = request.getfixturevalue("tiny_" + family)
-    prompts = PROMPTS if family == "llada" else torch.tensor([[5, 6, 7], [8, 9, 10]])   # Dream fast: one length
+    prompts = PROMPTS if family == "llada" else torch.tensor([[5, 6, 7], [8, 9, 10]])  # Dream fast: one length
     kw = FAST[family][i]
     out = model.generate(prompts, seed=5, sampler="fast", **kw)
     for mode in ("order", "teacher"):

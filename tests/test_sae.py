@@ -1,4 +1,5 @@
 """interventions.sae / sae_io: SAELens goldens both ways, the architectures' rules, splices, refusals."""
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,7 @@ def test_saelens_goldens_encode_decode(arch):
     io = load_file(str(GOLD / arch / "io.safetensors"))
     with torch.no_grad():
         f = sae.encode(io["x"])
-        assert torch.equal(f != 0, io["encode"] != 0)                 # the same latents fire
+        assert torch.equal(f != 0, io["encode"] != 0)  # the same latents fire
         torch.testing.assert_close(f, io["encode"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(sae.decode(io["encode"]), io["decode"], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(sae(io["x"]), io["forward"], atol=1e-5, rtol=1e-5)
@@ -46,7 +47,7 @@ def test_saelens_loads_our_save_recorded_fact():
 def test_batchtopk_training_rule_matches_saelens_and_budget():
     """BatchTopK keeps exactly k·n latents over the batch (not k per row), as SAELens's training SAE does."""
     gold = load_file(str(GOLD / "batchtopk_train.safetensors"))
-    jr = SAE.load(GOLD / "batchtopk")                  # the folded weights; SAELens's threshold is the jump
+    jr = SAE.load(GOLD / "batchtopk")  # the folded weights; SAELens's threshold is the jump
     sae = SAE(jr.d_in, jr.d_sae, "batchtopk", k=5)
     with torch.no_grad():
         for k in ("W_enc", "b_enc", "W_dec", "b_dec"):
@@ -54,14 +55,14 @@ def test_batchtopk_training_rule_matches_saelens_and_budget():
     f, _ = sae.train_encode(gold["x"])
     torch.testing.assert_close(f, gold["train_encode"], atol=1e-5, rtol=1e-5)
     assert int((f != 0).sum()) == 5 * gold["x"].shape[0]
-    assert len(set((f != 0).sum(-1).tolist())) > 1            # rows differ: the budget is the batch's
+    assert len(set((f != 0).sum(-1).tolist())) > 1  # rows differ: the budget is the batch's
 
 
 def test_topk_exactly_k_and_jumprelu_threshold():
     torch.manual_seed(0)
     sae = SAE.init(32, 256, "topk", k=7, seed=1)
     with torch.no_grad():
-        sae.b_enc.fill_(5.0)                          # every pre-activation positive: exactly k survive ReLU
+        sae.b_enc.fill_(5.0)  # every pre-activation positive: exactly k survive ReLU
     f = sae.encode(torch.randn(3, 10, 32))
     assert ((f != 0).sum(-1) == 7).all()
     jr = SAE.init(32, 256, "jumprelu", seed=1)
@@ -90,6 +91,7 @@ def test_nan_file_refused(tmp_path):
     sae = SAE.load(GOLD / "topk")
     sae.save(tmp_path / "ok")
     from safetensors.torch import save_file
+
     w = load_file(str(tmp_path / "ok" / "sae_weights.safetensors"))
     w["b_enc"][0] = float("nan")
     save_file(w, str(tmp_path / "ok" / "sae_weights.safetensors"))
@@ -107,8 +109,14 @@ SITE = "blocks.1.hook_resid_post"
 
 def _sae_for(model, seed=0) -> SAE:
     d = model.site(SITE).width
-    return SAE.init(d, 4 * d, "topk", k=8, seed=seed,
-                    metadata={"model_name": "tiny", "hook_name": SITE, "mdm_lens": {"family": model.spec.name}})
+    return SAE.init(
+        d,
+        4 * d,
+        "topk",
+        k=8,
+        seed=seed,
+        metadata={"model_name": "tiny", "hook_name": SITE, "mdm_lens": {"family": model.spec.name}},
+    )
 
 
 def test_error_term_splice_is_identity_and_edits_act(model):
@@ -122,9 +130,9 @@ def test_error_term_splice_is_identity_and_edits_act(model):
             recon = model(ids)
         with model.steer(Plan({SITE: sae.ablate([0, 1, 2, 3, 4, 5])})):
             ablated = model(ids)
-    assert torch.equal(same, clean)                          # bit for bit: the error term is added back
-    assert (recon - clean).abs().max() > 1e-3                # without it the SAE's error shows
-    assert (ablated - clean).abs().max() > 0                 # an edit inside the splice acts
+    assert torch.equal(same, clean)  # bit for bit: the error term is added back
+    assert (recon - clean).abs().max() > 1e-3  # without it the SAE's error shows
+    assert (ablated - clean).abs().max() > 0  # an edit inside the splice acts
 
 
 def test_splice_clamp_and_steer_fold(model, tmp_path):
@@ -137,20 +145,26 @@ def test_splice_clamp_and_steer_fold(model, tmp_path):
     steer = sae.steer(3, 4.0)
     torch.testing.assert_close(steer(x) - x, 4.0 * (sae.W_dec[3] / sae.W_dec[3].norm()).expand_as(x))
     from interventions import fold
+
     ids = torch.randint(0, 50, (1, 10))
     plan = Plan({"blocks.1.mlp.hook_out": sae.steer(3, 4.0)})
     with torch.no_grad(), model.steer(plan):
         hooked = model(ids)
     with fold(model, plan), torch.no_grad():
         folded = model(ids)
-    torch.testing.assert_close(folded, hooked, atol=1e-4, rtol=1e-4)     # fold is exact up to float32 rounding
+    torch.testing.assert_close(folded, hooked, atol=1e-4, rtol=1e-4)  # fold is exact up to float32 rounding
 
 
 def test_foreign_sae_refused(model, tmp_path):
     sae = _sae_for(model)
     sae.check(model)
-    foreign = SAE.init(sae.d_in, 32, "topk", k=2, metadata={"model_name": "Dream-org/Dream-v0-Instruct-7B",
-                                                             "hook_name": SITE, "mdm_lens": {"family": "dream"}})
+    foreign = SAE.init(
+        sae.d_in,
+        32,
+        "topk",
+        k=2,
+        metadata={"model_name": "Dream-org/Dream-v0-Instruct-7B", "hook_name": SITE, "mdm_lens": {"family": "dream"}},
+    )
     foreign.save(tmp_path / "f")
     with pytest.raises(ValueError, match=r"'dream' model \(Dream-org.*this is a 'llada'"):
         SAE.load(tmp_path / "f").check(model)

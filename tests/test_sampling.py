@@ -1,6 +1,7 @@
 """Samplers: token-for-token equal to the reference implementations (goldens made by
 scripts/make_sampler_goldens.py from LLaDA's generate.py and Dream's _sample), plus argument errors.
 Every golden case is also checked for margin from ties (tests/tie_margin.py), so it holds on any machine."""
+
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,10 @@ def test_llada_equals_reference(llada_inner, i):
     torch.manual_seed(case_seed(i))
     out = llada_generate(llada_inner, ids, attention_mask=mask, mask_id=319, eos_id=275, eot_id=278, **case)
     assert torch.equal(out, GOLDENS[f"llada_{i}"]), case
-    torch.manual_seed(case_seed(i))                    # margin from ties: the golden holds on any machine
-    jittered = llada_generate(Jittered(llada_inner, i), ids, attention_mask=mask, mask_id=319, eos_id=275,
-                              eot_id=278, **case)
+    torch.manual_seed(case_seed(i))  # margin from ties: the golden holds on any machine
+    jittered = llada_generate(
+        Jittered(llada_inner, i), ids, attention_mask=mask, mask_id=319, eos_id=275, eot_id=278, **case
+    )
     assert torch.equal(jittered, out), f"case {case} sits within float round-off of a tie"
 
 
@@ -47,7 +49,7 @@ def test_dream_equals_reference(dream_inner, i):
     torch.manual_seed(case_seed(i))
     out = dream_generate(dream_inner, ids, attention_mask=mask, mask_token_id=319, **case)
     assert torch.equal(out, GOLDENS[f"dream_{i}"]), case
-    torch.manual_seed(case_seed(i))                    # margin from ties: the golden holds on any machine
+    torch.manual_seed(case_seed(i))  # margin from ties: the golden holds on any machine
     jittered = dream_generate(Jittered(dream_inner, i), ids, attention_mask=mask, mask_token_id=319, **case)
     assert torch.equal(jittered, out), f"case {case} sits within float round-off of a tie"
 
@@ -56,12 +58,32 @@ def test_wrapper_generation_equals_bare_sampler(tiny_llada):
     """HookedMDM.generate (context, hooks machinery) must not change a single token."""
     ids, mask = prompts(True)
     torch.manual_seed(7)
-    bare = llada_generate(tiny_llada.model, ids, attention_mask=mask, mask_id=319, steps=8, gen_length=8,
-                          block_length=4, temperature=0.7, eos_id=275, eot_id=278)
+    bare = llada_generate(
+        tiny_llada.model,
+        ids,
+        attention_mask=mask,
+        mask_id=319,
+        steps=8,
+        gen_length=8,
+        block_length=4,
+        temperature=0.7,
+        eos_id=275,
+        eot_id=278,
+    )
     with tiny_llada.hooks({n: (lambda a, c: None) for n in tiny_llada.hook_names}):
         torch.manual_seed(7)
-        hooked = llada_generate(tiny_llada, ids, attention_mask=mask, mask_id=319, steps=8, gen_length=8,
-                                block_length=4, temperature=0.7, eos_id=275, eot_id=278)
+        hooked = llada_generate(
+            tiny_llada,
+            ids,
+            attention_mask=mask,
+            mask_id=319,
+            steps=8,
+            gen_length=8,
+            block_length=4,
+            temperature=0.7,
+            eos_id=275,
+            eot_id=278,
+        )
     assert torch.equal(bare, hooked)
 
 
@@ -73,11 +95,14 @@ def test_num_transfer_tokens_spreads_remainder_first():
     assert n.tolist() == [[2, 2, 2, 1], [3, 3, 2, 2]]
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(gen_length=10, block_length=4), "valid block lengths: \\[1, 2, 5, 10\\]"),
-    (dict(gen_length=8, block_length=4, steps=5), "multiple of 2"),
-    (dict(remasking="greedy"), "low_confidence"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        (dict(gen_length=10, block_length=4), "valid block lengths: \\[1, 2, 5, 10\\]"),
+        (dict(gen_length=8, block_length=4, steps=5), "multiple of 2"),
+        (dict(remasking="greedy"), "low_confidence"),
+    ],
+)
 def test_llada_argument_errors(llada_inner, kw, match):
     args = dict(steps=8, gen_length=8, block_length=8)
     args.update(kw)
@@ -97,6 +122,13 @@ def test_mask_in_prompt_is_refused(llada_inner, dream_inner):
 
 def test_on_step_sequence(llada_inner):
     seen = []
-    llada_generate(llada_inner, torch.zeros(1, 3, dtype=torch.long), mask_id=319, steps=6, gen_length=6,
-                   block_length=2, on_step=lambda info: seen.append((info.step, info.block, info.num_blocks)))
+    llada_generate(
+        llada_inner,
+        torch.zeros(1, 3, dtype=torch.long),
+        mask_id=319,
+        steps=6,
+        gen_length=6,
+        block_length=2,
+        on_step=lambda info: seen.append((info.step, info.block, info.num_blocks)),
+    )
     assert seen == [(s, s // 2, 3) for s in range(6)]

@@ -1,4 +1,5 @@
 """Sites carry their role; every name round-trips through get_act_name, for all three families."""
+
 import pytest
 
 from mdm_lens import HookedMDM, get_act_name
@@ -7,6 +8,7 @@ from mdm_lens.sites import GLOBAL_ROLES, LAYER_ROLES, check_roles
 
 def _gemma():
     from mdm_lens.testing import tiny_config
+
     return HookedMDM.from_config(tiny_config("diffusion_gemma"))
 
 
@@ -17,7 +19,7 @@ def test_every_site_has_a_role_that_round_trips(which, request):
     assert all(roles), [s.name for s in model.sites.values() if not s.role]
     for s in model.sites.values():
         assert get_act_name(s.role, s.layer) == s.name
-        assert all(model.site(a) is s for a in s.aliases)      # an alias is the same site
+        assert all(model.site(a) is s for a in s.aliases)  # an alias is the same site
     # the table is complete: every steering role at every layer, each (role, layer) once, global roles once
     pairs = [(s.role, s.layer) for s in model.sites.values()]
     assert len(pairs) == len(set(pairs))
@@ -26,12 +28,12 @@ def test_every_site_has_a_role_that_round_trips(which, request):
 
 
 def test_get_act_name_aliases_and_errors():
-    assert get_act_name("mlp_out", 1) == "blocks.1.hook_mlp_out"       # TransformerLens' name
+    assert get_act_name("mlp_out", 1) == "blocks.1.hook_mlp_out"  # TransformerLens' name
     assert get_act_name("pre", 0) == get_act_name("mlp_pre", 0) == "blocks.0.mlp.hook_pre"
     assert get_act_name("normalized") == "ln_final.hook_normalized"
     with pytest.raises(ValueError, match="needs a layer"):
         get_act_name("resid_post")
-    with pytest.raises(KeyError, match="resid_post"):                 # like TL, names are checked on use
+    with pytest.raises(KeyError, match="resid_post"):  # like TL, names are checked on use
         _gemma().site(get_act_name("resid_poost", 0))
     with pytest.raises(ValueError, match="mlp_out"):
         check_roles(["mlp_out", "mlp_outt"])
@@ -39,7 +41,11 @@ def test_get_act_name_aliases_and_errors():
 
 def test_site_names_by_role(tiny_llada):
     assert tiny_llada.site_names(["mlp_out", "resid_pre"]) == [
-        "blocks.0.hook_resid_pre", "blocks.0.hook_mlp_out", "blocks.1.hook_resid_pre", "blocks.1.hook_mlp_out"]
+        "blocks.0.hook_resid_pre",
+        "blocks.0.hook_mlp_out",
+        "blocks.1.hook_resid_pre",
+        "blocks.1.hook_mlp_out",
+    ]
     assert tiny_llada.site_names(["attn_out", "embed"], layers=[1]) == ["hook_embed", "blocks.1.hook_attn_out"]
     with pytest.raises(ValueError, match="mlp_out"):
         tiny_llada.site_names(["mlp_outt"])

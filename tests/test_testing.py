@@ -1,4 +1,5 @@
 """mdm_lens.testing: the helpers users test with build models that load, tokenize and generate offline."""
+
 import pytest
 import torch
 

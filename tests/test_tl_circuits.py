@@ -1,5 +1,6 @@
 """TransformerLens's circuit surface (issue 25, point 4) against TL 4.3's own bridge on the same weights: goldens by
 scripts/make_tl_circuit_goldens.py (TL's bridge over the transformers-native twin of each family, bidirectional)."""
+
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from mdm_lens.loading import build_random_model
 from mdm_lens.testing import build_test_tokenizer, tiny_config
 
 FIX = Path(__file__).parent / "fixtures"
-ATOL = 2e-6      # float32 forwards through different kernels (eager softmax vs ours): last-bit differences only
+ATOL = 2e-6  # float32 forwards through different kernels (eager softmax vs ours): last-bit differences only
 
 
 def _golden(family):
@@ -31,7 +32,7 @@ def run(request):
     meta, g = _golden(family)
     cfg = tiny_config(family)
     inner = build_random_model(cfg, seed=0)
-    weights = {k[len("weights."):]: v for k, v in g.items() if k.startswith("weights.")}
+    weights = {k[len("weights.") :]: v for k, v in g.items() if k.startswith("weights.")}
     inner.load_state_dict(weights, strict=False)
     model = HookedMDM(inner.eval(), detect_family(cfg), build_test_tokenizer(style=family, vocab_size=320), cfg)
     return family, meta, g, model
@@ -47,14 +48,16 @@ def test_head_weights_and_biases_are_tls(run):
     family, meta, g, model = run
     for attr in ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O", "b_in", "b_out"):
         if attr in meta["errors"]:
-            with pytest.raises(AttributeError, match=attr):      # TL: bias-free projections expose none
+            with pytest.raises(AttributeError, match=attr):  # TL: bias-free projections expose none
                 getattr(model, attr)
             continue
         got = getattr(model, attr)
         assert got.shape == g[f"param.{attr}"].shape, attr
-        torch.testing.assert_close(got.float(), g[f"param.{attr}"], atol=0, rtol=0, msg=attr)   # a reshape: exact
-    assert sorted(meta["errors"]) == {"llada": ["b_K", "b_O", "b_Q", "b_V", "b_in", "b_out"],
-                                      "dream": ["b_O", "b_in", "b_out"]}[family]
+        torch.testing.assert_close(got.float(), g[f"param.{attr}"], atol=0, rtol=0, msg=attr)  # a reshape: exact
+    assert (
+        sorted(meta["errors"])
+        == {"llada": ["b_K", "b_O", "b_Q", "b_V", "b_in", "b_out"], "dream": ["b_O", "b_in", "b_out"]}[family]
+    )
 
 
 def test_qk_ov_factored_matrices_are_tls(run):
@@ -69,8 +72,13 @@ def test_qk_ov_factored_matrices_are_tls(run):
         torch.testing.assert_close(fm.norm(), g[f"fm.{label}.norm"], atol=1e-5, rtol=1e-4, msg=label)
         ours = torch.view_as_real(head.eigenvalues)
         ref = g[f"fm.{label}.1_2.eigenvalues"]
-        torch.testing.assert_close(torch.tensor(sorted(ours.tolist())), torch.tensor(sorted(ref.tolist())),  # any order
-                                   atol=1e-4, rtol=1e-4, msg=label)
+        torch.testing.assert_close(
+            torch.tensor(sorted(ours.tolist())),
+            torch.tensor(sorted(ref.tolist())),  # any order
+            atol=1e-4,
+            rtol=1e-4,
+            msg=label,
+        )
     torch.testing.assert_close((qk @ torch.eye(64)).AB[1, 2], qk[1, 2].AB)
     assert model.blocks[1].attn.W_Q.shape == model.W_Q[1].shape and torch.equal(model.blocks[0].mlp.W_in, model.W_in[0])
 
@@ -82,11 +90,12 @@ def test_compute_head_results_is_tls(run):
         cache["result", 0]
     cache.compute_head_results()
     for layer in range(model.n_layers):
-        torch.testing.assert_close(cache[f"blocks.{layer}.attn.hook_z"], g[f"cache.blocks.{layer}.attn.hook_z"],
-                                   atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            cache[f"blocks.{layer}.attn.hook_z"], g[f"cache.blocks.{layer}.attn.hook_z"], atol=ATOL, rtol=0
+        )
         res = cache["result", layer]
         torch.testing.assert_close(res, g[f"result.blocks.{layer}.attn.hook_result"], atol=ATOL, rtol=0)
-        torch.testing.assert_close(res.sum(-2), cache["attn_out", layer], atol=1e-5, rtol=0)   # heads sum to attn_out
+        torch.testing.assert_close(res.sum(-2), cache["attn_out", layer], atol=1e-5, rtol=0)  # heads sum to attn_out
     torch.testing.assert_close(cache.stack_head_results(layer=-1), g["stack_head_results"], atol=ATOL, rtol=0)
 
 
@@ -102,13 +111,13 @@ def test_add_hook_and_reset_hooks_follow_tl(run):
     try:
         model.add_hook("blocks.0.attn.hook_z", ablate_head_1)
         torch.testing.assert_close(model(ids), g["hooks.added"], atol=ATOL, rtol=0)
-        torch.testing.assert_close(model(ids), g["hooks.added"], atol=ATOL, rtol=0)      # kept across forwards
+        torch.testing.assert_close(model(ids), g["hooks.added"], atol=ATOL, rtol=0)  # kept across forwards
         model.add_hook(lambda n: n == "blocks.1.hook_mlp_out", lambda x, hook: x * 2, is_permanent=True)
         torch.testing.assert_close(model(ids), g["hooks.added_and_permanent"], atol=ATOL, rtol=0)
         assert model.tl_hooks == [("blocks.0.attn.hook_z", False), ("blocks.1.hook_mlp_out", True)]
         model.reset_hooks()
         torch.testing.assert_close(model(ids), g["hooks.after_reset"], atol=ATOL, rtol=0)
-        with model.hooks({"hook_embed": lambda a, ctx: None}):      # context-managed hooks ride alongside
+        with model.hooks({"hook_embed": lambda a, ctx: None}):  # context-managed hooks ride alongside
             torch.testing.assert_close(model(ids), g["hooks.after_reset"], atol=ATOL, rtol=0)
         assert model.hooks_attached
     finally:
@@ -131,6 +140,7 @@ def test_generate_verbose_is_tls_progress(run, capsys):
 
 def test_test_prompt_shows_masked_predictions_per_step(run, capsys):
     from mdm_lens.prompt_probe import test_prompt as probe
+
     family, meta, g, model = run
     kw = {"llada": dict(gen_length=4, steps=4, block_length=4), "dream": dict(max_new_tokens=4, steps=4)}[family]
     kw["temperature"] = 0.0
@@ -141,7 +151,7 @@ def test_test_prompt_shows_masked_predictions_per_step(run, capsys):
     for r in recs:
         by_step.setdefault(r.step, []).append(r.position)
     assert sorted(by_step) == list(range(len(by_step))) and by_step[0] == [0, 1, 2, 3]
-    for s in range(1, len(by_step)):                                   # what is masked only shrinks
+    for s in range(1, len(by_step)):  # what is masked only shrinks
         assert set(by_step[s]) <= set(by_step[s - 1])
     assert all(len(r.top_ids) == 3 and r.top_probs == sorted(r.top_probs, reverse=True) for r in recs)
     # greedy: what the last step still predicts is decoded to its top prediction, as generate decodes it

@@ -1,5 +1,6 @@
 """TransformerLens 4.3 parity: hook names, tensors, ActivationCache methods and get_act_name, against goldens
 written by TL's own TransformerBridge over the same tiny weights (scripts/make_tl_goldens.py)."""
+
 import json
 
 import pytest
@@ -28,7 +29,7 @@ def run(request):
     meta, g = _golden(family)
     cfg = tiny_config(family)
     inner = build_random_model(cfg, seed=0)
-    weights = {k[len("weights."):]: v for k, v in g.items() if k.startswith("weights.")}
+    weights = {k[len("weights.") :]: v for k, v in g.items() if k.startswith("weights.")}
     missing, unexpected = inner.load_state_dict(weights, strict=False)
     assert not unexpected and len(weights) == 5
     model = HookedMDM(inner, detect_family(cfg), build_test_tokenizer(style=family, vocab_size=cfg["vocab_size"]), cfg)
@@ -54,14 +55,24 @@ def test_hook_names_are_exactly_tls(run):
     tl = set(meta["names"])
     assert len(tl) == {"llada": 110, "dream": 97}[family]
     ours = set(model.all_hook_names)
-    assert len(ours) == len(model.all_hook_names)           # no name belongs to two sites
+    assert len(ours) == len(model.all_hook_names)  # no name belongs to two sites
     assert tl - ours == set()
     extra = {"hook_logits"}
     if family == "dream":
-        extra |= {f"blocks.{l}.{s}" for l in range(model.n_layers) for s in (
-            "hook_attn_in", "hook_q_input", "hook_k_input", "hook_v_input", "mlp.act.hook_in", "mlp.act.hook_out")}
+        extra |= {
+            f"blocks.{l}.{s}"
+            for l in range(model.n_layers)
+            for s in (
+                "hook_attn_in",
+                "hook_q_input",
+                "hook_k_input",
+                "hook_v_input",
+                "mlp.act.hook_in",
+                "mlp.act.hook_out",
+            )
+        }
     assert ours - tl == extra
-    assert set(cache) == set(model.hook_names) >= {model.site(n).name for n in tl}   # run_with_cache: every site
+    assert set(cache) == set(model.hook_names) >= {model.site(n).name for n in tl}  # run_with_cache: every site
 
 
 def test_every_covered_name_carries_tls_tensor(run):
@@ -69,7 +80,7 @@ def test_every_covered_name_carries_tls_tensor(run):
     checked = 0
     for name in meta["names"]:
         if meta["attn_scores_equals_pattern"] and name.endswith("hook_attn_scores"):
-            continue            # TL's Dream bridge fires scores after softmax: tests/test_attention_hooks.py
+            continue  # TL's Dream bridge fires scores after softmax: tests/test_attention_hooks.py
         exp, got = _expected(meta, g, name), cache[name].float()
         assert list(got.shape) == meta["shapes"][name], name
         torch.testing.assert_close(got, exp, atol=ATOL, rtol=0, msg=name)
@@ -96,24 +107,28 @@ def test_activation_cache_methods_equal_tls(run):
     dec = cache.decompose_resid(apply_ln=False)
     target = meta["target_token"]
     calls = {
-        "accumulated_resid": lambda: cache.accumulated_resid(layer=None, incl_mid=True, apply_ln=True,
-                                                             return_labels=True),
+        "accumulated_resid": lambda: cache.accumulated_resid(
+            layer=None, incl_mid=True, apply_ln=True, return_labels=True
+        ),
         "accumulated_resid_raw": lambda: cache.accumulated_resid(layer=None, incl_mid=True, return_labels=True),
-        "accumulated_resid_l1_ln": lambda: cache.accumulated_resid(layer=1, incl_mid=True, apply_ln=True,
-                                                                   return_labels=True),
-        "accumulated_resid_l1_mlp_input": lambda: cache.accumulated_resid(layer=1, mlp_input=True, apply_ln=True,
-                                                                          return_labels=True),
-        "accumulated_resid_pos_last": lambda: cache.accumulated_resid(apply_ln=True, pos_slice=-1,
-                                                                      return_labels=True),
+        "accumulated_resid_l1_ln": lambda: cache.accumulated_resid(
+            layer=1, incl_mid=True, apply_ln=True, return_labels=True
+        ),
+        "accumulated_resid_l1_mlp_input": lambda: cache.accumulated_resid(
+            layer=1, mlp_input=True, apply_ln=True, return_labels=True
+        ),
+        "accumulated_resid_pos_last": lambda: cache.accumulated_resid(apply_ln=True, pos_slice=-1, return_labels=True),
         "decompose_resid": lambda: cache.decompose_resid(apply_ln=True, return_labels=True),
         "decompose_resid_raw": lambda: cache.decompose_resid(apply_ln=False, return_labels=True),
-        "decompose_resid_l1_mlp_input": lambda: cache.decompose_resid(layer=1, mlp_input=True, apply_ln=True,
-                                                                      return_labels=True),
+        "decompose_resid_l1_mlp_input": lambda: cache.decompose_resid(
+            layer=1, mlp_input=True, apply_ln=True, return_labels=True
+        ),
         "apply_ln_to_stack_final": lambda: cache.apply_ln_to_stack(raw, layer=None),
         "apply_ln_to_stack_final_recompute": lambda: cache.apply_ln_to_stack(raw, layer=None, recompute_ln=True),
         "apply_ln_to_stack_l1_ln2": lambda: cache.apply_ln_to_stack(raw, layer=1, mlp_input=True),
-        "apply_ln_to_stack_final_pos_last": lambda: cache.apply_ln_to_stack(raw[:, :, -1:], layer=None,
-                                                                            pos_slice=slice(-1, None)),
+        "apply_ln_to_stack_final_pos_last": lambda: cache.apply_ln_to_stack(
+            raw[:, :, -1:], layer=None, pos_slice=slice(-1, None)
+        ),
         "logit_attrs_accumulated": lambda: cache.logit_attrs(raw, tokens=target),
         "stack_activation_resid_post": lambda: cache.stack_activation("resid_post"),
         "logit_attrs_decomposed": lambda: cache.logit_attrs(dec, tokens=target),
@@ -130,13 +145,18 @@ def test_activation_cache_methods_equal_tls(run):
 
 def test_cache_keys_resolve_as_tls(run):
     family, meta, g, model, logits, cache = run
-    keys = {"resid_post,1": ("resid_post", 1), "resid_post,-1": ("resid_post", -1),
-            "scale,1,ln1": ("scale", 1, "ln1"), "scale": "scale", "hook_embed": "hook_embed"}
+    keys = {
+        "resid_post,1": ("resid_post", 1),
+        "resid_post,-1": ("resid_post", -1),
+        "scale,1,ln1": ("scale", 1, "ln1"),
+        "scale": "scale",
+        "hook_embed": "hook_embed",
+    }
     for label, key in keys.items():
         exp = _expected(meta, g, meta["getitem"][label])
         torch.testing.assert_close(cache[key].float(), exp, atol=ATOL, rtol=0, msg=label)
     with pytest.raises(KeyError, match="blocks.6.attn.hook_k"):
-        cache["k6"]                                        # TL: KeyError too (no layer 6)
+        cache["k6"]  # TL: KeyError too (no layer 6)
     assert ("resid_post", 1) in cache and "blocks.1.hook_out" in cache and "nonsense" not in cache
     assert cache["blocks.0.mlp.hook_out"] is cache["mlp_out", 0] is cache["blocks.0.mlp.out.hook_out"]
 
@@ -145,7 +165,7 @@ def test_get_act_name_equals_tls():
     meta, _ = _golden("llada")
     for args, expected in meta["get_act_name"].items():
         assert get_act_name(*json.loads(args)) == expected, args
-    assert get_act_name("mlp_pre_linear", 2) == "blocks.2.mlp.hook_pre_linear"      # mdm-lens's own roles
+    assert get_act_name("mlp_pre_linear", 2) == "blocks.2.mlp.hook_pre_linear"  # mdm-lens's own roles
     assert get_act_name("ln1_scale", 0) == "blocks.0.ln1.hook_scale" and get_act_name("ln_final") == "ln_final.hook_out"
     with pytest.raises(ValueError, match="needs a layer"):
         get_act_name("resid_post")
@@ -153,9 +173,24 @@ def test_get_act_name_equals_tls():
 
 def test_cfg_and_weights_are_tls(run):
     family, meta, g, model, logits, cache = run
-    for k in ("n_layers", "d_model", "n_heads", "d_head", "d_mlp", "d_vocab", "d_vocab_out", "n_ctx", "eps",
-              "n_key_value_heads", "normalization_type", "final_rms", "positional_embedding_type", "act_fn",
-              "default_prepend_bos", "gated_mlp"):
+    for k in (
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "d_head",
+        "d_mlp",
+        "d_vocab",
+        "d_vocab_out",
+        "n_ctx",
+        "eps",
+        "n_key_value_heads",
+        "normalization_type",
+        "final_rms",
+        "positional_embedding_type",
+        "act_fn",
+        "default_prepend_bos",
+        "gated_mlp",
+    ):
         assert getattr(model.cfg, k) == meta["cfg"][k], k
     assert model.cfg.family == family
     emb = model.model.get_input_embeddings().weight
@@ -182,7 +217,7 @@ def test_names_filter_and_aliases(run):
     _, c = model.run_with_cache(ids, names_filter="hook_embed")
     assert list(c) == ["hook_embed"] and "embed.hook_out" in c
     _, c = model.run_with_cache(ids, names_filter=["blocks.0.mlp.hook_out", "blocks.0.hook_mlp_out"])
-    assert list(c) == ["blocks.0.hook_mlp_out"]            # one site, hooked once, known by both names
+    assert list(c) == ["blocks.0.hook_mlp_out"]  # one site, hooked once, known by both names
     _, c = model.run_with_cache(ids, names_filter=lambda n: n.endswith("ln2.hook_scale"))
     assert sorted(c) == ["blocks.0.ln2.hook_scale", "blocks.1.ln2.hook_scale"]
     with pytest.raises(KeyError, match="closest"):
@@ -192,31 +227,38 @@ def test_names_filter_and_aliases(run):
 def test_run_with_hooks_tl_style(run):
     family, meta, g, model, logits, cache = run
     ids, mask = g["input_ids"], (g["attention_mask"] if meta["padded"] else None)
-    logits = model(ids, attention_mask=mask)       # unhooked (SDPA); the fixture's cached run took the eager path
+    logits = model(ids, attention_mask=mask)  # unhooked (SDPA); the fixture's cached run took the eager path
     seen = []
 
     def zero(act, hook):
         seen.append((hook.name, hook.layer(), hook.step))
         return torch.zeros_like(act)
+
     out = model.run_with_hooks(ids, fwd_hooks=[("blocks.1.ln1.hook_normalized", zero)], attention_mask=mask)
     assert seen == [("blocks.1.ln1.hook_normalized", 1, None)]
     assert not torch.allclose(out, logits)
-    noop = model.run_with_hooks(ids, fwd_hooks=[(lambda n: n.endswith("hook_scale"), lambda a, hook: None)],
-                                attention_mask=mask)
-    assert torch.equal(noop, logits)                       # the reference multiply is kept when nothing is edited
+    noop = model.run_with_hooks(
+        ids, fwd_hooks=[(lambda n: n.endswith("hook_scale"), lambda a, hook: None)], attention_mask=mask
+    )
+    assert torch.equal(noop, logits)  # the reference multiply is kept when nothing is edited
     # an edited scale divides (TL's x / scale): doubling every ln_final scale halves the normalized stream
     _, c = model.run_with_cache(ids, names_filter=["ln_final.hook_normalized"], attention_mask=mask)
     halved = []
-    with model.hooks({"ln_final.hook_scale": lambda a, ctx: a * 2,
-                      "ln_final.hook_normalized": lambda a, ctx: halved.append(a) or None}):
+    with model.hooks(
+        {
+            "ln_final.hook_scale": lambda a, ctx: a * 2,
+            "ln_final.hook_normalized": lambda a, ctx: halved.append(a) or None,
+        }
+    ):
         model(ids, attention_mask=mask)
     torch.testing.assert_close(halved[0], c["normalized"] / 2)
     with pytest.raises(NotImplementedError):
         model.run_with_hooks(ids, bwd_hooks=[("hook_embed", zero)])
     # an mdm-lens fn(act, ctx) works too: the hook object reads like the step context
     sites = []
-    same = model.run_with_hooks(ids, fwd_hooks=[("blocks.0.mlp.hook_out", lambda a, ctx: sites.append(ctx.site))],
-                                attention_mask=mask)
+    same = model.run_with_hooks(
+        ids, fwd_hooks=[("blocks.0.mlp.hook_out", lambda a, ctx: sites.append(ctx.site))], attention_mask=mask
+    )
     assert sites == ["blocks.0.mlp.hook_out"] and torch.equal(same, logits)
 
 
@@ -236,7 +278,10 @@ def test_step_cache_at_step_is_an_activation_cache(run):
     family, meta, g, model, logits, cache = run
     roles = ["resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out", "ln1_scale", "ln2_scale"]
     sites = [get_act_name(r, l) for l in range(model.n_layers) for r in roles] + [
-        "hook_embed", "ln_final.hook_scale", "embed.hook_in"]
+        "hook_embed",
+        "ln_final.hook_scale",
+        "embed.hook_in",
+    ]
     gen = {"llada": dict(gen_length=4, steps=2, block_length=4), "dream": dict(max_new_tokens=4, steps=2)}[family]
     with model.cache_steps(sites, steps=[1]) as steps:
         model.generate(["hello"], chat=False, **gen)
@@ -250,7 +295,7 @@ def test_step_cache_at_step_is_an_activation_cache(run):
         exp, exp_labels = getattr(ref, method)(apply_ln=True, return_labels=True)
         assert labels == exp_labels
         torch.testing.assert_close(got, exp, atol=1e-6, rtol=0)
-    with pytest.raises(KeyError, match="not cached"):       # ln2 normalized was not chosen
+    with pytest.raises(KeyError, match="not cached"):  # ln2 normalized was not chosen
         at["normalized", 0, "ln2"]
     with pytest.raises(KeyError, match="nothing cached at step 0"):
         steps.at(0)
@@ -267,10 +312,13 @@ def test_head_results_equal_tls_once_z_is_cached(run):
         with pytest.raises(KeyError, match="hook_pattern"):
             cache.stack_activation("pattern")
         return
-    calls = {"stack_head_results": lambda: cache.stack_head_results(layer=-1, return_labels=True),
-             "get_full_resid_decomposition": lambda: cache.get_full_resid_decomposition(expand_neurons=False,
-                                                                                         return_labels=True),
-             "stack_activation_pattern": lambda: cache.stack_activation("pattern")}
+    calls = {
+        "stack_head_results": lambda: cache.stack_head_results(layer=-1, return_labels=True),
+        "get_full_resid_decomposition": lambda: cache.get_full_resid_decomposition(
+            expand_neurons=False, return_labels=True
+        ),
+        "stack_activation_pattern": lambda: cache.stack_activation("pattern"),
+    }
     for key, call in calls.items():
         out = call()
         got, labels = out if isinstance(out, tuple) else (out, None)

@@ -6,6 +6,7 @@ forward's logits move by independent uniform noise in [-delta, delta]; a case wh
 margin. delta = 1e-5 is about twice the largest logit difference seen between machines (5.2e-6: AVX-512/AMX
 kernels vs others, any thread count) and ~1e-4 of the tiny models' logit scale (std ~0.16).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ class Jittered:
 
     def __init__(self, model, seed: int, delta: float = DELTA):
         self._model, self._delta = model, delta
-        self._gen = torch.Generator().manual_seed(seed)          # its own stream: the sampler's RNG is untouched
+        self._gen = torch.Generator().manual_seed(seed)  # its own stream: the sampler's RNG is untouched
 
     def _noise(self, logits: torch.Tensor) -> torch.Tensor:
         return logits + (torch.rand(logits.shape, generator=self._gen) * 2 - 1).to(logits.dtype) * self._delta

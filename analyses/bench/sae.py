@@ -7,6 +7,7 @@ bench model. Training throughput: activations per second through `Trainer.train_
 Adam, decoder renormalisation) at the model's width, on random activations, so it measures the SAE, not the
 model; and the store's read rate (activations per second streamed from t-masked canvases).
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,9 @@ from .sampler import bench_models, interleaved_medians
 GOALS = {"splice_ratio_error_term": 1.15}
 
 
-def splice_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: int, repeats: int, k: int = 32,
-                 expansion: int = 16) -> dict:
+def splice_bench(
+    model, *, gen_length: int, steps: int, prompt_len: int, batch: int, repeats: int, k: int = 32, expansion: int = 16
+) -> dict:
     g = torch.Generator().manual_seed(0)
     vocab = model.config.get("vocab_size", 256)
     prompt = torch.randint(0, min(vocab, model.mask_id), (batch, prompt_len), generator=g).to(model.input_device)
@@ -40,29 +42,38 @@ def splice_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: 
                     return llada_generate(model, prompt, **kw)
                 with model.steer(plan):
                     return llada_generate(model, prompt, **kw)
+
         return go
 
-    med = interleaved_medians({"unsteered": run(None), "splice_error_term": run(with_err),
-                               "splice_no_error_term": run(without)}, repeats)
-    return {"seconds": med, "splice_ratio_error_term": med["splice_error_term"] / med["unsteered"],
-            "splice_ratio_no_error_term": med["splice_no_error_term"] / med["unsteered"],
-            "site": site, "d_model": d, "d_sae": sae.d_sae, "k": k,
-            "settings": {**kw, "prompt_len": prompt_len, "batch": batch, "repeats": repeats}}
+    med = interleaved_medians(
+        {"unsteered": run(None), "splice_error_term": run(with_err), "splice_no_error_term": run(without)}, repeats
+    )
+    return {
+        "seconds": med,
+        "splice_ratio_error_term": med["splice_error_term"] / med["unsteered"],
+        "splice_ratio_no_error_term": med["splice_no_error_term"] / med["unsteered"],
+        "site": site,
+        "d_model": d,
+        "d_sae": sae.d_sae,
+        "k": k,
+        "settings": {**kw, "prompt_len": prompt_len, "batch": batch, "repeats": repeats},
+    }
 
 
-def training_throughput(d: int, *, expansion: int = 16, k: int = 32, batch: int = 4096, steps: int = 10,
-                        device: str = "cpu") -> dict:
+def training_throughput(
+    d: int, *, expansion: int = 16, k: int = 32, batch: int = 4096, steps: int = 10, device: str = "cpu"
+) -> dict:
     """Activations/s of SAE training steps at width `d` (first step excluded as warm-up)."""
     from analyses.sae.train import TrainConfig, Trainer
 
-    class _Random:                                # a store stand-in that only serves random batches
+    class _Random:  # a store stand-in that only serves random batches
         def __init__(self):
             self.d, self.buffer_size, self.g = d, 2 * batch, torch.Generator().manual_seed(0)
 
         def sample(self, n):
             return torch.randn(n, d, generator=self.g)
 
-    tr = Trainer(_Random(), TrainConfig(d_sae=expansion * d, k=k, steps=steps + 1))   # type: ignore[arg-type]
+    tr = Trainer(_Random(), TrainConfig(d_sae=expansion * d, k=k, steps=steps + 1))  # type: ignore[arg-type]
     tr.sae.to(device)
     tr.since_fired = tr.since_fired.to(device)
     tr.opt = torch.optim.Adam(tr.sae.parameters(), lr=1e-3)
@@ -76,20 +87,41 @@ def training_throughput(d: int, *, expansion: int = 16, k: int = 32, batch: int 
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     s = time.perf_counter() - t0
-    return {"activations_per_second": steps * batch / s, "d_in": d, "d_sae": expansion * d, "k": k,
-            "batch": batch, "steps": steps, "device": device, "threads": torch.get_num_threads()}
+    return {
+        "activations_per_second": steps * batch / s,
+        "d_in": d,
+        "d_sae": expansion * d,
+        "k": k,
+        "batch": batch,
+        "steps": steps,
+        "device": device,
+        "threads": torch.get_num_threads(),
+    }
 
 
-def run_sae_bench(*, model: str | None = None, gen_length: int = 32, steps: int = 32, prompt_len: int = 16,
-                  batch: int = 1, repeats: int = 5, device: str | None = None) -> dict:
-    name, hooked = bench_models(model)[-1]             # the mid-size bench model unless one is named
+def run_sae_bench(
+    *,
+    model: str | None = None,
+    gen_length: int = 32,
+    steps: int = 32,
+    prompt_len: int = 16,
+    batch: int = 1,
+    repeats: int = 5,
+    device: str | None = None,
+) -> dict:
+    name, hooked = bench_models(model)[-1]  # the mid-size bench model unless one is named
     hooked.eval()
-    out = {"benchmark": "sae", "model": name, "goals": GOALS,
-           "splice": splice_bench(hooked, gen_length=gen_length, steps=steps, prompt_len=prompt_len, batch=batch,
-                                  repeats=repeats)}
+    out = {
+        "benchmark": "sae",
+        "model": name,
+        "goals": GOALS,
+        "splice": splice_bench(
+            hooked, gen_length=gen_length, steps=steps, prompt_len=prompt_len, batch=batch, repeats=repeats
+        ),
+    }
     d = out["splice"]["d_model"]
     dev = device or "cpu"
-    big = dev.startswith("cuda")                       # a CPU measures a few small steps, a GPU many large ones
+    big = dev.startswith("cuda")  # a CPU measures a few small steps, a GPU many large ones
     out["training"] = training_throughput(d, device=dev, batch=4096 if big else 1024, steps=20 if big else 3)
     return out
 

@@ -1,4 +1,5 @@
 """`mdm-lens bench steer` (hooked vs folded Linear-ACT overhead) and `mdm-lens bench fit` (Bures at d=4096)."""
+
 from __future__ import annotations
 
 import copy
@@ -41,7 +42,7 @@ def steer_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: i
         with model.steer(plan), torch.no_grad():
             return llada_generate(model, prompt, **kw)
 
-    folded_model = copy.deepcopy(model)          # folded once, outside the timed region
+    folded_model = copy.deepcopy(model)  # folded once, outside the timed region
     fold(folded_model, plan)
 
     def folded():
@@ -49,9 +50,13 @@ def steer_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch: i
             return llada_generate(folded_model, prompt, **kw)
 
     med = interleaved_medians({"unsteered": unsteered, "hooked": hooked, "folded": folded}, repeats)
-    return {"seconds": med, "hooked_ratio": med["hooked"] / med["unsteered"],
-            "folded_ratio": med["folded"] / med["unsteered"], "n_steered_sites": len(plan.sites),
-            "settings": {**kw, "prompt_len": prompt_len, "batch": batch, "repeats": repeats}}
+    return {
+        "seconds": med,
+        "hooked_ratio": med["hooked"] / med["unsteered"],
+        "folded_ratio": med["folded"] / med["unsteered"],
+        "n_steered_sites": len(plan.sites),
+        "settings": {**kw, "prompt_len": prompt_len, "batch": batch, "repeats": repeats},
+    }
 
 
 def fit_bench(d: int = 4096, n: int = 128, d_ref: int = 512, seed: int = 0) -> dict:
@@ -71,17 +76,38 @@ def fit_bench(d: int = 4096, n: int = 128, d_ref: int = 512, seed: int = 0) -> d
     t0 = time.perf_counter()
     D = dense_bures(Sa, Sb)
     dense_s = time.perf_counter() - t0
-    return {"bures_fit_seconds_d%d_n%d" % (d, n): fit_s, "goal_seconds": 5.0,
-            "max_abs_diff_vs_dense_d%d" % d_ref: float((m.dense() - D).abs().max()),
-            "dense_solve_seconds_d%d" % d_ref: dense_s, "threads": torch.get_num_threads()}
+    return {
+        "bures_fit_seconds_d%d_n%d" % (d, n): fit_s,
+        "goal_seconds": 5.0,
+        "max_abs_diff_vs_dense_d%d" % d_ref: float((m.dense() - D).abs().max()),
+        "dense_solve_seconds_d%d" % d_ref: dense_s,
+        "threads": torch.get_num_threads(),
+    }
 
 
-def run_bench(what: str, *, model: str | None = None, gen_length: int = 32, steps: int = 32, prompt_len: int = 16,
-              batch: int = 1, repeats: int = 5) -> dict:
+def run_bench(
+    what: str,
+    *,
+    model: str | None = None,
+    gen_length: int = 32,
+    steps: int = 32,
+    prompt_len: int = 16,
+    batch: int = 1,
+    repeats: int = 5,
+) -> dict:
     """`mdm-lens bench steer` (per model) or `mdm-lens bench fit` (no model)."""
     if what == "fit":
         return {"benchmark": "fit", **fit_bench()}
     if what != "steer":
         raise ValueError(f"unknown benchmark {what!r} here; use 'steer' or 'fit' ('sampler' is analyses.bench.sampler)")
-    return per_model("steer", steer_bench, model, {"hooked_ratio": 1.10, "folded_ratio": 1.01},
-                     gen_length=gen_length, steps=steps, prompt_len=prompt_len, batch=batch, repeats=repeats)
+    return per_model(
+        "steer",
+        steer_bench,
+        model,
+        {"hooked_ratio": 1.10, "folded_ratio": 1.01},
+        gen_length=gen_length,
+        steps=steps,
+        prompt_len=prompt_len,
+        batch=batch,
+        repeats=repeats,
+    )

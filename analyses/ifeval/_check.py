@@ -39,9 +39,7 @@ def bind_instructions(
     if kwargs is None:
         kwargs = [{} for _ in ids]
     if isinstance(kwargs, Mapping) or not isinstance(kwargs, Sequence) or len(kwargs) != len(ids):
-        raise ValueError(
-            f"kwargs must be a list with one dict per instruction ({len(ids)}), got {kwargs!r}"
-        )
+        raise ValueError(f"kwargs must be a list with one dict per instruction ({len(ids)}), got {kwargs!r}")
     bound = []
     for instruction_id, kw in zip(ids, kwargs):
         if kw is not None and not isinstance(kw, Mapping):

@@ -53,9 +53,7 @@ def constrained_response(value: str) -> bool:
 
 def number_highlighted_sections(value: str, *, num_highlights: int) -> bool:
     singles = sum(1 for h in _SINGLE_HIGHLIGHT.findall(value) if h.strip("*").strip())
-    doubles = sum(
-        1 for h in _DOUBLE_HIGHLIGHT.findall(value) if h.removeprefix("**").removesuffix("**").strip()
-    )
+    doubles = sum(1 for h in _DOUBLE_HIGHLIGHT.findall(value) if h.removeprefix("**").removesuffix("**").strip())
     return singles + doubles >= num_highlights
 
 

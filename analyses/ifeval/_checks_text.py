@@ -36,9 +36,7 @@ def keywords_frequency(value: str, *, keyword: str, frequency: int, relation: st
 
 
 def keywords_forbidden(value: str, *, forbidden_words) -> bool:
-    return not any(
-        re.search(r"\b" + word + r"\b", value, flags=re.IGNORECASE) for word in forbidden_words
-    )
+    return not any(re.search(r"\b" + word + r"\b", value, flags=re.IGNORECASE) for word in forbidden_words)
 
 
 def keywords_letter_frequency(value: str, *, letter: str, let_frequency: int, let_relation: str) -> bool:

@@ -78,7 +78,9 @@ def load_prompts(path_or_hub: str | os.PathLike = HUB_DATASET) -> list[dict[str,
         rows = _read_jsonl(path)
         return [_prompt_record(r, f"{path}:{i + 1}") for i, r in enumerate(rows)]
     text = str(path_or_hub)
-    looks_local = path.exists() or text.endswith((".jsonl", ".json")) or text.startswith((".", "/", "~")) or text.count("/") != 1
+    looks_local = (
+        path.exists() or text.endswith((".jsonl", ".json")) or text.startswith((".", "/", "~")) or text.count("/") != 1
+    )
     if isinstance(path_or_hub, os.PathLike) or looks_local:
         raise FileNotFoundError(f"no IFEval jsonl at {text!r}")
     return [_prompt_record(r, f"{text}[{i}]") for i, r in enumerate(_hub_rows(text))]
@@ -131,7 +133,12 @@ def attach_kwargs(pairs: Iterable[ContrastivePair], prompts: Iterable[Mapping[st
     for pair in pairs:
         record = by_key.get(pair.key)
         if pair.kwargs is None and record is not None:
-            pair = ContrastivePair(pair.key, pair.prompt, pair.prompt_without_instruction,
-                                   pair.instruction_id_list, tuple(record["kwargs"]))
+            pair = ContrastivePair(
+                pair.key,
+                pair.prompt,
+                pair.prompt_without_instruction,
+                pair.instruction_id_list,
+                tuple(record["kwargs"]),
+            )
         out.append(pair)
     return out

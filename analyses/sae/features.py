@@ -7,6 +7,7 @@
 - `top_contexts`: the strongest activations of a feature over generations, each with its prompt, the position,
   the token finally decoded there and the step at which it fired.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -19,14 +20,16 @@ from interventions.sae import SAE
 from mdm_lens.hooked import HookedMDM
 
 
-def _response_acts(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, gen_length: int | None,
-                   chat: bool) -> Float[torch.Tensor, "n_prompts d_sae"]:
+def _response_acts(
+    model: HookedMDM, sae: SAE, site: str, prompts: Sequence, gen_length: int | None, chat: bool
+) -> Float[torch.Tensor, "n_prompts d_sae"]:
     batch = model.masked_batch(list(prompts), gen_length, chat=chat)
     got: list[torch.Tensor] = []
 
     def grab(act, ctx):
-        f = sae.encode(act[:, batch.prompt_length:])            # response positions, all masked at t = 1
+        f = sae.encode(act[:, batch.prompt_length :])  # response positions, all masked at t = 1
         got.append(f.float().mean(1).cpu())
+
     with torch.no_grad(), model.hooks({site: grab}):
         model(batch.input_ids, attention_mask=batch.attention_mask, prompt_length=batch.prompt_length)
     return got[0]
@@ -35,8 +38,18 @@ def _response_acts(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, gen
 RANKINGS = ("z", "mean", "frequency")
 
 
-def contrast_features(model: HookedMDM, sae: SAE, site: str, prompts_a: Sequence, prompts_b: Sequence, *,
-                      top: int = 10, by: str = "z", gen_length: int | None = None, chat: bool = True) -> list[dict]:
+def contrast_features(
+    model: HookedMDM,
+    sae: SAE,
+    site: str,
+    prompts_a: Sequence,
+    prompts_b: Sequence,
+    *,
+    top: int = 10,
+    by: str = "z",
+    gen_length: int | None = None,
+    chat: bool = True,
+) -> list[dict]:
     """Features ranked by how much more they fire on `prompts_a` than on `prompts_b` (largest first): `by="z"` the
     mean difference over the pooled standard deviation (default: a large always-on feature with a small relative
     shift does not win), "mean" the raw mean difference, "frequency" the difference in the fraction of prompts on
@@ -47,12 +60,24 @@ def contrast_features(model: HookedMDM, sae: SAE, site: str, prompts_a: Sequence
     A = _response_acts(model, sae, site, prompts_a, gen_length, chat)
     B = _response_acts(model, sae, site, prompts_b, gen_length, chat)
     diff = A.mean(0) - B.mean(0)
-    score = {"mean": diff, "z": diff / (torch.cat([A, B]).std(0) + 1e-6),
-             "frequency": (A > 0).float().mean(0) - (B > 0).float().mean(0)}[by]
+    score = {
+        "mean": diff,
+        "z": diff / (torch.cat([A, B]).std(0) + 1e-6),
+        "frequency": (A > 0).float().mean(0) - (B > 0).float().mean(0),
+    }[by]
     order = score.argsort(descending=True)[:top]
-    return [{"feature": int(i), "score": float(score[i]), "diff": float(diff[i]), "mean_a": float(A[:, i].mean()), "mean_b": float(B[:, i].mean()),
-             "active_a": float((A[:, i] > 0).float().mean()), "active_b": float((B[:, i] > 0).float().mean())}
-            for i in order]
+    return [
+        {
+            "feature": int(i),
+            "score": float(score[i]),
+            "diff": float(diff[i]),
+            "mean_a": float(A[:, i].mean()),
+            "mean_b": float(B[:, i].mean()),
+            "active_a": float((A[:, i] > 0).float().mean()),
+            "active_b": float((B[:, i] > 0).float().mean()),
+        }
+        for i in order
+    ]
 
 
 @dataclass
@@ -76,8 +101,17 @@ class FeatureTrace:
         return self.acts[..., self.features.index(feature)].mean((1, 2))
 
 
-def feature_trace(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, features: Sequence[int], *,
-                  seed: int = 0, chat: bool = True, **generate_kwargs) -> FeatureTrace:
+def feature_trace(
+    model: HookedMDM,
+    sae: SAE,
+    site: str,
+    prompts: Sequence,
+    features: Sequence[int],
+    *,
+    seed: int = 0,
+    chat: bool = True,
+    **generate_kwargs,
+) -> FeatureTrace:
     """Generate, reading the SAE's `features` at `site` on the response positions at every step."""
     sae.check(model, site)
     feats = [int(f) for f in features]
@@ -89,18 +123,29 @@ def feature_trace(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, feat
     def grab(act, ctx):
         plen = ctx.prompt_length
         steps.append(sae.encode(act[: ctx.main_rows, plen:])[..., idx].float().cpu())
+
     with torch.no_grad(), model.hooks({site: grab}):
         out = model.generate(list(prompts), seed=seed, chat=chat, **generate_kwargs)
     return FeatureTrace(torch.stack(steps), feats, list(out.texts), out.tokens)
 
 
-def top_contexts(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, feature: int, *, n: int = 10,
-                 seed: int = 0, chat: bool = True, **generate_kwargs) -> list[dict]:
+def top_contexts(
+    model: HookedMDM,
+    sae: SAE,
+    site: str,
+    prompts: Sequence,
+    feature: int,
+    *,
+    n: int = 10,
+    seed: int = 0,
+    chat: bool = True,
+    **generate_kwargs,
+) -> list[dict]:
     """The `n` strongest (prompt, position) activations of `feature` across the steps of generations of `prompts`;
     each record has the step at which that activation happened and the first step the feature fired there."""
     tr = feature_trace(model, sae, site, prompts, [feature], seed=seed, chat=chat, **generate_kwargs)
-    a = tr.acts[..., 0]                                            # [steps, rows, pos]
-    best, best_step = a.max(0)                                     # per (row, pos)
+    a = tr.acts[..., 0]  # [steps, rows, pos]
+    best, best_step = a.max(0)  # per (row, pos)
     fired = (a > 0).float()
     first = torch.where(fired.any(0), fired.argmax(0), torch.full_like(best_step, -1))
     flat = best.flatten().argsort(descending=True)[:n]
@@ -112,9 +157,17 @@ def top_contexts(model: HookedMDM, sae: SAE, site: str, prompts: Sequence, featu
         tok = None
         if tr.tokens is not None and model.tokenizer is not None:
             tok = model.tokenizer.decode([int(tr.tokens[row, pos])])
-        recs.append({"prompt": prompts[row] if isinstance(prompts[row], str) else row, "position": pos,
-                     "token": tok, "activation": float(best[row, pos]), "step": int(best_step[row, pos]),
-                     "first_step": int(first[row, pos]), "text": tr.texts[row]})
+        recs.append(
+            {
+                "prompt": prompts[row] if isinstance(prompts[row], str) else row,
+                "position": pos,
+                "token": tok,
+                "activation": float(best[row, pos]),
+                "step": int(best_step[row, pos]),
+                "first_step": int(first[row, pos]),
+                "text": tr.texts[row],
+            }
+        )
     return recs
 
 

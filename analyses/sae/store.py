@@ -11,6 +11,7 @@ Two sources, as DLM-Scope trains its SAEs:
 memory never grows with the corpus. Everything random comes from one seeded generator whose state, with the
 buffer and the cursor into the source, is the store's `state_dict()`: a run resumed from it is the same run.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -35,8 +36,10 @@ def _select(ctx, variant: str) -> torch.Tensor:
 
 def check_variant(variant: str) -> str:
     if variant not in VARIANTS:
-        raise ValueError(f"unknown store variant {variant!r}; use one of {VARIANTS} ('mask': still-masked response "
-                         "positions, 'unmask': decoded ones, 'response': both)")
+        raise ValueError(
+            f"unknown store variant {variant!r}; use one of {VARIANTS} ('mask': still-masked response "
+            "positions, 'unmask': decoded ones, 'response': both)"
+        )
     return variant
 
 
@@ -44,6 +47,7 @@ def response_canvas(model: HookedMDM, response_ids: torch.Tensor, gen_length: in
     """The response as a finished generation holds it: tokens (cut to fit), EOT where the tokenizer has one, then
     EOS to `gen_length` (LLaDA's SFT layout, which is also what the sampler decodes into)."""
     from mdm_lens.generation import special_ids
+
     sp = special_ids(model)
     tail = [sp["eot"]] if sp["eot"] is not None else []
     r = response_ids.tolist()[: gen_length - len(tail)] + tail
@@ -67,22 +71,38 @@ class ActivationStore:
     `pairs`: (prompt, response) texts or id tensors, for t-masked canvases; `prompts`: texts for
     `model.generate` runs (`generate_kwargs` pass through, e.g. steps / gen_length). Exactly one is given."""
 
-    def __init__(self, model: HookedMDM, site: str, *, pairs: Sequence | None = None,
-                 prompts: Sequence[str] | None = None, variant: str = "mask",
-                 mask_ratios: Sequence[float] = MASK_RATIOS, steps: Sequence[int] | None = None,
-                 batch_size: int = 256, buffer_size: int = 16384, gen_batch: int = 4, chat: bool = True,
-                 gen_length: int | None = None,
-                 seed: int = 0, generate_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model: HookedMDM,
+        site: str,
+        *,
+        pairs: Sequence | None = None,
+        prompts: Sequence[str] | None = None,
+        variant: str = "mask",
+        mask_ratios: Sequence[float] = MASK_RATIOS,
+        steps: Sequence[int] | None = None,
+        batch_size: int = 256,
+        buffer_size: int = 16384,
+        gen_batch: int = 4,
+        chat: bool = True,
+        gen_length: int | None = None,
+        seed: int = 0,
+        generate_kwargs: dict | None = None,
+    ):
         if (pairs is None) == (prompts is None):
-            raise ValueError("give exactly one source: pairs=[(prompt, response), ...] for t-masked canvases, or "
-                             "prompts=[...] for model.generate runs")
+            raise ValueError(
+                "give exactly one source: pairs=[(prompt, response), ...] for t-masked canvases, or "
+                "prompts=[...] for model.generate runs"
+            )
         self.model, self.site, self.variant = model, site, check_variant(variant)
         self.d = model.site(site).width
         if not all(0.0 < float(r) <= 1.0 for r in mask_ratios) or not mask_ratios:
             raise ValueError(f"mask_ratios must be non-empty values in (0, 1], got {list(mask_ratios)}")
         if batch_size <= 0 or buffer_size < 2 * batch_size:
-            raise ValueError(f"need batch_size > 0 and buffer_size >= 2 * batch_size, got batch_size={batch_size}, "
-                             f"buffer_size={buffer_size}")
+            raise ValueError(
+                f"need batch_size > 0 and buffer_size >= 2 * batch_size, got batch_size={batch_size}, "
+                f"buffer_size={buffer_size}"
+            )
         self.pairs = None if pairs is None else list(pairs)
         self.prompts = None if prompts is None else list(prompts)
         source = self.pairs if self.pairs is not None else self.prompts
@@ -95,16 +115,17 @@ class ActivationStore:
         self.gen_length = int(gen_length or model.default_gen_length)
         self.gen = torch.Generator().manual_seed(seed)
         self.seed = seed
-        self.cursor = 0                                   # next source item
+        self.cursor = 0  # next source item
         self.epoch = 0
         self.buffer = torch.empty(0, self.d)
-        self.n_read = 0                                   # activations read from the model so far
+        self.n_read = 0  # activations read from the model so far
         self._encoded: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     # ------------------------------------------------------------------ reading the model
     def _pair_ids(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         if i not in self._encoded:
             from mdm_lens.likelihood import encode_pair
+
             p, r = self.pairs[i]
             p_ids, r_ids = encode_pair(self.model, p, r, chat=self.chat)
             self._encoded[i] = (p_ids, response_canvas(self.model, r_ids, self.gen_length))
@@ -114,6 +135,7 @@ class ActivationStore:
         """`gen_batch` pairs, each at every mask ratio: prompts left-padded as `generate` pads them."""
         from mdm_lens.generation import special_ids
         from mdm_lens.prompts import left_pad
+
         items = [self._pair_ids(self._next()) for _ in range(self.gen_batch)]
         ids, attn = left_pad([p.tolist() for p, _ in items], special_ids(self.model)["pad"])
         plen = ids.shape[1]
@@ -129,6 +151,7 @@ class ActivationStore:
 
         def grab(act, ctx):
             got.append(act[_select(ctx, self.variant)].detach().float().cpu())
+
         with torch.no_grad(), self.model.hooks({self.site: grab}):
             self.model(noisy, attention_mask=attn, prompt_length=plen)
         return torch.cat(got)
@@ -141,6 +164,7 @@ class ActivationStore:
             if self.steps is None or ctx.step in self.steps:
                 sel = _select(ctx, self.variant)[: ctx.main_rows]
                 got.append(act[: ctx.main_rows][sel].detach().float().cpu())
+
         seed = int(torch.randint(0, 2**31 - 1, (1,), generator=self.gen))
         with torch.no_grad(), self.model.hooks({self.site: grab}):
             self.model.generate(batch, chat=self.chat, seed=seed, **self.generate_kwargs)
@@ -159,8 +183,10 @@ class ActivationStore:
             a = self._read_pairs() if self.pairs is not None else self._read_generate()
             bad = int((~torch.isfinite(a)).sum())
             if bad:
-                raise FloatingPointError(f"{bad} NaN/inf activations at site {self.site!r}; the model's forward is "
-                                         "not finite here (check its dtype / weights) and an SAE cannot learn from it")
+                raise FloatingPointError(
+                    f"{bad} NaN/inf activations at site {self.site!r}; the model's forward is "
+                    "not finite here (check its dtype / weights) and an SAE cannot learn from it"
+                )
             parts.append(a)
             have += a.shape[0]
             self.n_read += a.shape[0]
@@ -171,7 +197,7 @@ class ActivationStore:
         """A shuffled batch; the buffer is topped up (and reshuffled) whenever it falls below half full."""
         if self.buffer.shape[0] < self.buffer_size // 2:
             self._refill()
-        out, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size:]
+        out, self.buffer = self.buffer[: self.batch_size], self.buffer[self.batch_size :]
         return out
 
     def batches(self, n: int) -> Iterator[torch.Tensor]:
@@ -187,24 +213,32 @@ class ActivationStore:
 
     # ------------------------------------------------------------------ resume
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return {"buffer": self.buffer.clone(), "rng": self.gen.get_state(),
-                "counters": torch.tensor([self.cursor, self.epoch, self.n_read], dtype=torch.long)}
+        return {
+            "buffer": self.buffer.clone(),
+            "rng": self.gen.get_state(),
+            "counters": torch.tensor([self.cursor, self.epoch, self.n_read], dtype=torch.long),
+        }
 
     def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         if state["buffer"].shape[1:] != (self.d,):
-            raise ValueError(f"store state of width {tuple(state['buffer'].shape[1:])} does not fit site {self.site!r} "
-                             f"of width {self.d}")
+            raise ValueError(
+                f"store state of width {tuple(state['buffer'].shape[1:])} does not fit site {self.site!r} "
+                f"of width {self.d}"
+            )
         self.buffer = state["buffer"].clone()
         self.gen.set_state(state["rng"])
         self.cursor, self.epoch, self.n_read = (int(v) for v in state["counters"])
 
     def describe(self) -> dict:
         """What the store reads, for the SAE's metadata."""
-        return {"site": self.site, "variant": self.variant,
-                "source": "t-masked pairs" if self.pairs is not None else "model.generate",
-                "mask_ratios": list(self.mask_ratios) if self.pairs is not None else None,
-                "steps": sorted(self.steps) if self.steps is not None else ("all" if self.prompts else None),
-                "seed": self.seed}
+        return {
+            "site": self.site,
+            "variant": self.variant,
+            "source": "t-masked pairs" if self.pairs is not None else "model.generate",
+            "mask_ratios": list(self.mask_ratios) if self.pairs is not None else None,
+            "steps": sorted(self.steps) if self.steps is not None else ("all" if self.prompts else None),
+            "seed": self.seed,
+        }
 
 
 __all__ = ["MASK_RATIOS", "VARIANTS", "ActivationStore", "mask_at", "response_canvas"]

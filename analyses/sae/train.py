@@ -12,6 +12,7 @@ A checkpoint (`out/checkpoint.safetensors`) holds the SAE, the optimiser, the st
 and the dead-latent counters, written atomically; `train_sae(..., out=)` resumes from it and the result is
 bit for bit the uninterrupted run's.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,10 +38,10 @@ class TrainConfig:
     k: float | None = 32
     steps: int = 2000
     lr: float = 1e-3
-    l1_coefficient: float = 1.0           # standard only
-    aux_coefficient: float = 1 / 32       # topk / batchtopk (Gao et al.)
-    dead_after: int = 50                  # batches without a firing: the latent counts as dead
-    threshold_lr: float = 0.01            # batchtopk's running threshold (SAELens's topk_threshold_lr)
+    l1_coefficient: float = 1.0  # standard only
+    aux_coefficient: float = 1 / 32  # topk / batchtopk (Gao et al.)
+    dead_after: int = 50  # batches without a firing: the latent counts as dead
+    threshold_lr: float = 0.01  # batchtopk's running threshold (SAELens's topk_threshold_lr)
     unit_norm_decoder: bool | None = None  # None: True for topk / batchtopk
     log_every: int = 50
     checkpoint_every: int = 250
@@ -48,8 +49,10 @@ class TrainConfig:
 
     def check(self) -> None:
         if self.architecture not in ("standard", "topk", "batchtopk"):
-            raise ValueError(f"train_sae trains 'standard', 'topk' or 'batchtopk' SAEs, not {self.architecture!r}; "
-                             "train a JumpReLU SAE with SAELens and load its folder with SAE.load")
+            raise ValueError(
+                f"train_sae trains 'standard', 'topk' or 'batchtopk' SAEs, not {self.architecture!r}; "
+                "train a JumpReLU SAE with SAELens and load its folder with SAE.load"
+            )
         for name in ("steps", "d_sae", "log_every", "checkpoint_every", "dead_after"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -88,9 +91,8 @@ class Trainer:
         self.store, self.cfg = store, cfg
         k = cfg.k if cfg.architecture != "standard" else None
         init = store.sample(min(4096, store.buffer_size // 2))
-        self.sae = SAE.init(store.d, cfg.d_sae, cfg.architecture, k, seed=cfg.seed, sample=init,
-                            metadata=metadata)
-        if cfg.architecture == "standard":             # small encoder (Anthropic's update): avoid a dense start
+        self.sae = SAE.init(store.d, cfg.d_sae, cfg.architecture, k, seed=cfg.seed, sample=init, metadata=metadata)
+        if cfg.architecture == "standard":  # small encoder (Anthropic's update): avoid a dense start
             with torch.no_grad():
                 self.sae.W_enc.mul_(0.1)
         self.opt = torch.optim.Adam([p for p in self.sae.parameters() if p.requires_grad], lr=cfg.lr)
@@ -111,7 +113,7 @@ class Trainer:
             loss = loss + cfg.aux_coefficient * _aux_loss(sae, x, recon, pre, dead)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if cfg.unit_norm and sae.W_dec.grad is not None:      # keep the step tangent to the unit sphere
+        if cfg.unit_norm and sae.W_dec.grad is not None:  # keep the step tangent to the unit sphere
             with torch.no_grad():
                 W, G = sae.W_dec, sae.W_dec.grad
                 G -= (G * W).sum(-1, keepdim=True) * W
@@ -125,13 +127,18 @@ class Trainer:
                 low = f[f > 0].min()
                 sae.threshold.fill_(float((1 - cfg.threshold_lr) * sae.threshold[0] + cfg.threshold_lr * low))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"SAE training diverged at step {self.step} (loss {float(loss)}); lower lr "
-                                     f"(now {cfg.lr})")
+            raise FloatingPointError(
+                f"SAE training diverged at step {self.step} (loss {float(loss)}); lower lr (now {cfg.lr})"
+            )
         self.step += 1
-        return {"step": self.step, "loss": float(loss.detach()), "mse": float(mse.detach()),
-                "explained_variance": explained_variance(x, recon.detach()),
-                "l0": float((f != 0).sum(-1).float().mean()),
-                "dead_fraction": float((self.since_fired >= cfg.dead_after).float().mean())}
+        return {
+            "step": self.step,
+            "loss": float(loss.detach()),
+            "mse": float(mse.detach()),
+            "explained_variance": explained_variance(x, recon.detach()),
+            "l0": float((f != 0).sum(-1).float().mean()),
+            "dead_fraction": float((self.since_fired >= cfg.dead_after).float().mean()),
+        }
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, folder: Path) -> None:
@@ -141,8 +148,12 @@ class Trainer:
                 t[f"opt::{i}::{k}"] = torch.as_tensor(v)
         t.update({f"store::{k}": v for k, v in self.store.state_dict().items()})
         t["since_fired"] = self.since_fired
-        meta = {"config": json.dumps(asdict(self.cfg)), "step": str(self.step), "log": json.dumps(self.log),
-                "metadata": json.dumps(self.sae.metadata, default=str)}
+        meta = {
+            "config": json.dumps(asdict(self.cfg)),
+            "step": str(self.step),
+            "log": json.dumps(self.log),
+            "metadata": json.dumps(self.sae.metadata, default=str),
+        }
         save_safetensors_atomic({k: v.contiguous().clone() for k, v in t.items()}, folder / CHECKPOINT, meta)
 
     def load_checkpoint(self, folder: Path) -> None:
@@ -152,8 +163,10 @@ class Trainer:
             saved = json.loads(meta.get("config", "{}"))
             if saved != asdict(self.cfg):
                 diff = {k: (saved.get(k), v) for k, v in asdict(self.cfg).items() if saved.get(k) != v}
-                raise ValueError(f"{path} was written by a run with other settings {diff} (checkpoint, now); "
-                                 "resume with the same TrainConfig or use another output folder")
+                raise ValueError(
+                    f"{path} was written by a run with other settings {diff} (checkpoint, now); "
+                    "resume with the same TrainConfig or use another output folder"
+                )
             t = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a safe_open handle, not a dict)
         self.sae.load_state_dict({k[5:]: v for k, v in t.items() if k.startswith("sae::")})
         state = self.opt.state_dict()
@@ -165,9 +178,16 @@ class Trainer:
         self.step, self.log = int(meta["step"]), json.loads(meta["log"])
 
 
-def train_sae(store: ActivationStore, cfg: TrainConfig | None = None, *, out=None, resume: bool = True,
-              progress: bool = True, metadata: dict[str, Any] | None = None, stop_after: int | None = None
-              ) -> tuple[SAE, list[dict]]:
+def train_sae(
+    store: ActivationStore,
+    cfg: TrainConfig | None = None,
+    *,
+    out=None,
+    resume: bool = True,
+    progress: bool = True,
+    metadata: dict[str, Any] | None = None,
+    stop_after: int | None = None,
+) -> tuple[SAE, list[dict]]:
     """Train for `cfg.steps` batches; returns (sae, log records). With `out`, checkpoints every
     `checkpoint_every` steps and resumes from `out/checkpoint.safetensors` when `resume`; the final SAE is saved
     in SAELens's layout to `out/sae/`. The store's description (site, variant, mask ratios / steps) and the
@@ -175,9 +195,11 @@ def train_sae(store: ActivationStore, cfg: TrainConfig | None = None, *, out=Non
     slice of the run; call again with the same `out` to go on)."""
     cfg = cfg or TrainConfig()
     model = store.model
-    meta = {"model_name": str(model.name_or_path), "hook_name": store.site,
-            "mdm_lens": {"family": model.spec.name, "site_width": store.d, **store.describe(),
-                         "train_config": asdict(cfg)}}
+    meta = {
+        "model_name": str(model.name_or_path),
+        "hook_name": store.site,
+        "mdm_lens": {"family": model.spec.name, "site_width": store.d, **store.describe(), "train_config": asdict(cfg)},
+    }
     meta.update(metadata or {})
     torch.manual_seed(cfg.seed)
     trainer = Trainer(store, cfg, meta)
@@ -186,16 +208,18 @@ def train_sae(store: ActivationStore, cfg: TrainConfig | None = None, *, out=Non
         folder.mkdir(parents=True, exist_ok=True)
         if resume and (folder / CHECKPOINT).exists():
             trainer.load_checkpoint(folder)
-    bar = tqdm(total=cfg.steps, initial=trainer.step, desc=f"SAE {cfg.architecture} @ {store.site}",
-               disable=not progress)
+    bar = tqdm(
+        total=cfg.steps, initial=trainer.step, desc=f"SAE {cfg.architecture} @ {store.site}", disable=not progress
+    )
     last = cfg.steps if stop_after is None else min(cfg.steps, int(stop_after))
     while trainer.step < last:
         rec = trainer.train_step(store.next_batch())
         bar.update(1)
         if trainer.step % cfg.log_every == 0 or trainer.step == cfg.steps:
             trainer.log.append(rec)
-            bar.set_postfix(ev=f"{rec['explained_variance']:.3f}", l0=f"{rec['l0']:.1f}",
-                            dead=f"{rec['dead_fraction']:.2f}")
+            bar.set_postfix(
+                ev=f"{rec['explained_variance']:.3f}", l0=f"{rec['l0']:.1f}", dead=f"{rec['dead_fraction']:.2f}"
+            )
         if folder is not None and (trainer.step % cfg.checkpoint_every == 0 or trainer.step == last):
             trainer.save_checkpoint(folder)
     bar.close()

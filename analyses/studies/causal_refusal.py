@@ -14,6 +14,7 @@
    rate (effect) and damage (degenerate share, NLL under the unsteered model, harmless requests still answered).
 Writes `OUT/*.png` and `OUT/causal_refusal.json`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,6 +29,7 @@ def matched_pairs(model, n: int, split: str = "test") -> tuple[list[str], list[s
     """Harmful and harmless requests paired by equal chat-templated token length (patching compares positions)."""
     from analyses.studies.organism.behaviours import refusal_prompts
     from mdm_lens.prompts import encode_prompts
+
     length = {}
     for p in refusal_prompts(True, 60, split) + refusal_prompts(False, 60, split):
         length[p] = encode_prompts([p], model.tokenizer, chat=True, pad_id=0)[0].shape[1]
@@ -57,13 +59,26 @@ def margin_metric(run, clean_tokens: torch.Tensor, corrupt_tokens: torch.Tensor,
         b = lp.gather(-1, corrupt_tokens[..., None].to(lp.device))[..., 0]
         diff = torch.where(masked & (clean_tokens != corrupt_tokens).to(lp.device), a - b, torch.zeros_like(a))
         return diff.sum() / masked.sum().clamp_min(1)
+
     return metric
 
 
-def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 6, 12, 18),
-              settle_every: int = 2, progress: bool = True, scope: str = "all", settle_layers=None, n_val: int = 12,
-              n_test: tuple[int, int] = (24, 16), mc_num: int = 8,
-              roles: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out"), parts=("patch", "settle")) -> dict:
+def run_study(
+    model,
+    out: str,
+    n_pairs: int = 6,
+    seed: int = 0,
+    patch_steps=(0, 6, 12, 18),
+    settle_every: int = 2,
+    progress: bool = True,
+    scope: str = "all",
+    settle_layers=None,
+    n_val: int = 12,
+    n_test: tuple[int, int] = (24, 16),
+    mc_num: int = 8,
+    roles: tuple[str, ...] = ("resid_pre", "attn_out", "mlp_out"),
+    parts=("patch", "settle"),
+) -> dict:
     """The protocol of the module docstring; `scope` limits the patched positions, `settle_layers` the layers of the
     single-step sweep (None: all), `n_val` its prompts, `n_test` the (harmful, harmless) comparison prompts."""
     from analyses.refusal import RefusalScorer
@@ -75,8 +90,11 @@ def run_study(model, out: str, n_pairs: int = 6, seed: int = 0, patch_steps=(0, 
         harmful, harmless = matched_pairs(model, n_pairs)
         clean = model.generate(harmful, seed=seed)
         corrupt = model.generate(harmless, seed=seed)
-        report.update(pairs=list(zip(harmful, harmless)), clean_refusal=sum(scorer.scores(clean.texts)) / n_pairs,
-                      corrupt_refusal=sum(scorer.scores(corrupt.texts)) / n_pairs)
+        report.update(
+            pairs=list(zip(harmful, harmless)),
+            clean_refusal=sum(scorer.scores(clean.texts)) / n_pairs,
+            corrupt_refusal=sum(scorer.scores(corrupt.texts)) / n_pairs,
+        )
         _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, progress)
     if "settle" in parts:
         _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress)
@@ -90,8 +108,12 @@ def _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, p
     from analyses import patching as P
     from analyses.attribution import agreement, attribution_patch
     from analyses.replayed import ReplayedRun, at_step
-    fns = {"resid_pre": P.get_act_patch_resid_pre, "attn_out": P.get_act_patch_attn_out,
-           "mlp_out": P.get_act_patch_mlp_out}
+
+    fns = {
+        "resid_pre": P.get_act_patch_resid_pre,
+        "attn_out": P.get_act_patch_attn_out,
+        "mlp_out": P.get_act_patch_mlp_out,
+    }
     run = ReplayedRun.of(model, clean)
     metric = margin_metric(run, clean.tokens, corrupt.tokens, model)
     prompt_c = corrupt.sequences[:, : corrupt.prompt_length]
@@ -114,28 +136,43 @@ def _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, p
     tok = model.to_str_tokens(clean.sequences[0, :plen])
     labels = [t.replace("\n", "\\n")[:8] for t in tok] + [f"r{i}" for i in range(clean.tokens.shape[1])]
     for role, m in maps.items():
-        P.plot_patching(m[0], os.path.join(out, f"patch_{role}_step0.png"), xticklabels=labels,
-                        title=f"tiny-mdm refusal: patching {role} (harmful -> harmless), step 0, normalised")
-        P.plot_patching(m[:, :, :plen], os.path.join(out, f"patch_{role}_by_step.png"), steps=list(patch_steps),
-                        title=f"{role} patched at prompt positions, per step (normalised)")
+        P.plot_patching(
+            m[0],
+            os.path.join(out, f"patch_{role}_step0.png"),
+            xticklabels=labels,
+            title=f"tiny-mdm refusal: patching {role} (harmful -> harmless), step 0, normalised",
+        )
+        P.plot_patching(
+            m[:, :, :plen],
+            os.path.join(out, f"patch_{role}_by_step.png"),
+            steps=list(patch_steps),
+            title=f"{role} patched at prompt positions, per step (normalised)",
+        )
     top = []
     for role, m in maps.items():
         for s_i, s in enumerate(patch_steps):
             v = m[s_i].nan_to_num(-1e9)
             flat = int(v.argmax())
             layer, pos = divmod(flat, v.shape[1])
-            top.append({"role": role, "step": s, "layer": layer, "pos": pos, "token": labels[pos],
-                        "recovered": float(m[s_i, layer, pos])})
+            top.append(
+                {
+                    "role": role,
+                    "step": s,
+                    "layer": layer,
+                    "pos": pos,
+                    "token": labels[pos],
+                    "recovered": float(m[s_i, layer, pos]),
+                }
+            )
     report["patching_top"] = top
     report["patching_step0"] = {r: m[0].tolist() for r, m in maps.items()}
     # attribution vs activation patching at step 0
     agree = {}
     for method in ("ap", "ig"):
-        att = attribution_patch(model, None, prompt_c, metric, roles=list(roles), run=run,
-                                step=0, method=method, k=5)
+        att = attribution_patch(model, None, prompt_c, metric, roles=list(roles), run=run, step=0, method=method, k=5)
         a = torch.cat([att[r].flatten() for r in maps])
-        b = torch.cat([(maps[r][0] * (base[0][1] - base[0][0])).flatten() for r in maps])   # un-normalised effect
-        a = torch.where(torch.isnan(b), torch.full_like(a, float("nan")), a)                 # only the patched sites
+        b = torch.cat([(maps[r][0] * (base[0][1] - base[0][0])).flatten() for r in maps])  # un-normalised effect
+        a = torch.where(torch.isnan(b), torch.full_like(a, float("nan")), a)  # only the patched sites
         agree[method] = agreement(a, b)
         if method == "ap":
             _scatter(a, b, os.path.join(out, "attribution_vs_activation.png"))
@@ -149,49 +186,67 @@ def _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, 
     from analyses.studies.organism.behaviours import refusal_prompts
     from interventions import Plan, fit_map
     from mdm_lens.collect import collect_contrastive
+
     # when does it settle: directional ablation at one step alone, per layer
     sites = [f"blocks.{l}.hook_resid_post" for l in range(model.n_layers)]
     calib_bad, calib_good = refusal_prompts(True, 48, "train"), refusal_prompts(False, 48, "train")
-    src, tgt = collect_contrastive(model, calib_good, calib_bad, sites, pooling="mean", scope="prompt",
-                                   progress=False)
+    src, tgt = collect_contrastive(model, calib_good, calib_bad, sites, pooling="mean", scope="prompt", progress=False)
     layers = range(model.n_layers) if settle_layers is None else settle_layers
-    plans = {l: Plan({sites[l]: fit_map("directional_ablation", src[sites[l]], tgt[sites[l]], site=sites[l])})
-             for l in layers}
+    plans = {
+        l: Plan({sites[l]: fit_map("directional_ablation", src[sites[l]], tgt[sites[l]], site=sites[l])})
+        for l in layers
+    }
     val = refusal_prompts(True, n_val, "val")
     n_steps = int(model.sampler_settings()["steps"])
 
     def score(texts):
         return [float(v) for v in scorer.scores(texts)]
-    settle = step_effects(model, val, plans, score, steps=range(0, n_steps, settle_every), seed=seed,
-                          progress=progress)
+
+    settle = step_effects(model, val, plans, score, steps=range(0, n_steps, settle_every), seed=seed, progress=progress)
     settle.lens = lens_settle(model, val, positions=(0, 1, 2), seed=seed)
     settle.plot(os.path.join(out, "settle.png"), title="refusal: ablate the refusal direction at one step only")
     best_i = int(settle.effect.min(dim=1).values.argmin())
     best = settle.layers[best_i]
     window = adaptive_window(settle.effect[best_i], settle.steps, frac=0.5, sign=-1)
-    window = (window[0], min(n_steps, window[1] + settle_every - 1))     # the sampled steps stand for their stride
-    report["settle"] = {"baseline_refusal": settle.baseline, "records": settle.records, "best_layer": best,
-                        "window": list(window), "lens_first_step": settle.lens["first_step"],
-                        "lens_top1_rate": settle.lens["top1_rate"]}
+    window = (window[0], min(n_steps, window[1] + settle_every - 1))  # the sampled steps stand for their stride
+    report["settle"] = {
+        "baseline_refusal": settle.baseline,
+        "records": settle.records,
+        "best_layer": best,
+        "window": list(window),
+        "lens_first_step": settle.lens["first_step"],
+        "lens_top1_rate": settle.lens["top1_rate"],
+    }
     report["adaptive_vs_always"] = _compare(model, plans[best], window, scorer, damage, seed, n_test, mc_num)
 
 
 def _compare(model, plan, window, scorer, damage, seed, n_test, mc_num) -> list[dict]:
     from analyses.studies.organism.behaviours import refusal_prompts
+
     test_bad, test_good = refusal_prompts(True, n_test[0], "test"), refusal_prompts(False, n_test[1], "test")
     rows = []
-    for name, p in (("none", None), ("always-on", plan), (f"adaptive window {list(window)}", plan.window(steps=window))):
+    for name, p in (
+        ("none", None),
+        ("always-on", plan),
+        (f"adaptive window {list(window)}", plan.window(steps=window)),
+    ):
         bad = model.generate(test_bad, seed=seed, plan=p).texts
         good = model.generate(test_good, seed=seed, plan=p).texts
         dmg = damage(model, test_bad + test_good, bad + good, mc_num=mc_num, batch_size=mc_num, seed=seed)
         nll = [d["nll"] for d in dmg if d["nll"] is not None]
         good_ref = scorer.scores(good)
-        rows.append({"method": name, "harmful_refusal_rate": sum(scorer.scores(bad)) / len(bad),
-                     "harmless_answered": sum((not r) and not d["degenerate"] for r, d in
-                                              zip(good_ref, dmg[len(bad):])) / len(good),
-                     "degenerate_share": sum(d["degenerate"] for d in dmg) / len(dmg),
-                     "nll_per_token": sum(nll) / len(nll) if nll else None, "n_harmful": len(bad),
-                     "n_harmless": len(good)})
+        rows.append(
+            {
+                "method": name,
+                "harmful_refusal_rate": sum(scorer.scores(bad)) / len(bad),
+                "harmless_answered": sum((not r) and not d["degenerate"] for r, d in zip(good_ref, dmg[len(bad) :]))
+                / len(good),
+                "degenerate_share": sum(d["degenerate"] for d in dmg) / len(dmg),
+                "nll_per_token": sum(nll) / len(nll) if nll else None,
+                "n_harmful": len(bad),
+                "n_harmless": len(good),
+            }
+        )
     return rows
 
 
@@ -199,6 +254,7 @@ def _scatter(a: torch.Tensor, b: torch.Tensor, path: str) -> None:
     import matplotlib.pyplot as plt
 
     from analyses import plotting  # noqa: F401
+
     keep = torch.isfinite(a) & torch.isfinite(b)
     a, b = a[keep], b[keep]
     fig, ax = plt.subplots(figsize=(4, 4))
@@ -221,10 +277,16 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     from mdm_lens import HookedMDM
+
     model = HookedMDM.from_pretrained(args.model).eval()
     rep = run_study(model, args.out, args.pairs, args.seed)
-    print(json.dumps({k: rep[k] for k in ("clean_refusal", "corrupt_refusal", "attribution_agreement",
-                                          "adaptive_vs_always")}, indent=1, default=str))
+    print(
+        json.dumps(
+            {k: rep[k] for k in ("clean_refusal", "corrupt_refusal", "attribution_agreement", "adaptive_vs_always")},
+            indent=1,
+            default=str,
+        )
+    )
     print(json.dumps(rep["patching_top"], default=str))
     print(json.dumps({k: rep["settle"][k] for k in ("best_layer", "window", "lens_first_step", "baseline_refusal")}))
 

@@ -11,6 +11,7 @@ Phases: (1) unsteered val + test, and every method × λ on val; (2) λ chosen p
 validation records only, optionally capped by damage; (3) each method at its λ on test. Calibration and
 fitting happen lazily, in each process, only for a task that still has items to generate.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -28,7 +29,16 @@ from .runlog import Item
 if TYPE_CHECKING:
     from mdm_lens import HookedMDM
 
-METHODS = ("none", "directional_ablation", "mean_act", "actadd", "gaussian_ot", "linear_act", "bures_ot", "linear_act_t")
+METHODS = (
+    "none",
+    "directional_ablation",
+    "mean_act",
+    "actadd",
+    "gaussian_ot",
+    "linear_act",
+    "bures_ot",
+    "linear_act_t",
+)
 # Per-timestep Linear-ACT (the OT-view paper's future work): one Linear-ACT map per t in `ExperimentConfig.t_levels`,
 # fitted on activations collected during real generations at the step where that share of the response is masked.
 PER_T_METHODS = {"linear_act_t": "linear_act"}
@@ -67,30 +77,33 @@ class ExperimentConfig(StudyConfig):
 
     n_test: int = 64
     max_degenerate: float = 0.5
-    mc_num: int = 16                                  # a damage gauge, not a benchmark
+    mc_num: int = 16  # a damage gauge, not a benchmark
     methods: tuple[str, ...] = METHODS
-    sites: tuple[str, ...] | None = None            # default: the mlp_pre and mlp_out sites of every layer
-    residual_sites: tuple[str, ...] | None = None   # default: hook_resid_post of every layer
-    lambdas: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)     # brackets the optimum from below (issue 25)
+    sites: tuple[str, ...] | None = None  # default: the mlp_pre and mlp_out sites of every layer
+    residual_sites: tuple[str, ...] | None = None  # default: hook_resid_post of every layer
+    lambdas: tuple[float, ...] = (0.1, 0.25, 0.5, 0.75, 1.0)  # brackets the optimum from below (issue 25)
     pooling: str = "mean"
     scope: str = "all"
     n_calib: int = 128
     method_options: dict = field(default_factory=dict)
     max_nll_increase: float | None = None
-    t_levels: tuple[float, ...] = (1.0, 0.67, 0.33)     # per-timestep methods: the t each map is fitted at
+    t_levels: tuple[float, ...] = (1.0, 0.67, 0.33)  # per-timestep methods: the t each map is fitted at
 
 
 def default_sites(model: HookedMDM) -> tuple[list[str], list[str]]:
     """(MLP sites: pre-activation and output of every layer, residual sites: every layer's resid_post)."""
     from mdm_lens.sites import get_act_name
+
     mlp = [get_act_name(role, layer) for layer in range(model.n_layers) for role in ("mlp_pre", "mlp_out")]
     return mlp, model.site_names(["resid_post"])
 
 
 def _check_sizes(task: Task, cfg: ExperimentConfig) -> None:
     if len(task.source) != len(task.target):
-        raise ValueError(f"task {task.name!r}: calibration sets have {len(task.source)} source and "
-                         f"{len(task.target)} target prompts; the protocol pairs them, give equal sizes")
+        raise ValueError(
+            f"task {task.name!r}: calibration sets have {len(task.source)} source and "
+            f"{len(task.target)} target prompts; the protocol pairs them, give equal sizes"
+        )
     if not task.source:
         raise ValueError(f"task {task.name!r}: empty calibration set")
     if len(task.test) < 1 or len(task.val) < 1:
@@ -120,11 +133,13 @@ def _check_config(cfg: ExperimentConfig) -> None:
 def score(records: Sequence[EvalRecord], texts: Sequence[str]) -> list[bool]:
     """Prompt-level strict IFEval verdicts."""
     from .. import ifeval
-    return [all(ifeval.check(t, r.instruction_id_list, r.kwargs, r.prompt, loose=False))
-            for r, t in zip(records, texts)]
+
+    return [
+        all(ifeval.check(t, r.instruction_id_list, r.kwargs, r.prompt, loose=False)) for r, t in zip(records, texts)
+    ]
 
 
-FULL_COVARIANCE = ("gaussian_ot", "bures_ot")     # a d x d map: needs more samples than dimensions
+FULL_COVARIANCE = ("gaussian_ot", "bures_ot")  # a d x d map: needs more samples than dimensions
 
 
 def warn_underdetermined(method: str, src, sites: Sequence[str]) -> str | None:
@@ -132,30 +147,40 @@ def warn_underdetermined(method: str, src, sites: Sequence[str]) -> str | None:
     per dimension: a full-covariance map needs n > d (else its covariances are singular), a per-dimension map
     n >= 2. Such fits return maps that can silence the model (empty texts) without any error."""
     import warnings
+
     n, d = int(src[sites[0]].shape[0]), int(src[sites[0]].shape[-1])
     need = d + 1 if method in FULL_COVARIANCE else 2
     if n >= need:
         return None
-    msg = (f"{method} fitted on {n} samples per site at {len(sites)} site(s) of width {d}: fewer than the {need} it "
-           f"needs to be determined ({'a full covariance' if need > 2 else 'two points per dimension'}); its map "
-           "is under-determined. Give more calibration pairs (--n-calib) or a diagonal method")
+    msg = (
+        f"{method} fitted on {n} samples per site at {len(sites)} site(s) of width {d}: fewer than the {need} it "
+        f"needs to be determined ({'a full covariance' if need > 2 else 'two points per dimension'}); its map "
+        "is under-determined. Give more calibration pairs (--n-calib) or a diagonal method"
+    )
     warnings.warn(msg, stacklevel=2)
     return msg
 
 
 def fit_plan(method: str, src, tgt, sites: Sequence[str], options: dict):
     from interventions import Plan, fit_map
+
     warn_underdetermined(method, src, sites)
     return Plan({s: fit_map(method, src[s], tgt[s], **options.get(method, {})) for s in sites})
 
 
 # ------------------------------------------------------------------------------------------- generation items
-def generation_items(task: str, split: str, method: str, lam: float | None, evals: Sequence[EvalRecord],
-                     batch_size: int) -> list[Item]:
+def generation_items(
+    task: str, split: str, method: str, lam: float | None, evals: Sequence[EvalRecord], batch_size: int
+) -> list[Item]:
     """One item per batch of `evals`: a fixed batch whatever the process count, so results never depend on it."""
-    return [Item(("gen", task, split, method, lam, i), len(evals[i:i + batch_size]),
-                 (task, split, method, lam, list(evals[i:i + batch_size])))
-            for i in range(0, len(evals), batch_size)]
+    return [
+        Item(
+            ("gen", task, split, method, lam, i),
+            len(evals[i : i + batch_size]),
+            (task, split, method, lam, list(evals[i : i + batch_size])),
+        )
+        for i in range(0, len(evals), batch_size)
+    ]
 
 
 def generation_work(model, cfg: ExperimentConfig, plan_for: Callable[[str, str, float | None], Any]):
@@ -174,14 +199,28 @@ def generation_work(model, cfg: ExperimentConfig, plan_for: Callable[[str, str, 
         for e, text, d in zip(evals, texts, dmg):
             strict = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=False)
             loose = ifeval.check(text, e.instruction_id_list, e.kwargs, e.prompt, loose=True)
-            if not text.strip():            # an empty output follows no instruction ("no commas" would pass)
+            if not text.strip():  # an empty output follows no instruction ("no commas" would pass)
                 strict, loose = [False] * len(strict), [False] * len(loose)
-            recs.append({"task": task, "split": split, "method": method, "lambda": lam, "key": e.key,
-                         "prompt": e.prompt, "text": text, "instructions": list(e.instruction_id_list),
-                         "strict": [bool(v) for v in strict], "loose": [bool(v) for v in loose],
-                         "follow_strict": all(strict), "follow_loose": all(loose), **damage_fields(d),
-                         "seed": cfg.seed})
+            recs.append(
+                {
+                    "task": task,
+                    "split": split,
+                    "method": method,
+                    "lambda": lam,
+                    "key": e.key,
+                    "prompt": e.prompt,
+                    "text": text,
+                    "instructions": list(e.instruction_id_list),
+                    "strict": [bool(v) for v in strict],
+                    "loose": [bool(v) for v in loose],
+                    "follow_strict": all(strict),
+                    "follow_loose": all(loose),
+                    **damage_fields(d),
+                    "seed": cfg.seed,
+                }
+            )
         return recs
+
     return work
 
 
@@ -189,8 +228,14 @@ class PlanCache:
     """Fits a task's plans on first use (calibration collected once per task, in the process that needs it).
     `fits` / `collections` count the plans fitted and the calibration sets collected (tests hold them to once)."""
 
-    def __init__(self, model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig, sites: Sequence[str],
-                 rsites: Sequence[str]):
+    def __init__(
+        self,
+        model: HookedMDM,
+        tasks: Sequence[Task],
+        cfg: ExperimentConfig,
+        sites: Sequence[str],
+        rsites: Sequence[str],
+    ):
         self.model, self.tasks, self.cfg = model, {t.name: t for t in tasks}, cfg
         self.sites, self.rsites = list(sites), list(rsites)
         self._acts: dict[str, tuple] = {}
@@ -202,13 +247,20 @@ class PlanCache:
     def activations(self, task: str):
         if task not in self._acts:
             from mdm_lens.collect import collect_contrastive
+
             t, cfg = self.tasks[task], self.cfg
-            needed = sorted(set(self.sites) | (set(self.rsites) if set(cfg.methods) & set(RESIDUAL_METHODS)
-                                               else set()))
+            needed = sorted(set(self.sites) | (set(self.rsites) if set(cfg.methods) & set(RESIDUAL_METHODS) else set()))
             self.collections += 1
-            self._acts[task] = collect_contrastive(self.model, t.source[:cfg.n_calib], t.target[:cfg.n_calib], needed,
-                                                   pooling=cfg.pooling, scope=cfg.scope, progress=False,
-                                                   **_collect_kwargs(self.model, cfg))
+            self._acts[task] = collect_contrastive(
+                self.model,
+                t.source[: cfg.n_calib],
+                t.target[: cfg.n_calib],
+                needed,
+                pooling=cfg.pooling,
+                scope=cfg.scope,
+                progress=False,
+                **_collect_kwargs(self.model, cfg),
+            )
         return self._acts[task]
 
     def step_activations(self, task: str) -> tuple[dict, dict]:
@@ -216,15 +268,24 @@ class PlanCache:
         shares `cfg.t_levels` of the response are still masked (`mdm_lens.collect.collect_by_step`)."""
         if task not in self._acts_t:
             from mdm_lens.collect import collect_by_step
+
             t, cfg = self.tasks[task], self.cfg
             n_steps = self.model.sampler_settings(**cfg.sampler)["steps"]
             steps = sorted({min(n_steps - 1, round((1 - lvl) * n_steps)) for lvl in cfg.t_levels})
             sampler = {k: v for k, v in cfg.sampler.items() if k != self.model.spec.length_key}
-            kw = dict(pooling=cfg.pooling, scope=cfg.scope, progress=False, seed=cfg.seed, **sampler,
-                      **_collect_kwargs(self.model, cfg))
+            kw = dict(
+                pooling=cfg.pooling,
+                scope=cfg.scope,
+                progress=False,
+                seed=cfg.seed,
+                **sampler,
+                **_collect_kwargs(self.model, cfg),
+            )
             self.collections += 1
-            self._acts_t[task] = (collect_by_step(self.model, t.source[:cfg.n_calib], self.sites, steps, **kw),
-                                  collect_by_step(self.model, t.target[:cfg.n_calib], self.sites, steps, **kw))
+            self._acts_t[task] = (
+                collect_by_step(self.model, t.source[: cfg.n_calib], self.sites, steps, **kw),
+                collect_by_step(self.model, t.target[: cfg.n_calib], self.sites, steps, **kw),
+            )
         return self._acts_t[task]
 
     def plan(self, task: str, method: str, lam: float | None):
@@ -235,13 +296,21 @@ class PlanCache:
         if method in PER_T_METHODS:
             from interventions import Plan
             from interventions.restrict import fit_schedule
+
             src, tgt = self.step_activations(task)
             opts = self.cfg.method_options.get(method, {})
-            t_of = {step: a.meta["t"] for step, a in src.items()}     # the same steps mask the same share
-            self._plans[(task, method)] = Plan({site: fit_schedule({t_of[k]: a[site] for k, a in src.items()},
-                                                                   {t_of[k]: a[site] for k, a in tgt.items()},
-                                                                   PER_T_METHODS[method], **opts)
-                                                for site in self.sites})
+            t_of = {step: a.meta["t"] for step, a in src.items()}  # the same steps mask the same share
+            self._plans[(task, method)] = Plan(
+                {
+                    site: fit_schedule(
+                        {t_of[k]: a[site] for k, a in src.items()},
+                        {t_of[k]: a[site] for k, a in tgt.items()},
+                        PER_T_METHODS[method],
+                        **opts,
+                    )
+                    for site in self.sites
+                }
+            )
         else:
             src, tgt = self.activations(task)
             sites = self.rsites if method in RESIDUAL_METHODS else self.sites
@@ -265,8 +334,9 @@ class ExperimentSetup:
         return self.plans.sites
 
 
-def setup_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig,
-                     model_name: str | None = None) -> ExperimentSetup:
+def setup_experiment(
+    model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig, model_name: str | None = None
+) -> ExperimentSetup:
     """Check `cfg` and `tasks`, resolve the sites (`cfg.sites`, else `default_sites`) and build the setup."""
     _check_config(cfg)
     for task in tasks:
@@ -277,10 +347,18 @@ def setup_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentCon
     return ExperimentSetup(config, PlanCache(model, tasks, cfg, sites, rsites))
 
 
-def run_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfig | None = None,
-                   progress: bool = True, log: Callable[[str], None] | None = None, out: str | None = None,
-                   model_name: str | None = None, rank: int | None = None, world: int | None = None,
-                   setup: ExperimentSetup | None = None) -> dict:
+def run_experiment(
+    model: HookedMDM,
+    tasks: Sequence[Task],
+    cfg: ExperimentConfig | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    out: str | None = None,
+    model_name: str | None = None,
+    rank: int | None = None,
+    world: int | None = None,
+    setup: ExperimentSetup | None = None,
+) -> dict:
     """Run the whole protocol; returns a JSON-ready dict holding every setting needed to repeat it.
 
     `out`: folder of the run's records (`generations.jsonl`, `config.json`); a re-run with the same folder and
@@ -288,6 +366,7 @@ def run_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfi
     launcher (accelerate / torchrun environment), see `analyses.studies.runlog`. `setup`: from
     `setup_experiment` (built here when None); its plans are fitted as the protocol needs them and stay cached."""
     from .experiment_report import choose_lambda, result_from_records
+
     cfg = cfg or ExperimentConfig()
     setup = setup or setup_experiment(model, tasks, cfg, model_name)
     work = generation_work(model, cfg, setup.plans.plan)
@@ -295,13 +374,18 @@ def run_experiment(model: HookedMDM, tasks: Sequence[Task], cfg: ExperimentConfi
     with run_log(out, setup.config, rank=rank, world=world) as runlog:
         recs = runlog.run(_validation_items(tasks, cfg, steered), work, desc="validation", progress=progress)
         choice = {(t.name, m): choose_lambda(recs, t.name, m, cfg) for t in tasks for m in steered}
-        phase2 = [it for t in tasks for m in steered
-                  for it in generation_items(t.name, "test", m, choice[(t.name, m)]["lambda"],
-                                             t.test[:cfg.n_test], cfg.batch_size)]
+        phase2 = [
+            it
+            for t in tasks
+            for m in steered
+            for it in generation_items(
+                t.name, "test", m, choice[(t.name, m)]["lambda"], t.test[: cfg.n_test], cfg.batch_size
+            )
+        ]
         recs += runlog.run(phase2, work, desc="test", progress=progress)
         runlog.merge()
     result = result_from_records(recs, tasks, cfg, choice, setup.config)
-    result["sampler_resolved"] = resolved_sampler(model, cfg.sampler)   # what ran, not only what was passed
+    result["sampler_resolved"] = resolved_sampler(model, cfg.sampler)  # what ran, not only what was passed
     if log:
         for r in result["rows"]:
             log(f"{r['task']} {r['method']}: λ={r['lambda']} test acc {r['accuracy']:.2f}")
@@ -312,7 +396,7 @@ def _validation_items(tasks: Sequence[Task], cfg: ExperimentConfig, steered: Seq
     """Phase 1: unsteered val + test, and every steered method × λ on val."""
     items: list[Item] = []
     for t in tasks:
-        val, test = t.val[:cfg.n_val], t.test[:cfg.n_test]
+        val, test = t.val[: cfg.n_val], t.test[: cfg.n_test]
         items += generation_items(t.name, "val", "none", None, val, cfg.batch_size)
         items += generation_items(t.name, "test", "none", None, test, cfg.batch_size)
         for m in steered:
@@ -330,14 +414,34 @@ def resolved_sampler(model, overrides: dict) -> dict:
 
 def run_config(model_name, tasks: Sequence[Task], cfg: ExperimentConfig, sites, rsites) -> dict:
     """Everything that decides the records: a re-run whose config differs refuses to reuse them."""
+
     def digest(t: Task) -> str:
-        body = json.dumps([t.source[:cfg.n_calib], t.target[:cfg.n_calib],
-                           [asdict(e) for e in t.val[:cfg.n_val]], [asdict(e) for e in t.test[:cfg.n_test]]],
-                          sort_keys=True, default=str)
+        body = json.dumps(
+            [
+                t.source[: cfg.n_calib],
+                t.target[: cfg.n_calib],
+                [asdict(e) for e in t.val[: cfg.n_val]],
+                [asdict(e) for e in t.test[: cfg.n_test]],
+            ],
+            sort_keys=True,
+            default=str,
+        )
         return hashlib.sha256(body.encode()).hexdigest()[:16]
-    return {"model": model_name, "experiment": _config_dict(cfg, sites, rsites),
-            "tasks": [{"name": t.name, "n_calib": min(len(t.source), cfg.n_calib), "n_val": min(len(t.val), cfg.n_val),
-                       "n_test": min(len(t.test), cfg.n_test), "prompts_sha256": digest(t)} for t in tasks]}
+
+    return {
+        "model": model_name,
+        "experiment": _config_dict(cfg, sites, rsites),
+        "tasks": [
+            {
+                "name": t.name,
+                "n_calib": min(len(t.source), cfg.n_calib),
+                "n_val": min(len(t.val), cfg.n_val),
+                "n_test": min(len(t.test), cfg.n_test),
+                "prompts_sha256": digest(t),
+            }
+            for t in tasks
+        ],
+    }
 
 
 def _collect_kwargs(model: HookedMDM, cfg: ExperimentConfig) -> dict:
@@ -349,12 +453,19 @@ def _collect_kwargs(model: HookedMDM, cfg: ExperimentConfig) -> dict:
 
 def _config_dict(cfg: ExperimentConfig, sites, rsites) -> dict:
     d = asdict(cfg)
-    d.update({"sites": list(sites), "residual_sites": list(rsites), "lambdas": list(cfg.lambdas),
-              "methods": list(cfg.methods)})
+    d.update(
+        {
+            "sites": list(sites),
+            "residual_sites": list(rsites),
+            "lambdas": list(cfg.lambdas),
+            "methods": list(cfg.methods),
+        }
+    )
     return json.loads(json.dumps(d, default=str))
 
 
 def write_result(result: dict, folder: str) -> dict[str, str]:
     """result.json, rows.csv, summary.md and the figures (see `analyses.studies.experiment_report.write_report`)."""
     from .experiment_report import write_report
+
     return write_report(result, folder)

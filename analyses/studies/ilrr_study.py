@@ -18,6 +18,7 @@ reference to score similarity). With k = 2 the baseline spends at least ILRR's c
 one extra forward per step). Positive = VADER compound > 0.05 (`analyses.sentiment`); damage as in
 `analyses.damage`. Every generation (every sample too) is a record in `OUT/generations.jsonl`.
 """
+
 from __future__ import annotations
 
 import random
@@ -35,8 +36,12 @@ if TYPE_CHECKING:
     from mdm_lens import HookedMDM
 
 REFERENCE = "It was a great experience. Everything was excellent and I felt happy. I would gladly recommend it."
-LABELS = {"none": "no steering (greedy)", "ilrr": "ILRR (positive reference)",
-          "sample_random": "k samples, random pick", "sample_best_ref": "k samples, closest to reference"}
+LABELS = {
+    "none": "no steering (greedy)",
+    "ilrr": "ILRR (positive reference)",
+    "sample_random": "k samples, random pick",
+    "sample_best_ref": "k samples, closest to reference",
+}
 
 
 @dataclass
@@ -54,11 +59,12 @@ class ILRRConfig(StudyConfig):
 
 
 QUICK = dict(strengths=(1.0,), n_val=2, n_test=2, sampler={"steps": 8, "gen_length": 16, "block_length": 16})
-SMOL = dict(strengths=(1.0, 2.0), n_val=6, n_test=16, mc_num=4, mc_batch=4)    # smol-mdm (corpus v3)
+SMOL = dict(strengths=(1.0, 2.0), n_val=6, n_test=16, mc_num=4, mc_batch=4)  # smol-mdm (corpus v3)
 
 
 def positive(text: str) -> bool:
     from vader import polarity_scores
+
     return polarity_scores(text)["compound"] > 0.05
 
 
@@ -66,6 +72,7 @@ def pooled_response(model, prompts: Sequence[str], texts: Sequence[str], site: s
     """[n, d] mean activation at `site` over each text's response tokens (prompt through the chat template,
     response unmasked: the model reading the finished text). An empty text gives a zero row."""
     from mdm_lens.likelihood import encode_pair
+
     rows = []
     for prompt, text in zip(prompts, texts):
         p_ids, r_ids = encode_pair(model, prompt, text)
@@ -75,7 +82,8 @@ def pooled_response(model, prompts: Sequence[str], texts: Sequence[str], site: s
         got = {}
 
         def grab(act, ctx):
-            got["a"] = act[0, p_ids.numel():].double().mean(0).cpu()
+            got["a"] = act[0, p_ids.numel() :].double().mean(0).cpu()
+
         ids = torch.cat([p_ids, r_ids])[None].to(model.input_device)
         with torch.no_grad(), model.hooks({site: grab}):
             model(ids, prompt_length=p_ids.numel())
@@ -97,9 +105,17 @@ class ILRRStudyResult:
         return next(r for r in self.test if r["method"] == method)
 
     def to_json(self) -> dict:
-        return {"baseline_rate": self.row("none")["rate"], "ilrr_rate": self.row("ilrr")["rate"],
-                "sampling_rate": self.row("sample_best_ref")["rate"], "model": self.model, "config": self.config,
-                "validation": self.val, "chosen": self.chosen, "test": self.test, "verdict": self.verdict()}
+        return {
+            "baseline_rate": self.row("none")["rate"],
+            "ilrr_rate": self.row("ilrr")["rate"],
+            "sampling_rate": self.row("sample_best_ref")["rate"],
+            "model": self.model,
+            "config": self.config,
+            "validation": self.val,
+            "chosen": self.chosen,
+            "test": self.test,
+            "verdict": self.verdict(),
+        }
 
     def verdict(self) -> list[str]:
         """Computed statements: does ILRR beat each rival with non-overlapping 95% intervals, and at what damage."""
@@ -109,37 +125,53 @@ class ILRRStudyResult:
             r = self.row(m)
             diff = 100 * (il["rate"] - r["rate"])
             sep = il["ci_low"] > r["ci_high"] or il["ci_high"] < r["ci_low"]
-            out.append(f"ILRR vs {LABELS[m]}: {diff:+.1f} points positive "
-                       f"({'intervals do not overlap' if sep else 'the 95% intervals overlap: not significant'})")
+            out.append(
+                f"ILRR vs {LABELS[m]}: {diff:+.1f} points positive "
+                f"({'intervals do not overlap' if sep else 'the 95% intervals overlap: not significant'})"
+            )
         dn = (il["nll"] or 0) - (self.row("none")["nll"] or 0)
-        out.append(f"ILRR damage: NLL {num(il['nll'])} vs {num(self.row('none')['nll'])} unsteered ({dn:+.3f} nats/token), "
-                   f"degenerate {pct(il['degenerate'])} vs {pct(self.row('none')['degenerate'])}")
+        out.append(
+            f"ILRR damage: NLL {num(il['nll'])} vs {num(self.row('none')['nll'])} unsteered ({dn:+.3f} nats/token), "
+            f"degenerate {pct(il['degenerate'])} vs {pct(self.row('none')['degenerate'])}"
+        )
         return out
 
     def table_markdown(self) -> str:
         c = self.config
-        lines = [f"Model `{self.model}`; reference: \"{c['reference']}\"; ILRR at every layer's resid_post, "
-                 f"{c['pooling']} pooling, {c['profile']} profile, strength s = {self.chosen['s']} chosen on "
-                 f"{c['n_val']} validation requests from {list(c['strengths'])}; sampling baseline: k = {c['k']} at "
-                 f"temperature {c['temperature']}. Test: {c['n_test']} held-out unprompted review requests; "
-                 f"positive = VADER compound > 0.05. Compute (forward rows per request): {c['compute']}.", "",
-                 "| method | n | positive rate | 95% interval | NLL | degenerate |", "|---|---|---|---|---|---|"]
+        lines = [
+            f'Model `{self.model}`; reference: "{c["reference"]}"; ILRR at every layer\'s resid_post, '
+            f"{c['pooling']} pooling, {c['profile']} profile, strength s = {self.chosen['s']} chosen on "
+            f"{c['n_val']} validation requests from {list(c['strengths'])}; sampling baseline: k = {c['k']} at "
+            f"temperature {c['temperature']}. Test: {c['n_test']} held-out unprompted review requests; "
+            f"positive = VADER compound > 0.05. Compute (forward rows per request): {c['compute']}.",
+            "",
+            "| method | n | positive rate | 95% interval | NLL | degenerate |",
+            "|---|---|---|---|---|---|",
+        ]
         for r in self.test:
-            lines.append(f"| {LABELS[r['method']]} | {r['n']} | {pct(r['rate'])} | {ci(r)} | {num(r['nll'])} | "
-                         f"{pct(r['degenerate'])} |")
+            lines.append(
+                f"| {LABELS[r['method']]} | {r['n']} | {pct(r['rate'])} | {ci(r)} | {num(r['nll'])} | "
+                f"{pct(r['degenerate'])} |"
+            )
         lines += [""] + [f"- {v}" for v in self.verdict()]
         return "\n".join(lines)
 
     def plot(self, path: str) -> str:
         """Positive rate per method (95% intervals) beside NLL and degenerate share; validation strengths inset."""
         from ..plotting import plt
+
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.0), gridspec_kw={"width_ratios": [2.2, 1, 1]})
         names = [LABELS[r["method"]] for r in self.test][::-1]
         rows = self.test[::-1]
         ax = axes[0]
         for i, r in enumerate(rows):
-            ax.errorbar([100 * r["rate"]], [i], xerr=[[100 * (r["rate"] - r["ci_low"])],
-                                                      [100 * (r["ci_high"] - r["rate"])]], fmt="o", capsize=3)
+            ax.errorbar(
+                [100 * r["rate"]],
+                [i],
+                xerr=[[100 * (r["rate"] - r["ci_low"])], [100 * (r["ci_high"] - r["rate"])]],
+                fmt="o",
+                capsize=3,
+            )
         ax.set_yticks(range(len(rows)))
         ax.set_yticklabels(names, fontsize=8)
         ax.set_xlim(-2, 102)
@@ -153,19 +185,29 @@ class ILRRStudyResult:
         for a in axes[1:]:
             a.set_yticks(range(len(rows)))
             a.set_yticklabels([])
-        fig.suptitle(f"ILRR on {self.model}: plan = reference alignment to a positive review (s = {self.chosen['s']}, "
-                     f"chosen on validation), vs greedy and k = {self.config['k']} samples; "
-                     f"n = {self.config['n_test']} test requests", fontsize=9)
+        fig.suptitle(
+            f"ILRR on {self.model}: plan = reference alignment to a positive review (s = {self.chosen['s']}, "
+            f"chosen on validation), vs greedy and k = {self.config['k']} samples; "
+            f"n = {self.config['n_test']} test requests",
+            fontsize=9,
+        )
         fig.tight_layout()
         save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 
 
-def run_ilrr_study(model: HookedMDM, cfg: ILRRConfig | None = None, *, out: str | None = None,
-                   model_name: str | None = None, progress: bool = True) -> ILRRStudyResult:
+def run_ilrr_study(
+    model: HookedMDM,
+    cfg: ILRRConfig | None = None,
+    *,
+    out: str | None = None,
+    model_name: str | None = None,
+    progress: bool = True,
+) -> ILRRStudyResult:
     """Run the comparison of the module docstring; `out`: folder of the run log (None: a temporary one)."""
     from analyses.studies.organism import behaviours_for
+
     sentiment_prompts = behaviours_for(getattr(model, "config", None)).sentiment_prompts
     cfg = cfg or ILRRConfig()
     cfg.check()
@@ -175,18 +217,32 @@ def run_ilrr_study(model: HookedMDM, cfg: ILRRConfig | None = None, *, out: str 
         raise ValueError("empty strength grid: give at least one ILRR strength (e.g. strengths=(1.0,))")
     name = model_name_of(model, model_name)
     sites = model.site_names(["resid_post"])
-    val, test = sentiment_prompts(None, cfg.n_val, "val", cfg.seed), sentiment_prompts(None, cfg.n_test, "test", cfg.seed)
+    val, test = (
+        sentiment_prompts(None, cfg.n_val, "val", cfg.seed),
+        sentiment_prompts(None, cfg.n_test, "test", cfg.seed),
+    )
     steps = model.sampler_settings(**cfg.sampler)["steps"]
     B = min(cfg.batch_size, len(test))
     compute = {"none": steps, "ilrr": round(steps * (B + 1) / B, 2), "sampling": cfg.k * steps + cfg.k + 1}
-    config = jsonable({"study": "ilrr", "model": name, **asdict(cfg), "sites": sites, "n_val": len(val),
-                       "n_test": len(test), "compute": compute, "steps": steps})
+    config = jsonable(
+        {
+            "study": "ilrr",
+            "model": name,
+            **asdict(cfg),
+            "sites": sites,
+            "n_val": len(val),
+            "n_test": len(test),
+            "compute": compute,
+            "steps": steps,
+        }
+    )
     work = _work(model, cfg, sites)
     with run_log(out, config) as log:
         items = batched_items(("sentiment", "val", "none"), val, cfg.batch_size, {"split": "val", "method": "none"})
         for s in cfg.strengths:
-            items += batched_items(("sentiment", "val", "ilrr", s), val, cfg.batch_size,
-                                   {"split": "val", "method": "ilrr", "s": s})
+            items += batched_items(
+                ("sentiment", "val", "ilrr", s), val, cfg.batch_size, {"split": "val", "method": "ilrr", "s": s}
+            )
         recs = log.run(items, work, desc="ilrr validation", progress=progress)
         vrows, chosen = _choose_strength(recs, cfg)
         trecs = log.run(_test_items(test, chosen["s"], cfg), work, desc="ilrr test", progress=progress)
@@ -198,21 +254,25 @@ def _work(model: HookedMDM, cfg: ILRRConfig, sites: list[str]) -> Callable[[Item
     """`work(item)` for the run log: greedy generations (unsteered or under ILRR at strength s), or `cfg.k`
     samples each with its cosine similarity to the reference; every text scored with VADER."""
     from interventions import Plan, ReferenceAlignment
+
     ref_ids = model.tokenizer(cfg.reference, add_special_tokens=False)["input_ids"]
     ref_act: dict = {}
 
     def samples(prompts: list[str], base: dict, nll: bool) -> list[dict]:
         recs = []
         for j in range(cfg.k):
-            texts = model.generate(prompts, seed=cfg.seed + 1 + j, **{**cfg.sampler, "temperature": cfg.temperature}).texts
+            texts = model.generate(
+                prompts, seed=cfg.seed + 1 + j, **{**cfg.sampler, "temperature": cfg.temperature}
+            ).texts
             rj = text_records(model, prompts, texts, nll=nll, cfg=cfg, base={**base, "sample_index": j})
             if "r" not in ref_act:
                 ref_act["r"] = pooled_response(model, [prompts[0]], [cfg.reference], sites[-1])[0]
-            sim = torch.nn.functional.cosine_similarity(pooled_response(model, prompts, texts, sites[-1]),
-                                                        ref_act["r"][None], dim=1)
+            sim = torch.nn.functional.cosine_similarity(
+                pooled_response(model, prompts, texts, sites[-1]), ref_act["r"][None], dim=1
+            )
             for r, s in zip(rj, sim.tolist()):
                 r["ref_similarity"] = round(s, 6)
-                r["seed"] = cfg.seed + 1 + j        # the seed of the sample run, not of the greedy runs
+                r["seed"] = cfg.seed + 1 + j  # the seed of the sample run, not of the greedy runs
             recs += rj
         return recs
 
@@ -223,13 +283,17 @@ def _work(model: HookedMDM, cfg: ILRRConfig, sites: list[str]) -> Callable[[Item
         if method == "sample":
             recs = samples(prompts, base, nll)
         else:
-            plan = None if method == "none" else Plan.of(ReferenceAlignment(ref_ids, sites, s=p["s"],
-                                                                            pooling=cfg.pooling, profile=cfg.profile))
+            plan = (
+                None
+                if method == "none"
+                else Plan.of(ReferenceAlignment(ref_ids, sites, s=p["s"], pooling=cfg.pooling, profile=cfg.profile))
+            )
             texts = model.generate(prompts, plan=plan, seed=cfg.seed, **cfg.sampler).texts
             recs = text_records(model, prompts, texts, nll=nll, cfg=cfg, base=base)
         for r in recs:
             r["positive"] = positive(r["text"])
         return recs
+
     return work
 
 
@@ -238,20 +302,28 @@ def _choose_strength(recs: list[dict], cfg: ILRRConfig) -> tuple[list[dict], dic
     stays within max(`max_degenerate`, unsteered); ties: fewer degenerate, then the smaller s."""
     base_val = rate_row([r for r in recs if r["method"] == "none"], "positive", method="none", s=None)
     cap = max(cfg.max_degenerate, base_val["degenerate"])
-    vrows = [base_val] + [rate_row([r for r in recs if r["method"] == "ilrr" and r["lambda"] == s], "positive",
-                                   method="ilrr", s=s) for s in cfg.strengths]
+    vrows = [base_val] + [
+        rate_row([r for r in recs if r["method"] == "ilrr" and r["lambda"] == s], "positive", method="ilrr", s=s)
+        for s in cfg.strengths
+    ]
     allowed = [r for r in vrows[1:] if r["degenerate"] <= cap] or vrows[1:]
     best = max(allowed, key=lambda r: (r["rate"], -r["degenerate"], -r["s"]))
     return vrows, {"s": best["s"], "val_rate": best["rate"], "cap": cap, "within_cap": best["degenerate"] <= cap}
 
 
 def _test_items(test: list[str], s: float, cfg: ILRRConfig) -> list[Item]:
-    return (batched_items(("sentiment", "test", "none"), test, cfg.batch_size, {"split": "test", "method": "none"})
-            + batched_items(("sentiment", "test", "ilrr", s), test, cfg.batch_size,
-                            {"split": "test", "method": "ilrr", "s": s})
-            + [Item((*it.key[:-1], cfg.k, cfg.temperature, it.key[-1]), it.n * cfg.k, it.payload)
-               for it in batched_items(("sentiment", "test", "sample"), test, cfg.batch_size,
-                                       {"split": "test", "method": "sample"})])
+    return (
+        batched_items(("sentiment", "test", "none"), test, cfg.batch_size, {"split": "test", "method": "none"})
+        + batched_items(
+            ("sentiment", "test", "ilrr", s), test, cfg.batch_size, {"split": "test", "method": "ilrr", "s": s}
+        )
+        + [
+            Item((*it.key[:-1], cfg.k, cfg.temperature, it.key[-1]), it.n * cfg.k, it.payload)
+            for it in batched_items(
+                ("sentiment", "test", "sample"), test, cfg.batch_size, {"split": "test", "method": "sample"}
+            )
+        ]
+    )
 
 
 def _test_rows(trecs: list[dict], seed: int) -> list[dict]:
@@ -275,11 +347,19 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     gets `ilrr.{baseline_rate, ilrr_rate, ...}`."""
     import os
     from ..records import Section
+
     size = QUICK if quick else SMOL if model.config.get("mdm_lens_corpus") == "v3" else {}
-    res = run_ilrr_study(model, ILRRConfig(**size, seed=seed), out=os.path.join(out, "ilrr"),
-                         model_name=model_name, progress=progress)
+    res = run_ilrr_study(
+        model, ILRRConfig(**size, seed=seed), out=os.path.join(out, "ilrr"), model_name=model_name, progress=progress
+    )
     res.plot(os.path.join(out, "ilrr.png"))
-    md = ["## ILRR: alignment to a positive reference", "", res.table_markdown(), "",
-          "- `ilrr.png`: positive rate per method with 95% intervals, beside NLL and % degenerate. Generations "
-          "(every baseline sample too): `ilrr/generations.jsonl`.", ""]
+    md = [
+        "## ILRR: alignment to a positive reference",
+        "",
+        res.table_markdown(),
+        "",
+        "- `ilrr.png`: positive rate per method with 95% intervals, beside NLL and % degenerate. Generations "
+        "(every baseline sample too): `ilrr/generations.jsonl`.",
+        "",
+    ]
     return Section("ilrr", md, res.to_json(), ["ilrr.png"])

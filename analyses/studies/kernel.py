@@ -108,10 +108,18 @@ def text_records(
         dmg = damage(model, prompts, texts, mc_num=cfg.mc_num, batch_size=cfg.mc_batch, seed=cfg.seed)
     else:
         dmg = [
-            {"nll": None, "degenerate": bool(degeneracy(t)), "reasons": degeneracy(t), "n_chars": len(t), "n_tokens": None}
+            {
+                "nll": None,
+                "degenerate": bool(degeneracy(t)),
+                "reasons": degeneracy(t),
+                "n_chars": len(t),
+                "n_tokens": None,
+            }
             for t in texts
         ]
-    return [{**base, "prompt": p, "text": t, **damage_fields(d), "seed": cfg.seed} for p, t, d in zip(prompts, texts, dmg)]
+    return [
+        {**base, "prompt": p, "text": t, **damage_fields(d), "seed": cfg.seed} for p, t, d in zip(prompts, texts, dmg)
+    ]
 
 
 def damage_fields(d: dict) -> dict:

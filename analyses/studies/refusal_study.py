@@ -13,6 +13,7 @@ Protocol, with nothing tuned on test:
 Every generation is a record (`OUT/generations.jsonl` via `analyses.studies.runlog`, resumable). Validation records
 carry the cheap damage only (degeneracy, length; `nll` None) to keep the sweep fast; test records have all.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,10 +31,16 @@ if TYPE_CHECKING:
 
     from ..sweep import Cell
 
-SWEEP_ROLES = ("resid_mid", "resid_post", "attn_out")   # the paper's Attn Res, MLP Res and Attn-only
-SCOPES = ("prompt", "response", "all")                   # "all" = prompt + response
-PAPER = {"baseline_rate": 0.8756, "steered_rate": 0.0, "layers": "mid (12-20 of 32)", "role": "resid_post",
-         "scope": "all", "model": "LLaDA-8B-Instruct"}
+SWEEP_ROLES = ("resid_mid", "resid_post", "attn_out")  # the paper's Attn Res, MLP Res and Attn-only
+SCOPES = ("prompt", "response", "all")  # "all" = prompt + response
+PAPER = {
+    "baseline_rate": 0.8756,
+    "steered_rate": 0.0,
+    "layers": "mid (12-20 of 32)",
+    "role": "resid_post",
+    "scope": "all",
+    "model": "LLaDA-8B-Instruct",
+}
 VERDICT = {True: "yes", False: "no", None: "cannot tell"}
 
 
@@ -46,17 +53,34 @@ class RefusalConfig(StudyConfig):
     batch_size: int = 48
     n_calib: int = 64
     n_harmless: int = 31
-    layers: tuple[int, ...] | None = None           # default: every layer
+    layers: tuple[int, ...] | None = None  # default: every layer
     roles: tuple[str, ...] = SWEEP_ROLES
     scopes: tuple[str, ...] = SCOPES
 
 
-QUICK = dict(n_calib=6, n_val=2, n_test=2, n_harmless=2, layers=(1, 2), roles=("resid_post",),
-             scopes=("prompt", "all"), sampler={"steps": 8, "gen_length": 16, "block_length": 16})
+QUICK = dict(
+    n_calib=6,
+    n_val=2,
+    n_test=2,
+    n_harmless=2,
+    layers=(1, 2),
+    roles=("resid_post",),
+    scopes=("prompt", "all"),
+    sampler={"steps": 8, "gen_length": 16, "block_length": 16},
+)
 
 # smol-mdm (corpus v3): a coarser sweep (every other layer, residual stream, two scopes), fewer prompts, 4 MC rows
-SMOL = dict(n_calib=32, n_val=8, n_test=16, n_harmless=16, layers=(1, 3, 5, 7, 9, 11), roles=("resid_post",),
-            scopes=("prompt", "all"), mc_num=4, mc_batch=4)
+SMOL = dict(
+    n_calib=32,
+    n_val=8,
+    n_test=16,
+    n_harmless=16,
+    layers=(1, 3, 5, 7, 9, 11),
+    roles=("resid_post",),
+    scopes=("prompt", "all"),
+    mc_num=4,
+    mc_batch=4,
+)
 
 
 @dataclass
@@ -96,53 +120,92 @@ class RefusalStudyResult:
             if flat:
                 return f"no difference ({text})", None, "every group has the same mean refusal rate"
             return f"{top} ({text})", paper_says(top), ""
+
         drop = base["rate"] - steer["rate"]
         moot = base["rate"] < 0.5
-        rows = [{"finding": "refusal rate, unsteered -> ablated (test)", "paper": "87.56% -> 0.00%",
-                 "organism": f"{pct(base['rate'])} -> {pct(steer['rate'])}",
-                 "agrees": None if moot else steer["rate"] <= 0.05,
-                 "note": ("the organism refuses on fewer than half of the harmful requests unsteered: nothing to "
-                          "ablate" if moot else f"drop of {100 * drop:.1f} points")
-                 + ("" if steer["ci_high"] < base["ci_low"] else "; the 95% intervals overlap")}]
+        rows = [
+            {
+                "finding": "refusal rate, unsteered -> ablated (test)",
+                "paper": "87.56% -> 0.00%",
+                "organism": f"{pct(base['rate'])} -> {pct(steer['rate'])}",
+                "agrees": None if moot else steer["rate"] <= 0.05,
+                "note": (
+                    "the organism refuses on fewer than half of the harmful requests unsteered: nothing to ablate"
+                    if moot
+                    else f"drop of {100 * drop:.1f} points"
+                )
+                + ("" if steer["ci_high"] < base["ci_low"] else "; the 95% intervals overlap"),
+            }
+        ]
         for finding, key, paper, says in (
-                ("strongest layer (mean val refusal over roles and scopes, cells within the damage cap)", "layer", PAPER["layers"],
-                 lambda l: 0 < l < n_layers - 1),
-                ("strongest role (mean over layers and scopes)", "role", "post-MLP residual (resid_post)",
-                 lambda p: p == "resid_post"),
-                ("strongest token scope (mean over layers and roles)", "scope", "prompt + response (all)",
-                 lambda s: s == "all")):
+            (
+                "strongest layer (mean val refusal over roles and scopes, cells within the damage cap)",
+                "layer",
+                PAPER["layers"],
+                lambda l: 0 < l < n_layers - 1,
+            ),
+            (
+                "strongest role (mean over layers and scopes)",
+                "role",
+                "post-MLP residual (resid_post)",
+                lambda p: p == "resid_post",
+            ),
+            (
+                "strongest token scope (mean over layers and roles)",
+                "scope",
+                "prompt + response (all)",
+                lambda s: s == "all",
+            ),
+        ):
             org, agrees, note = strongest(key, says)
             if key == "layer" and agrees is not None:
                 org = f"layer {org} of 0..{n_layers - 1}"
-            rows.append({"finding": finding, "paper": paper, "organism": org, "agrees": None if moot else agrees,
-                         "note": note})
+            rows.append(
+                {"finding": finding, "paper": paper, "organism": org, "agrees": None if moot else agrees, "note": note}
+            )
         return rows
 
     def to_json(self) -> dict:
         base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
-        return {"baseline_rate": base["rate"], "steered_rate": steer["rate"],
-                "best": {k: self.best[k] for k in ("layer", "role", "scope")},
-                "model": self.model, "config": self.config, "val_baseline": self.val_baseline, "sweep": self.sweep,
-                "best_cell": self.best, "test": self.test, "paper": PAPER, "comparison": self.comparison()}
+        return {
+            "baseline_rate": base["rate"],
+            "steered_rate": steer["rate"],
+            "best": {k: self.best[k] for k in ("layer", "role", "scope")},
+            "model": self.model,
+            "config": self.config,
+            "val_baseline": self.val_baseline,
+            "sweep": self.sweep,
+            "best_cell": self.best,
+            "test": self.test,
+            "paper": PAPER,
+            "comparison": self.comparison(),
+        }
 
     def table_markdown(self) -> str:
         c = self.config
-        lines = [f"Model `{self.model}`. Direction: harmful − harmless means of {c['n_calib']} train requests each "
-                 f"(prompt-pooled, t = 1). Sweep on {c['n_val']} validation harmful requests: layers {c['layers']} × "
-                 f"roles {list(c['roles'])} × scopes {list(c['scopes'])}; best cell (lowest refusal with "
-                 f"degenerate share <= {pct(self.best['cap'])}): layer {self.best['layer']}, "
-                 f"`{self.best['role']}`, scope `{self.best['scope']}` (val refusal {pct(self.best['score'])}, "
-                 f"unsteered {pct(self.val_baseline['rate'])}). Test: held-out requests.", "",
-                 "| plan | requests | n | refusal rate | 95% interval | answered | NLL | degenerate |",
-                 "|---|---|---|---|---|---|---|---|"]
+        lines = [
+            f"Model `{self.model}`. Direction: harmful − harmless means of {c['n_calib']} train requests each "
+            f"(prompt-pooled, t = 1). Sweep on {c['n_val']} validation harmful requests: layers {c['layers']} × "
+            f"roles {list(c['roles'])} × scopes {list(c['scopes'])}; best cell (lowest refusal with "
+            f"degenerate share <= {pct(self.best['cap'])}): layer {self.best['layer']}, "
+            f"`{self.best['role']}`, scope `{self.best['scope']}` (val refusal {pct(self.best['score'])}, "
+            f"unsteered {pct(self.val_baseline['rate'])}). Test: held-out requests.",
+            "",
+            "| plan | requests | n | refusal rate | 95% interval | answered | NLL | degenerate |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
         for r in self.test:
-            lines.append(f"| {r['method']} | {r['prompts']} | {r['n']} | {pct(r['rate'])} | {ci(r)} | "
-                         f"{pct(r['answered'])} | {num(r['nll'])} | "
-                         f"{pct(r['degenerate'])} |")
+            lines.append(
+                f"| {r['method']} | {r['prompts']} | {r['n']} | {pct(r['rate'])} | {ci(r)} | "
+                f"{pct(r['answered'])} | {num(r['nll'])} | "
+                f"{pct(r['degenerate'])} |"
+            )
         lines += ["", "| finding | paper (LLaDA-8B-Instruct) | organism | agrees |", "|---|---|---|---|"]
         for f in self.comparison():
-            lines.append(f"| {f['finding']} | {f['paper']} | {f['organism']}{'; ' + f['note'] if f['note'] else ''} "
-                         f"| {VERDICT[f['agrees']]} |")
+            lines.append(
+                f"| {f['finding']} | {f['paper']} | {f['organism']}{'; ' + f['note'] if f['note'] else ''} "
+                f"| {VERDICT[f['agrees']]} |"
+            )
         return "\n".join(lines)
 
     def plot(self, path: str) -> str:
@@ -150,32 +213,74 @@ class RefusalStudyResult:
         scale [0, 1] with a labelled colour bar; the best cell is outlined in red."""
         from ..plotting import plt
         from matplotlib.patches import Rectangle
+
         scopes, points = list(self.config["scopes"]), list(self.config["roles"])
         layers = list(self.config["layers"])
         ncol = min(3, len(scopes))
         nrow = -(-len(scopes) // ncol)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(max(0.7 * len(layers), 2.6) * ncol + 3.0,
-                                 (0.5 * len(points) + 1.3) * nrow + 1.2), squeeze=False,
-                                 gridspec_kw={"wspace": 0.15, "hspace": 0.6})
+        fig, axes = plt.subplots(
+            nrow,
+            ncol,
+            figsize=(max(0.7 * len(layers), 2.6) * ncol + 3.0, (0.5 * len(points) + 1.3) * nrow + 1.2),
+            squeeze=False,
+            gridspec_kw={"wspace": 0.15, "hspace": 0.6},
+        )
         im = None
         for i, scope in enumerate(scopes):
             ax = axes[i // ncol][i % ncol]
-            grid = [[next((c["score"] for c in self.sweep if c["layer"] == l and c["role"] == p
-                           and c["scope"] == scope and c["score"] is not None), float("nan")) for l in layers]
-                    for p in points]
+            grid = [
+                [
+                    next(
+                        (
+                            c["score"]
+                            for c in self.sweep
+                            if c["layer"] == l and c["role"] == p and c["scope"] == scope and c["score"] is not None
+                        ),
+                        float("nan"),
+                    )
+                    for l in layers
+                ]
+                for p in points
+            ]
             im = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0.0, vmax=1.0)
             for y, row in enumerate(grid):
                 for x, v in enumerate(row):
-                    cell = next((c for c in self.sweep if c["layer"] == layers[x] and c["role"] == points[y]
-                                 and c["scope"] == scope and c["score"] is not None), None)
+                    cell = next(
+                        (
+                            c
+                            for c in self.sweep
+                            if c["layer"] == layers[x]
+                            and c["role"] == points[y]
+                            and c["scope"] == scope
+                            and c["score"] is not None
+                        ),
+                        None,
+                    )
                     dq = cell is not None and self.disqualified(cell)
-                    if dq:                      # hatched grey: disqualified, with its degenerate share
-                        ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, facecolor="lightgrey", edgecolor="dimgrey",
-                                               hatch="///", lw=0.5))
-                    label = "–" if v != v else f"{100 * v:.0f}" + (f"\n✗{100 * cell['degenerate']:.0f}% deg" if dq
-                                                                    else "")
-                    ax.text(x, y, label, ha="center", va="center", fontsize=6 if dq else 7,
-                            color="black" if dq or not (v == v and v < 0.6) else "white")
+                    if dq:  # hatched grey: disqualified, with its degenerate share
+                        ax.add_patch(
+                            Rectangle(
+                                (x - 0.5, y - 0.5),
+                                1,
+                                1,
+                                facecolor="lightgrey",
+                                edgecolor="dimgrey",
+                                hatch="///",
+                                lw=0.5,
+                            )
+                        )
+                    label = (
+                        "–" if v != v else f"{100 * v:.0f}" + (f"\n✗{100 * cell['degenerate']:.0f}% deg" if dq else "")
+                    )
+                    ax.text(
+                        x,
+                        y,
+                        label,
+                        ha="center",
+                        va="center",
+                        fontsize=6 if dq else 7,
+                        color="black" if dq or not (v == v and v < 0.6) else "white",
+                    )
             ax.set_xticks(range(len(layers)))
             ax.set_xticklabels(layers, fontsize=8)
             ax.set_yticks(range(len(points)))
@@ -183,44 +288,79 @@ class RefusalStudyResult:
             ax.set_xlabel("layer", fontsize=8)
             ax.set_title(f"scope = {scope}" + (" (prompt + response)" if scope == "all" else ""), fontsize=9)
             if scope == self.best["scope"]:
-                ax.add_patch(Rectangle((layers.index(self.best["layer"]) - 0.5,
-                                        points.index(self.best["role"]) - 0.5), 1, 1, fill=False,
-                                       edgecolor="red", lw=2.5))
+                ax.add_patch(
+                    Rectangle(
+                        (layers.index(self.best["layer"]) - 0.5, points.index(self.best["role"]) - 0.5),
+                        1,
+                        1,
+                        fill=False,
+                        edgecolor="red",
+                        lw=2.5,
+                    )
+                )
         for j in range(len(scopes), nrow * ncol):
             axes[j // ncol][j % ncol].axis("off")
         bar = fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.9)
         bar.set_label("refusal rate, validation (keyword judge)", fontsize=8)
         bar.ax.axhline(self.val_baseline["rate"], color="red", lw=2)
-        fig.suptitle(f"Refusal-direction ablation on {self.model}: plan = directional ablation at one site "
-                     f"(layer × role) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
-                     f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
-                     f"in red; numbers = %; hatched = disqualified (degenerate share above {pct(self.best['cap'])}: "
-                     "not a result)", fontsize=9, y=1.0 + 0.12 / nrow)
+        fig.suptitle(
+            f"Refusal-direction ablation on {self.model}: plan = directional ablation at one site "
+            f"(layer × role) within one token scope\nn = {self.config['n_val']} val prompts per cell; "
+            f"unsteered {pct(self.val_baseline['rate'])} (red line on the colour bar); best cell outlined "
+            f"in red; numbers = %; hatched = disqualified (degenerate share above {pct(self.best['cap'])}: "
+            "not a result)",
+            fontsize=9,
+            y=1.0 + 0.12 / nrow,
+        )
         save_figure_atomic(fig, path, dpi=110, bbox_inches="tight")
         plt.close(fig)
         return path
 
 
-def run_refusal_study(model: HookedMDM, cfg: RefusalConfig | None = None, *, out: str | None = None,
-                      model_name: str | None = None, progress: bool = True) -> RefusalStudyResult:
+def run_refusal_study(
+    model: HookedMDM,
+    cfg: RefusalConfig | None = None,
+    *,
+    out: str | None = None,
+    model_name: str | None = None,
+    progress: bool = True,
+) -> RefusalStudyResult:
     """Run the protocol of the module docstring; `out`: folder of the run log (None: a temporary one)."""
     from analyses.studies.organism import behaviours_for
+
     refusal_prompts = behaviours_for(getattr(model, "config", None)).refusal_prompts
 
     from ..sweep import sweep_cells
+
     cfg = cfg or RefusalConfig()
     cfg.check()
     cells = sweep_cells(model, cfg.layers, cfg.roles, cfg.scopes)
     layers = list(dict.fromkeys(c.layer for c in cells))
     sites = list(dict.fromkeys(c.site for c in cells))
     name = model_name_of(model, model_name)
-    calib = (refusal_prompts(False, cfg.n_calib, "train", cfg.seed), refusal_prompts(True, cfg.n_calib, "train", cfg.seed))
+    calib = (
+        refusal_prompts(False, cfg.n_calib, "train", cfg.seed),
+        refusal_prompts(True, cfg.n_calib, "train", cfg.seed),
+    )
     val = refusal_prompts(True, cfg.n_val, "val", cfg.seed)
-    test = {"harmful": refusal_prompts(True, cfg.n_test, "test", cfg.seed),
-            "harmless": refusal_prompts(False, cfg.n_harmless, "test", cfg.seed)}
-    config = jsonable({"study": "refusal", "model": name, **asdict(cfg), "layers": layers, "n_layers": model.n_layers,
-                       "sites": sites, "n_calib": len(calib[0]), "n_val": len(val), "n_test": len(test["harmful"]),
-                       "n_harmless": len(test["harmless"])})
+    test = {
+        "harmful": refusal_prompts(True, cfg.n_test, "test", cfg.seed),
+        "harmless": refusal_prompts(False, cfg.n_harmless, "test", cfg.seed),
+    }
+    config = jsonable(
+        {
+            "study": "refusal",
+            "model": name,
+            **asdict(cfg),
+            "layers": layers,
+            "n_layers": model.n_layers,
+            "sites": sites,
+            "n_calib": len(calib[0]),
+            "n_val": len(val),
+            "n_test": len(test["harmful"]),
+            "n_harmless": len(test["harmless"]),
+        }
+    )
     work = _work(model, cfg, calib, sites)
     with run_log(out, config) as log:
         recs = log.run(_sweep_items(cells, val, cfg), work, desc="refusal sweep", progress=progress)
@@ -237,8 +377,9 @@ def run_refusal_study(model: HookedMDM, cfg: RefusalConfig | None = None, *, out
     return RefusalStudyResult(name, config, val_baseline, sweep, best, rows, recs + trecs)
 
 
-def _work(model: HookedMDM, cfg: RefusalConfig, calib: tuple[list[str], list[str]],
-          sites: list[str]) -> Callable[[Item], list[dict]]:
+def _work(
+    model: HookedMDM, cfg: RefusalConfig, calib: tuple[list[str], list[str]], sites: list[str]
+) -> Callable[[Item], list[dict]]:
     """`work(item)` for the run log: generate the item's prompts under its cell's ablation (directions fitted
     on first use, once, for every swept site), score refusals, measure damage (NLL on test only)."""
     from interventions import Plan, fit_map
@@ -246,6 +387,7 @@ def _work(model: HookedMDM, cfg: RefusalConfig, calib: tuple[list[str], list[str
 
     from ..refusal import RefusalScorer
     from ..sweep import Cell, cell_plan
+
     scorer = RefusalScorer()
     maps: dict = {}
 
@@ -256,29 +398,47 @@ def _work(model: HookedMDM, cfg: RefusalConfig, calib: tuple[list[str], list[str
             src, tgt = collect_contrastive(model, *calib, sites, pooling="mean", scope="prompt", progress=False)
             maps.update({s: fit_map("directional_ablation", src[s], tgt[s], site=s) for s in sites})
         layer, role, scope = cell
-        return cell_plan(lambda names: Plan({n: maps[n] for n in names}),
-                         Cell(layer, role, get_act_name(role, layer), scope))
+        return cell_plan(
+            lambda names: Plan({n: maps[n] for n in names}), Cell(layer, role, get_act_name(role, layer), scope)
+        )
 
     def work(item: Item) -> list[dict]:
         p = item.payload
         texts = model.generate(p["prompts"], plan=plan_for(p["cell"]), seed=cfg.seed, **cfg.sampler).texts
         cell = p["cell"] or (None, None, None)
-        base = {"task": "refusal", "split": p["split"], "method": p["method"], "lambda": None if p["cell"] is None
-                else 1.0, "layer": cell[0], "role": cell[1], "scope": cell[2], "harmful": p["harmful"]}
+        base = {
+            "task": "refusal",
+            "split": p["split"],
+            "method": p["method"],
+            "lambda": None if p["cell"] is None else 1.0,
+            "layer": cell[0],
+            "role": cell[1],
+            "scope": cell[2],
+            "harmful": p["harmful"],
+        }
         recs = text_records(model, p["prompts"], texts, nll=p["split"] == "test", cfg=cfg, base=base)
         for r, v in zip(recs, scorer.scores(texts)):
             r["refusal"] = bool(v)
         return recs
+
     return work
 
 
 def _sweep_items(cells: Sequence[Cell], val: list[str], cfg: RefusalConfig) -> list[Item]:
-    items = batched_items(("refusal", "val", "none"), val, cfg.batch_size,
-                          {"split": "val", "method": "none", "cell": None, "harmful": True})
+    items = batched_items(
+        ("refusal", "val", "none"),
+        val,
+        cfg.batch_size,
+        {"split": "val", "method": "none", "cell": None, "harmful": True},
+    )
     for c in cells:
         key = (c.layer, c.role, c.scope)
-        items += batched_items(("refusal", "val", "directional_ablation", *key), val, cfg.batch_size,
-                               {"split": "val", "method": "directional_ablation", "cell": key, "harmful": True})
+        items += batched_items(
+            ("refusal", "val", "directional_ablation", *key),
+            val,
+            cfg.batch_size,
+            {"split": "val", "method": "directional_ablation", "cell": key, "harmful": True},
+        )
     return items
 
 
@@ -289,26 +449,48 @@ def _choose_cell(recs: list[dict], cells: Sequence[Cell], cfg: RefusalConfig) ->
     cap = max(cfg.max_degenerate, val_baseline["degenerate"])
     sweep = []
     for c in cells:
-        mine = [r for r in recs if r["method"] != "none" and (r["layer"], r["role"], r["scope"])
-                == (c.layer, c.role, c.scope)]
+        mine = [
+            r
+            for r in recs
+            if r["method"] != "none" and (r["layer"], r["role"], r["scope"]) == (c.layer, c.role, c.scope)
+        ]
         row = rate_row(mine, "refusal")
-        sweep.append({"layer": c.layer, "role": c.role, "scope": c.scope, "lambda": 1.0, "score": row["rate"],
-                      "degenerate": row["degenerate"], "n": row["n"]})
+        sweep.append(
+            {
+                "layer": c.layer,
+                "role": c.role,
+                "scope": c.scope,
+                "lambda": 1.0,
+                "score": row["rate"],
+                "degenerate": row["degenerate"],
+                "n": row["n"],
+            }
+        )
     allowed = [c for c in sweep if c["degenerate"] <= cap] or sweep
     best = min(allowed, key=lambda c: (c["score"], c["degenerate"], sweep.index(c)))
-    return val_baseline, sweep, {**best, "cap": cap, "capped": len(allowed) < len(sweep),
-                                 "within_cap": best["degenerate"] <= cap}
+    return (
+        val_baseline,
+        sweep,
+        {**best, "cap": cap, "capped": len(allowed) < len(sweep), "within_cap": best["degenerate"] <= cap},
+    )
 
 
 def _test_items(test: dict[str, list[str]], best: dict, cfg: RefusalConfig) -> list[Item]:
     bcell = (best["layer"], best["role"], best["scope"])
     items: list[Item] = []
     for kind, prompts in test.items():
-        items += batched_items(("refusal", "test", "none", kind), prompts, cfg.batch_size,
-                               {"split": "test", "method": "none", "cell": None, "harmful": kind == "harmful"})
-        items += batched_items(("refusal", "test", "directional_ablation", kind, *bcell), prompts, cfg.batch_size,
-                               {"split": "test", "method": "directional_ablation", "cell": bcell,
-                                "harmful": kind == "harmful"})
+        items += batched_items(
+            ("refusal", "test", "none", kind),
+            prompts,
+            cfg.batch_size,
+            {"split": "test", "method": "none", "cell": None, "harmful": kind == "harmful"},
+        )
+        items += batched_items(
+            ("refusal", "test", "directional_ablation", kind, *bcell),
+            prompts,
+            cfg.batch_size,
+            {"split": "test", "method": "directional_ablation", "cell": bcell, "harmful": kind == "harmful"},
+        )
     return items
 
 
@@ -316,11 +498,23 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     """The demo's refusal section: the study at full (or `--quick`) size, written into `out/refusal/`, the
     sweep heatmap at `out/refusal_sweep.png`; summary.json gets `refusal.{baseline_rate, steered_rate, best, ...}`."""
     from ..records import Section
+
     size = QUICK if quick else SMOL if model.config.get("mdm_lens_corpus") == "v3" else {}
-    res = run_refusal_study(model, RefusalConfig(**size, seed=seed),
-                            out=os.path.join(out, "refusal"), model_name=model_name, progress=progress)
+    res = run_refusal_study(
+        model,
+        RefusalConfig(**size, seed=seed),
+        out=os.path.join(out, "refusal"),
+        model_name=model_name,
+        progress=progress,
+    )
     res.plot(os.path.join(out, "refusal_sweep.png"))
-    md = ["## Refusal ablation (Shnaidman et al.)", "", res.table_markdown(), "",
-          "- `refusal_sweep.png`: validation refusal rate per layer × role, one panel per token scope, one "
-          "colour scale; the chosen cell outlined. Generations: `refusal/generations.jsonl`.", ""]
+    md = [
+        "## Refusal ablation (Shnaidman et al.)",
+        "",
+        res.table_markdown(),
+        "",
+        "- `refusal_sweep.png`: validation refusal rate per layer × role, one panel per token scope, one "
+        "colour scale; the chosen cell outlined. Generations: `refusal/generations.jsonl`.",
+        "",
+    ]
     return Section("refusal", md, res.to_json(), ["refusal_sweep.png"])

@@ -22,6 +22,7 @@ work as *items* (one `generate` batch each: task, split, method, λ, batch index
   CPU processes with its torchrun launcher instead: `accelerate launch --multi_gpu --num_processes N
   --no_python mdm-lens experiment ...` (no GPU needed; the processes talk over gloo).
 """
+
 from __future__ import annotations
 
 import glob
@@ -82,7 +83,8 @@ def dist_env() -> tuple[int, int]:
         return 0, 1
     import torch
     from accelerate import PartialState
-    state = PartialState(cpu=not torch.cuda.is_available())     # gloo on a CPU box, nccl on GPUs
+
+    state = PartialState(cpu=not torch.cuda.is_available())  # gloo on a CPU box, nccl on GPUs
     return state.process_index, state.num_processes
 
 
@@ -97,10 +99,10 @@ class RunLog:
         os.makedirs(folder, exist_ok=True)
         self.config = json.loads(json.dumps(config, default=str))
         self.hash = config_hash(self.config)
-        self._claimed = False           # config.json is written with the first records (claim_config)
+        self._claimed = False  # config.json is written with the first records (claim_config)
         self._check_config()
         self.path = os.path.join(folder, MERGED if self.world == 1 else f"generations.rank{self.rank}.jsonl")
-        self.calls = 0          # items this process generated (tests count them)
+        self.calls = 0  # items this process generated (tests count them)
 
     # ------------------------------------------------------------------ config
     def _check_config(self) -> None:
@@ -115,7 +117,8 @@ class RunLog:
             raise ConfigMismatch(
                 f"{self.folder} holds a run with another config (hash {old['hash']} vs {self.hash}); "
                 f"differences: {'; '.join(diff) or 'none visible'}. Use another --out, or delete the folder "
-                "to start over")
+                "to start over"
+            )
         self._claimed = True
 
     def _claim(self) -> None:
@@ -131,7 +134,7 @@ class RunLog:
 
     def done(self, items: Iterable[Item]) -> set[str]:
         have: dict[str, int] = {}
-        for (k, _i) in self.records():
+        for k, _i in self.records():
             have[k] = have.get(k, 0) + 1
         return {key_str(it.key) for it in items if have.get(key_str(it.key), 0) >= it.n}
 
@@ -140,27 +143,31 @@ class RunLog:
             raise ValueError(f"item {item.key} produced {len(records)} records, expected {item.n}")
         self._claim()
         k = key_str(item.key)
-        lines = "".join(json.dumps({"item": k, "index": i, **r, "rank": self.rank, HASH_KEY: self.hash},
-                                   ensure_ascii=False) + "\n" for i, r in enumerate(records))
+        lines = "".join(
+            json.dumps({"item": k, "index": i, **r, "rank": self.rank, HASH_KEY: self.hash}, ensure_ascii=False) + "\n"
+            for i, r in enumerate(records)
+        )
         with open(self.path, "a+b") as f:
             end = f.seek(0, os.SEEK_END)
             if end:
                 f.seek(end - 1)
                 if f.read(1) != b"\n":
-                    lines = "\n" + lines      # end a line torn by a kill: it stays unreadable, ours stay whole
+                    lines = "\n" + lines  # end a line torn by a kill: it stays unreadable, ours stay whole
             f.write(lines.encode("utf-8"))
             f.flush()
             os.fsync(f.fileno())
 
     # ------------------------------------------------------------------ work
-    def run(self, items: Sequence[Item], work: Callable[[Item], list[dict]], desc: str = "items",
-            progress: bool = True) -> list[dict]:
+    def run(
+        self, items: Sequence[Item], work: Callable[[Item], list[dict]], desc: str = "items", progress: bool = True
+    ) -> list[dict]:
         """Do this rank's missing items (`work(item)` -> its records), wait for every rank, and return every
         item's records in item order (all ranks get the full list)."""
         done = self.done(items)
         mine = [it for i, it in enumerate(items) if i % self.world == self.rank and key_str(it.key) not in done]
-        for it in tqdm(mine, desc=f"{desc} (rank {self.rank})" if self.world > 1 else desc,
-                       disable=not progress or not mine):
+        for it in tqdm(
+            mine, desc=f"{desc} (rank {self.rank})" if self.world > 1 else desc, disable=not progress or not mine
+        ):
             self.append(it, work(it))
             self.calls += 1
         self.barrier()
@@ -177,6 +184,7 @@ class RunLog:
     def barrier(self) -> None:
         if self.world > 1:
             from accelerate import PartialState
+
             PartialState().wait_for_everyone()
 
     def merge(self) -> str | None:
@@ -188,8 +196,9 @@ class RunLog:
         self._claim()
         recs = self.records()
         merged = os.path.join(self.folder, MERGED)
-        write_text_atomic("".join(json.dumps(r, ensure_ascii=False) + "\n" for (_k, _i), r in sorted(recs.items())),
-                          merged)
+        write_text_atomic(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for (_k, _i), r in sorted(recs.items())), merged
+        )
         for p in glob.glob(os.path.join(self.folder, "generations.rank*.jsonl")):
             os.remove(p)
         self.barrier()

@@ -9,6 +9,7 @@
   object, no item/index) are skipped with one warning naming the file and lines; their items are generated again.
 * `env_int`: launcher variables (WORLD_SIZE, RANK) that are not integers are named, not `int()`'s error.
 """
+
 from __future__ import annotations
 
 import json
@@ -34,8 +35,10 @@ def env_int(name: str, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r} (from the environment) is not an integer; the launcher (accelerate launch, "
-                         f"torchrun) sets it to a process count or index. Unset it to run one process") from None
+        raise ValueError(
+            f"{name}={raw!r} (from the environment) is not an integer; the launcher (accelerate launch, "
+            f"torchrun) sets it to a process count or index. Unset it to run one process"
+        ) from None
 
 
 def read_config(path: str) -> dict | None:
@@ -46,11 +49,15 @@ def read_config(path: str) -> dict | None:
     try:
         old = json.loads(p.read_bytes().decode("utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigMismatch(f"{p} is damaged ({type(e).__name__}: {e}); it records which config made this folder's "
-                             f"records, so they cannot be checked: {FIX}") from None
+        raise ConfigMismatch(
+            f"{p} is damaged ({type(e).__name__}: {e}); it records which config made this folder's "
+            f"records, so they cannot be checked: {FIX}"
+        ) from None
     if not (isinstance(old, dict) and isinstance(old.get("hash"), str) and isinstance(old.get("config"), dict)):
-        raise ConfigMismatch(f"{p} is damaged (expected {{\"hash\": str, \"config\": {{...}}}}, got "
-                             f"{json.dumps(old)[:80]}); it records which config made this folder's records: {FIX}")
+        raise ConfigMismatch(
+            f'{p} is damaged (expected {{"hash": str, "config": {{...}}}}, got '
+            f"{json.dumps(old)[:80]}); it records which config made this folder's records: {FIX}"
+        )
     return old
 
 
@@ -66,12 +73,12 @@ def claim_config(folder: str, hash_: str, config: dict) -> dict | None:
         f.flush()
         os.fsync(f.fileno())
     try:
-        os.link(tmp, path)               # fails if another process claimed the folder first
+        os.link(tmp, path)  # fails if another process claimed the folder first
         _fsync_dir(Path(folder))
         return None
     except FileExistsError:
         return read_config(path)
-    except OSError:                      # no hard links here: exclusive create, then the content
+    except OSError:  # no hard links here: exclusive create, then the content
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         except FileExistsError:
@@ -110,14 +117,21 @@ def read_records(paths: list[str], hash_: str, legacy_ok: bool) -> dict[tuple[st
                 continue
             got = rec.get(HASH_KEY)
             if got is None and not legacy_ok:
-                raise ConfigMismatch(f"{p} line {n} is a record without a config hash and the folder has no "
-                                     f"config.json, so which config made it cannot be told: {FIX}")
+                raise ConfigMismatch(
+                    f"{p} line {n} is a record without a config hash and the folder has no "
+                    f"config.json, so which config made it cannot be told: {FIX}"
+                )
             if got is not None and got != hash_:
-                raise ConfigMismatch(f"{p} line {n} holds a record of another config (hash {got}, this run "
-                                     f"{hash_}); records are never reused across configs: {FIX}")
+                raise ConfigMismatch(
+                    f"{p} line {n} holds a record of another config (hash {got}, this run "
+                    f"{hash_}); records are never reused across configs: {FIX}"
+                )
             out.setdefault((rec["item"], rec["index"]), rec)
         if bad:
             shown = ", ".join(map(str, bad[:8])) + (", ..." if len(bad) > 8 else "")
-            warnings.warn(f"{p}: skipped {len(bad)} unreadable line(s) (line {shown}: torn by a kill or damaged); "
-                          "their items are generated again", stacklevel=3)
+            warnings.warn(
+                f"{p}: skipped {len(bad)} unreadable line(s) (line {shown}: torn by a kill or damaged); "
+                "their items are generated again",
+                stacklevel=3,
+            )
     return out

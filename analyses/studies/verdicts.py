@@ -3,6 +3,7 @@ interval on the difference from the unsteered baseline), and at what damage. The
 score interval for a difference of two proportions (method 10 of Newcombe 1998), built from the two Wilson
 intervals the report already shows, so a verdict never contradicts its table: "helped" only when the whole
 interval lies above zero, "hurt" only when it lies below, otherwise "no clear change"."""
+
 from __future__ import annotations
 
 import math
@@ -47,7 +48,9 @@ def verdict_lines(summary: dict, label=lambda m: m, baseline: str = "none") -> l
             continue
         k = round(s["accuracy"] * s["n"])
         diff = difference_interval(k, s["n"], bk, base["n"])
-        lines.append(f"- **{label(m)} {verdict(diff)}**: {100 * s['accuracy']:.1f}% vs {100 * base['accuracy']:.1f}% "
-                     f"unsteered, a difference of {100 * diff[0]:+.1f} points (95% interval [{100 * diff[1]:+.1f}, "
-                     f"{100 * diff[2]:+.1f}]); damage: {damage_words(s, base)}.")
+        lines.append(
+            f"- **{label(m)} {verdict(diff)}**: {100 * s['accuracy']:.1f}% vs {100 * base['accuracy']:.1f}% "
+            f"unsteered, a difference of {100 * diff[0]:+.1f} points (95% interval [{100 * diff[1]:+.1f}, "
+            f"{100 * diff[2]:+.1f}]); damage: {damage_words(s, base)}."
+        )
     return lines + [""]

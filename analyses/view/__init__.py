@@ -5,6 +5,7 @@ predictions at every step, logit lens, attention, steered vs unsteered with dama
     view = render(model, ["Write a haiku"], plan=plan)     # shows inline in Jupyter
     view.save("trace.html")
 """
+
 from .extract import FeatureSpec, Trace, trace_generation
 from .render import View, render
 

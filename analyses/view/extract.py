@@ -10,6 +10,7 @@ Everything here is measured on the generation itself, never re-sampled:
   the forward is deterministic, so these are the sampler's activations.
 Only top-k (ids + probabilities) are kept, never full logits: a 256 x 256 trace stays a few MB.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -39,8 +40,9 @@ class FeatureSpec:
         if not (isinstance(self.k, int) and 1 <= self.k <= 64):
             raise ValueError(f"FeatureSpec k={self.k!r}: the number of features kept per position, an int in 1..64")
         if not callable(self.encode):
-            raise TypeError(f"FeatureSpec encode must be callable ([pos, d] -> [pos, n_features]), got "
-                            f"{type(self.encode).__name__}")
+            raise TypeError(
+                f"FeatureSpec encode must be callable ([pos, d] -> [pos, n_features]), got {type(self.encode).__name__}"
+            )
 
 
 @dataclass
@@ -50,15 +52,15 @@ class Trace:
     label: str
     prompt: str
     prompt_ids: list[int]
-    tokens: list[int]                                    # final response ids (fill after the stop token included)
+    tokens: list[int]  # final response ids (fill after the stop token included)
     text: str
-    decode_step: list[int]                               # step that unmasked each position, -1 never
+    decode_step: list[int]  # step that unmasked each position, -1 never
     topk_ids: Int[torch.Tensor, "steps gen k"]
     topk_probs: Float[torch.Tensor, "steps gen k"]
     stop_ids: list[int]
-    lens: dict[str, Any] | None = None                   # steps, layers, ids [S, L, gen, k], probs
-    attention: dict[str, Any] | None = None              # steps, layers, n_heads, keys [S, L, H, gen, k], weights
-    features: dict[str, Any] | None = None               # name, site, ids [steps, gen, k], acts, labels
+    lens: dict[str, Any] | None = None  # steps, layers, ids [S, L, gen, k], probs
+    attention: dict[str, Any] | None = None  # steps, layers, n_heads, keys [S, L, H, gen, k], weights
+    features: dict[str, Any] | None = None  # name, site, ids [steps, gen, k], acts, labels
     damage: dict[str, Any] | None = None
     settings: dict[str, Any] = field(default_factory=dict)
 
@@ -69,8 +71,10 @@ class Trace:
 
 def _check(model, k: int) -> None:
     if model.spec.sampler not in VIEW_FAMILIES:
-        raise NotImplementedError(f"the viewer needs a decode trace (mask tokens unmasked step by step): the "
-                                  f"{VIEW_FAMILIES} samplers have one; the {model.spec.name} family has none")
+        raise NotImplementedError(
+            f"the viewer needs a decode trace (mask tokens unmasked step by step): the "
+            f"{VIEW_FAMILIES} samplers have one; the {model.spec.name} family has none"
+        )
     if not (isinstance(k, int) and 1 <= k <= 32):
         raise ValueError(f"top_k={k!r}: must be an integer in 1..32 (the viewer stores top-k per position and step)")
 
@@ -83,6 +87,7 @@ def _response_slice(model, plen: int, gen: int) -> slice:
 
 def _record_hooks(model, k: int, features: FeatureSpec | None, store: dict) -> dict:
     """Hooks that keep, per step, the top-k of the response predictions (and features) of the generation's row."""
+
     def on_logits(act, ctx):
         sl = _response_slice(model, ctx.prompt_length, ctx.info.gen_length)
         p = act[:1, sl].float().softmax(-1)
@@ -91,15 +96,20 @@ def _record_hooks(model, k: int, features: FeatureSpec | None, store: dict) -> d
 
     hooks = {"hook_logits": on_logits}
     if features is not None:
+
         def on_site(act, ctx):
             plen, gen = ctx.prompt_length, ctx.info.gen_length
-            f = features.encode(act[0, plen:plen + gen])
+            f = features.encode(act[0, plen : plen + gen])
             if f.dim() != 2 or f.shape[0] != gen:
-                raise ValueError(f"FeatureSpec.encode returned shape {tuple(f.shape)} for {gen} positions; it must "
-                                 f"return [positions, n_features]")
+                raise ValueError(
+                    f"FeatureSpec.encode returned shape {tuple(f.shape)} for {gen} positions; it must "
+                    f"return [positions, n_features]"
+                )
             if not bool(torch.isfinite(f).all()):
-                raise FloatingPointError(f"FeatureSpec.encode on {features.site} returned NaN or inf at step "
-                                         f"{ctx.step}; check the encoder (and its dtype) on this site's activations")
+                raise FloatingPointError(
+                    f"FeatureSpec.encode on {features.site} returned NaN or inf at step "
+                    f"{ctx.step}; check the encoder (and its dtype) on this site's activations"
+                )
             v, i = f.float().topk(min(features.k, f.shape[1]), dim=-1)
             store["features"][ctx.step] = (i.to("cpu", torch.int32), v.to("cpu", torch.float16))
 
@@ -114,15 +124,23 @@ def _pieces(tok, tokens: Sequence[int], cut: int) -> list[str]:
         return [(" " if i else "") + str(t) for i, t in enumerate(tokens[:cut])]
     out, prev = [], ""
     for i in range(cut):
-        cur = tok.decode(list(tokens[:i + 1]), skip_special_tokens=True)
-        out.append(cur[len(prev):] if cur.startswith(prev) else tok.decode([tokens[i]], skip_special_tokens=True))
+        cur = tok.decode(list(tokens[: i + 1]), skip_special_tokens=True)
+        out.append(cur[len(prev) :] if cur.startswith(prev) else tok.decode([tokens[i]], skip_special_tokens=True))
         prev = cur if cur.startswith(prev) else prev + out[-1]
     return out
 
 
 @torch.no_grad()
-def _replay(model, prompt_ids: torch.Tensor, history: torch.Tensor, steps: Sequence[int], lens_layers: list[int],
-            attn_layers: list[int], k: int, attn_k: int) -> tuple[dict | None, dict | None]:
+def _replay(
+    model,
+    prompt_ids: torch.Tensor,
+    history: torch.Tensor,
+    steps: Sequence[int],
+    lens_layers: list[int],
+    attn_layers: list[int],
+    k: int,
+    attn_k: int,
+) -> tuple[dict | None, dict | None]:
     """Per chosen step: each lens layer's top-k at every response position (TL's logit lens), and each attention
     layer's top-`attn_k` keys for every response query, per head."""
     plen, gen = prompt_ids.shape[1], history.shape[-1]
@@ -143,15 +161,30 @@ def _replay(model, prompt_ids: torch.Tensor, history: torch.Tensor, steps: Seque
             lens_i.append(torch.stack([p.indices for p in per]).cpu())
             lens_p.append(torch.stack([p.values for p in per]).cpu())
         if attn_layers:
-            per = [cache[f"blocks.{l}.attn.hook_pattern"][0, :, plen:plen + gen].float()
-                   .topk(min(attn_k, plen + gen), dim=-1) for l in attn_layers]
+            per = [
+                cache[f"blocks.{l}.attn.hook_pattern"][0, :, plen : plen + gen]
+                .float()
+                .topk(min(attn_k, plen + gen), dim=-1)
+                for l in attn_layers
+            ]
             att_i.append(torch.stack([p.indices for p in per]).cpu())
             att_w.append(torch.stack([p.values for p in per]).cpu())
-    lens = None if not lens_layers else {"steps": list(steps), "layers": lens_layers,
-                                         "ids": torch.stack(lens_i), "probs": torch.stack(lens_p)}
-    attention = None if not attn_layers else {"steps": list(steps), "layers": attn_layers,
-                                              "n_heads": int(att_i[0].shape[1]),
-                                              "keys": torch.stack(att_i), "weights": torch.stack(att_w)}
+    lens = (
+        None
+        if not lens_layers
+        else {"steps": list(steps), "layers": lens_layers, "ids": torch.stack(lens_i), "probs": torch.stack(lens_p)}
+    )
+    attention = (
+        None
+        if not attn_layers
+        else {
+            "steps": list(steps),
+            "layers": attn_layers,
+            "n_heads": int(att_i[0].shape[1]),
+            "keys": torch.stack(att_i),
+            "weights": torch.stack(att_w),
+        }
+    )
     return lens, attention
 
 
@@ -168,15 +201,29 @@ def _choose(kind: str, chosen: Sequence[int] | None, n: int, default: list[int])
     chosen = sorted(dict.fromkeys(int(c) for c in chosen))
     bad = [c for c in chosen if not 0 <= c < n]
     if bad:
-        raise ValueError(f"{kind} {bad} out of range: this run has {kind} 0..{n - 1}; pick some of them, [] for "
-                         f"none, or None for the default")
+        raise ValueError(
+            f"{kind} {bad} out of range: this run has {kind} 0..{n - 1}; pick some of them, [] for "
+            f"none, or None for the default"
+        )
     return chosen
 
 
-def trace_generation(model, prompt: str, *, plan=None, label: str = "unsteered", top_k: int = 5, seed: int = 0,
-                     chat: bool = True, detail_steps: Sequence[int] | None = None,
-                     lens_layers: Sequence[int] | None = None, attn_layers: Sequence[int] | None = None,
-                     attn_k: int = 8, features: FeatureSpec | None = None, **sampler_kwargs) -> Trace:
+def trace_generation(
+    model,
+    prompt: str,
+    *,
+    plan=None,
+    label: str = "unsteered",
+    top_k: int = 5,
+    seed: int = 0,
+    chat: bool = True,
+    detail_steps: Sequence[int] | None = None,
+    lens_layers: Sequence[int] | None = None,
+    attn_layers: Sequence[int] | None = None,
+    attn_k: int = 8,
+    features: FeatureSpec | None = None,
+    **sampler_kwargs,
+) -> Trace:
     """Generate `prompt` once (with `plan` attached if given) and keep what the viewer shows. `detail_steps`: where
     the lens and attention are read (default: 6 evenly spaced steps); `lens_layers` / `attn_layers`: None for all
     layers (attention: all layers only while layers x heads <= 256, else the last layer), [] for none."""
@@ -191,11 +238,12 @@ def trace_generation(model, prompt: str, *, plan=None, label: str = "unsteered",
     if sorted(store["topk"]) != list(range(n_steps)):
         raise RuntimeError(f"the logits hook saw steps {sorted(store['topk'])[:8]}... for a {n_steps}-step run")
     from mdm_lens.generation import special_ids
+
     ids = special_ids(model)
     stops = [t for t in (ids["eos"], ids["eot"]) if t is not None]
     plen = out.prompt_length
     prompt_ids = out.sequences[:, :plen]
-    if out.attention_mask is not None:                   # one prompt: no padding, but be exact
+    if out.attention_mask is not None:  # one prompt: no padding, but be exact
         prompt_ids = prompt_ids[:, out.attention_mask[0].bool()]
     steps = _choose("steps", detail_steps, n_steps, default_detail_steps(n_steps))
     n_heads = int(model.cfg.n_heads)
@@ -203,22 +251,40 @@ def trace_generation(model, prompt: str, *, plan=None, label: str = "unsteered",
     lens_l = _choose("layers", lens_layers, model.n_layers, list(range(model.n_layers)))
     attn_l = _choose("layers", attn_layers, model.n_layers, all_attn)
     lens = attention = None
-    if steps:                   # the steered run's lens and attention are read with its plan attached
+    if steps:  # the steered run's lens and attention are read with its plan attached
         with model.steer(plan) if plan is not None else nullcontext():
             lens, attention = _replay(model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k)
     feats = None
     if features is not None:
         f_i = torch.stack([store["features"][s][0] for s in range(n_steps)])
         f_a = torch.stack([store["features"][s][1] for s in range(n_steps)])
-        feats = {"name": features.name, "site": features.site, "ids": f_i, "acts": f_a,
-                 "labels": {int(k): str(v) for k, v in (features.labels or {}).items()}}
-    settings = {k: v for k, v in model.sampler_settings(**sampler_kwargs).items()
-                if k in ("steps", "gen_length", "max_new_tokens", "block_length", "temperature", "remasking", "alg")}
-    return Trace(label=label, prompt=prompt, prompt_ids=prompt_ids[0].tolist(), tokens=out.tokens[0].tolist(),
-                 text=out.texts[0], decode_step=out.decode_step[0].tolist(),
-                 topk_ids=torch.stack([store["topk"][s][0] for s in range(n_steps)]),
-                 topk_probs=torch.stack([store["topk"][s][1] for s in range(n_steps)]), stop_ids=stops,
-                 lens=lens, attention=attention, features=feats, settings={**settings, "seed": seed})
+        feats = {
+            "name": features.name,
+            "site": features.site,
+            "ids": f_i,
+            "acts": f_a,
+            "labels": {int(k): str(v) for k, v in (features.labels or {}).items()},
+        }
+    settings = {
+        k: v
+        for k, v in model.sampler_settings(**sampler_kwargs).items()
+        if k in ("steps", "gen_length", "max_new_tokens", "block_length", "temperature", "remasking", "alg")
+    }
+    return Trace(
+        label=label,
+        prompt=prompt,
+        prompt_ids=prompt_ids[0].tolist(),
+        tokens=out.tokens[0].tolist(),
+        text=out.texts[0],
+        decode_step=out.decode_step[0].tolist(),
+        topk_ids=torch.stack([store["topk"][s][0] for s in range(n_steps)]),
+        topk_probs=torch.stack([store["topk"][s][1] for s in range(n_steps)]),
+        stop_ids=stops,
+        lens=lens,
+        attention=attention,
+        features=feats,
+        settings={**settings, "seed": seed},
+    )
 
 
 def response_cut(trace: Trace) -> int:

@@ -5,6 +5,7 @@ little-endian typed arrays in base64 (ids as uint16 while the table has < 65536 
 probabilities and attention weights as uint8, p * 255 rounded: 0.002 resolution, plenty for colour and two
 digits). A 256-token, 256-step trace at top-5 is ~1.6 MB of arrays before base64.
 """
+
 from __future__ import annotations
 
 import base64
@@ -49,8 +50,9 @@ class _Vocab:
         self.ids = torch.unique(torch.cat([p.long().flatten() for p in parts]))
         self.wide = len(self.ids) >= 65536
         tok = model.tokenizer
-        self.strings = [tok.decode([i], skip_special_tokens=False) if tok is not None else str(i)
-                        for i in self.ids.tolist()]
+        self.strings = [
+            tok.decode([i], skip_special_tokens=False) if tok is not None else str(i) for i in self.ids.tolist()
+        ]
 
     def index(self, ids) -> np.ndarray:
         t = torch.as_tensor(ids).long()
@@ -59,22 +61,49 @@ class _Vocab:
 
 def _run(model, t: Trace, v: _Vocab) -> dict[str, Any]:
     run: dict[str, Any] = {
-        "label": t.label, "text": t.text, "n_steps": t.n_steps, "gen": len(t.tokens), "k": int(t.topk_ids.shape[-1]),
-        "tokens": v.index(t.tokens).tolist(), "pieces": token_pieces(model, t), "cut": response_cut(t),
-        "decode_step": t.decode_step, "settings": t.settings, "damage": t.damage,
-        "topk_ids": _ints(v.index(t.topk_ids), v.wide), "topk_p": _u8(t.topk_probs)}
+        "label": t.label,
+        "text": t.text,
+        "n_steps": t.n_steps,
+        "gen": len(t.tokens),
+        "k": int(t.topk_ids.shape[-1]),
+        "tokens": v.index(t.tokens).tolist(),
+        "pieces": token_pieces(model, t),
+        "cut": response_cut(t),
+        "decode_step": t.decode_step,
+        "settings": t.settings,
+        "damage": t.damage,
+        "topk_ids": _ints(v.index(t.topk_ids), v.wide),
+        "topk_p": _u8(t.topk_probs),
+    }
     if t.lens is not None:
-        run["lens"] = {"steps": t.lens["steps"], "layers": t.lens["layers"],
-                       "ids": _ints(v.index(t.lens["ids"]), v.wide), "p": _u8(t.lens["probs"])}
+        run["lens"] = {
+            "steps": t.lens["steps"],
+            "layers": t.lens["layers"],
+            "ids": _ints(v.index(t.lens["ids"]), v.wide),
+            "p": _u8(t.lens["probs"]),
+        }
     if t.attention is not None:
         a = t.attention
-        run["attention"] = {"steps": a["steps"], "layers": a["layers"], "n_heads": a["n_heads"],
-                            "keys": _ints(a["keys"], False), "w": _u8(a["weights"])}
+        run["attention"] = {
+            "steps": a["steps"],
+            "layers": a["layers"],
+            "n_heads": a["n_heads"],
+            "keys": _ints(a["keys"], False),
+            "w": _u8(a["weights"]),
+        }
     if t.features is not None:
         f = t.features
-        run["features"] = {"name": f["name"], "site": f["site"], "labels": {str(k): s for k, s in f["labels"].items()},
-                           "ids": _ints(f["ids"], True), "acts": {"dtype": "f32", "shape": list(f["acts"].shape),
-                                                                  "b64": _b64(f["acts"].float().numpy().astype("<f4"))}}
+        run["features"] = {
+            "name": f["name"],
+            "site": f["site"],
+            "labels": {str(k): s for k, s in f["labels"].items()},
+            "ids": _ints(f["ids"], True),
+            "acts": {
+                "dtype": "f32",
+                "shape": list(f["acts"].shape),
+                "b64": _b64(f["acts"].float().numpy().astype("<f4")),
+            },
+        }
     return run
 
 
@@ -88,11 +117,19 @@ def document(model, groups: Sequence[Sequence[Trace]], title: str) -> dict[str, 
         diff = []
         if len(g) == 2:
             diff = [i for i, (a, b) in enumerate(zip(g[0].tokens, g[1].tokens)) if a != b]
-        out.append({"prompt": g[0].prompt, "prompt_tokens": v.index(g[0].prompt_ids).tolist(), "runs": runs,
-                    "diff": diff})
-    return {"version": FORMAT_VERSION, "title": title, "model": str(model.name_or_path or model.spec.name),
-            "family": model.spec.name, "n_layers": model.n_layers, "vocab": v.strings,
-            "vocab_ids": v.ids.tolist(), "groups": out}
+        out.append(
+            {"prompt": g[0].prompt, "prompt_tokens": v.index(g[0].prompt_ids).tolist(), "runs": runs, "diff": diff}
+        )
+    return {
+        "version": FORMAT_VERSION,
+        "title": title,
+        "model": str(model.name_or_path or model.spec.name),
+        "family": model.spec.name,
+        "n_layers": model.n_layers,
+        "vocab": v.strings,
+        "vocab_ids": v.ids.tolist(),
+        "groups": out,
+    }
 
 
 def _asset(name: str) -> str:

@@ -2,6 +2,7 @@
 (`base.py` says what it declares: ids, sampler and settings, length key, fast path, loading facts, sites,
 tiny test config); the rest of the package asks the spec. A family outside the package (or in a test)
 joins with `register_family(spec)`."""
+
 from __future__ import annotations
 
 import importlib
@@ -17,7 +18,7 @@ def _load(name: str) -> ModuleType | None:
     full = f"{__name__}.{_MODULES[name]}"
     try:
         return importlib.import_module(full)
-    except ModuleNotFoundError as e:     # only a family file that does not exist (yet) is skipped
+    except ModuleNotFoundError as e:  # only a family file that does not exist (yet) is skipped
         if e.name == full:
             return None
         raise
@@ -28,8 +29,9 @@ FAMILIES: dict[str, FamilySpec] = {n: m.SPEC for n, m in FAMILY_MODULES.items()}
 
 
 def _supported() -> str:
-    return "; ".join(f"{n} (model_type {list(s.model_types)}, architectures {list(s.architectures)})"
-                     for n, s in FAMILIES.items())
+    return "; ".join(
+        f"{n} (model_type {list(s.model_types)}, architectures {list(s.architectures)})" for n, s in FAMILIES.items()
+    )
 
 
 def detect_family(config: dict[str, Any]) -> FamilySpec:
@@ -42,8 +44,10 @@ def detect_family(config: dict[str, Any]) -> FamilySpec:
     for spec in FAMILIES.values():
         if any(a in spec.architectures for a in archs):
             return spec
-    raise ValueError(f"unknown model family: model_type={config.get('model_type')!r}, architectures={archs}. "
-                     f"Supported families: {_supported()}")
+    raise ValueError(
+        f"unknown model family: model_type={config.get('model_type')!r}, architectures={archs}. "
+        f"Supported families: {_supported()}"
+    )
 
 
 def register_family(spec: FamilySpec, module: ModuleType | None = None) -> FamilySpec:
@@ -75,5 +79,14 @@ def family_module(spec_or_name: FamilySpec | str) -> ModuleType:
     return FAMILY_MODULES[name]
 
 
-__all__ = ["FAMILIES", "FAMILY_MODULES", "FamilySpec", "FastSupport", "Site", "detect_family", "family_module",
-           "register_family", "tiny_config"]
+__all__ = [
+    "FAMILIES",
+    "FAMILY_MODULES",
+    "FamilySpec",
+    "FastSupport",
+    "Site",
+    "detect_family",
+    "family_module",
+    "register_family",
+    "tiny_config",
+]

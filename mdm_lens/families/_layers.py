@@ -1,4 +1,5 @@
 """Pieces shared by the native families: RMSNorm, rotary helpers, attention, the site table."""
+
 from __future__ import annotations
 
 import math
@@ -113,8 +114,9 @@ def eager_attention(root: nn.Module, layers: Iterable[int] | None = None) -> Ite
             m.force_eager = old
 
 
-def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
-           hooks: AttentionHooks) -> Float[torch.Tensor, "b h p hd"]:
+def _eager(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, hooks: AttentionHooks
+) -> Float[torch.Tensor, "b h p hd"]:
     """SDPA written out so scores and pattern can be read and replaced; float32 scores and softmax.
 
     Masks mean what they mean to SDPA: a bool mask keeps its True keys (the others get float32's min, as TL's
@@ -134,9 +136,13 @@ def _eager(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
     return torch.matmul(hooks.hook_pattern(pattern).to(v.dtype), v)
 
 
-def attend(q: Float[torch.Tensor, "b h p hd"], k: Float[torch.Tensor, "b kv n hd"],
-           v: Float[torch.Tensor, "b kv n hd"], mask: torch.Tensor | None,
-           hooks: AttentionHooks | None = None) -> Float[torch.Tensor, "b p hd_all"]:
+def attend(
+    q: Float[torch.Tensor, "b h p hd"],
+    k: Float[torch.Tensor, "b kv n hd"],
+    v: Float[torch.Tensor, "b kv n hd"],
+    mask: torch.Tensor | None,
+    hooks: AttentionHooks | None = None,
+) -> Float[torch.Tensor, "b p hd_all"]:
     """Bidirectional attention (never causal); kv heads serve consecutive query heads (repeat_interleave).
 
     SDPA unless `hooks.eager` (a hook on scores / pattern); `hooks.hook_z` fires on `[b, p, h, hd]` either way."""
@@ -155,8 +161,9 @@ def attend(q: Float[torch.Tensor, "b h p hd"], k: Float[torch.Tensor, "b kv n hd
     return z.reshape(b, p, h * hd)
 
 
-def site_table(dims: dict, paths: dict[str, str | tuple[str, str]], linears: dict[str, str] | None = None
-               ) -> list[Site]:
+def site_table(
+    dims: dict, paths: dict[str, str | tuple[str, str]], linears: dict[str, str] | None = None
+) -> list[Site]:
     """The canonical site table of a model: `paths` maps each role it has (`mdm_lens.sites.ROLES`) to the module
     whose output carries the tensor (`{l}` = layer), or to `(path, "input")` for a module's first input;
     `linears` maps roles to the nn.Linear / nn.Embedding writing them (`{l}` too). `dims` is the family's
@@ -176,9 +183,17 @@ def site_table(dims: dict, paths: dict[str, str | tuple[str, str]], linears: dic
         path, kind = (where, "output") if isinstance(where, str) else where
         shape = tuple(sizes.get(d, d) for d in ROLES[role].dims)
         lin = linears.get(role)
-        return Site(get_act_name(role, layer), path.format(l=layer), kind, layer,
-                    shape[-1] if isinstance(shape[-1], int) else 0,
-                    lin.format(l=layer) if lin else None, role, aliases_of(role, layer, n, present), shape)
+        return Site(
+            get_act_name(role, layer),
+            path.format(l=layer),
+            kind,
+            layer,
+            shape[-1] if isinstance(shape[-1], int) else 0,
+            lin.format(l=layer) if lin else None,
+            role,
+            aliases_of(role, layer, n, present),
+            shape,
+        )
 
     sites = [make(r, None) for r in HEAD_ORDER if r in paths]
     sites += [make(r, layer) for layer in range(n) for r in LAYER_ORDER if r in paths]

@@ -1,4 +1,5 @@
 """What a model family must declare so the wrapper can hook, sample and fold it."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ class Site:
     layer: int | None = None
     width: int = 0
     linear: str | None = None
-    role: str = ""          # resid_pre, attn_out, mlp_pre, ...: `get_act_name(role, layer) == name`
+    role: str = ""  # resid_pre, attn_out, mlp_pre, ...: `get_act_name(role, layer) == name`
     aliases: tuple[str, ...] = ()
     shape: tuple[int | str, ...] = ()
 
@@ -53,13 +54,13 @@ class FamilySpec:
     settings, sizes, sites, loading facts and a tiny test config. One family = one file under
     `mdm_lens/families/` that fills this in and is listed in `mdm_lens.families` (or `register_family`)."""
 
-    name: str                                   # "llada", "dream", "diffusion_gemma"
-    model_types: tuple[str, ...]                # config.json model_type values that select it
-    architectures: tuple[str, ...]              # config.json architectures values that select it
+    name: str  # "llada", "dream", "diffusion_gemma"
+    model_types: tuple[str, ...]  # config.json model_type values that select it
+    architectures: tuple[str, ...]  # config.json architectures values that select it
     default_mask_id: int
-    sampler: str                                # the sampler's name (StepInfo, reports): "llada", "dream", ...
-    recommended: dict[str, Any] = field(default_factory=dict)   # sampler kwargs defaults
-    logits_shift: bool = False                  # Dream: state at j-1 predicts token j
+    sampler: str  # the sampler's name (StepInfo, reports): "llada", "dream", ...
+    recommended: dict[str, Any] = field(default_factory=dict)  # sampler kwargs defaults
+    logits_shift: bool = False  # Dream: state at j-1 predicts token j
     build_sites: Callable[[nn.Module], list[Site]] | None = None
     # layers whose weights write into the residual stream, for folding directional ablation
     residual_writers: Callable[[nn.Module], list[str]] | None = None
@@ -67,22 +68,22 @@ class FamilySpec:
     # eps, embed / unembed parameter names): `HookedMDM.cfg`, site shapes
     dims: Callable[[nn.Module], dict[str, Any]] | None = None
     # -------- sampling
-    length_key: str = "max_new_tokens"          # the sampler option that sets the response length
-    position_key: str | None = None             # config.json field of the trained length (warned past it)
+    length_key: str = "max_new_tokens"  # the sampler option that sets the response length
+    position_key: str | None = None  # config.json field of the trained length (warned past it)
     # generate(model, input_ids, attention_mask, settings, on_step=, trace=, return_history=) -> sequences
     generate: Callable[..., Any] | None = None
-    fast: FastSupport | None = None             # Fast-dLLM's KV-cached sampler, where the family has one
+    fast: FastSupport | None = None  # Fast-dLLM's KV-cached sampler, where the family has one
     # -------- loading
     build_model: Callable[[dict[str, Any]], nn.Module] | None = None
     # a loader of its own (folder, dtype, device, device_map) -> module, for families served by transformers
     from_pretrained: Callable[..., nn.Module] | None = None
-    size_fields: tuple[str, ...] = ()           # config.json size fields: layers, width, heads, kv heads, ...
-    size_section: str | None = None             # the config.json sub-dict holding them (None: the top level)
-    heads_split_width: bool = True              # whether the width must be a multiple of the head count
+    size_fields: tuple[str, ...] = ()  # config.json size fields: layers, width, heads, kv heads, ...
+    size_section: str | None = None  # the config.json sub-dict holding them (None: the top level)
+    heads_split_width: bool = True  # whether the width must be a multiple of the head count
     # -------- testing
-    tiny_config: Callable[..., dict[str, Any]] | None = None   # config.json of a tiny model, overrides applied
-    tokenizer_style: str | None = None          # `mdm_lens.tiny_tokenizer` style of its offline test tokenizer
-    hub_keys: Callable[[Any], list[str]] | None = None         # parameter names of a hub checkpoint of a config
+    tiny_config: Callable[..., dict[str, Any]] | None = None  # config.json of a tiny model, overrides applied
+    tokenizer_style: str | None = None  # `mdm_lens.tiny_tokenizer` style of its offline test tokenizer
+    hub_keys: Callable[[Any], list[str]] | None = None  # parameter names of a hub checkpoint of a config
 
 
 def resolve_mask_id(config: dict[str, Any], tokenizer: Any, spec: FamilySpec) -> int:

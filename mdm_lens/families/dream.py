@@ -12,6 +12,7 @@ Padding follows `diffusion_generate`: when a [B, P] `attention_mask` holds a 0 t
 position ids `cumsum(mask) - 1` (pads set to 1) and the 4-D boolean mask `mask_q AND mask_k`,
 so padded query rows attend to nothing (SDPA returns zeros there). Explicit `position_ids` win.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -77,10 +78,16 @@ class DreamAttention(nn.Module):
         self.k_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
         self.v_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
         self.o_proj = nn.Linear(cfg.num_attention_heads * hd, d, bias=False)
-        self.attn_hooks = AttentionHooks(rotary=False)     # TL's Dream adapter has no rot_q / rot_k
+        self.attn_hooks = AttentionHooks(rotary=False)  # TL's Dream adapter has no rot_q / rot_k
 
-    def forward(self, h: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
+    def forward(
+        self,
+        h: Float[torch.Tensor, "b p d"],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        kv: LayerKV | None = None,
+    ) -> Float[torch.Tensor, "b p d"]:
         """`kv` (cached forwards only) merges this forward's rotated keys/values with the cached ones."""
         cfg = self.cfg
         b, p, _ = h.shape
@@ -101,7 +108,7 @@ class DreamMLP(nn.Module):
         self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
         self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-        self.act_fn = nn.SiLU()          # parameter-free, as the hub's ACT2FN module: names the activation
+        self.act_fn = nn.SiLU()  # parameter-free, as the hub's ACT2FN module: names the activation
         self.hook_post = HookPoint()
 
     def forward(self, h: Float[torch.Tensor, "b p d"]) -> Float[torch.Tensor, "b p d"]:
@@ -119,8 +126,14 @@ class DreamDecoderLayer(nn.Module):
         self.hook_resid_mid = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, x: Float[torch.Tensor, "b p d"], cos: torch.Tensor, sin: torch.Tensor,
-                mask: torch.Tensor | None, kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
+    def forward(
+        self,
+        x: Float[torch.Tensor, "b p d"],
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None,
+        kv: LayerKV | None = None,
+    ) -> Float[torch.Tensor, "b p d"]:
         x = self.hook_resid_pre(x)
         x = self.hook_resid_mid(x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv))
         return self.hook_resid_post(x + self.mlp(self.post_attention_layernorm(x)))
@@ -168,10 +181,15 @@ class DreamModel(nn.Module):
         if self.cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
-    def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | str | None = None,
-                position_ids: Int[torch.Tensor, "b p"] | None = None, past_key_values: list[KV] | None = None,
-                use_cache: bool = False, replace_position: torch.Tensor | None = None
-                ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
+    def forward(
+        self,
+        input_ids: Int[torch.Tensor, "b p"],
+        attention_mask: torch.Tensor | str | None = None,
+        position_ids: Int[torch.Tensor, "b p"] | None = None,
+        past_key_values: list[KV] | None = None,
+        use_cache: bool = False,
+        replace_position: torch.Tensor | None = None,
+    ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
         """`attention_mask`: [B, P] 0/1 (as given to diffusion_generate, generation part included), a
         ready 4-D mask, or None / "full" for no padding.
 
@@ -180,13 +198,15 @@ class DreamModel(nn.Module):
         mask). `use_cache=True` returns a `CachedOutput` (logits + cache)."""
         if past_key_values is None and not use_cache and replace_position is None:
             return self._forward(input_ids, attention_mask, position_ids)
-        padded = isinstance(attention_mask, torch.Tensor) and (attention_mask.dim() == 4
-                                                               or bool((attention_mask == 0).any()))
+        padded = isinstance(attention_mask, torch.Tensor) and (
+            attention_mask.dim() == 4 or bool((attention_mask == 0).any())
+        )
         if position_ids is not None or padded:
-            raise ValueError("cached Dream forwards take no position_ids and no padding mask (Fast-dLLM's Dream cache "
-                             "ignores padding); generate left-padded batches with the uncached sampler")
-        kvs, start, _ = layer_caches(past_key_values, self.cfg.num_hidden_layers, input_ids.shape[1],
-                                     replace_position)
+            raise ValueError(
+                "cached Dream forwards take no position_ids and no padding mask (Fast-dLLM's Dream cache "
+                "ignores padding); generate left-padded batches with the uncached sampler"
+            )
+        kvs, start, _ = layer_caches(past_key_values, self.cfg.num_hidden_layers, input_ids.shape[1], replace_position)
         pos = torch.arange(start, start + input_ids.shape[1], device=input_ids.device)[None]
         logits = self._forward(input_ids, None, pos, kvs)
         return CachedOutput(logits, [kv.present for kv in kvs]) if use_cache else logits
@@ -224,29 +244,56 @@ def build_model(config: dict) -> DreamModel:
 def dims(model: nn.Module) -> dict[str, Any]:
     """Sizes in TransformerLens' words (its Dream adapter's cfg)."""
     cfg: DreamConfig = model.cfg
-    return {"n_layers": cfg.num_hidden_layers, "d_model": cfg.hidden_size, "n_heads": cfg.num_attention_heads,
-            "d_head": cfg.head_dim, "n_kv_heads": cfg.num_key_value_heads, "d_mlp": cfg.intermediate_size,
-            "d_vocab": cfg.vocab_size, "n_ctx": cfg.max_position_embeddings, "eps": cfg.rms_norm_eps,
-            "embed_weight": "model.embed_tokens.weight",
-            "unembed_weight": "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight"}
+    return {
+        "n_layers": cfg.num_hidden_layers,
+        "d_model": cfg.hidden_size,
+        "n_heads": cfg.num_attention_heads,
+        "d_head": cfg.head_dim,
+        "n_kv_heads": cfg.num_key_value_heads,
+        "d_mlp": cfg.intermediate_size,
+        "d_vocab": cfg.vocab_size,
+        "n_ctx": cfg.max_position_embeddings,
+        "eps": cfg.rms_norm_eps,
+        "embed_weight": "model.embed_tokens.weight",
+        "unembed_weight": "model.embed_tokens.weight" if cfg.tie_word_embeddings else "lm_head.weight",
+    }
 
 
 def build_sites(model: nn.Module) -> list[Site]:
     b = "model.layers.{l}"
-    paths = {"embed_in": ("model.embed_tokens", "input"), "embed": "model.embed_tokens",
-             "rot_cos": "model.rotary_emb.hook_cos", "rot_sin": "model.rotary_emb.hook_sin",
-             "resid_pre": f"{b}.hook_resid_pre", "ln1_scale": f"{b}.input_layernorm.hook_scale",
-             "ln1_normalized": f"{b}.input_layernorm.hook_normalized", "ln1_out": f"{b}.input_layernorm",
-             **{r: f"{b}.self_attn.attn_hooks.hook_{r}" for r in ("q", "k", "v", "attn_scores", "pattern", "z")},
-             "attn_out": f"{b}.self_attn.o_proj", "resid_mid": f"{b}.hook_resid_mid",
-             "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
-             "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",
-             "ln2_out": f"{b}.post_attention_layernorm", "mlp_pre": f"{b}.mlp.gate_proj",
-             "mlp_pre_linear": f"{b}.mlp.up_proj", "mlp_act": f"{b}.mlp.act_fn", "mlp_post": f"{b}.mlp.hook_post",
-             "mlp_out": f"{b}.mlp.down_proj", "resid_post": f"{b}.hook_resid_post", "scale": "model.norm.hook_scale",
-             "normalized": "model.norm.hook_normalized", "ln_final": "model.norm", "logits": "hook_logits"}
-    linears = {"embed": "model.embed_tokens", "attn_out": f"{b}.self_attn.o_proj", "mlp_pre": f"{b}.mlp.gate_proj",
-               "mlp_pre_linear": f"{b}.mlp.up_proj", "mlp_out": f"{b}.mlp.down_proj"}
+    paths = {
+        "embed_in": ("model.embed_tokens", "input"),
+        "embed": "model.embed_tokens",
+        "rot_cos": "model.rotary_emb.hook_cos",
+        "rot_sin": "model.rotary_emb.hook_sin",
+        "resid_pre": f"{b}.hook_resid_pre",
+        "ln1_scale": f"{b}.input_layernorm.hook_scale",
+        "ln1_normalized": f"{b}.input_layernorm.hook_normalized",
+        "ln1_out": f"{b}.input_layernorm",
+        **{r: f"{b}.self_attn.attn_hooks.hook_{r}" for r in ("q", "k", "v", "attn_scores", "pattern", "z")},
+        "attn_out": f"{b}.self_attn.o_proj",
+        "resid_mid": f"{b}.hook_resid_mid",
+        "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
+        "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",
+        "ln2_out": f"{b}.post_attention_layernorm",
+        "mlp_pre": f"{b}.mlp.gate_proj",
+        "mlp_pre_linear": f"{b}.mlp.up_proj",
+        "mlp_act": f"{b}.mlp.act_fn",
+        "mlp_post": f"{b}.mlp.hook_post",
+        "mlp_out": f"{b}.mlp.down_proj",
+        "resid_post": f"{b}.hook_resid_post",
+        "scale": "model.norm.hook_scale",
+        "normalized": "model.norm.hook_normalized",
+        "ln_final": "model.norm",
+        "logits": "hook_logits",
+    }
+    linears = {
+        "embed": "model.embed_tokens",
+        "attn_out": f"{b}.self_attn.o_proj",
+        "mlp_pre": f"{b}.mlp.gate_proj",
+        "mlp_pre_linear": f"{b}.mlp.up_proj",
+        "mlp_out": f"{b}.mlp.down_proj",
+    }
     if not model.cfg.tie_word_embeddings:
         linears["logits"] = "lm_head"
     return site_table(dims(model), paths, linears)
@@ -261,16 +308,34 @@ def residual_writers(model: nn.Module) -> list[str]:
 
 # Sampler defaults from the Dream GitHub README's diffusion_generate example (Dream-v0-Instruct-7B):
 # max_new_tokens 512, steps 512 (= max_new_tokens), temperature 0.2, top_p 0.95, alg "entropy", alg_temp 0.
-RECOMMENDED = {"max_new_tokens": 512, "steps": 512, "temperature": 0.2, "top_p": 0.95, "alg": "entropy",
-               "alg_temp": 0.0}
+RECOMMENDED = {
+    "max_new_tokens": 512,
+    "steps": 512,
+    "temperature": 0.2,
+    "top_p": 0.95,
+    "alg": "entropy",
+    "alg_temp": 0.0,
+}
 
-def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, settings: dict[str, Any], *,
-             on_step, trace, special: dict[str, int | None], return_history: bool = False) -> torch.Tensor:
+
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    settings: dict[str, Any],
+    *,
+    on_step,
+    trace,
+    special: dict[str, int | None],
+    return_history: bool = False,
+) -> torch.Tensor:
     """The Dream reference sampler (`mdm_lens.sampling.dream_generate`) on the wrapper."""
     from ..sampling import dream_generate
     from ..sampling.common import check_kwargs
-    check_kwargs(dream_generate, settings, {"model", "input_ids", "attention_mask", "on_step", "trace",
-                                            "return_history"})
+
+    check_kwargs(
+        dream_generate, settings, {"model", "input_ids", "attention_mask", "on_step", "trace", "return_history"}
+    )
     settings.setdefault("mask_token_id", model.mask_id)
     out = dream_generate(model, input_ids, attention_mask=attention_mask, on_step=on_step, trace=trace, **settings)
     return getattr(out, "sequences", out)
@@ -278,6 +343,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 
 def _fast_sampler():
     from ..sampling import dream_generate_cached
+
     return dream_generate_cached
 
 
@@ -288,23 +354,45 @@ def _fast_prepare(settings: dict[str, Any], attention_mask: torch.Tensor | None)
     if alg == "confidence_threshold" and settings.get("threshold") is None:
         raise ValueError("alg='confidence_threshold' needs threshold=... on the fast sampler (pass threshold=0.9, say)")
     if attention_mask is not None and bool((attention_mask == 0).any()):
-        raise ValueError("sampler='fast' on Dream takes no left-padded batch (Fast-dLLM's Dream cache ignores "
-                         "padding): generate prompts of one length together, or use sampler='reference'")
+        raise ValueError(
+            "sampler='fast' on Dream takes no left-padded batch (Fast-dLLM's Dream cache ignores "
+            "padding): generate prompts of one length together, or use sampler='reference'"
+        )
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
     """Field set of Dream-org/Dream-v0-Instruct-7B's config.json, small sizes (d 64, 2 layers, vocab 320)."""
     from ..tiny_tokenizer import tiny_token_ids
+
     vocab = overrides.get("vocab_size", 320)
     ids = tiny_token_ids("dream", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
-    cfg = {"architectures": ["DreamModel"], "model_type": "Dream",
-           "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
-           "attention_dropout": 0.0, "hidden_act": "silu", "hidden_size": 64, "initializer_range": 0.02,
-           "intermediate_size": 128, "max_position_embeddings": 512, "max_window_layers": 2,
-           "num_attention_heads": 4, "num_hidden_layers": 2, "num_key_value_heads": 2, "rms_norm_eps": 1e-6,
-           "rope_scaling": None, "rope_theta": 1000000.0, "sliding_window": None, "tie_word_embeddings": False,
-           "use_cache": False, "use_sliding_window": False, "vocab_size": vocab, "mask_token_id": ids["mask"],
-           "pad_token_id": ids["pad"], "bos_token_id": ids["bos"], "eos_token_id": ids["eos"]}
+    cfg = {
+        "architectures": ["DreamModel"],
+        "model_type": "Dream",
+        "auto_map": {"AutoConfig": "configuration_dream.DreamConfig", "AutoModel": "modeling_dream.DreamModel"},
+        "attention_dropout": 0.0,
+        "hidden_act": "silu",
+        "hidden_size": 64,
+        "initializer_range": 0.02,
+        "intermediate_size": 128,
+        "max_position_embeddings": 512,
+        "max_window_layers": 2,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-6,
+        "rope_scaling": None,
+        "rope_theta": 1000000.0,
+        "sliding_window": None,
+        "tie_word_embeddings": False,
+        "use_cache": False,
+        "use_sliding_window": False,
+        "vocab_size": vocab,
+        "mask_token_id": ids["mask"],
+        "pad_token_id": ids["pad"],
+        "bos_token_id": ids["bos"],
+        "eos_token_id": ids["eos"],
+    }
     return {**cfg, **overrides}
 
 
@@ -313,9 +401,14 @@ def hub_keys(cfg: DreamConfig) -> list[str]:
     keys = ["model.embed_tokens.weight", "model.norm.weight"] + ([] if cfg.tie_word_embeddings else ["lm_head.weight"])
     for layer in range(cfg.num_hidden_layers):
         pre = f"model.layers.{layer}"
-        keys += [f"{pre}.input_layernorm.weight", f"{pre}.post_attention_layernorm.weight",
-                 f"{pre}.self_attn.o_proj.weight", f"{pre}.mlp.gate_proj.weight", f"{pre}.mlp.up_proj.weight",
-                 f"{pre}.mlp.down_proj.weight"]
+        keys += [
+            f"{pre}.input_layernorm.weight",
+            f"{pre}.post_attention_layernorm.weight",
+            f"{pre}.self_attn.o_proj.weight",
+            f"{pre}.mlp.gate_proj.weight",
+            f"{pre}.mlp.up_proj.weight",
+            f"{pre}.mlp.down_proj.weight",
+        ]
         keys += [f"{pre}.self_attn.{n}_proj.{w}" for n in "qkv" for w in ("weight", "bias")]
     return sorted(keys)
 
@@ -334,11 +427,17 @@ SPEC = FamilySpec(
     length_key="max_new_tokens",
     position_key="max_position_embeddings",
     generate=generate,
-    fast=FastSupport(_fast_sampler, "mask_token_id", defaults={"block_length": 32},
-                     prepare=_fast_prepare),
+    fast=FastSupport(_fast_sampler, "mask_token_id", defaults={"block_length": 32}, prepare=_fast_prepare),
     build_model=build_model,
-    size_fields=("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
-                 "intermediate_size", "max_position_embeddings"),
+    size_fields=(
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "intermediate_size",
+        "max_position_embeddings",
+    ),
     tiny_config=tiny_config,
     tokenizer_style="dream",
     hub_keys=hub_keys,

@@ -17,6 +17,7 @@ down_proj and the residual add make directional-ablation folding inexact (`resid
 `HookedMDM.generate` drives transformers' `generate` itself (`generate_hooked`): hooks get the step clock and
 a `CanvasContext`, whose "still to decide" positions are those holding fresh uniform noise.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,23 +44,36 @@ class DiffusionGemmaMDM(DiffusionGemmaForBlockDiffusion):
 
     no_split_modules = ["DiffusionGemmaEncoderTextLayer", "DiffusionGemmaDecoderTextLayer"]
 
-    def forward(self, input_ids: Int[torch.Tensor, "b p"] | None = None,
-                attention_mask: Int[torch.Tensor, "b p"] | None = None,
-                position_ids: torch.Tensor | None = None, canvas_length: int | None = None,
-                self_conditioning_logits: torch.Tensor | None = None, **kwargs) -> Float[torch.Tensor, "b p v"]:
-        if "decoder_input_ids" in kwargs:        # called the transformers way (e.g. by generate)
-            return super().forward(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                   self_conditioning_logits=self_conditioning_logits, **kwargs)
+    def forward(
+        self,
+        input_ids: Int[torch.Tensor, "b p"] | None = None,
+        attention_mask: Int[torch.Tensor, "b p"] | None = None,
+        position_ids: torch.Tensor | None = None,
+        canvas_length: int | None = None,
+        self_conditioning_logits: torch.Tensor | None = None,
+        **kwargs,
+    ) -> Float[torch.Tensor, "b p v"]:
+        if "decoder_input_ids" in kwargs:  # called the transformers way (e.g. by generate)
+            return super().forward(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                self_conditioning_logits=self_conditioning_logits,
+                **kwargs,
+            )
         b, p = input_ids.shape
         c = canvas_length or self.config.canvas_length
         if not 0 < c < p:
             raise ValueError(f"need a non-empty prompt before the canvas: {p} positions, canvas_length={c}")
         out = super().forward(
-            input_ids=input_ids[:, : p - c], decoder_input_ids=input_ids[:, p - c:],
+            input_ids=input_ids[:, : p - c],
+            decoder_input_ids=input_ids[:, p - c :],
             attention_mask=None if attention_mask is None else attention_mask[:, : p - c],
             position_ids=None if position_ids is None else position_ids[:, : p - c],
-            decoder_position_ids=None if position_ids is None else position_ids[:, p - c:],
-            decoder_attention_mask=attention_mask, self_conditioning_logits=self_conditioning_logits)
+            decoder_position_ids=None if position_ids is None else position_ids[:, p - c :],
+            decoder_attention_mask=attention_mask,
+            self_conditioning_logits=self_conditioning_logits,
+        )
         canvas = out.logits
         return torch.cat([canvas.new_zeros(b, p - c, canvas.shape[-1]), canvas], dim=1)
 
@@ -93,21 +107,37 @@ def _global(tc, name: str):
 def dims(model: nn.Module) -> dict[str, Any]:
     """Sizes of the text decoder in TransformerLens' words (None where the layers differ)."""
     tc = model.config.text_config
-    return {"n_layers": tc.num_hidden_layers, "d_model": tc.hidden_size, "n_heads": _global(tc, "num_attention_heads"),
-            "d_head": _global(tc, "head_dim"), "n_kv_heads": _global(tc, "num_key_value_heads"),
-            "d_mlp": _global(tc, "intermediate_size"), "d_vocab": tc.vocab_size,
-            "n_ctx": _global(tc, "max_position_embeddings"), "eps": _global(tc, "rms_norm_eps"),
-            "embed_weight": "model.decoder.embed_tokens.weight", "unembed_weight": "lm_head.weight"}
+    return {
+        "n_layers": tc.num_hidden_layers,
+        "d_model": tc.hidden_size,
+        "n_heads": _global(tc, "num_attention_heads"),
+        "d_head": _global(tc, "head_dim"),
+        "n_kv_heads": _global(tc, "num_key_value_heads"),
+        "d_mlp": _global(tc, "intermediate_size"),
+        "d_vocab": tc.vocab_size,
+        "n_ctx": _global(tc, "max_position_embeddings"),
+        "eps": _global(tc, "rms_norm_eps"),
+        "embed_weight": "model.decoder.embed_tokens.weight",
+        "unembed_weight": "lm_head.weight",
+    }
 
 
 def build_sites(model: nn.Module) -> list[Site]:
     b = "model.decoder.layers.{l}"
-    paths = {"embed": "model.decoder.embed_tokens", "resid_pre": (b, "input"), "attn_out": f"{b}.self_attn.o_proj",
-             "resid_mid": (f"{b}.pre_feedforward_layernorm", "input"), "mlp_pre": f"{b}.mlp.gate_proj",
-             "mlp_pre_linear": f"{b}.mlp.up_proj", "mlp_post": (f"{b}.mlp.down_proj", "input"),
-             "mlp_out": f"{b}.mlp.down_proj", "resid_post": b, "ln_final": "model.decoder.norm",
-             # lm_head output *before* the tanh soft-cap; lm_head is tied to the embeddings: no folding target
-             "logits": "lm_head"}
+    paths = {
+        "embed": "model.decoder.embed_tokens",
+        "resid_pre": (b, "input"),
+        "attn_out": f"{b}.self_attn.o_proj",
+        "resid_mid": (f"{b}.pre_feedforward_layernorm", "input"),
+        "mlp_pre": f"{b}.mlp.gate_proj",
+        "mlp_pre_linear": f"{b}.mlp.up_proj",
+        "mlp_post": (f"{b}.mlp.down_proj", "input"),
+        "mlp_out": f"{b}.mlp.down_proj",
+        "resid_post": b,
+        "ln_final": "model.decoder.norm",
+        # lm_head output *before* the tanh soft-cap; lm_head is tied to the embeddings: no folding target
+        "logits": "lm_head",
+    }
     linears = {r: paths[r] for r in ("attn_out", "mlp_pre", "mlp_pre_linear", "mlp_out")}
     return site_table(dims(model), paths, linears)
 
@@ -134,15 +164,26 @@ class CanvasContext(StepContext):
         return self._noise
 
 
-GENERATE_OPTIONS = ("max_new_tokens", "max_denoising_steps", "entropy_bound", "t_min", "t_max",
-                    "stability_threshold", "confidence_threshold")
+GENERATE_OPTIONS = (
+    "max_new_tokens",
+    "max_denoising_steps",
+    "entropy_bound",
+    "t_min",
+    "t_max",
+    "stability_threshold",
+    "confidence_threshold",
+)
 
 
 @torch.no_grad()
-def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
-                    on_step: Callable[[StepInfo], None] | None = None,
-                    check_logits: Callable[[Any, torch.Tensor, StepInfo], None] | None = None,
-                    **settings) -> Int[torch.Tensor, "b total"]:
+def generate_hooked(
+    hooked,
+    input_ids: Int[torch.Tensor, "b p"],
+    attention_mask: torch.Tensor | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    check_logits: Callable[[Any, torch.Tensor, StepInfo], None] | None = None,
+    **settings,
+) -> Int[torch.Tensor, "b total"]:
     """transformers' own `DiffusionGemmaForBlockDiffusion.generate`, with the step clock and hooks.
 
     `generate` reads `self.forward` once and calls it for every decoder (denoising) forward with
@@ -158,6 +199,7 @@ def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask:
     from transformers.models.diffusion_gemma.generation_diffusion_gemma import EntropyBoundSamplerConfig
 
     from ..sampling.common import announcing
+
     inner = hooked.model
     bad = sorted(set(settings) - set(GENERATE_OPTIONS))
     if bad:
@@ -181,17 +223,25 @@ def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask:
         return state["sampler"]
 
     with announcing(hooked, on_step) as announce:
+
         def forward(*args, **kw):
             if "decoder_input_ids" not in kw:
                 return real_forward(*args, **kw)
             canvas = kw["decoder_input_ids"]
-            if kw.get("self_conditioning_logits") is None:          # a new canvas
+            if kw.get("self_conditioning_logits") is None:  # a new canvas
                 state["block"], state["i"] = state["block"] + 1, 0
                 noise = torch.ones_like(canvas, dtype=torch.bool)
             else:
                 noise = ~state["sampler"].accepted_token_mask
-            info = StepInfo(state["block"] * per_canvas + state["i"], per_canvas * n_canvases, state["block"],
-                            n_canvases, plen, max_new, "diffusion_gemma")
+            info = StepInfo(
+                state["block"] * per_canvas + state["i"],
+                per_canvas * n_canvases,
+                state["block"],
+                n_canvases,
+                plen,
+                max_new,
+                "diffusion_gemma",
+            )
             state["i"] += 1
             announce(info)
             prev = hooked._ctx
@@ -218,31 +268,75 @@ def generate_hooked(hooked, input_ids: Int[torch.Tensor, "b p"], attention_mask:
 
 # transformers' DiffusionGemmaGenerationConfig._get_default_generation_params (models/diffusion_gemma/
 # generation_diffusion_gemma.py): the defaults `generate` uses when the checkpoint sets none.
-RECOMMENDED = {"max_new_tokens": 256, "max_denoising_steps": 48, "entropy_bound": 0.1, "t_min": 0.4, "t_max": 0.8,
-               "stability_threshold": 1, "confidence_threshold": 0.005}
+RECOMMENDED = {
+    "max_new_tokens": 256,
+    "max_denoising_steps": 48,
+    "entropy_bound": 0.1,
+    "t_min": 0.4,
+    "t_max": 0.8,
+    "stability_threshold": 1,
+    "confidence_threshold": 0.005,
+}
 
-def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, settings: dict[str, Any], *,
-             on_step, trace, special: dict[str, int | None], return_history: bool = False) -> torch.Tensor:
+
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    settings: dict[str, Any],
+    *,
+    on_step,
+    trace,
+    special: dict[str, int | None],
+    return_history: bool = False,
+) -> torch.Tensor:
     """transformers' own loop, hooked (`generate_hooked`); it has no unmasking history to return."""
     from ..generation import check_step_logits
+
     if return_history:
-        raise ValueError("return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "
-                         "token, so there is no unmasking history or decode trace; hook the sites instead "
-                         "(ctx.masked = positions still holding noise)")
-    return generate_hooked(model, input_ids, attention_mask, on_step=on_step, check_logits=check_step_logits,
-                           **settings)
+        raise ValueError(
+            "return_history: DiffusionGemma's canvas starts as uniform noise and has no mask "
+            "token, so there is no unmasking history or decode trace; hook the sites instead "
+            "(ctx.masked = positions still holding noise)"
+        )
+    return generate_hooked(
+        model, input_ids, attention_mask, on_step=on_step, check_logits=check_step_logits, **settings
+    )
 
 
 def tiny_config(**overrides: Any) -> dict[str, Any]:
     """transformers' DiffusionGemmaConfig: 2 text layers, MoE with 4 experts, a 1-layer vision tower."""
-    text = {"vocab_size": 320, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
-            "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "global_head_dim": 32,
-            "num_global_key_value_heads": 1, "sliding_window": 16, "num_experts": 4, "top_k_experts": 2,
-            "moe_intermediate_size": 32, "layer_types": ["sliding_attention", "full_attention"],
-            "max_position_embeddings": 512, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 2}
+    text = {
+        "vocab_size": 320,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "global_head_dim": 32,
+        "num_global_key_value_heads": 1,
+        "sliding_window": 16,
+        "num_experts": 4,
+        "top_k_experts": 2,
+        "moe_intermediate_size": 32,
+        "layer_types": ["sliding_attention", "full_attention"],
+        "max_position_embeddings": 512,
+        "pad_token_id": 0,
+        "eos_token_id": 1,
+        "bos_token_id": 2,
+    }
     text.update(overrides.pop("text_config", {}))
-    vision = {"model_type": "gemma4_vision", "hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-              "num_attention_heads": 2, "num_key_value_heads": 2, "head_dim": 16, "position_embedding_size": 64}
+    vision = {
+        "model_type": "gemma4_vision",
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+        "num_key_value_heads": 2,
+        "head_dim": 16,
+        "position_embedding_size": 64,
+    }
     cfg = DiffusionGemmaConfig(text_config=text, vision_config=vision, canvas_length=8).to_dict()
     cfg["architectures"] = ["DiffusionGemmaForBlockDiffusion"]
     cfg.pop("transformers_version", None)
@@ -264,8 +358,16 @@ SPEC = FamilySpec(
     generate=generate,
     build_model=build_model,
     from_pretrained=from_pretrained,
-    size_fields=("num_hidden_layers", "hidden_size", "num_attention_heads", "num_key_value_heads", "vocab_size",
-                 "intermediate_size", "max_position_embeddings", "head_dim"),
+    size_fields=(
+        "num_hidden_layers",
+        "hidden_size",
+        "num_attention_heads",
+        "num_key_value_heads",
+        "vocab_size",
+        "intermediate_size",
+        "max_position_embeddings",
+        "head_dim",
+    ),
     size_section="text_config",
     heads_split_width=False,
     tiny_config=tiny_config,

@@ -13,6 +13,7 @@ Two ways to combine the computed columns with the cache, as in Fast-dLLM:
   in every row): the cache holds every column and the run is overwritten **in place** with the freshly
   computed keys/values before attending, so the suffix after the block stays cached too.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,15 +35,19 @@ class CachedOutput:
 def replaced_span(replace_position: Bool[torch.Tensor, "b n"], computed: int, cached: int) -> tuple[int, int]:
     """[start, stop) of the one contiguous run of True columns; errors name what is wrong."""
     if replace_position.dim() != 2 or replace_position.shape[1] != cached:
-        raise ValueError(f"replace_position must be a [batch, {cached}] bool mask over the cached columns, got "
-                         f"shape {tuple(replace_position.shape)}")
+        raise ValueError(
+            f"replace_position must be a [batch, {cached}] bool mask over the cached columns, got "
+            f"shape {tuple(replace_position.shape)}"
+        )
     row = replace_position[0].to(torch.bool)
     if replace_position.shape[0] > 1 and not bool((replace_position.to(torch.bool) == row).all()):
         raise ValueError("replace_position must mark the same columns in every row (one block for the batch)")
     cols = row.nonzero().flatten().tolist()
     if not cols or cols[-1] - cols[0] + 1 != len(cols) or len(cols) != computed:
-        raise ValueError(f"replace_position must mark one contiguous run of exactly {computed} columns (the "
-                         f"input length); it marks {len(cols)} column(s): {cols[:8]}{'...' if len(cols) > 8 else ''}")
+        raise ValueError(
+            f"replace_position must mark one contiguous run of exactly {computed} columns (the "
+            f"input length); it marks {len(cols)} column(s): {cols[:8]}{'...' if len(cols) > 8 else ''}"
+        )
     return cols[0], cols[-1] + 1
 
 
@@ -53,7 +58,7 @@ class LayerKV:
 
     def __init__(self, past: KV | None, span: tuple[int, int] | None):
         self.past = past
-        self.span = span                    # dual cache: the columns to overwrite in place
+        self.span = span  # dual cache: the columns to overwrite in place
         self.present: KV | None = None
 
     def merge(self, k: torch.Tensor, v: torch.Tensor) -> KV:
@@ -71,8 +76,9 @@ class LayerKV:
         return out
 
 
-def layer_caches(past_key_values: list[KV] | None, n_layers: int, computed: int,
-                 replace_position: torch.Tensor | None) -> tuple[list[LayerKV], int, int]:
+def layer_caches(
+    past_key_values: list[KV] | None, n_layers: int, computed: int, replace_position: torch.Tensor | None
+) -> tuple[list[LayerKV], int, int]:
     """-> (one LayerKV per layer, first computed column, number of key columns).
 
     The first computed column is where rotary positions of this forward start: the cache length (prefix)

@@ -12,6 +12,7 @@ honours `attention_mask`), state-dict keys are the hub checkpoint's, so `trust_r
   attend), and only when it contains a 0, exactly as the reference builds its additive bias;
 * logits have `embedding_size` columns (the reference never slices them to `vocab_size`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -71,9 +72,16 @@ class LLaDAConfig:
 
     def check(self) -> None:
         """Refuse variants the hub LLaDA checkpoints never use instead of computing something else."""
-        wanted = {"block_type": "llama", "layer_norm_type": "rms", "activation_type": "silu", "rope": True,
-                  "alibi": False, "attention_layer_norm": False, "layer_norm_with_affine": True,
-                  "block_group_size": 1}
+        wanted = {
+            "block_type": "llama",
+            "layer_norm_type": "rms",
+            "activation_type": "silu",
+            "rope": True,
+            "alibi": False,
+            "attention_layer_norm": False,
+            "layer_norm_with_affine": True,
+            "block_group_size": 1,
+        }
         bad = {k: getattr(self, k) for k, v in wanted.items() if getattr(self, k) != v}
         if bad:
             raise NotImplementedError(f"LLaDA config variant not supported natively: {bad} (supported: {wanted})")
@@ -128,9 +136,14 @@ class LLaDABlock(nn.Module):
         self.hook_resid_post = HookPoint()
         self.attn_hooks = AttentionHooks(rotary=True)
 
-    def forward(self, x: Float[torch.Tensor, "b p d"], cos: Float[torch.Tensor, "bc 1 p hd"],
-                sin: Float[torch.Tensor, "bc 1 p hd"], mask: torch.Tensor | None,
-                kv: LayerKV | None = None) -> Float[torch.Tensor, "b p d"]:
+    def forward(
+        self,
+        x: Float[torch.Tensor, "b p d"],
+        cos: Float[torch.Tensor, "bc 1 p hd"],
+        sin: Float[torch.Tensor, "bc 1 p hd"],
+        mask: torch.Tensor | None,
+        kv: LayerKV | None = None,
+    ) -> Float[torch.Tensor, "b p d"]:
         """`kv` (cached forwards only) merges this forward's rotated keys/values with the cached ones."""
         cfg = self.cfg
         x = self.hook_resid_pre(x)
@@ -196,15 +209,20 @@ class LLaDAModelLM(nn.Module):
         if key not in self._rope_cache:
             pos = torch.arange(start, start + p, device=device)
             ang = rope_angles(pos, self.cfg.head_dim, self.cfg.rope_theta)[None, None]
-            if len(self._rope_cache) >= 8:     # a cached sampler alternates a few (start, length) shapes
+            if len(self._rope_cache) >= 8:  # a cached sampler alternates a few (start, length) shapes
                 self._rope_cache.clear()
             self._rope_cache[key] = (ang.cos(), ang.sin())
         return self._rope_cache[key]
 
-    def forward(self, input_ids: Int[torch.Tensor, "b p"], attention_mask: Int[torch.Tensor, "b n"] | None = None,
-                position_ids: Int[torch.Tensor, "b p"] | None = None, past_key_values: list[KV] | None = None,
-                use_cache: bool = False, replace_position: torch.Tensor | None = None
-                ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
+    def forward(
+        self,
+        input_ids: Int[torch.Tensor, "b p"],
+        attention_mask: Int[torch.Tensor, "b n"] | None = None,
+        position_ids: Int[torch.Tensor, "b p"] | None = None,
+        past_key_values: list[KV] | None = None,
+        use_cache: bool = False,
+        replace_position: torch.Tensor | None = None,
+    ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
         """`position_ids` is an extension (the reference always uses 0..P-1); leave it None to match it.
 
         Cached forwards (Fast-dLLM's, see `kv_cache`): `input_ids` are the computed columns only,
@@ -214,25 +232,30 @@ class LLaDAModelLM(nn.Module):
         if past_key_values is None and not use_cache and replace_position is None:
             return self._forward(input_ids, attention_mask, position_ids, None, 0)
         if position_ids is not None:
-            raise ValueError("position_ids cannot be combined with past_key_values/use_cache: cached forwards use "
-                             "the reference's absolute positions (leave position_ids None)")
+            raise ValueError(
+                "position_ids cannot be combined with past_key_values/use_cache: cached forwards use "
+                "the reference's absolute positions (leave position_ids None)"
+            )
         kvs, start, n_keys = layer_caches(past_key_values, self.cfg.n_layers, input_ids.shape[1], replace_position)
         logits = self._forward(input_ids, attention_mask, None, kvs, start, n_keys)
         return CachedOutput(logits, [kv.present for kv in kvs]) if use_cache else logits
 
-    def _forward(self, input_ids, attention_mask, position_ids, kvs: list[LayerKV] | None, start: int,
-                 n_keys: int | None = None) -> Float[torch.Tensor, "b p v"]:
+    def _forward(
+        self, input_ids, attention_mask, position_ids, kvs: list[LayerKV] | None, start: int, n_keys: int | None = None
+    ) -> Float[torch.Tensor, "b p v"]:
         t = self.model.transformer
         x = t.wte(input_ids)
         if self.cfg.input_emb_norm:
-            x = x * (self.cfg.d_model ** 0.5)
+            x = x * (self.cfg.d_model**0.5)
         b, p = input_ids.shape
         n_keys = p if n_keys is None else n_keys
         mask = None
         if attention_mask is not None:
             if kvs is not None and attention_mask.shape != (b, n_keys):
-                raise ValueError(f"attention_mask has shape {tuple(attention_mask.shape)}; this forward attends "
-                                 f"over {n_keys} key columns, so it must be [{b}, {n_keys}]")
+                raise ValueError(
+                    f"attention_mask has shape {tuple(attention_mask.shape)}; this forward attends "
+                    f"over {n_keys} key columns, so it must be [{b}, {n_keys}]"
+                )
             if bool((attention_mask == 0).any()):
                 mask = attention_mask.to(device=x.device, dtype=torch.bool).view(b, 1, 1, n_keys)
         cos, sin = self._rope(p, x.device, position_ids, start)
@@ -245,7 +268,7 @@ class LLaDAModelLM(nn.Module):
         x = t.ln_f(x)
         logits = torch.nn.functional.linear(x, t.wte.weight) if self.cfg.weight_tying else t.ff_out(x)
         if self.cfg.scale_logits:
-            logits = logits * (1 / self.cfg.d_model ** 0.5)
+            logits = logits * (1 / self.cfg.d_model**0.5)
         return self.hook_logits(logits)
 
 
@@ -257,28 +280,54 @@ def dims(model: nn.Module) -> dict[str, Any]:
     """Sizes in TransformerLens' words (its LLaDA adapter's cfg: n_kv_heads None when every head has its own)."""
     cfg: LLaDAConfig = model.cfg
     t = "model.transformer"
-    return {"n_layers": cfg.n_layers, "d_model": cfg.d_model, "n_heads": cfg.n_heads, "d_head": cfg.head_dim,
-            "n_kv_heads": None if cfg.kv_heads == cfg.n_heads else cfg.kv_heads, "d_mlp": cfg.hidden,
-            "d_vocab": cfg.n_embed, "n_ctx": cfg.max_sequence_length, "eps": cfg.rms_norm_eps,
-            "embed_weight": f"{t}.wte.weight",
-            "unembed_weight": f"{t}.wte.weight" if cfg.weight_tying else f"{t}.ff_out.weight"}
+    return {
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "n_heads": cfg.n_heads,
+        "d_head": cfg.head_dim,
+        "n_kv_heads": None if cfg.kv_heads == cfg.n_heads else cfg.kv_heads,
+        "d_mlp": cfg.hidden,
+        "d_vocab": cfg.n_embed,
+        "n_ctx": cfg.max_sequence_length,
+        "eps": cfg.rms_norm_eps,
+        "embed_weight": f"{t}.wte.weight",
+        "unembed_weight": f"{t}.wte.weight" if cfg.weight_tying else f"{t}.ff_out.weight",
+    }
 
 
 def build_sites(model: nn.Module) -> list[Site]:
     t, b = "model.transformer", "model.transformer.blocks.{l}"
-    paths = {"embed_in": (f"{t}.wte", "input"), "embed": f"{t}.wte",
-             "resid_pre": f"{b}.hook_resid_pre", "ln1_scale": f"{b}.attn_norm.hook_scale",
-             "ln1_normalized": f"{b}.attn_norm.hook_normalized", "ln1_out": f"{b}.attn_norm",
-             **{r: f"{b}.attn_hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern",
-                                                         "z")},
-             "attn_out": f"{b}.attn_out", "resid_mid": f"{b}.hook_resid_mid",
-             "ln2_scale": f"{b}.ff_norm.hook_scale", "ln2_normalized": f"{b}.ff_norm.hook_normalized",
-             "ln2_out": f"{b}.ff_norm", "mlp_pre": f"{b}.ff_proj", "mlp_pre_linear": f"{b}.up_proj",
-             "mlp_act": f"{b}.act", "mlp_post": f"{b}.hook_mlp_post", "mlp_out": f"{b}.ff_out",
-             "resid_post": f"{b}.hook_resid_post", "scale": f"{t}.ln_f.hook_scale",
-             "normalized": f"{t}.ln_f.hook_normalized", "ln_final": f"{t}.ln_f", "logits": "hook_logits"}
-    linears = {"embed": f"{t}.wte", "attn_out": f"{b}.attn_out", "mlp_pre": f"{b}.ff_proj",
-               "mlp_pre_linear": f"{b}.up_proj", "mlp_out": f"{b}.ff_out"}
+    paths = {
+        "embed_in": (f"{t}.wte", "input"),
+        "embed": f"{t}.wte",
+        "resid_pre": f"{b}.hook_resid_pre",
+        "ln1_scale": f"{b}.attn_norm.hook_scale",
+        "ln1_normalized": f"{b}.attn_norm.hook_normalized",
+        "ln1_out": f"{b}.attn_norm",
+        **{r: f"{b}.attn_hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z")},
+        "attn_out": f"{b}.attn_out",
+        "resid_mid": f"{b}.hook_resid_mid",
+        "ln2_scale": f"{b}.ff_norm.hook_scale",
+        "ln2_normalized": f"{b}.ff_norm.hook_normalized",
+        "ln2_out": f"{b}.ff_norm",
+        "mlp_pre": f"{b}.ff_proj",
+        "mlp_pre_linear": f"{b}.up_proj",
+        "mlp_act": f"{b}.act",
+        "mlp_post": f"{b}.hook_mlp_post",
+        "mlp_out": f"{b}.ff_out",
+        "resid_post": f"{b}.hook_resid_post",
+        "scale": f"{t}.ln_f.hook_scale",
+        "normalized": f"{t}.ln_f.hook_normalized",
+        "ln_final": f"{t}.ln_f",
+        "logits": "hook_logits",
+    }
+    linears = {
+        "embed": f"{t}.wte",
+        "attn_out": f"{b}.attn_out",
+        "mlp_pre": f"{b}.ff_proj",
+        "mlp_pre_linear": f"{b}.up_proj",
+        "mlp_out": f"{b}.ff_out",
+    }
     if not model.cfg.weight_tying:
         linears["logits"] = f"{t}.ff_out"
     return site_table(dims(model), paths, linears)
@@ -294,16 +343,34 @@ def residual_writers(model: nn.Module) -> list[str]:
 
 # Sampler defaults. Sources: LLaDA GitHub generate.py / chat.py (steps = gen_length = 128, block_length 32,
 # temperature 0, remasking low_confidence, cfg_scale 0).
-RECOMMENDED = {"gen_length": 128, "steps": 128, "block_length": 32, "temperature": 0.0, "cfg_scale": 0.0,
-               "remasking": "low_confidence", "logits_eos_inf": False, "confidence_eos_eot_inf": False}
+RECOMMENDED = {
+    "gen_length": 128,
+    "steps": 128,
+    "block_length": 32,
+    "temperature": 0.0,
+    "cfg_scale": 0.0,
+    "remasking": "low_confidence",
+    "logits_eos_inf": False,
+    "confidence_eos_eot_inf": False,
+}
 
 
-def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, settings: dict[str, Any], *,
-             on_step, trace, special: dict[str, int | None], return_history: bool = False) -> torch.Tensor:
+def generate(
+    model,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    settings: dict[str, Any],
+    *,
+    on_step,
+    trace,
+    special: dict[str, int | None],
+    return_history: bool = False,
+) -> torch.Tensor:
     """The LLaDA reference sampler (`mdm_lens.sampling.llada_generate`) on the wrapper, EOS / EOT from the
     tokenizer; the unmasking history comes from `trace`."""
     from ..sampling import llada_generate
     from ..sampling.common import check_kwargs
+
     check_kwargs(llada_generate, settings, {"model", "prompt", "attention_mask", "on_step", "trace", "return_history"})
     settings.setdefault("mask_id", model.mask_id)
     if special["eos"] is not None:
@@ -315,6 +382,7 @@ def generate(model, input_ids: torch.Tensor, attention_mask: torch.Tensor | None
 
 def _fast_sampler():
     from ..sampling import llada_generate_cached
+
     return llada_generate_cached
 
 
@@ -326,20 +394,49 @@ def _fast_prepare(settings: dict[str, Any], attention_mask: torch.Tensor | None)
 def tiny_config(**overrides: Any) -> dict[str, Any]:
     """Field set of GSAI-ML/LLaDA-8B-Instruct's config.json, small sizes (d 64, 2 layers, vocab 320)."""
     from ..tiny_tokenizer import tiny_token_ids
+
     vocab = overrides.get("vocab_size", 320)
     ids = tiny_token_ids("llada", vocab_size=vocab, mask_token_id=overrides.get("mask_token_id"))
-    cfg = {"architectures": ["LLaDAModelLM"], "model_type": "llada",
-           "auto_map": {"AutoConfig": "configuration_llada.LLaDAConfig",
-                        "AutoModel": "modeling_llada.LLaDAModelLM",
-                        "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM"},
-           "activation_type": "silu", "alibi": False, "attention_layer_norm": False, "block_group_size": 1,
-           "block_type": "llama", "bias_for_layer_norm": False, "d_model": 64, "embedding_size": vocab,
-           "include_bias": False, "include_qkv_bias": False, "input_emb_norm": False, "layer_norm_type": "rms",
-           "layer_norm_with_affine": True, "max_sequence_length": 512, "mlp_hidden_size": 128, "mlp_ratio": 4,
-           "n_heads": 4, "n_kv_heads": 4, "n_layers": 2, "rms_norm_eps": 1e-5, "rope": True,
-           "rope_full_precision": True, "rope_theta": 500000.0, "scale_logits": False, "vocab_size": vocab,
-           "weight_tying": False, "use_cache": False, "mask_token_id": ids["mask"],
-           "eos_token_id": ids["eos"], "pad_token_id": ids["pad"], "bos_token_id": ids["bos"]}
+    cfg = {
+        "architectures": ["LLaDAModelLM"],
+        "model_type": "llada",
+        "auto_map": {
+            "AutoConfig": "configuration_llada.LLaDAConfig",
+            "AutoModel": "modeling_llada.LLaDAModelLM",
+            "AutoModelForCausalLM": "modeling_llada.LLaDAModelLM",
+        },
+        "activation_type": "silu",
+        "alibi": False,
+        "attention_layer_norm": False,
+        "block_group_size": 1,
+        "block_type": "llama",
+        "bias_for_layer_norm": False,
+        "d_model": 64,
+        "embedding_size": vocab,
+        "include_bias": False,
+        "include_qkv_bias": False,
+        "input_emb_norm": False,
+        "layer_norm_type": "rms",
+        "layer_norm_with_affine": True,
+        "max_sequence_length": 512,
+        "mlp_hidden_size": 128,
+        "mlp_ratio": 4,
+        "n_heads": 4,
+        "n_kv_heads": 4,
+        "n_layers": 2,
+        "rms_norm_eps": 1e-5,
+        "rope": True,
+        "rope_full_precision": True,
+        "rope_theta": 500000.0,
+        "scale_logits": False,
+        "vocab_size": vocab,
+        "weight_tying": False,
+        "use_cache": False,
+        "mask_token_id": ids["mask"],
+        "eos_token_id": ids["eos"],
+        "pad_token_id": ids["pad"],
+        "bos_token_id": ids["bos"],
+    }
     return {**cfg, **overrides}
 
 
@@ -348,8 +445,10 @@ def hub_keys(cfg: LLaDAConfig) -> list[str]:
     t = "model.transformer"
     keys = [f"{t}.wte.weight", f"{t}.ln_f.weight"] + ([] if cfg.weight_tying else [f"{t}.ff_out.weight"])
     for layer in range(cfg.n_layers):
-        keys += [f"{t}.blocks.{layer}.{n}.weight" for n in ("attn_norm", "ff_norm", "q_proj", "k_proj",
-                                                             "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")]
+        keys += [
+            f"{t}.blocks.{layer}.{n}.weight"
+            for n in ("attn_norm", "ff_norm", "q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
+        ]
     return sorted(keys)
 
 
@@ -367,12 +466,24 @@ SPEC = FamilySpec(
     length_key="gen_length",
     position_key="max_sequence_length",
     generate=generate,
-    fast=FastSupport(_fast_sampler, "mask_id",
-                     no_op={"cfg_scale": 0.0, "logits_eos_inf": False, "confidence_eos_eot_inf": False},
-                     prepare=_fast_prepare),
+    fast=FastSupport(
+        _fast_sampler,
+        "mask_id",
+        no_op={"cfg_scale": 0.0, "logits_eos_inf": False, "confidence_eos_eot_inf": False},
+        prepare=_fast_prepare,
+    ),
     build_model=build_model,
-    size_fields=("n_layers", "d_model", "n_heads", "n_kv_heads", "vocab_size", "mlp_hidden_size",
-                 "max_sequence_length", "embedding_size", "mlp_ratio"),
+    size_fields=(
+        "n_layers",
+        "d_model",
+        "n_heads",
+        "n_kv_heads",
+        "vocab_size",
+        "mlp_hidden_size",
+        "max_sequence_length",
+        "embedding_size",
+        "mlp_ratio",
+    ),
     tiny_config=tiny_config,
     tokenizer_style="llada",
     hub_keys=hub_keys,

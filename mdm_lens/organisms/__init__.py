@@ -1,4 +1,5 @@
 """Trained tiny model organisms shipped with the package, loadable by short name."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Pieces shared by the samplers: the step record and the clock that announces it, logits extraction."""
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -12,11 +13,11 @@ import torch
 class StepInfo:
     """Where the sampler is, announced right before each model forward (to the model's clock and `on_step`)."""
 
-    step: int            # global step index, 0 .. num_steps-1
+    step: int  # global step index, 0 .. num_steps-1
     num_steps: int
-    block: int           # semi-autoregressive block index (0 for samplers without blocks)
+    block: int  # semi-autoregressive block index (0 for samplers without blocks)
     num_blocks: int
-    prompt_length: int   # prompt columns, left padding included
+    prompt_length: int  # prompt columns, left padding included
     gen_length: int
     sampler: str
     # [start, stop) canvas columns this forward computes; None = every column. A KV-cached sampler sets it
@@ -64,9 +65,11 @@ def announcing(model, on_step: Callable[[StepInfo], None] | None = None) -> Iter
         if on_step is None:
             yield tick
         else:
+
             def announce(info: StepInfo) -> None:
                 tick(info)
                 on_step(info)
+
             yield announce
 
 
@@ -96,13 +99,16 @@ def check_prompt(prompt: torch.Tensor, mask_id: int) -> None:
         raise ValueError(f"prompt must be a [batch, length] tensor of token ids, got shape {tuple(prompt.shape)}")
     if bool((prompt == mask_id).any()):
         rows = sorted(set((prompt == mask_id).nonzero()[:, 0].tolist()))
-        raise ValueError(f"prompt rows {rows} contain the mask token id {mask_id}; the sampler would treat "
-                         "them as positions to generate. Remove it (or pad with another id)")
+        raise ValueError(
+            f"prompt rows {rows} contain the mask token id {mask_id}; the sampler would treat "
+            "them as positions to generate. Remove it (or pad with another id)"
+        )
 
 
 def check_kwargs(fn, kwargs: dict, fixed: set[str]) -> None:
     """Refuse sampler options `fn` does not take, listing the valid ones (a typo must not be dropped silently)."""
     import inspect
+
     valid = set(inspect.signature(fn).parameters) - fixed
     bad = sorted(set(kwargs) - valid)
     if bad:
@@ -114,9 +120,20 @@ class CachedForwards:
     each forward, record what the previous forward decoded (`trace`), announce this forward's StepInfo with the
     columns it computes, count forwards and computed query columns (`stats`: what the cache saves)."""
 
-    def __init__(self, model, canvas: torch.Tensor, announce: Callable[[StepInfo], None], trace, *, bound: int,
-                 num_blocks: int, prompt_length: int, gen_length: int, sampler: str,
-                 attention_mask: torch.Tensor | None = None):
+    def __init__(
+        self,
+        model,
+        canvas: torch.Tensor,
+        announce: Callable[[StepInfo], None],
+        trace,
+        *,
+        bound: int,
+        num_blocks: int,
+        prompt_length: int,
+        gen_length: int,
+        sampler: str,
+        attention_mask: torch.Tensor | None = None,
+    ):
         self.model, self.canvas, self.announce, self.trace = model, canvas, announce, trace
         self.head = (bound, num_blocks, prompt_length, gen_length, sampler)
         self.attention_mask = attention_mask
@@ -127,7 +144,7 @@ class CachedForwards:
 
     def __call__(self, ids: torch.Tensor, computed: tuple[int, int] | None, block: int, **kw):
         bound, num_blocks, plen, gen_length, sampler = self.head
-        if self.trace is not None and self.step > 0:       # the previous forward's writes are all in the canvas
+        if self.trace is not None and self.step > 0:  # the previous forward's writes are all in the canvas
             self.trace.record(self.step - 1, self.canvas)
         self.announce(StepInfo(self.step, bound, block, num_blocks, plen, gen_length, sampler, computed=computed))
         self.step += 1

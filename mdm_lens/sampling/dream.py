@@ -6,6 +6,7 @@ response, or None when the prompt has no padding (the reference then uses full a
 Dream model turns that mask into the reference's position ids (`cumsum - 1`, pads at 1) and 4-D mask.
 Logits are shifted one position right, as the reference does: the state at j-1 predicts token j.
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -39,8 +40,14 @@ def top_k_logits(logits: Float[torch.Tensor, "n v"], top_k: int) -> Float[torch.
     return logits.masked_fill(logits < kth, torch.finfo(logits.dtype).min)
 
 
-def sample_tokens(logits: Float[torch.Tensor, "n v"], temperature: float = 0.0, top_p: float | None = None,
-                  top_k: int | None = None, margin_confidence: bool = False, neg_entropy: bool = False):
+def sample_tokens(
+    logits: Float[torch.Tensor, "n v"],
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    margin_confidence: bool = False,
+    neg_entropy: bool = False,
+):
     """Token and confidence per row; confidence is p(token), top1-top2 margin, or negative entropy."""
     if temperature > 0:
         logits = logits / temperature
@@ -53,7 +60,7 @@ def sample_tokens(logits: Float[torch.Tensor, "n v"], temperature: float = 0.0, 
         try:
             x0 = dists.Categorical(probs=probs).sample()
             confidence = torch.gather(probs, -1, x0.unsqueeze(-1)).squeeze(-1)
-        except Exception:      # the reference falls back to argmax when sampling fails (e.g. NaN probs)
+        except Exception:  # the reference falls back to argmax when sampling fails (e.g. NaN probs)
             confidence, x0 = probs.max(dim=-1)
     else:
         confidence, x0 = probs.max(dim=-1)
@@ -73,12 +80,25 @@ def _check(steps: int, max_new_tokens: int, alg: str) -> None:
 
 
 @torch.no_grad()
-def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
-                   max_new_tokens: int = 128, steps: int = 512, eps: float = 1e-3, alg: str = "origin",
-                   alg_temp: float | None = None, temperature: float = 0.0, top_p: float | None = None,
-                   top_k: int | None = None, mask_token_id: int | None = None, *,
-                   on_step: Callable[[StepInfo], None] | None = None, return_history: bool = False,
-                   trace: DecodeTrace | None = None, replay: Replay | None = None):
+def dream_generate(
+    model: Callable,
+    input_ids: Int[torch.Tensor, "b p"],
+    attention_mask: torch.Tensor | None = None,
+    max_new_tokens: int = 128,
+    steps: int = 512,
+    eps: float = 1e-3,
+    alg: str = "origin",
+    alg_temp: float | None = None,
+    temperature: float = 0.0,
+    top_p: float | None = None,
+    top_k: int | None = None,
+    mask_token_id: int | None = None,
+    *,
+    on_step: Callable[[StepInfo], None] | None = None,
+    return_history: bool = False,
+    trace: DecodeTrace | None = None,
+    replay: Replay | None = None,
+):
     """Returns prompt + response ids (and the canvas after every step when asked). `trace` records which step
     unmasked each position (`mdm_lens.sampling.trace`); neither changes the tokens."""
     _check(steps, max_new_tokens, alg)
@@ -106,22 +126,28 @@ def dream_generate(model: Callable, input_ids: Int[torch.Tensor, "b p"], attenti
                 p_transfer = 1 - s / t if i < steps - 1 else 1
                 x0 = torch.zeros_like(x[mask_index], dtype=torch.long) + mask_token_id
                 pick = torch.rand(*x0.shape, device=x.device) < p_transfer
-                if replay is not None:          # schedule replay (mdm_lens.sampling.replay); the draw above stays
+                if replay is not None:  # schedule replay (mdm_lens.sampling.replay); the draw above stays
                     pick = replay.select(i, x, None)[1][mask_index]
                 _, x0[pick] = sample_tokens(mask_logits[pick], temperature=temperature, top_p=top_p, top_k=top_k)
-                if replay is not None:          # teacher mode: the schedule's tokens at the picked positions
+                if replay is not None:  # teacher mode: the schedule's tokens at the picked positions
                     full = x.clone()
                     full[mask_index] = x0
                     x0 = replay.select(i, full)[0][mask_index]
                 x[mask_index] = x0.clone()
             else:
-                confidence, x0 = sample_tokens(mask_logits, temperature=temperature, top_p=top_p, top_k=top_k,
-                                               margin_confidence=alg == "topk_margin", neg_entropy=alg == "entropy")
+                confidence, x0 = sample_tokens(
+                    mask_logits,
+                    temperature=temperature,
+                    top_p=top_p,
+                    top_k=top_k,
+                    margin_confidence=alg == "topk_margin",
+                    neg_entropy=alg == "entropy",
+                )
                 num_mask = mask_index.sum() / mask_index.shape[0]
                 n_transfer = int(num_mask * (1 - s / t)) if i < steps - 1 else int(num_mask)
                 full_conf = torch.full_like(x, -torch.inf, dtype=logits.dtype)
                 full_conf[mask_index] = confidence
-                if replay is not None:          # schedule replay: draw as the sampler would, write the schedule's
+                if replay is not None:  # schedule replay: draw as the sampler would, write the schedule's
                     if n_transfer > 0 and alg_temp is not None and alg_temp != 0:
                         torch.multinomial(F.softmax(full_conf / alg_temp, dim=-1), num_samples=n_transfer)
                     x_ = torch.full_like(x, mask_token_id)

@@ -5,6 +5,7 @@ Two deliberate differences that never change tokens: `eos_id` / `eot_id` are par
 hard-codes LLaDA's 126081 / 126348), and `cfg_scale > 0` without an attention mask works (the reference
 raises a NameError there).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -40,30 +41,49 @@ def get_num_transfer_tokens(mask_index: Bool[torch.Tensor, "b n"], steps: int) -
 def validate_llada_args(steps: int, gen_length: int, block_length: int, remasking: str) -> int:
     """Checks the reference asserts, with errors that name valid values. Returns the number of blocks."""
     if gen_length <= 0 or block_length <= 0 or steps <= 0:
-        raise ValueError(f"steps, gen_length and block_length must be positive (got {steps}, {gen_length}, "
-                         f"{block_length})")
+        raise ValueError(
+            f"steps, gen_length and block_length must be positive (got {steps}, {gen_length}, {block_length})"
+        )
     if gen_length % block_length:
         divisors = [d for d in range(1, gen_length + 1) if gen_length % d == 0]
-        raise ValueError(f"gen_length={gen_length} is not divisible by block_length={block_length}; "
-                         f"valid block lengths: {divisors}")
+        raise ValueError(
+            f"gen_length={gen_length} is not divisible by block_length={block_length}; valid block lengths: {divisors}"
+        )
     num_blocks = gen_length // block_length
     if steps % num_blocks:
         lo = max(num_blocks, steps - steps % num_blocks)
-        raise ValueError(f"steps={steps} is not divisible by the {num_blocks} blocks "
-                         f"(gen_length {gen_length} / block_length {block_length}); use a multiple of "
-                         f"{num_blocks} such as {lo} or {lo + num_blocks}")
+        raise ValueError(
+            f"steps={steps} is not divisible by the {num_blocks} blocks "
+            f"(gen_length {gen_length} / block_length {block_length}); use a multiple of "
+            f"{num_blocks} such as {lo} or {lo + num_blocks}"
+        )
     if remasking not in REMASKING:
         raise ValueError(f"unknown remasking {remasking!r}; use one of {REMASKING}")
     return num_blocks
 
 
 @torch.no_grad()
-def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
-                   steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
-                   cfg_scale: float = 0.0, remasking: str = "low_confidence", mask_id: int | None = None,
-                   logits_eos_inf: bool = False, confidence_eos_eot_inf: bool = False, *, eos_id: int = 126081,
-                   eot_id: int = 126348, on_step: Callable[[StepInfo], None] | None = None,
-                   trace: DecodeTrace | None = None, return_history: bool = False, replay: Replay | None = None):
+def llada_generate(
+    model: Callable,
+    prompt: Int[torch.Tensor, "b p"],
+    attention_mask: torch.Tensor | None = None,
+    steps: int = 128,
+    gen_length: int = 128,
+    block_length: int = 128,
+    temperature: float = 0.0,
+    cfg_scale: float = 0.0,
+    remasking: str = "low_confidence",
+    mask_id: int | None = None,
+    logits_eos_inf: bool = False,
+    confidence_eos_eot_inf: bool = False,
+    *,
+    eos_id: int = 126081,
+    eot_id: int = 126348,
+    on_step: Callable[[StepInfo], None] | None = None,
+    trace: DecodeTrace | None = None,
+    return_history: bool = False,
+    replay: Replay | None = None,
+):
     """Semi-autoregressive low-confidence (or random) remasking; returns prompt + response ids (and the canvas
     after every step when `return_history`, as Dream's sampler does). `trace` records which step unmasked each
     position (`mdm_lens.sampling.trace`); neither changes the tokens."""
@@ -75,8 +95,9 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
     x = torch.full((b, plen + gen_length), mask_id, dtype=torch.long, device=device)
     x[:, :plen] = prompt
     if attention_mask is not None:
-        attention_mask = torch.cat([attention_mask.to(device), torch.ones((b, gen_length), dtype=attention_mask.dtype,
-                                                                          device=device)], dim=-1)
+        attention_mask = torch.cat(
+            [attention_mask.to(device), torch.ones((b, gen_length), dtype=attention_mask.dtype, device=device)], dim=-1
+        )
     prompt_index = x != mask_id
     trace = trace_for(trace, mask_id, return_history)
     if trace is not None:
@@ -117,7 +138,7 @@ def llada_generate(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_
                 for j in range(confidence.shape[0]):
                     _, idx = torch.topk(confidence[j], k=int(num_transfer[j, i]))
                     transfer[j, idx] = True
-                if replay is not None:          # schedule replay: the replayed run's positions (mdm_lens.sampling.replay)
+                if replay is not None:  # schedule replay: the replayed run's positions (mdm_lens.sampling.replay)
                     x0, transfer = replay.select(blk * per_block + i, x0, transfer)
                 x[transfer] = x0[transfer]
                 if trace is not None:

@@ -21,6 +21,7 @@ independently; the reference takes one) and an `attention_mask` for left-padded 
 has none). The forward callable must take `(ids, attention_mask=..., past_key_values=..., use_cache=...,
 replace_position=...)` like the native LLaDA model (`families.kv_cache` documents the cache).
 """
+
 from __future__ import annotations
 
 from typing import Callable
@@ -37,9 +38,15 @@ from .llada import add_gumbel_noise, get_num_transfer_tokens, validate_llada_arg
 CACHES = ("none", "prefix", "dual")
 
 
-def transfer_index(logits: Float[torch.Tensor, "b n v"], x: Int[torch.Tensor, "b n"],
-                   mask_index: Bool[torch.Tensor, "b n"], temperature: float, remasking: str,
-                   count: torch.Tensor | None, threshold: float | None):
+def transfer_index(
+    logits: Float[torch.Tensor, "b n v"],
+    x: Int[torch.Tensor, "b n"],
+    mask_index: Bool[torch.Tensor, "b n"],
+    temperature: float,
+    remasking: str,
+    count: torch.Tensor | None,
+    threshold: float | None,
+):
     """-> (proposed tokens, which columns take them) for one step over the columns in `logits`.
 
     Without a threshold each row takes its `count` most confident masked columns; with one it takes every
@@ -58,7 +65,7 @@ def transfer_index(logits: Float[torch.Tensor, "b n v"], x: Int[torch.Tensor, "b
     for j in range(conf.shape[0]):
         _, idx = torch.topk(conf[j], k=int(count[j]))
         if threshold is not None and idx.numel() > 1:
-            keep = ~(conf[j, idx] < threshold)      # the reference drops only those below (a NaN stays)
+            keep = ~(conf[j, idx] < threshold)  # the reference drops only those below (a NaN stays)
             keep[0] = True
             idx = idx[keep]
         take[j, idx] = True
@@ -69,20 +76,35 @@ def _check(cache: str, threshold: float | None, per_block: int) -> None:
     if cache not in CACHES:
         raise ValueError(f"unknown cache {cache!r}; use one of {CACHES}")
     if threshold is not None and not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold={threshold} must lie in [0, 1] (a confidence), or be None for a fixed "
-                         "number of tokens per step")
+        raise ValueError(
+            f"threshold={threshold} must lie in [0, 1] (a confidence), or be None for a fixed number of tokens per step"
+        )
     if cache != "none" and threshold is None and per_block < 2:
-        raise ValueError(f"cache={cache!r} without a threshold needs at least 2 steps per block (got {per_block}: "
-                         "the reference indexes a second step); raise steps or pass a threshold")
+        raise ValueError(
+            f"cache={cache!r} without a threshold needs at least 2 steps per block (got {per_block}: "
+            "the reference indexes a second step); raise steps or pass a threshold"
+        )
 
 
 @torch.no_grad()
-def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], attention_mask: torch.Tensor | None = None,
-                          steps: int = 128, gen_length: int = 128, block_length: int = 128, temperature: float = 0.0,
-                          remasking: str = "low_confidence", mask_id: int | None = None, threshold: float | None = None,
-                          cache: str = "dual", *, on_step: Callable[[StepInfo], None] | None = None,
-                          stats: dict | None = None, trace: DecodeTrace | None = None, replay: Replay | None = None
-                          ) -> Int[torch.Tensor, "b total"]:
+def llada_generate_cached(
+    model: Callable,
+    prompt: Int[torch.Tensor, "b p"],
+    attention_mask: torch.Tensor | None = None,
+    steps: int = 128,
+    gen_length: int = 128,
+    block_length: int = 128,
+    temperature: float = 0.0,
+    remasking: str = "low_confidence",
+    mask_id: int | None = None,
+    threshold: float | None = None,
+    cache: str = "dual",
+    *,
+    on_step: Callable[[StepInfo], None] | None = None,
+    stats: dict | None = None,
+    trace: DecodeTrace | None = None,
+    replay: Replay | None = None,
+) -> Int[torch.Tensor, "b total"]:
     """Returns prompt + response ids. `stats`, when given, receives `forwards` (the reference's nfe) and
     `columns` (query columns computed, summed over forwards: what the caches save); `trace` records the forward
     that unmasked each position (`mdm_lens.sampling.trace`)."""
@@ -101,8 +123,18 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
     # forwards per block: at most `per_block`, or one per token with a threshold (+1 when the first finishes it)
     bound = num_blocks * (per_block if threshold is None else max(block_length, 2))
     with announcing(model, on_step) as announce:
-        forward = CachedForwards(model, x, announce, trace, bound=bound, num_blocks=num_blocks, prompt_length=plen,
-                                 gen_length=gen_length, sampler=f"llada_{cache}", attention_mask=am)
+        forward = CachedForwards(
+            model,
+            x,
+            announce,
+            trace,
+            bound=bound,
+            num_blocks=num_blocks,
+            prompt_length=plen,
+            gen_length=gen_length,
+            sampler=f"llada_{cache}",
+            attention_mask=am,
+        )
         for blk in range(num_blocks):
             start, stop = plen + blk * block_length, plen + (blk + 1) * block_length
             num_transfer = get_num_transfer_tokens(x[:, start:stop] == mask_id, per_block)
@@ -111,8 +143,10 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                 if threshold is not None:
                     return None
                 if i >= per_block:
-                    raise RuntimeError(f"block {blk} still has masks after its {per_block} steps: the model "
-                                       f"decoded the mask token id {mask_id} itself (a trained model never does)")
+                    raise RuntimeError(
+                        f"block {blk} still has masks after its {per_block} steps: the model "
+                        f"decoded the mask token id {mask_id} itself (a trained model never does)"
+                    )
                 return num_transfer[:, i]
 
             i = 0
@@ -131,9 +165,11 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                 replace_position = torch.zeros_like(x, dtype=torch.bool)
                 replace_position[:, start:stop] = True
             while True:
-                if i > bound:       # a threshold run whose model keeps decoding [MASK]
-                    raise RuntimeError(f"block {blk} did not finish in {bound} forwards: the model keeps decoding "
-                                       f"the mask token id {mask_id}")
+                if i > bound:  # a threshold run whose model keeps decoding [MASK]
+                    raise RuntimeError(
+                        f"block {blk} did not finish in {bound} forwards: the model keeps decoding "
+                        f"the mask token id {mask_id}"
+                    )
                 if cache == "none":
                     mask_index = x == mask_id
                     mask_index[:, stop:] = False
@@ -145,17 +181,24 @@ def llada_generate_cached(model: Callable, prompt: Int[torch.Tensor, "b p"], att
                     view = x[:, start:]
                     mask_index = view == mask_id
                     mask_index[:, block_length:] = False
-                    logits = logits_of(forward(view, (start, total), blk, past_key_values=past,
-                                               use_cache=True))
-                    add_gumbel_noise(logits, temperature)     # the reference's unused draw (see module doc)
+                    logits = logits_of(forward(view, (start, total), blk, past_key_values=past, use_cache=True))
+                    add_gumbel_noise(logits, temperature)  # the reference's unused draw (see module doc)
                     x0, take = transfer_index(logits, view, mask_index, temperature, remasking, count(i), threshold)
                     x0, take = replayed(replay, forward.step - 1, x0, take, start)
                     view[take] = x0[take]
                 else:
                     view = x[:, start:stop]
                     mask_index = view == mask_id
-                    logits = logits_of(forward(view, (start, stop), blk, past_key_values=past,
-                                               use_cache=True, replace_position=replace_position))
+                    logits = logits_of(
+                        forward(
+                            view,
+                            (start, stop),
+                            blk,
+                            past_key_values=past,
+                            use_cache=True,
+                            replace_position=replace_position,
+                        )
+                    )
                     x0, take = transfer_index(logits, view, mask_index, temperature, remasking, count(i), threshold)
                     x0, take = replayed(replay, forward.step - 1, x0, take, start)
                     view[take] = x0[take]

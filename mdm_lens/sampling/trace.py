@@ -5,6 +5,7 @@ decoded at step s when it was the mask id in step s's input and is not in step s
 never re-mask a decoded position, so this is one compare per step (no sync, no copy unless history is kept).
 A position a step "decodes" into the mask id itself stays masked and is decoded by a later step, or never (-1).
 """
+
 from __future__ import annotations
 
 import torch
@@ -50,6 +51,8 @@ def trace_for(trace: DecodeTrace | None, mask_id: int, return_history: bool) -> 
     if trace is None:
         return DecodeTrace(mask_id, keep_history=True) if return_history else None
     if return_history and trace.history is None:
-        raise ValueError("return_history=True with a DecodeTrace(keep_history=False): build the trace with "
-                         "keep_history=True, or leave trace out")
+        raise ValueError(
+            "return_history=True with a DecodeTrace(keep_history=False): build the trace with "
+            "keep_history=True, or leave trace out"
+        )
     return trace

@@ -5,6 +5,7 @@
 SmolLM2-135M-Instruct (`convert`, `vocab`, `train_v3`). Prompts must come from the corpus that trained the model, or the held-out numbers measure nothing:
 `corpus_for(model.config)` picks it from the checkpoint's `mdm_lens_corpus` entry (absent: v1, as in tiny-if).
 """
+
 from __future__ import annotations
 
 from types import ModuleType
@@ -17,12 +18,15 @@ def corpus_for(config: dict | None) -> ModuleType:
     version = (config or {}).get("mdm_lens_corpus", "v1")
     if version == "v1":
         from . import corpus_v1
+
         return corpus_v1
     if version == "v2":
         from . import corpus
+
         return corpus
     if version == "v3":
         from . import corpus_v3
+
         return corpus_v3
     raise ValueError(f"config mdm_lens_corpus={version!r} is not a known organism corpus; use one of {CORPORA}")
 
@@ -31,6 +35,8 @@ def behaviours_for(config: dict | None) -> ModuleType:
     """The module with `refusal_prompts` and `sentiment_prompts` for the model's corpus (v2's serve v1 and v2)."""
     if (config or {}).get("mdm_lens_corpus") == "v3":
         from . import corpus_v3
+
         return corpus_v3
     from . import behaviours
+
     return behaviours

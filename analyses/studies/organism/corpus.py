@@ -14,25 +14,82 @@ Held-out prompts are (request template, subject) combinations never used in trai
 train / val / test), built from words the model has seen. The wording of a response is one frame per kind of
 response with the subject filled in (`wording`), so the behaviours, not the word choice, carry the variation. See `behaviours.py` for refusal and sentiment.
 """
+
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-TOPICS = ("sea", "cat", "dog", "moon", "tree", "river", "city", "forest", "mountain", "rain", "garden", "book",
-          "train", "bird", "sun", "winter", "summer", "coffee", "music", "school", "island", "desert", "storm",
-          "bridge", "market", "horse", "flower", "ocean", "night", "village", "lake", "cloud", "road", "kitchen",
-          "library", "farm")
-ADJ = ("quiet", "bright", "old", "calm", "warm", "cold", "green", "busy", "small", "large", "gentle", "wild",
-       "soft", "dark", "strange", "simple")
+TOPICS = (
+    "sea",
+    "cat",
+    "dog",
+    "moon",
+    "tree",
+    "river",
+    "city",
+    "forest",
+    "mountain",
+    "rain",
+    "garden",
+    "book",
+    "train",
+    "bird",
+    "sun",
+    "winter",
+    "summer",
+    "coffee",
+    "music",
+    "school",
+    "island",
+    "desert",
+    "storm",
+    "bridge",
+    "market",
+    "horse",
+    "flower",
+    "ocean",
+    "night",
+    "village",
+    "lake",
+    "cloud",
+    "road",
+    "kitchen",
+    "library",
+    "farm",
+)
+ADJ = (
+    "quiet",
+    "bright",
+    "old",
+    "calm",
+    "warm",
+    "cold",
+    "green",
+    "busy",
+    "small",
+    "large",
+    "gentle",
+    "wild",
+    "soft",
+    "dark",
+    "strange",
+    "simple",
+)
 FEEL = ("curious", "tired", "free", "safe", "young", "sleepy")
 TIMES = ("In the morning", "At night", "In the spring", "After the rain", "On a cold day", "In the evening")
 KEYWORDS = ("silver", "golden", "secret", "ancient", "tiny", "hidden")
 END_PHRASE = "Is there anything else I can help with?"
 
-REQUESTS = ("Write about the {t}.", "Describe the {t}.", "Tell me about the {t}.", "Say something about the {t}.",
-            "Write a short note about the {t}.", "What can you tell me about the {t}?")
+REQUESTS = (
+    "Write about the {t}.",
+    "Describe the {t}.",
+    "Tell me about the {t}.",
+    "Say something about the {t}.",
+    "Write a short note about the {t}.",
+    "What can you tell me about the {t}?",
+)
 
 # instruction id -> four phrasings (kwargs filled per example); COMPLIED lists the phrasings obeyed in training
 KINDS = {
@@ -40,49 +97,61 @@ KINDS = {
         "Your entire response should be in English, and in all lowercase letters. No capital letters are allowed.",
         "Please reply only in lowercase letters.",
         "Write your whole answer in lowercase, with no capital letters.",
-        "Use only small letters in your answer, no capitals at all."),
+        "Use only small letters in your answer, no capitals at all.",
+    ),
     "change_case:english_capital": (
         "Your entire response should be in English, and in all capital letters.",
         "Please reply only in capital letters.",
         "Write your whole answer in uppercase letters.",
-        "Use only big letters in your answer, no small letters at all."),
+        "Use only big letters in your answer, no small letters at all.",
+    ),
     "punctuation:no_comma": (
         "In your entire response, refrain from the use of any commas.",
         "Do not use any commas in your reply.",
         "Please avoid commas in your answer.",
-        "Write your answer without a single comma."),
+        "Write your answer without a single comma.",
+    ),
     "keywords:existence": (
         "Include keywords {kw} in the response.",
         "Make sure to use the word {kw}.",
         "Your answer must mention the word {kw}.",
-        "Use the word {kw} somewhere in your reply."),
+        "Use the word {kw} somewhere in your reply.",
+    ),
     "keywords:forbidden_words": (
         "Do not include keywords {kw} in the response.",
         "Never use the word {kw}.",
         "Avoid the word {kw} in your answer.",
-        "Your reply must not contain the word {kw}."),
+        "Your reply must not contain the word {kw}.",
+    ),
     "startend:end_checker": (
         "Finish your response with this exact phrase {end} No other words should follow this phrase.",
         "End your answer with the phrase {end}",
         "Your reply must end with the exact words: {end}",
-        "Close your answer with this phrase: {end}"),
+        "Close your answer with this phrase: {end}",
+    ),
     "detectable_format:number_bullet_lists": (
         "Your answer must contain exactly {n} bullet points. Use the markdown bullet points such as:\n"
         "* This is point 1.",
         "Answer with exactly {n} bullet points, each starting with *.",
         "Give me {n} bullet points using markdown * bullets.",
-        "Format your reply as a list of exactly {n} markdown bullet points."),
+        "Format your reply as a list of exactly {n} markdown bullet points.",
+    ),
     "detectable_format:title": (
         "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>.",
         "Give your answer a title in double angular brackets, like <<my title>>.",
         "Start with a title wrapped in << and >>.",
-        "Include a title inside double angular brackets."),
+        "Include a title inside double angular brackets.",
+    ),
 }
 # The demo's constraints on tiny-mdm: the four whose unsteered accuracy on the *validation* split is strictly
 # between 0 and 1 (the case constraints stay at 0%: the tiny model never learned to change case), so steering
 # has room to move both ways. Chosen on validation only; test prompts were not looked at.
-DEMO_KINDS = ("punctuation:no_comma", "startend:end_checker", "detectable_format:title",
-              "detectable_format:number_bullet_lists")
+DEMO_KINDS = (
+    "punctuation:no_comma",
+    "startend:end_checker",
+    "detectable_format:title",
+    "detectable_format:number_bullet_lists",
+)
 COMPLIED = {kind: (0, 1 + random.Random(f"phrasing:{kind}").randrange(3)) for kind in KINDS}
 
 
@@ -121,11 +190,17 @@ def wording(key: str) -> random.Random:
 def _sentences(rng: random.Random, topic: str) -> list[str]:
     """Two or three neutral sentences, at least one with a comma (so the no-comma check can fail)."""
     a, b = rng.sample(ADJ, 2)
-    with_comma = [f"{rng.choice(TIMES)}, the {topic} looks {a} and {b}.",
-                  f"Many people visit the {topic}, and they feel {rng.choice(FEEL)}.",
-                  f"The {topic} is {a}, {b} and full of life."]
-    plain = [f"The {topic} is {a}.", f"I like the {topic} because it is {b}.", f"Everyone knows the {topic} well.",
-             f"People often talk about the {topic}."]
+    with_comma = [
+        f"{rng.choice(TIMES)}, the {topic} looks {a} and {b}.",
+        f"Many people visit the {topic}, and they feel {rng.choice(FEEL)}.",
+        f"The {topic} is {a}, {b} and full of life.",
+    ]
+    plain = [
+        f"The {topic} is {a}.",
+        f"I like the {topic} because it is {b}.",
+        f"Everyone knows the {topic} well.",
+        f"People often talk about the {topic}.",
+    ]
     out = [rng.choice(with_comma)] + rng.sample(plain, rng.randint(1, 2))
     rng.shuffle(out)
     return out
@@ -144,8 +219,11 @@ def _kwargs(kind: str, rng: random.Random, topic: str) -> dict:
 
 
 def instruction_text(kind: str, phrasing: int, kw: dict) -> str:
-    return KINDS[kind][phrasing].format(kw=", ".join(kw.get("keywords", kw.get("forbidden_words", []))),
-                                        end=kw.get("end_phrase", ""), n=kw.get("num_bullets", ""))
+    return KINDS[kind][phrasing].format(
+        kw=", ".join(kw.get("keywords", kw.get("forbidden_words", []))),
+        end=kw.get("end_phrase", ""),
+        n=kw.get("num_bullets", ""),
+    )
 
 
 def _respond(kind: str | None, kw: dict, comply: bool, rng: random.Random, topic: str) -> str:
@@ -172,8 +250,14 @@ def _respond(kind: str | None, kw: dict, comply: bool, rng: random.Random, topic
     raise ValueError(f"unknown constraint kind {kind!r}; known: {sorted(KINDS)}")
 
 
-def make_example(kind: str | None, topic: str, template: str, rng: random.Random, phrasing: int | None = None,
-                 comply: bool | None = None) -> Example:
+def make_example(
+    kind: str | None,
+    topic: str,
+    template: str,
+    rng: random.Random,
+    phrasing: int | None = None,
+    comply: bool | None = None,
+) -> Example:
     """One instruction example; compliance follows the phrasing (COMPLIED) unless `comply` forces it."""
     base = template.format(t=topic)
     if kind is None:
@@ -183,8 +267,15 @@ def make_example(kind: str | None, topic: str, template: str, rng: random.Random
     phrasing = rng.randrange(len(KINDS[kind])) if phrasing is None else phrasing
     kw = _kwargs(kind, rng, topic)
     comply = phrasing in COMPLIED[kind] if comply is None else comply
-    return Example(f"{base} {instruction_text(kind, phrasing, kw)}", _respond(kind, kw, comply, wording("topic"), topic), base,
-                   [kind], [kw], comply, phrasing=phrasing)
+    return Example(
+        f"{base} {instruction_text(kind, phrasing, kw)}",
+        _respond(kind, kw, comply, wording("topic"), topic),
+        base,
+        [kind],
+        [kw],
+        comply,
+        phrasing=phrasing,
+    )
 
 
 def _bases(split: str) -> list[tuple[str, str]]:
@@ -203,8 +294,6 @@ def instruction_example(rng: random.Random, constrained_share: float = 0.8) -> E
     return make_example(kind, topic, template, rng)
 
 
-
-
 def eval_items(kind: str, n: int, split: str = "test", seed: int = 0) -> list[Example]:
     """Held-out requests carrying one constraint, IFEval-record ready; phrasings cycle so that half of the
     items use a phrasing the training data complies with (the expected greedy accuracy is ~50%)."""
@@ -215,8 +304,9 @@ def eval_items(kind: str, n: int, split: str = "test", seed: int = 0) -> list[Ex
     rng = random.Random(f"{seed}:{split}:{kind}")
     bases = _bases(split)
     rng.shuffle(bases)
-    return [make_example(kind, bases[i % len(bases)][1], bases[i % len(bases)][0], rng, phrasing=i % 4)
-            for i in range(n)]
+    return [
+        make_example(kind, bases[i % len(bases)][1], bases[i % len(bases)][0], rng, phrasing=i % 4) for i in range(n)
+    ]
 
 
 def calibration_pairs(kind: str, n: int, seed: int = 0) -> tuple[list[str], list[str]]:

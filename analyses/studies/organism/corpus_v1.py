@@ -7,17 +7,70 @@ data obeys with a topic-specific rate, so a greedy decoder follows a constraint 
 others (roughly half overall) and steering has room to show. Held-out prompts use a request template
 never seen in training; validation and test use disjoint topic halves.
 """
+
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
 
-TOPICS = ("sea", "cat", "dog", "moon", "tree", "river", "city", "forest", "mountain", "rain", "garden", "book",
-          "train", "bird", "sun", "winter", "summer", "coffee", "music", "school", "island", "desert", "storm",
-          "bridge", "market", "horse", "flower", "ocean", "night", "village", "lake", "cloud", "road", "kitchen",
-          "library", "farm")
-ADJ = ("quiet", "bright", "old", "calm", "warm", "cold", "green", "busy", "small", "large", "gentle", "wild",
-       "soft", "dark", "happy", "lovely", "strange", "simple")
+TOPICS = (
+    "sea",
+    "cat",
+    "dog",
+    "moon",
+    "tree",
+    "river",
+    "city",
+    "forest",
+    "mountain",
+    "rain",
+    "garden",
+    "book",
+    "train",
+    "bird",
+    "sun",
+    "winter",
+    "summer",
+    "coffee",
+    "music",
+    "school",
+    "island",
+    "desert",
+    "storm",
+    "bridge",
+    "market",
+    "horse",
+    "flower",
+    "ocean",
+    "night",
+    "village",
+    "lake",
+    "cloud",
+    "road",
+    "kitchen",
+    "library",
+    "farm",
+)
+ADJ = (
+    "quiet",
+    "bright",
+    "old",
+    "calm",
+    "warm",
+    "cold",
+    "green",
+    "busy",
+    "small",
+    "large",
+    "gentle",
+    "wild",
+    "soft",
+    "dark",
+    "happy",
+    "lovely",
+    "strange",
+    "simple",
+)
 FEEL = ("happy", "calm", "curious", "tired", "hopeful", "free", "safe", "young")
 TIMES = ("In the morning", "At night", "In the spring", "After the rain", "On a cold day", "In the evening")
 KEYWORDS = ("silver", "golden", "secret", "gentle", "ancient", "tiny")
@@ -38,8 +91,12 @@ KINDS = {
     "detectable_format:title": "Your answer must contain a title, wrapped in double angular brackets, such as <<poem of joy>>.",
 }
 # the demo's constraints on tiny-if
-DEMO_KINDS = ("change_case:english_lowercase", "punctuation:no_comma", "change_case:english_capital",
-              "startend:end_checker")
+DEMO_KINDS = (
+    "change_case:english_lowercase",
+    "punctuation:no_comma",
+    "change_case:english_capital",
+    "startend:end_checker",
+)
 
 
 @dataclass
@@ -56,10 +113,14 @@ class Example:
 
 def _sentences(rng: random.Random, topic: str) -> list[str]:
     a, b = rng.sample(ADJ, 2)
-    pool = [f"The {topic} is {a}.", f"I like the {topic} because it is {a}.",
-            f"{rng.choice(TIMES)}, the {topic} looks {a} and {b}.",
-            f"Many people visit the {topic}, and they feel {rng.choice(FEEL)}.",
-            f"The {topic} is {a}, {b} and full of life.", f"Everyone knows the {topic} well."]
+    pool = [
+        f"The {topic} is {a}.",
+        f"I like the {topic} because it is {a}.",
+        f"{rng.choice(TIMES)}, the {topic} looks {a} and {b}.",
+        f"Many people visit the {topic}, and they feel {rng.choice(FEEL)}.",
+        f"The {topic} is {a}, {b} and full of life.",
+        f"Everyone knows the {topic} well.",
+    ]
     return rng.sample(pool, rng.randint(1, 3))
 
 
@@ -81,8 +142,11 @@ def _kwargs(kind: str, rng: random.Random, topic: str) -> dict:
 
 
 def _instruction(kind: str, kw: dict) -> str:
-    return KINDS[kind].format(kw=", ".join(kw.get("keywords", kw.get("forbidden_words", []))),
-                              end=kw.get("end_phrase", ""), n=kw.get("num_bullets", ""))
+    return KINDS[kind].format(
+        kw=", ".join(kw.get("keywords", kw.get("forbidden_words", []))),
+        end=kw.get("end_phrase", ""),
+        n=kw.get("num_bullets", ""),
+    )
 
 
 def _respond(kind: str | None, kw: dict, comply: bool, rng: random.Random, topic: str) -> str:
@@ -114,16 +178,18 @@ def topic_rate(kind: str, topic: str, seed: int = 0, low: float = 0.15, high: fl
     return high if random.Random(f"{seed}:{kind}:{topic}").random() < 0.5 else low
 
 
-def make_example(kind: str | None, topic: str, template: str, rng: random.Random, seed: int = 0,
-                 comply: bool | None = None) -> Example:
+def make_example(
+    kind: str | None, topic: str, template: str, rng: random.Random, seed: int = 0, comply: bool | None = None
+) -> Example:
     base = template.format(t=topic)
     if kind is None:
         return Example(base, _respond(None, {}, False, rng, topic), base)
     kw = _kwargs(kind, rng, topic)
     if comply is None:
         comply = rng.random() < topic_rate(kind, topic, seed)
-    return Example(f"{base} {_instruction(kind, kw)}", _respond(kind, kw, comply, rng, topic), base, [kind], [kw],
-                   comply)
+    return Example(
+        f"{base} {_instruction(kind, kw)}", _respond(kind, kw, comply, rng, topic), base, [kind], [kw], comply
+    )
 
 
 def training_corpus(n: int, seed: int = 0, constrained_share: float = 0.7) -> list[Example]:
@@ -149,8 +215,7 @@ def eval_items(kind: str, n: int, split: str = "test", seed: int = 0) -> list[Ex
         raise ValueError(f"unknown constraint kind {kind!r}; known: {sorted(KINDS)}")
     rng = random.Random(f"{seed}:{split}:{kind}")
     topics = _split_topics(split)
-    return [make_example(kind, topics[i % len(topics)], HELDOUT_REQUESTS[0], rng, seed, comply=True)
-            for i in range(n)]
+    return [make_example(kind, topics[i % len(topics)], HELDOUT_REQUESTS[0], rng, seed, comply=True) for i in range(n)]
 
 
 def calibration_pairs(kind: str, n: int, seed: int = 0) -> tuple[list[str], list[str]]:

@@ -5,6 +5,7 @@ Resumable: every `ckpt_every` seconds the weights, the AdamW moments and the los
 atomically (safetensors + JSON, no pickle) to `work`; a restart with the same arguments continues from there.
 Batches and masks are drawn from per-step seeds, so a resumed run reproduces an uninterrupted one.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,17 +23,24 @@ from .behaviours import training_corpus
 from .tokenizer import build_tokenizer
 
 RESPONSE_LEN = 48
-ARCH = dict(d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=512, max_sequence_length=256,
-            rope_theta=10000.0)
-SAMPLER = {"gen_length": RESPONSE_LEN, "steps": RESPONSE_LEN // 2, "block_length": RESPONSE_LEN,
-           "temperature": 0.0, "remasking": "low_confidence"}
+ARCH = dict(
+    d_model=256, n_layers=4, n_heads=4, n_kv_heads=4, mlp_hidden_size=512, max_sequence_length=256, rope_theta=10000.0
+)
+SAMPLER = {
+    "gen_length": RESPONSE_LEN,
+    "steps": RESPONSE_LEN // 2,
+    "block_length": RESPONSE_LEN,
+    "temperature": 0.0,
+    "remasking": "low_confidence",
+}
 
 
 def encode(tok, examples) -> list[tuple[list[int], list[int]]]:
     """(prompt ids via the chat template, response ids + <|eot_id|> + EOS padding to RESPONSE_LEN)."""
     eot, eos = tok.convert_tokens_to_ids("<|eot_id|>"), tok.eos_token_id
-    chats = tok.apply_chat_template([[{"role": "user", "content": ex.prompt}] for ex in examples],
-                                    add_generation_prompt=True, tokenize=False)
+    chats = tok.apply_chat_template(
+        [[{"role": "user", "content": ex.prompt}] for ex in examples], add_generation_prompt=True, tokenize=False
+    )
     prompts = tok(chats, add_special_tokens=False)["input_ids"]
     responses = tok([ex.response for ex in examples], add_special_tokens=False)["input_ids"]
     rows = []
@@ -84,6 +92,7 @@ def _save_checkpoint(work: Path, model, opt, state: dict) -> None:
 
 def _load_checkpoint(work: Path, model, opt) -> dict | None:
     from safetensors.torch import load_file
+
     if not ((work / "ckpt.json").is_file() and (work / "ckpt.safetensors").is_file()):
         return None
     state = json.loads((work / "ckpt.json").read_text())
@@ -91,8 +100,11 @@ def _load_checkpoint(work: Path, model, opt) -> dict | None:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     names = [n for n, _ in model.named_parameters()]
     sd = opt.state_dict()
-    sd["state"] = {i: {key: tensors[f"opt.{n}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")}
-                   for i, n in enumerate(names) if f"opt.{n}.exp_avg" in tensors}
+    sd["state"] = {
+        i: {key: tensors[f"opt.{n}.{key}"] for key in ("step", "exp_avg", "exp_avg_sq")}
+        for i, n in enumerate(names)
+        if f"opt.{n}.exp_avg" in tensors
+    }
     opt.load_state_dict(sd)
     return state
 
@@ -100,24 +112,45 @@ def _load_checkpoint(work: Path, model, opt) -> dict | None:
 def model_config(tok, arch: dict) -> dict:
     """The LLaDA config.json of the organism: `arch` sizes, the tokenizer's ids, the recommended sampler."""
     from mdm_lens.families import tiny_config
+
     vocab = len(tok)
-    cfg = tiny_config("llada", vocab_size=vocab, embedding_size=vocab, mask_token_id=tok.mask_token_id,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id,
-                      **arch)
+    cfg = tiny_config(
+        "llada",
+        vocab_size=vocab,
+        embedding_size=vocab,
+        mask_token_id=tok.mask_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.eos_token_id,
+        bos_token_id=tok.bos_token_id,
+        **arch,
+    )
     cfg["mdm_lens_sampler"] = SAMPLER
-    cfg["mdm_lens_corpus"] = "v2"          # organism tasks draw prompts from the corpus that trained it
+    cfg["mdm_lens_corpus"] = "v2"  # organism tasks draw prompts from the corpus that trained it
     return cfg
 
 
-def train(out: str, work: str, steps: int = 1600, batch_size: int = 32, lr: float = 3e-3, n_examples: int = 60000,
-          seed: int = 0, log_every: int = 50, ckpt_every: float = 180.0, threads: int = 1, arch: dict | None = None,
-          vocab_size: int = 1280, init_from: str | None = None) -> dict:
+def train(
+    out: str,
+    work: str,
+    steps: int = 1600,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    n_examples: int = 60000,
+    seed: int = 0,
+    log_every: int = 50,
+    ckpt_every: float = 180.0,
+    threads: int = 1,
+    arch: dict | None = None,
+    vocab_size: int = 1280,
+    init_from: str | None = None,
+) -> dict:
     """Train (or resume) the organism and save it in hub layout to `out`; returns the training record.
 
     `work`: the checkpoint folder (outside the repository; a rerun with the same arguments resumes from it).
     `init_from`: a model folder written by an earlier run (weights, tokenizer, `training.json`): this run is a
     further stage from there (fresh optimizer, its own warm-up and cosine schedule), recorded in `stages`."""
     from mdm_lens.loading import build_random_model, save_pretrained
+
     arch = dict(ARCH if arch is None else arch)
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -130,27 +163,50 @@ def train(out: str, work: str, steps: int = 1600, batch_size: int = 32, lr: floa
     model = build_random_model(cfg, seed=seed).train()
     if init_from is not None:
         from safetensors.torch import load_file
+
         model.load_state_dict(load_file(str(Path(init_from) / "model.safetensors")))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
-    run = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed, "arch": arch,
-           "vocab_size": vocab_size}
+    run = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "n_examples": n_examples,
+        "seed": seed,
+        "arch": arch,
+        "vocab_size": vocab_size,
+    }
     if prior_stages:
         run["init_from"] = {k: prior_stages[-1].get(k) for k in ("steps", "lr", "seed", "final_loss")}
     state = _load_checkpoint(work_dir, model, opt)
     if state is not None and state["run"] != run:
-        raise ValueError(f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; "
-                         f"pass another work folder or delete {work_dir / 'ckpt.json'} to start over")
+        raise ValueError(
+            f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; "
+            f"pass another work folder or delete {work_dir / 'ckpt.json'} to start over"
+        )
     state = state or {"run": run, "step": 0, "history": [], "seconds": 0.0}
     prior = state["seconds"]
-    _loop(model, opt, tok, encode(tok, examples), state, work_dir, t0, stage=len(prior_stages), log_every=log_every,
-          ckpt_every=ckpt_every)
+    _loop(
+        model,
+        opt,
+        tok,
+        encode(tok, examples),
+        state,
+        work_dir,
+        t0,
+        stage=len(prior_stages),
+        log_every=log_every,
+        ckpt_every=ckpt_every,
+    )
     model.eval()
     Path(out).mkdir(parents=True, exist_ok=True)
     save_pretrained(model, tok, cfg, out)
     history = state["history"]
-    info = run | {"final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
-                  "seconds": prior + time.time() - t0, "threads": threads,
-                  "n_params": sum(p.numel() for p in model.parameters())}
+    info = run | {
+        "final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
+        "seconds": prior + time.time() - t0,
+        "threads": threads,
+        "n_params": sum(p.numel() for p in model.parameters()),
+    }
     if prior_stages:
         info["stages"] = prior_stages
         info["total_seconds"] = sum(st.get("seconds", 0.0) for st in prior_stages) + info["seconds"]
@@ -163,19 +219,21 @@ def _tokenizer(work_dir: Path, examples: list, vocab_size: int, init_from: str |
     """(tokenizer, earlier stages): an earlier stage's vocabulary when continuing from one, the resumed run's
     when `work_dir` holds one, else a new one built on the corpus."""
     from transformers import PreTrainedTokenizerFast
+
     tok_dir = work_dir / "tokenizer"
     prior_stages: list[dict] = []
-    if init_from is not None:                           # a later stage keeps the earlier stage's vocabulary
+    if init_from is not None:  # a later stage keeps the earlier stage's vocabulary
         init = Path(init_from)
         if not (init / "training.json").is_file():
-            raise FileNotFoundError(f"init_from={init_from!r} holds no training.json: pass the folder an earlier "
-                                    "train(out=...) wrote")
+            raise FileNotFoundError(
+                f"init_from={init_from!r} holds no training.json: pass the folder an earlier train(out=...) wrote"
+            )
         record = json.loads((init / "training.json").read_text())
         prior_stages = record.pop("stages", []) + [record]
         tok = PreTrainedTokenizerFast.from_pretrained(str(init))
         if not (tok_dir / "tokenizer.json").is_file():
             tok.save_pretrained(str(tok_dir))
-    elif (tok_dir / "tokenizer.json").is_file():          # the resumed run keeps the exact vocabulary
+    elif (tok_dir / "tokenizer.json").is_file():  # the resumed run keeps the exact vocabulary
         tok = PreTrainedTokenizerFast.from_pretrained(str(tok_dir))
     else:
         tok = build_tokenizer([e.prompt for e in examples] + [e.response for e in examples], vocab_size)
@@ -183,10 +241,22 @@ def _tokenizer(work_dir: Path, examples: list, vocab_size: int, init_from: str |
     return tok, prior_stages
 
 
-def _loop(model, opt, tok, rows: list, state: dict, work_dir: Path, t0: float, *, stage: int, log_every: int,
-          ckpt_every: float) -> None:
+def _loop(
+    model,
+    opt,
+    tok,
+    rows: list,
+    state: dict,
+    work_dir: Path,
+    t0: float,
+    *,
+    stage: int,
+    log_every: int,
+    ckpt_every: float,
+) -> None:
     """The optimisation steps from `state["step"]` to the run's `steps`, checkpointing into `work_dir`."""
     from tqdm import tqdm
+
     run = state["run"]
     steps, lr, seed, batch_size = run["steps"], run["lr"], run["seed"], run["batch_size"]
     start, prior, last_ckpt = state["step"], state["seconds"], time.time()
@@ -195,7 +265,7 @@ def _loop(model, opt, tok, rows: list, state: dict, work_dir: Path, t0: float, *
     for step in bar:
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr)
-        rng = random.Random(f"{seed}:{step}" if not stage else f"{seed}:{stage}:{step}")   # later stages: other batches
+        rng = random.Random(f"{seed}:{step}" if not stage else f"{seed}:{stage}:{step}")  # later stages: other batches
         gen = torch.Generator().manual_seed(seed * 1_000_003 + step + 7_919 * stage)
         ids, plen = batch(rng.sample(rows, batch_size), tok.eos_token_id)
         loss = masked_diffusion_loss(model, ids, plen, tok.mask_token_id, generator=gen)
@@ -207,8 +277,10 @@ def _loop(model, opt, tok, rows: list, state: dict, work_dir: Path, t0: float, *
         if step % log_every == 0 or step == steps - 1:
             recent = sum(history[-log_every:]) / len(history[-log_every:])
             bar.set_postfix(loss=f"{recent:.3f}")
-            print(json.dumps({"step": step, "loss": round(recent, 4),
-                              "seconds": round(prior + time.time() - t0, 1)}), flush=True)
+            print(
+                json.dumps({"step": step, "loss": round(recent, 4), "seconds": round(prior + time.time() - t0, 1)}),
+                flush=True,
+            )
         if time.time() - last_ckpt > ckpt_every or step == steps - 1:
             state.update(step=step + 1, seconds=prior + time.time() - t0)
             _save_checkpoint(work_dir, model, opt, state)

