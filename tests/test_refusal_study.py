@@ -59,17 +59,19 @@ def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
 def _result(base, steer, sweep):
     from analyses.studies.refusal_study import RefusalStudyResult
 
-    row = lambda m, p, rate: {
-        "method": m,
-        "prompts": p,
-        "rate": rate,
-        "ci_low": max(0, rate - 0.1),  # noqa: E731
-        "ci_high": min(1, rate + 0.1),
-        "n": 10,
-        "nll": 1.0,
-        "degenerate": 0.0,
-        "answered": 1.0,
-    }
+    def row(m, p, rate):
+        return {
+            "method": m,
+            "prompts": p,
+            "rate": rate,
+            "ci_low": max(0, rate - 0.1),  # noqa: E731
+            "ci_high": min(1, rate + 0.1),
+            "n": 10,
+            "nll": 1.0,
+            "degenerate": 0.0,
+            "answered": 1.0,
+        }
+
     test = [
         row("none", "harmful", base),
         row("directional_ablation", "harmful", steer),
@@ -94,12 +96,14 @@ def _result(base, steer, sweep):
 
 
 def test_paper_comparison_is_computed_from_the_numbers():
-    cells = lambda f: [
-        {"layer": l, "role": p, "scope": s, "score": f(l, p, s), "degenerate": 0.0}  # noqa: E731
-        for l in range(4)
-        for p in ("resid_post", "attn_out")
-        for s in ("prompt", "all")
-    ]
+    def cells(f):
+        return [
+            {"layer": l, "role": p, "scope": s, "score": f(l, p, s), "degenerate": 0.0}  # noqa: E731
+            for l in range(4)
+            for p in ("resid_post", "attn_out")
+            for s in ("prompt", "all")
+        ]
+
     like_paper = _result(
         0.9, 0.0, cells(lambda l, p, s: 0.1 * (l != 2) + 0.2 * (p != "resid_post") + 0.3 * (s != "all"))
     )

@@ -276,13 +276,13 @@ def cmd_sweep(args) -> int:
         prompts, what = [e.prompt for e in items], f"{args.instruction_id} validation prompts"
         if metric is None:
             name = f"{args.instruction_id} strict pass rate"
-            metric = lambda texts: (
-                sum(
+
+            def metric(texts):
+                return sum(
                     all(ifeval.check(t, e.instruction_id_list, e.kwargs))  # noqa: E731
                     for t, e in zip(texts, items)
-                )
-                / len(items)
-            )
+                ) / len(items)
+
     print(
         f"steered and scored: {len(prompts)} {what} (the map is fitted source → target and applied while "
         f"generating from these); metric: {name}"
