@@ -136,6 +136,25 @@ class StepContext:
         out[:, :-1] = self.masked[:, 1:]
         return out
 
+    @property
+    def block_span(self) -> tuple[int, int] | None:
+        """[start, stop) canvas columns of the block a block-diffusion sampler is denoising (None otherwise)."""
+        return self.info.block_span if self.info is not None else None
+
+    @cached_property
+    def t_block(self) -> float | None:
+        """Fraction of the current block's positions (generation rows) still masked: block diffusion's `t`.
+        None outside a block-diffusion sampler; columns of the block this forward does not feed are not counted."""
+        span = self.block_span
+        if span is None:
+            return None
+        lo, hi = span[0] - self.first_column, span[1] - self.first_column
+        lo, hi = max(lo, 0), min(hi, self.input_ids.shape[1])
+        if hi <= lo:
+            return 0.0
+        ids = self.input_ids[: self.main_rows, lo:hi]
+        return float((ids == self.mask_id).float().mean())
+
     @cached_property
     def t(self) -> float | None:
         """Fraction of the generation rows' response positions still masked (None in a plain forward)."""

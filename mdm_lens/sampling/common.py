@@ -23,6 +23,12 @@ class StepInfo:
     # [start, stop) canvas columns this forward computes; None = every column. A KV-cached sampler sets it
     # when the other columns come from its cache (announce once per forward with dataclasses.replace).
     computed: tuple[int, int] | None = None
+    # Block diffusion (LLaDA2, BD3LM): [start, stop) canvas columns of the block being denoised (bidirectional
+    # inside, causal across blocks), and the step within that block. None for samplers that denoise the whole
+    # response at once (their `block` is a semi-autoregressive schedule over a fully bidirectional canvas).
+    block_span: tuple[int, int] | None = None
+    block_step: int | None = None
+    block_num_steps: int | None = None
 
 
 class StepClock:
