@@ -3,7 +3,7 @@
 A masked diffusion model commits to an answer over its denoising steps ("Steering Without Breaking", arXiv
 2605.10971: topic in the first 2 % of denoising, sentiment over ~20 %). Three measurements answer *when*:
 
-* `step_effects`: for each layer's intervention (a steering plan, a patch from a clean run, an ablation: any plan
+* `single_step_effects`: for each layer's intervention (a steering plan, a patch from a clean run, an ablation: any plan
   or `{site: fn}` dict) applied at ONE step alone, the change of a behaviour score of the final texts
   (refusal, sentiment, a constraint check) against the unsteered run -> `effect[layer, step]`;
 * `lens_settle`: the step at which each layer's logit lens first ranks the final answer's tokens top-1
@@ -88,21 +88,24 @@ def _mean(xs) -> float:
     return sum(xs) / len(xs)
 
 
-def step_effects(
+def single_step_effects(
     model,
     prompts,
     plans: Mapping,
     score: Score,
     *,
-    steps: Sequence[int] | None = None,
+    at_steps: Sequence[int] | None = None,
     seed: int = 0,
     progress: bool = True,
     **sampler_kwargs,
 ) -> SettleResult:
-    """`plans`: {layer (or any label): plan or {site: fn}}; each is applied at one step at a time (`steps`, default
-    every step of the sampler) while `prompts` generate; `score(texts)` -> one number per text."""
+    """`plans`: {layer (or any label): plan or {site: fn}}; each is applied at one step at a time (`at_steps`,
+    default every step of the sampler) while `prompts` generate; `score(texts)` -> one number per text.
+    `sampler_kwargs` are the sampler's own settings (its `steps` is the step count, hence `at_steps` here).
+    Not to be confused with `analyses.effects.step_effects`, which applies one plan at every step and measures
+    its effect per step."""
     n_steps = int(model.sampler_settings(**sampler_kwargs)["steps"])
-    steps = list(range(n_steps)) if steps is None else [int(s) for s in steps]
+    steps = list(range(n_steps)) if at_steps is None else [int(s) for s in at_steps]
     bad = [s for s in steps if not 0 <= s < n_steps]
     if bad:
         raise ValueError(f"steps {bad} out of range: the sampler runs steps 0..{n_steps - 1}")

@@ -22,7 +22,8 @@ import json
 import os
 
 import torch
-from mdm_lens.safefile import save_figure_atomic
+
+from mdm_lens.safefile import save_figure_atomic, write_text_atomic
 
 
 def matched_pairs(model, n: int, split: str = "test") -> tuple[list[str], list[str]]:
@@ -98,8 +99,8 @@ def run_study(
         _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, progress)
     if "settle" in parts:
         _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress)
-    with open(os.path.join(out, f"causal_refusal_{'_'.join(parts)}.json"), "w") as f:
-        json.dump(report, f, indent=1, default=str)
+    path = os.path.join(out, f"causal_refusal_{'_'.join(parts)}.json")
+    write_text_atomic(json.dumps(report, indent=1, default=str), path)
     return report
 
 
@@ -182,7 +183,7 @@ def _patch_part(model, out, report, clean, corrupt, patch_steps, scope, roles, p
 def _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, n_val, n_test, mc_num, progress):
     """Step 3 of the module docstring: single-step ablation effects, the lens, the adaptive window comparison."""
     from analyses.damage import damage
-    from analyses.settle import adaptive_window, lens_settle, step_effects
+    from analyses.settle import adaptive_window, lens_settle, single_step_effects
     from analyses.studies.organism.behaviours import refusal_prompts
     from interventions import Plan, fit_map
     from mdm_lens.collect import collect_contrastive
@@ -202,11 +203,17 @@ def _settle_part(model, out, report, scorer, seed, settle_every, settle_layers, 
     def score(texts):
         return [float(v) for v in scorer.scores(texts)]
 
-    settle = step_effects(model, val, plans, score, steps=range(0, n_steps, settle_every), seed=seed, progress=progress)
+    settle = single_step_effects(
+        model, val, plans, score, at_steps=range(0, n_steps, settle_every), seed=seed, progress=progress
+    )
     settle.lens = lens_settle(model, val, positions=(0, 1, 2), seed=seed)
     settle.plot(os.path.join(out, "settle.png"), title="refusal: ablate the refusal direction at one step only")
     best_i = int(settle.effect.min(dim=1).values.argmin())
     best = settle.layers[best_i]
+    if float(settle.effect[best_i].min()) >= 0:  # no single-step ablation lowered refusal: nothing to window
+        report["settle"] = {"baseline_refusal": settle.baseline, "records": settle.records, "window": None}
+        report["settle"]["finding"] = "no layer's single-step ablation lowered refusal at any sampled step"
+        return
     window = adaptive_window(settle.effect[best_i], settle.steps, frac=0.5, sign=-1)
     window = (window[0], min(n_steps, window[1] + settle_every - 1))  # the sampled steps stand for their stride
     report["settle"] = {
