@@ -272,7 +272,8 @@ def build_sites(model: nn.Module) -> list[Site]:
         linears["logits"] = "lm_head"
     dense_linears = {"mlp_pre": dense["mlp_pre"], "mlp_pre_linear": dense["mlp_pre_linear"], "mlp_out": dense["mlp_out"]}
     moe_layers = {i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)}
-    return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers)
+    moe_linears = {"shared_out": "model.layers.{l}.shared_expert.down_proj"} if cfg.shared_expert_intermediate_size is not None else {}
+    return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers, moe_linears)
 
 
 def residual_writers(model: nn.Module) -> list[str]:
@@ -289,6 +290,15 @@ def residual_writers(model: nn.Module) -> list[str]:
         if cfg.shared_expert_intermediate_size is not None:
             out.append(f"{p}.shared_expert.down_proj")
     return out
+
+
+def moe_writers(model: nn.Module, layer: int) -> tuple[list[str], list[str]]:
+    """The down projections writing MoE layer `layer`'s output: every routed expert's, the shared experts'."""
+    cfg = model.cfg
+    if not cfg.is_moe(layer):
+        return [], []
+    routed = [f"model.layers.{layer}.mlp.experts.{e}.down_proj" for e in range(cfg.num_experts or 0)]
+    return routed, (["model.layers.{l}.shared_expert.down_proj".format(l=layer)] if cfg.shared_expert_intermediate_size is not None else [])
 
 
 def hub_keys(cfg: LLaDAMoEConfig) -> list[str]:
@@ -360,6 +370,7 @@ SPEC = FamilySpec(
     recommended=dict(_llada.RECOMMENDED),
     build_sites=build_sites,
     residual_writers=residual_writers,
+    moe_writers=moe_writers,
     dims=dims,
     length_key="gen_length",
     position_key="max_position_embeddings",
