@@ -151,7 +151,9 @@ def llada2_logits(ref: torch.nn.Module, ids: torch.Tensor, mask: torch.Tensor, d
         return {
             "full": ref(input_ids=ids).logits,
             "block": ref(input_ids=ids, attention_mask=bc, position_ids=pos).logits,
-            "window": ref(input_ids=ids[:, :end], attention_mask=bc[:, :, :end, :end], position_ids=pos[:, :end]).logits,
+            "window": ref(
+                input_ids=ids[:, :end], attention_mask=bc[:, :, :end, :end], position_ids=pos[:, :end]
+            ).logits,
             "padded": ref(input_ids=ids, attention_mask=keep, position_ids=pad_pos).logits,
             "padded_block": ref(input_ids=ids, attention_mask=keep & (bc == 0), position_ids=pad_pos).logits,
         }

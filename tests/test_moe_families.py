@@ -37,7 +37,11 @@ def _golden(name: str) -> tuple[dict, dict[str, torch.Tensor], dict[str, torch.T
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     weights = {k: v for k, v in tensors.items() if not k.startswith("__")}
-    return {**json.loads(meta["config"]), **({"gen_cases": json.loads(meta["gen_cases"])} if "gen_cases" in meta else {})}, weights, tensors
+    return (
+        {**json.loads(meta["config"]), **({"gen_cases": json.loads(meta["gen_cases"])} if "gen_cases" in meta else {})},
+        weights,
+        tensors,
+    )
 
 
 @pytest.fixture(scope="module", params=list(FAMILIES))

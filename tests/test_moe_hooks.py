@@ -32,7 +32,13 @@ def _cache(model, ids, names):
 def test_sites_shapes_and_cache(moe):
     """The MoE roles exist on MoE layers only, with TL names, resolved shapes, and run_with_cache carries them."""
     d, e, k = moe.cfg.d_model, moe.model.cfg.num_experts, moe.model.cfg.num_experts_per_tok
-    want = {"router_logits": (e,), "expert_indices": (k,), "expert_weights": (k,), "expert_out": (k, d), "shared_out": (d,)}
+    want = {
+        "router_logits": (e,),
+        "expert_indices": (k,),
+        "expert_weights": (k,),
+        "expert_out": (k, d),
+        "shared_out": (d,),
+    }
     for role in MOE_ROLES:
         assert get_act_name(role, 0) not in moe.hook_names  # dense layer: a plain MLP, no routing
         site = moe.site(get_act_name(role, LAYER))

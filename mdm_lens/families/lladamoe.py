@@ -16,7 +16,7 @@ path; state-dict keys are the hub checkpoint's, so `trust_remote_code` is never 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -209,13 +209,17 @@ class LLaDAMoEModelLM(nn.Module):
         return self.hook_logits(self.lm_head(m.norm(x)))
 
 
+def _cfg(model: nn.Module) -> LLaDAMoEConfig:
+    return cast(LLaDAMoEConfig, model.cfg)
+
+
 def build_model(config: dict) -> LLaDAMoEModelLM:
     return LLaDAMoEModelLM(LLaDAMoEConfig.from_dict(config))
 
 
 def dims(model: nn.Module) -> dict[str, Any]:
     """Sizes in TransformerLens' words, plus the MoE sizes (n_experts, top_k, d_expert)."""
-    cfg: LLaDAMoEConfig = model.cfg
+    cfg = _cfg(model)
     return {
         "n_layers": cfg.num_hidden_layers,
         "d_model": cfg.hidden_size,
@@ -235,7 +239,7 @@ def dims(model: nn.Module) -> dict[str, Any]:
 
 
 def build_sites(model: nn.Module) -> list[Site]:
-    cfg: LLaDAMoEConfig = model.cfg
+    cfg = _cfg(model)
     b, a = "model.layers.{l}", "model.layers.{l}.self_attn"
     common: dict[str, str | tuple[str, str]] = {
         "embed_in": ("model.embed_tokens", "input"),
@@ -270,15 +274,23 @@ def build_sites(model: nn.Module) -> list[Site]:
     linears = {"embed": "model.embed_tokens", "attn_out": f"{a}.o_proj"}
     if not cfg.tie_word_embeddings:
         linears["logits"] = "lm_head"
-    dense_linears = {"mlp_pre": dense["mlp_pre"], "mlp_pre_linear": dense["mlp_pre_linear"], "mlp_out": dense["mlp_out"]}
+    dense_linears = {
+        "mlp_pre": dense["mlp_pre"],
+        "mlp_pre_linear": dense["mlp_pre_linear"],
+        "mlp_out": dense["mlp_out"],
+    }
     moe_layers = {i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)}
-    moe_linears = {"shared_out": "model.layers.{l}.shared_expert.down_proj"} if cfg.shared_expert_intermediate_size is not None else {}
+    moe_linears = (
+        {"shared_out": "model.layers.{l}.shared_expert.down_proj"}
+        if cfg.shared_expert_intermediate_size is not None
+        else {}
+    )
     return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers, moe_linears)
 
 
 def residual_writers(model: nn.Module) -> list[str]:
     """Embeddings, attention out, and every MLP down projection (dense, routed experts, shared expert)."""
-    cfg: LLaDAMoEConfig = model.cfg
+    cfg = _cfg(model)
     out = ["model.embed_tokens"]
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}"
@@ -294,11 +306,14 @@ def residual_writers(model: nn.Module) -> list[str]:
 
 def moe_writers(model: nn.Module, layer: int) -> tuple[list[str], list[str]]:
     """The down projections writing MoE layer `layer`'s output: every routed expert's, the shared experts'."""
-    cfg = model.cfg
+    cfg = _cfg(model)
     if not cfg.is_moe(layer):
         return [], []
     routed = [f"model.layers.{layer}.mlp.experts.{e}.down_proj" for e in range(cfg.num_experts or 0)]
-    return routed, (["model.layers.{l}.shared_expert.down_proj".format(l=layer)] if cfg.shared_expert_intermediate_size is not None else [])
+    shared = (
+        [f"model.layers.{layer}.shared_expert.down_proj"] if cfg.shared_expert_intermediate_size is not None else []
+    )
+    return routed, shared
 
 
 def hub_keys(cfg: LLaDAMoEConfig) -> list[str]:
@@ -309,7 +324,9 @@ def hub_keys(cfg: LLaDAMoEConfig) -> list[str]:
         p = f"model.layers.{i}"
         keys += [f"{p}.input_layernorm.weight", f"{p}.post_attention_layernorm.weight"]
         proj = ("q_proj", "k_proj", "v_proj", "o_proj")
-        keys += [f"{p}.self_attn.{n}.{w}" for n in proj for w in (("weight", "bias") if cfg.attention_bias else ("weight",))]
+        keys += [
+            f"{p}.self_attn.{n}.{w}" for n in proj for w in (("weight", "bias") if cfg.attention_bias else ("weight",))
+        ]
         if cfg.qk_layernorm:
             keys += [f"{p}.self_attn.q_norm.weight", f"{p}.self_attn.k_norm.weight"]
         if not cfg.is_moe(i):
