@@ -371,9 +371,8 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     return {**cfg, **overrides}
 
 
-# LLaDA2's block-diffusion sampler (dllm/pipelines/llada2/sampler.py defaults); `generate` is wired by the
-# block-diffusion sampler module (branch llada2gen): until then model.generate says the family declares none.
-RECOMMENDED = {"max_new_tokens": 128, "block_size": 32, "steps_per_block": 32, "temperature": 0.0, "threshold": 0.95}
+# LLaDA2's block-diffusion sampler (the hub generate's defaults), `generate` and the KV-cached fast path.
+from ._llada2_gen import FAST, RECOMMENDED, generate  # noqa: E402
 
 SPEC = FamilySpec(
     name="llada2",
@@ -385,8 +384,10 @@ SPEC = FamilySpec(
     build_sites=build_sites,
     residual_writers=residual_writers,
     dims=dims,
-    length_key="max_new_tokens",
+    length_key="gen_length",
     position_key="max_position_embeddings",
+    generate=generate,
+    fast=FAST,
     build_model=build_model,
     size_fields=(
         "num_hidden_layers",
