@@ -66,3 +66,26 @@ CASES: list[dict] = [
     _case("bf16_sample", P8, dtype="bfloat16", seed=3, temperature=0.8, top_k=30, threshold=0.7),
     _case("bf16_eos_early_stop", P5, dtype="bfloat16", eos_id=EOS, eos_early_stop=True, threshold=0.7),
 ]
+
+
+def load_golden():
+    """-> (tensors, per-case metadata) of tests/fixtures/llada2_sampler_goldens.safetensors."""
+    import json
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    with safe_open(str(Path(__file__).parent / "fixtures" / "llada2_sampler_goldens.safetensors"), "pt") as f:
+        meta = f.metadata()
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    assert json.loads(meta["config"]) == CONFIG, "the fixture was made from another config: rerun the script"
+    return tensors, json.loads(meta["cases"])
+
+
+def native_model(tensors):
+    """The native LLaDA2 `HookedMDM` holding the fixture's weights (the ones the original code ran), float32."""
+    from mdm_lens import HookedMDM
+
+    model = HookedMDM.from_config(CONFIG, seed=0)
+    model.model.load_state_dict({k[2:]: v.float() for k, v in tensors.items() if k.startswith("w.")})
+    return model.eval()

@@ -4,36 +4,20 @@ tests/llada2_sampler_cases.py): token ids exact."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
 import torch
-from llada2_sampler_cases import CASES, CONFIG, EOS, MASK
-from safetensors import safe_open
+from llada2_sampler_cases import CASES, EOS, MASK, load_golden, native_model
 
-from mdm_lens import HookedMDM
 from mdm_lens.sampling.llada2 import block_causal_mask, llada2_generate, reference_answer
-
-GOLDEN = Path(__file__).parent / "fixtures" / "llada2_sampler_goldens.safetensors"
-
 
 @pytest.fixture(scope="module")
 def golden():
-    with safe_open(str(GOLDEN), "pt") as f:
-        meta = f.metadata()
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    assert json.loads(meta["config"]) == CONFIG, "the fixture was made from another config: rerun the script"
-    return tensors, json.loads(meta["cases"])
+    return load_golden()
 
 
 @pytest.fixture(scope="module")
 def native(golden):
-    """The native LLaDA2 model holding the fixture's weights (the ones the original code ran)."""
-    model = HookedMDM.from_config(CONFIG, seed=0)
-    state = {k[2:]: v.float() for k, v in golden[0].items() if k.startswith("w.")}
-    model.model.load_state_dict(state)
-    return model.eval()
+    return native_model(golden[0])
 
 
 class Replay:

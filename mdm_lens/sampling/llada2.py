@@ -205,6 +205,18 @@ def padded_inputs(
     return mask, (keep.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def resolve_eos_id(model, eos_id: int | None) -> int:
+    """The EOS id a run stops on: the one passed, else the model's (its tokenizer's, then its config's
+    `eos_token_id`), else LLaDA2's 156892 (the reference's default). Pass -1 to never stop on EOS."""
+    if eos_id is not None:
+        return int(eos_id)
+    own = getattr(getattr(model, "tokenizer", None), "eos_token_id", None)
+    if own is None:
+        cfg = getattr(model, "config", None)
+        own = cfg.get("eos_token_id") if isinstance(cfg, dict) else getattr(cfg, "eos_token_id", None)
+    return int(own) if isinstance(own, int) and not isinstance(own, bool) else EOS_ID
+
+
 def model_dtype(model) -> torch.dtype | None:
     """The float dtype the model computes in (its parameters'), None for a bare callable without any."""
     dtype = getattr(model, "dtype", None)
@@ -240,7 +252,7 @@ class Decoding:
     top_k: int | None
     top_p: float | None
     threshold: float
-    eos_id: int | None
+    eos_id: int
     eos_early_stop: bool
     mask_id: int
 
@@ -282,17 +294,16 @@ def denoise_blocks(
             if trace is not None:
                 trace.record(step, out)
             step += 1
-            if opts.eos_early_stop and opts.eos_id is not None:
+            if opts.eos_early_stop:
                 for r in (take & (tokens == opts.eos_id)).any(-1).nonzero().flatten().tolist():
                     eos = first_eos(x[r], plen, opts.eos_id)
                     if eos is not None and bool((x[r, plen:eos] != mask_id).all()):
                         live[r] = False  # the reference returns here
             if not bool(live.any()):
                 return
-        if opts.eos_id is not None:  # after every block, as the reference does with or without early stop
-            live &= ~(x[:, plen:stop] == opts.eos_id).any(-1)
-            if not bool(live.any()):
-                return
+        live &= ~(x[:, plen:stop] == opts.eos_id).any(-1)  # after every block, with or without early stop
+        if not bool(live.any()):
+            return
 
 
 @torch.no_grad()
@@ -309,7 +320,7 @@ def llada2_generate(
     eos_early_stop: bool = False,
     minimal_topk: int = 1,
     threshold: float = 0.95,
-    eos_id: int | None = EOS_ID,
+    eos_id: int | None = None,
     mask_id: int | None = None,
     *,
     on_step: Callable[[StepInfo], None] | None = None,
@@ -327,7 +338,7 @@ def llada2_generate(
     x = start_canvas(prompt, plan, mask_id)
     mask, pos = padded_inputs(plan, attention_mask, x.shape[0], x.device, model_dtype(model))
     window = FullWindow(model, mask, pos)
-    opts = Decoding(temperature, top_k, top_p, threshold, eos_id, eos_early_stop, mask_id)
+    opts = Decoding(temperature, top_k, top_p, threshold, resolve_eos_id(model, eos_id), eos_early_stop, mask_id)
     trace = trace_for(trace, mask_id, return_history)
     if trace is not None:
         trace.start(x[:, : plan.prompt_length + gen_length])
@@ -336,7 +347,10 @@ def llada2_generate(
     if stats is not None:
         stats.update(window.stats)
     seqs = x[:, : plan.prompt_length + gen_length]
-    return (seqs, trace.history) if return_history else seqs
+    if return_history:
+        assert trace is not None  # trace_for made one
+        return seqs, trace.history
+    return seqs
 
 
 def prepare(
