@@ -10,6 +10,7 @@ from llada2_sampler_cases import CASES, EOS, MASK, load_golden, native_model
 
 from mdm_lens.sampling.llada2 import block_causal_mask, llada2_generate, reference_answer
 
+
 @pytest.fixture(scope="module")
 def golden():
     return load_golden()
@@ -60,6 +61,8 @@ def test_sampler_replays_the_reference_exactly(golden, i):
 
 
 FLOAT32 = [i for i, c in enumerate(CASES) if c["dtype"] == "float32"]
+# the two longest float32 runs (25 and 27 forwards) repeat paths the others cover; the replay test checks them
+NATIVE = [i for i in FLOAT32 if CASES[i]["name"] not in ("greedy_default", "no_threshold_steps12")]
 
 
 def test_float32_goldens_have_margin(golden):
@@ -67,9 +70,10 @@ def test_float32_goldens_have_margin(golden):
     assert all(golden[1][i]["margin"] and golden[1][i]["ours_equal"] for i in FLOAT32)
 
 
-@pytest.mark.parametrize("i", FLOAT32, ids=[CASES[i]["name"] for i in FLOAT32])
-def test_native_model_generates_the_reference_tokens(golden, native, i):
-    assert torch.equal(_run(native, CASES[i])[0], golden[0][f"case{i}.answer"])
+def test_native_model_generates_the_reference_tokens(golden, native):
+    """Our sampler on the native model (fixture weights) against the original code's answers, float32."""
+    same = {CASES[i]["name"]: torch.equal(_run(native, CASES[i])[0], golden[0][f"case{i}.answer"]) for i in NATIVE}
+    assert all(same.values()), same
 
 
 def test_native_bfloat16_generates_the_reference_tokens(golden, native):

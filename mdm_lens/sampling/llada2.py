@@ -22,8 +22,11 @@ Extensions that never change the reference's tokens: a batch of prompts (rows de
 stopped row is frozen; with temperature > 0 the batch shares one random stream), a `[batch, prompt]`
 `attention_mask` for left padding (padded key columns are hidden from every query but their own; positions
 count real tokens), the returned canvas (prompt + `gen_length` columns; `reference_answer` cuts it as the
-reference's return value does). One deliberate difference: EOS is searched in the response only (the
-reference's early stop also matches an EOS inside the prompt and then returns an empty answer).
+reference's return value does); `eos_id` / `mask_id` default to the model's own (`resolve_eos_id`; -1 never
+stops). Deliberate differences: EOS is searched in the response only (the reference's early stop also
+matches an EOS inside the prompt and then returns an empty answer); the reference takes one prompt and runs
+in bfloat16 only (its SDPA call refuses the bf16 mask beside float32 queries), we cast the mask to the
+model's dtype, exact for 0 / -inf, so float32 runs too.
 
 How dllm's `LLaDA2Sampler` (`dllm/pipelines/llada2/sampler.py`) differs, for the record: it never stops
 after a block holding EOS (it denoises every block), and with `eos_early_stop` it only ends the *current
