@@ -65,6 +65,9 @@ CASES: list[dict] = [
     _case("bf16_greedy", P5, dtype="bfloat16", threshold=0.7),
     _case("bf16_sample", P8, dtype="bfloat16", seed=3, temperature=0.8, top_k=30, threshold=0.7),
     _case("bf16_eos_early_stop", P5, dtype="bfloat16", eos_id=EOS, eos_early_stop=True, threshold=0.7),
+    # EOS = 97 here (the tiny model's most frequent token): the early stop returns mid-block, 4 forwards of 8
+    _case("eos_early_stop_midblock", P8, eos_id=97, threshold=1.0, eos_early_stop=True),
+    _case("eos_block_stop_97", P8, eos_id=97, threshold=1.0),
 ]
 
 
