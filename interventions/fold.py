@@ -17,6 +17,7 @@ from torch import nn
 from mdm_lens.protocols import Foldable
 
 from .affine import AffineMap
+from .fold_moe import moe_writes
 from .plan import Plan
 
 RESIDUAL_ROLES = ("resid_pre", "resid_mid", "resid_post")  # the residual stream's sites, by role
@@ -95,6 +96,8 @@ def _plan_writes(model, plan: Plan) -> list[tuple[str, AffineMap, str]]:
             ablations[site] = v
         elif info.linear is not None:
             writes.append((info.linear, m, site))
+        elif (moe := moe_writes(model, site, info, m)) is not None:  # MoE output: fold_moe says what is exact
+            writes += moe
         else:
             raise ValueError(
                 f"cannot fold {site!r}: no single linear layer writes it (e.g. mlp.hook_post is an "

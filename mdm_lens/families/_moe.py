@@ -59,7 +59,8 @@ class DenseMLP(ExpertMLP):
 class Router(Protocol):
     """How a family turns gate logits into choices and combine weights, and sums the weighted experts."""
 
-    top_k: int
+    @property
+    def top_k(self) -> int: ...
 
     def select(self, logits: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor: ...
 
@@ -194,9 +195,7 @@ class MoEBlock(nn.Module):
         if bool(((idx < 0) | (idx >= self.n_experts)).any()):
             raise ValueError(f"hook_expert_indices returned expert ids outside 0..{self.n_experts - 1}")
 
-    def run_experts(
-        self, h: Float[torch.Tensor, "n d"], idx: Int[torch.Tensor, "n k"]
-    ) -> Float[torch.Tensor, "n k d"]:
+    def run_experts(self, h: Float[torch.Tensor, "n d"], idx: Int[torch.Tensor, "n k"]) -> Float[torch.Tensor, "n k d"]:
         """Each chosen expert's output per (token, slot): one batched call per expert that has tokens."""
         out = h.new_zeros(*idx.shape, h.shape[-1])
         for e in idx.unique().tolist():
@@ -221,4 +220,3 @@ class MoEBlock(nn.Module):
         if shared is not None:
             y = y + self.hook_shared_out(shared(h))
         return y
-

@@ -87,11 +87,12 @@ def mixed_site_table(
     linears: dict[str, str],
     dense_linears: dict[str, str],
     moe_layers: set[int],
+    moe_linears: dict[str, str] | None = None,
 ) -> list[Site]:
     """The site table of a model whose layers are dense or MoE: `common` sites everywhere, `dense` / `moe`
     ones (and their writing linears) on their layers only, in the usual order."""
     a = site_table(dims, {**common, **dense}, {**linears, **dense_linears})
-    m = site_table(dims, {**common, **moe}, linears)
+    m = site_table(dims, {**common, **moe}, {**linears, **(moe_linears or {})})
     head = list(takewhile(lambda s: s.layer is None, a))
     tail = list(takewhile(lambda s: s.layer is None, reversed(a)))[::-1]
     body = [s for layer in range(dims["n_layers"]) for s in (m if layer in moe_layers else a) if s.layer == layer]

@@ -64,6 +64,9 @@ class FamilySpec:
     build_sites: Callable[[nn.Module], list[Site]] | None = None
     # layers whose weights write into the residual stream, for folding directional ablation
     residual_writers: Callable[[nn.Module], list[str]] | None = None
+    # MoE families: layer -> (routed experts' down projections, shared experts' down projections), the layers
+    # writing that layer's MoE output (hook_mlp_out), for folding maps exactly (interventions.fold_moe)
+    moe_writers: Callable[[nn.Module, int], tuple[list[str], list[str]]] | None = None
     # sizes in TransformerLens' words (n_layers, d_model, n_heads, n_kv_heads, d_head, d_mlp, d_vocab, n_ctx,
     # eps, embed / unembed parameter names): `HookedMDM.cfg`, site shapes
     dims: Callable[[nn.Module], dict[str, Any]] | None = None

@@ -21,7 +21,7 @@ LLaDA2.1 differs only in generation (token editing, in its sampler) and in the c
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 import torch
 from jaxtyping import Float, Int
@@ -77,7 +77,9 @@ class LLaDA2Config:
     def check(self) -> None:
         """Refuse what the native forward does not compute, naming the value and the fix."""
         if self.rope_scaling not in (None, {}) and self.rope_scaling.get("rope_type", "default") != "default":
-            raise NotImplementedError(f"LLaDA2 rope_scaling={self.rope_scaling} is not supported natively (only default)")
+            raise NotImplementedError(
+                f"LLaDA2 rope_scaling={self.rope_scaling} is not supported natively (only default)"
+            )
         if self.num_attention_heads % self.kv_heads:
             raise ValueError(
                 f"num_attention_heads={self.num_attention_heads} is not a multiple of num_key_value_heads={self.kv_heads}"
@@ -241,13 +243,17 @@ class LLaDA2MoeModelLM(nn.Module):
         return CachedOutput(logits, present) if use_cache else logits
 
 
+def _cfg(model: nn.Module) -> LLaDA2Config:
+    return cast(LLaDA2Config, model.cfg)
+
+
 def build_model(config: dict) -> LLaDA2MoeModelLM:
     return LLaDA2MoeModelLM(LLaDA2Config.from_dict(config))
 
 
 def dims(model: nn.Module) -> dict[str, Any]:
     """Sizes in TransformerLens' words, plus the MoE sizes (n_experts, top_k, d_expert)."""
-    cfg: LLaDA2Config = model.cfg
+    cfg = _cfg(model)
     return {
         "n_layers": cfg.num_hidden_layers,
         "d_model": cfg.hidden_size,
@@ -267,7 +273,7 @@ def dims(model: nn.Module) -> dict[str, Any]:
 
 
 def build_sites(model: nn.Module) -> list[Site]:
-    cfg: LLaDA2Config = model.cfg
+    cfg = _cfg(model)
     b, a = "model.layers.{l}", "model.layers.{l}.attention"
     common: dict[str, str | tuple[str, str]] = {
         "embed_in": ("model.word_embeddings", "input"),
@@ -302,15 +308,22 @@ def build_sites(model: nn.Module) -> list[Site]:
     linears = {"embed": "model.word_embeddings", "attn_out": f"{a}.dense"}
     if not cfg.tie_word_embeddings:
         linears["logits"] = "lm_head"
-    dense_linears = {"mlp_pre": dense["mlp_pre"], "mlp_pre_linear": dense["mlp_pre_linear"], "mlp_out": dense["mlp_out"]}
+    dense_linears = {
+        "mlp_pre": dense["mlp_pre"],
+        "mlp_pre_linear": dense["mlp_pre_linear"],
+        "mlp_out": dense["mlp_out"],
+    }
     moe_layers = {i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)}
-    return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers)
+    moe_linears = (
+        {"shared_out": "model.layers.{l}.mlp.shared_experts.down_proj"} if cfg.num_shared_experts is not None else {}
+    )
+    return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers, moe_linears)
 
 
 def residual_writers(model: nn.Module) -> list[str]:
     """Layers writing the residual stream: embeddings, attention out, and every MLP down projection (dense,
     each routed expert and the shared experts), for folding a directional ablation."""
-    cfg: LLaDA2Config = model.cfg
+    cfg = _cfg(model)
     out = ["model.word_embeddings"]
     for i in range(cfg.num_hidden_layers):
         mlp = f"model.layers.{i}.mlp"
@@ -324,9 +337,21 @@ def residual_writers(model: nn.Module) -> list[str]:
     return out
 
 
+def moe_writers(model: nn.Module, layer: int) -> tuple[list[str], list[str]]:
+    """The down projections writing MoE layer `layer`'s output: every routed expert's, the shared experts'."""
+    cfg = _cfg(model)
+    if not cfg.is_moe(layer):
+        return [], []
+    routed = [f"model.layers.{layer}.mlp.experts.{e}.down_proj" for e in range(cfg.num_experts or 0)]
+    shared = [f"model.layers.{layer}.mlp.shared_experts.down_proj"] if cfg.num_shared_experts is not None else []
+    return routed, shared
+
+
 def hub_keys(cfg: LLaDA2Config) -> list[str]:
     """Sorted parameter (and persistent buffer) names of a hub checkpoint of `cfg`."""
-    keys = ["model.word_embeddings.weight", "model.norm.weight"] + ([] if cfg.tie_word_embeddings else ["lm_head.weight"])
+    keys = ["model.word_embeddings.weight", "model.norm.weight"] + (
+        [] if cfg.tie_word_embeddings else ["lm_head.weight"]
+    )
     mlp3 = ("gate_proj", "up_proj", "down_proj")
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}"
@@ -399,6 +424,7 @@ SPEC = FamilySpec(
     recommended=RECOMMENDED,
     build_sites=build_sites,
     residual_writers=residual_writers,
+    moe_writers=moe_writers,
     dims=dims,
     length_key="gen_length",
     position_key="max_position_embeddings",
