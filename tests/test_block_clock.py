@@ -63,10 +63,9 @@ def test_block_clock_announces_blocks_spans_and_t_block(model):
     assert not bool((out == MASK).any())
 
 
-# float32 cases that cover threshold hits, a block-aligned prompt, the minimal_topk cap, sampling and the EOS early
+# float32 cases that cover greedy and sampled threshold hits, a block-aligned prompt, the minimal_topk cap, sampling and the EOS early
 # stop (the others repeat these paths with more forwards: kept out for the suite's time)
 CACHE_NAMES = (
-    "greedy_threshold_0.7",
     "aligned_prompt_steps4",
     "minimal_topk_caps",
     "sample_topk_topp",
