@@ -117,6 +117,8 @@ class StepContext:
             return []
         start, stop = self.computed
         total = self.info.prompt_length + self.info.gen_length
+        if self.info.block_span is not None:  # block diffusion attends to nothing after the block: none cached
+            total = stop
         return [span for span in ((0, start), (stop, total)) if span[1] > span[0]]
 
     @cached_property

@@ -32,6 +32,7 @@ from ._layers import AttentionHooks, RMSNorm, attend
 from ._moe import DenseMLP, GroupedSigmoid, MoEBlock
 from ._moe_attn import apply_partial_rope, attention_bias, mixed_site_table, partial_rope
 from .base import FamilySpec, Site
+from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
 MASK_ID = 156895  # "<|mask|>" of inclusionAI/LLaDA2.0-mini's tokenizer
 
@@ -127,7 +128,9 @@ class LLaDA2Attention(nn.Module):
         self.dense = nn.Linear(h * hd, cfg.hidden_size, bias=cfg.use_bias)
         self.hooks = AttentionHooks(rotary=True)
 
-    def forward(self, x: Float[torch.Tensor, "b p d"], cos, sin, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, x: Float[torch.Tensor, "b p d"], cos, sin, mask: torch.Tensor | None, cache: LayerKV | None = None
+    ) -> torch.Tensor:
         cfg, a = self.cfg, self.hooks
         b, p, _ = x.shape
         h, kv = cfg.num_attention_heads, cfg.kv_heads
@@ -139,6 +142,8 @@ class LLaDA2Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         q, k = apply_partial_rope(q, cos, sin), apply_partial_rope(k, cos, sin)
         q, k = a.heads(a.hook_rot_q, q), a.heads(a.hook_rot_k, k)
+        if cache is not None:  # a KV-cached forward (kv_cache): attend over the cached columns too
+            k, v = cache.merge(k, v)
         return self.dense(attend(q, k, v, mask, a))
 
 
@@ -169,9 +174,9 @@ class LLaDA2Layer(nn.Module):
             self.mlp = DenseMLP(d, cfg.intermediate_size)
         self.hook_resid_pre, self.hook_resid_mid, self.hook_resid_post = HookPoint(), HookPoint(), HookPoint()
 
-    def forward(self, x: Float[torch.Tensor, "b p d"], cos, sin, mask) -> Float[torch.Tensor, "b p d"]:
+    def forward(self, x: Float[torch.Tensor, "b p d"], cos, sin, mask, kv=None) -> Float[torch.Tensor, "b p d"]:
         x = self.hook_resid_pre(x)
-        x = self.hook_resid_mid(x + self.attention(self.input_layernorm(x), cos, sin, mask))
+        x = self.hook_resid_mid(x + self.attention(self.input_layernorm(x), cos, sin, mask, kv))
         return self.hook_resid_post(x + self.mlp(self.post_attention_layernorm(x)))
 
 
@@ -212,19 +217,30 @@ class LLaDA2MoeModelLM(nn.Module):
         input_ids: Int[torch.Tensor, "b p"],
         attention_mask: torch.Tensor | None = None,
         position_ids: Int[torch.Tensor, "b p"] | None = None,
-    ) -> Float[torch.Tensor, "b p v"]:
-        """`position_ids` default to 0..P-1 (the reference's default); LLaDA2's sampler passes them explicitly."""
+        past_key_values: list[KV] | None = None,
+        use_cache: bool = False,
+        replace_position: torch.Tensor | None = None,
+    ) -> Float[torch.Tensor, "b p v"] | CachedOutput:
+        """`position_ids` default to 0..P-1 (the reference's default); LLaDA2's sampler passes them explicitly.
+        KV-cached forwards (`kv_cache`; LLaDA2's block cache, `sampling.llada2_cached`): `input_ids` are the
+        computed columns, the mask covers every key column; `use_cache=True` returns a `CachedOutput`."""
         m = self.model
         x = m.word_embeddings(input_ids)
         b, p = input_ids.shape
-        pos = torch.arange(p, device=x.device) if position_ids is None else position_ids.to(x.device)
+        kvs: list[LayerKV | None] = [None] * len(m.layers)
+        start = 0
+        if past_key_values is not None or use_cache or replace_position is not None:
+            kvs[:], start, _ = layer_caches(past_key_values, len(m.layers), p, replace_position)
+        pos = torch.arange(start, start + p, device=x.device) if position_ids is None else position_ids.to(x.device)
         if pos.shape[-1] != p:
             raise ValueError(f"position_ids has shape {tuple(pos.shape)}; it must be [{b} or 1, {p}]")
         cos, sin = partial_rope(pos, self.cfg.rope_dim, self.cfg.rope_theta, x.dtype)
         mask = attention_bias(attention_mask, b, p, x.dtype, drop_all_ones=True)
-        for layer in m.layers:
-            x = layer(x, cos, sin, mask)
-        return self.hook_logits(self.lm_head(m.norm(x)).float())
+        for layer, kv in zip(m.layers, kvs):
+            x = layer(x, cos, sin, mask, kv)
+        logits = self.hook_logits(self.lm_head(m.norm(x)).float())
+        present = [kv.present for kv in kvs if kv is not None and kv.present is not None]
+        return CachedOutput(logits, present) if use_cache else logits
 
 
 def _cfg(model: nn.Module) -> LLaDA2Config:
@@ -396,9 +412,8 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     return {**cfg, **overrides}
 
 
-# LLaDA2's block-diffusion sampler (dllm/pipelines/llada2/sampler.py defaults); `generate` is wired by the
-# block-diffusion sampler module (branch llada2gen): until then model.generate says the family declares none.
-RECOMMENDED = {"max_new_tokens": 128, "block_size": 32, "steps_per_block": 32, "temperature": 0.0, "threshold": 0.95}
+# LLaDA2's block-diffusion sampler (the hub generate's defaults), `generate` and the KV-cached fast path.
+from ._llada2_gen import FAST, RECOMMENDED, generate  # noqa: E402
 
 SPEC = FamilySpec(
     name="llada2",
@@ -411,8 +426,10 @@ SPEC = FamilySpec(
     residual_writers=residual_writers,
     moe_writers=moe_writers,
     dims=dims,
-    length_key="max_new_tokens",
+    length_key="gen_length",
     position_key="max_position_embeddings",
+    generate=generate,
+    fast=FAST,
     build_model=build_model,
     size_fields=(
         "num_hidden_layers",

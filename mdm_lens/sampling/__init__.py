@@ -5,6 +5,8 @@ from .dream import dream_generate
 from .dream_cached import dream_generate_cached
 from .llada import get_num_transfer_tokens, llada_generate
 from .llada_cached import llada_generate_cached
+from .llada2 import llada2_generate
+from .llada2_cached import llada2_generate_cached
 
 __all__ = [
     "StepClock",
@@ -15,4 +17,6 @@ __all__ = [
     "get_num_transfer_tokens",
     "llada_generate",
     "llada_generate_cached",
+    "llada2_generate",
+    "llada2_generate_cached",
 ]
