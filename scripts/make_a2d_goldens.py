@@ -103,19 +103,54 @@ BLOCK = 4  # block size of the BD3LM mask in the logit goldens
 CASES = [
     ("mdlm", "a2d_qwen3", None, {"max_new_tokens": 8, "block_size": 4, "steps": 8}),
     ("mdlm", "a2d_qwen3", 11, {"max_new_tokens": 8, "block_size": 8, "steps": 6, "temperature": 0.8}),
-    ("mdlm", "a2d_qwen3", 12, {"max_new_tokens": 6, "block_size": 3, "steps": 4, "remasking": "random",
-                               "temperature": 0.5, "stochastic_transfer": True}),
-    ("mdlm", "a2d_qwen3", None, {"max_new_tokens": 8, "block_size": 8, "steps": 5, "cfg_scale": 1.5,
-                                 "suppress_tokens": [3, 4], "begin_suppress_tokens": [7], "right_shift_logits": True}),
+    (
+        "mdlm",
+        "a2d_qwen3",
+        12,
+        {
+            "max_new_tokens": 6,
+            "block_size": 3,
+            "steps": 4,
+            "remasking": "random",
+            "temperature": 0.5,
+            "stochastic_transfer": True,
+        },
+    ),
+    (
+        "mdlm",
+        "a2d_qwen3",
+        None,
+        {
+            "max_new_tokens": 8,
+            "block_size": 8,
+            "steps": 5,
+            "cfg_scale": 1.5,
+            "suppress_tokens": [3, 4],
+            "begin_suppress_tokens": [7],
+            "right_shift_logits": True,
+        },
+    ),
     ("mdlm", "a2d_qwen2", None, {"max_new_tokens": 8, "block_size": 4, "steps": 8}),
     ("mdlm", "a2d_llama", None, {"max_new_tokens": 8, "block_size": 4, "steps": 8}),
     ("bd3lm", "a2d_qwen3", None, {"max_new_tokens": 8, "block_size": 4, "steps": 8}),
-    ("bd3lm", "a2d_qwen3", 21, {"max_new_tokens": 12, "block_size": 4, "steps": 6, "temperature": 0.7,
-                                "remasking": "random"}),
-    ("bd3lm", "a2d_qwen3", 22, {"max_new_tokens": 10, "block_size": 4, "steps": 9, "temperature": 0.6,
-                                "stochastic_transfer": True}),
-    ("bd3lm", "a2d_qwen3", None, {"max_new_tokens": 8, "block_size": 4, "steps_per_block": 3, "cfg_scale": 1.0,
-                                  "right_shift_logits": True}),
+    (
+        "bd3lm",
+        "a2d_qwen3",
+        21,
+        {"max_new_tokens": 12, "block_size": 4, "steps": 6, "temperature": 0.7, "remasking": "random"},
+    ),
+    (
+        "bd3lm",
+        "a2d_qwen3",
+        22,
+        {"max_new_tokens": 10, "block_size": 4, "steps": 9, "temperature": 0.6, "stochastic_transfer": True},
+    ),
+    (
+        "bd3lm",
+        "a2d_qwen3",
+        None,
+        {"max_new_tokens": 8, "block_size": 4, "steps_per_block": 3, "cfg_scale": 1.0, "right_shift_logits": True},
+    ),
     ("bd3lm", "a2d_qwen3", None, {"max_new_tokens": 12, "block_size": 4, "steps": 12, "eos": "auto", "rows": [0]}),
     ("bd3lm", "a2d_qwen2", None, {"max_new_tokens": 8, "block_size": 4, "steps": 8}),
     ("bd3lm", "a2d_llama", None, {"max_new_tokens": 8, "block_size": 4, "steps": 8}),
@@ -143,7 +178,9 @@ def import_dllm(root: str) -> types.SimpleNamespace:
     ns.bd3lm = importlib.import_module("dllm.core.samplers.bd3lm")
     ns.models = {}
     for fam, f in FILES.items():
-        _package(f"dllm.pipelines.a2d.models.{f.split('/')[0]}", base / "pipelines" / "a2d" / "models" / f.split("/")[0])
+        _package(
+            f"dllm.pipelines.a2d.models.{f.split('/')[0]}", base / "pipelines" / "a2d" / "models" / f.split("/")[0]
+        )
         ns.models[fam] = importlib.import_module("dllm.pipelines.a2d.models." + f.replace("/", "."))
     return ns
 
@@ -191,8 +228,11 @@ def logits_for(ns, model, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]
         pm, pp = ns.bd3lm._prepare_for_sampling(bd[:, :8], BLOCK, PAD)
         past = model(bd[:, :8], attention_mask=pm, position_ids=pp, use_cache=True).past_key_values
         out["bd3lm_cached"] = model(
-            bd[:, 8:], attention_mask=mask4[:, :, 8:], position_ids=pos[:, 8:],
-            past_key_values=copy.deepcopy(past), use_cache=False,
+            bd[:, 8:],
+            attention_mask=mask4[:, :, 8:],
+            position_ids=pos[:, 8:],
+            past_key_values=copy.deepcopy(past),
+            use_cache=False,
         ).logits
     return out
 

@@ -66,7 +66,9 @@ def _calls(model, x: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         }
         pm, pp = block_causal(bd[:, :8], IDS["bd3lm_block"], IDS["pad"])
         past = model(bd[:, :8], attention_mask=pm, position_ids=pp, use_cache=True).past_key_values
-        out["bd3lm_cached"] = model(bd[:, 8:], attention_mask=mask4[:, :, 8:], position_ids=pos[:, 8:], past_key_values=past)
+        out["bd3lm_cached"] = model(
+            bd[:, 8:], attention_mask=mask4[:, :, 8:], position_ids=pos[:, 8:], past_key_values=past
+        )
     return out
 
 
@@ -140,8 +142,19 @@ def test_from_pretrained_picks_family_and_sampler(hub_folder, models):
         attn = torch.tensor([[1, 1, 1, 1], [0, 0, 1, 1]])
         fn = mdlm_generate if variant == "mdlm" else bd3lm_generate
         torch.manual_seed(0)
-        direct = fn(models["a2d_qwen3"], ids, attn, max_new_tokens=8, steps=8, block_size=4, mask_id=IDS["mask"],
-                    eos_id=special["eos"], pad_id=special["pad"], bos_id=IDS["bos"], left_layout=True)
+        direct = fn(
+            models["a2d_qwen3"],
+            ids,
+            attn,
+            max_new_tokens=8,
+            steps=8,
+            block_size=4,
+            mask_id=IDS["mask"],
+            eos_id=special["eos"],
+            pad_id=special["pad"],
+            bos_id=IDS["bos"],
+            left_layout=True,
+        )
         assert out.sequences[:, :4].tolist() == ids.tolist() and out.tokens.shape == (2, 8)
         assert torch.equal(out.sequences, direct), variant
     with pytest.raises(ValueError, match="variant='bd3' is not an A2D sampler"):
@@ -156,12 +169,22 @@ def test_bd3lm_step_clock(models):
     seen = []
 
     def hook(act, ctx):
-        seen.append((ctx.info.step, ctx.computed, ctx.cached, ctx.block_span, ctx.info.block_step, ctx.t_block,
-                     ctx.scope_mask("padding").sum().item()))
+        seen.append(
+            (
+                ctx.info.step,
+                ctx.computed,
+                ctx.cached,
+                ctx.block_span,
+                ctx.info.block_step,
+                ctx.t_block,
+                ctx.scope_mask("padding").sum().item(),
+            )
+        )
 
     with model.hooks({"blocks.0.hook_resid_post": hook}):
-        out = bd3lm_generate(model, PROMPTS, max_new_tokens=8, steps=8, block_size=4, eos_id=IDS["eos"],
-                             pad_id=IDS["pad"])
+        out = bd3lm_generate(
+            model, PROMPTS, max_new_tokens=8, steps=8, block_size=4, eos_id=IDS["eos"], pad_id=IDS["pad"]
+        )
     assert torch.equal(out, GOLDENS["case6"])
     assert len(seen) == 2 + 8  # a prefix forward per block, 4 steps per block
     assert seen[0] == (0, (0, 8), [], (8, 12), 0, 0.0, 3 + 5)  # prompts of 5 and 3 left-padded to 8

@@ -259,7 +259,7 @@ class A2DLMHeadModel(nn.Module):
         n = self.cfg.num_hidden_layers
         kvs, start, n_keys = layer_caches(past_key_values, n, input_ids.shape[1], replace_position)
         logits = self._forward(input_ids, attention_mask, position_ids, kvs, start, n_keys)
-        return CachedOutput(logits, [kv.present for kv in kvs]) if use_cache else logits
+        return CachedOutput(logits, [kv.present for kv in kvs if kv.present is not None]) if use_cache else logits
 
     def _mask(self, attention_mask: torch.Tensor | None, b: int, p: int, n_keys: int, device) -> torch.Tensor | None:
         if attention_mask is None:

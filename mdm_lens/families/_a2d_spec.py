@@ -42,9 +42,15 @@ SIZE_FIELDS = (
 )
 
 
+def _cfg(model: nn.Module) -> A2DConfig:
+    if not isinstance(model, A2DLMHeadModel):
+        raise TypeError(f"expected the native A2D model (A2DLMHeadModel), got {type(model).__name__}")
+    return model.cfg
+
+
 def dims(model: nn.Module) -> dict[str, Any]:
     """Sizes in TransformerLens' words."""
-    cfg: A2DConfig = model.cfg
+    cfg = _cfg(model)
     return {
         "n_layers": cfg.num_hidden_layers,
         "d_model": cfg.hidden_size,
@@ -96,14 +102,14 @@ def build_sites(model: nn.Module) -> list[Site]:
         "mlp_pre_linear": f"{b}.mlp.up_proj",
         "mlp_out": f"{b}.mlp.down_proj",
     }
-    if not model.cfg.tie_word_embeddings:
+    if not _cfg(model).tie_word_embeddings:
         linears["logits"] = "lm_head"
     return site_table(dims(model), paths, linears)
 
 
 def residual_writers(model: nn.Module) -> list[str]:
     out = ["model.embed_tokens"]
-    for layer in range(model.cfg.num_hidden_layers):
+    for layer in range(_cfg(model).num_hidden_layers):
         out += [f"model.layers.{layer}.self_attn.o_proj", f"model.layers.{layer}.mlp.down_proj"]
     return out
 
@@ -150,7 +156,9 @@ def generate(
 
     variant = settings.pop("variant", "mdlm")
     if variant not in VARIANTS:
-        raise ValueError(f"variant={variant!r} is not an A2D sampler; use one of {VARIANTS} (the checkpoint's objective)")
+        raise ValueError(
+            f"variant={variant!r} is not an A2D sampler; use one of {VARIANTS} (the checkpoint's objective)"
+        )
     fn = mdlm_generate if variant == "mdlm" else bd3lm_generate
     fixed = {"model", "prompts", "attention_mask", "on_step", "trace", "return_history", "left_layout"}
     fixed |= {"eos_id", "pad_id", "bos_id"}
@@ -161,7 +169,14 @@ def generate(
         raise ValueError("the A2D samplers need an EOS id (MDLM pads the canvas with it): give the tokenizer one")
     ids = {"eos_id": eos, "pad_id": special["pad"], "bos_id": model.config.get("bos_token_id")}
     return fn(
-        model, input_ids, attention_mask=attention_mask, left_layout=True, on_step=on_step, trace=trace, **ids, **settings
+        model,
+        input_ids,
+        attention_mask=attention_mask,
+        left_layout=True,
+        on_step=on_step,
+        trace=trace,
+        **ids,
+        **settings,
     )
 
 
@@ -200,9 +215,7 @@ def tiny_config(arch: str, model_type: str, architecture: str, style: str, **ove
     return {**cfg, **overrides}
 
 
-def make_spec(
-    name: str, arch: str, model_type: str, architecture: str, mask_id: int, style: str
-) -> FamilySpec:
+def make_spec(name: str, arch: str, model_type: str, architecture: str, mask_id: int, style: str) -> FamilySpec:
     """The FamilySpec of one A2D family; `mask_id` is only the fallback (config, then tokenizer, win)."""
 
     def tiny(**overrides: Any) -> dict[str, Any]:

@@ -74,8 +74,19 @@ class _Run:
         self.step, self.num_steps, self.num_blocks = 0, 0, 0
 
     def info(self, blk: int, span: tuple[int, int], computed: tuple[int, int], bstep: int, bsteps: int) -> StepInfo:
-        return StepInfo(self.step, self.num_steps, blk, self.num_blocks, self.plen, computed[1] - self.plen, "bd3lm",
-                        computed=computed, block_span=span, block_step=bstep, block_num_steps=bsteps)
+        return StepInfo(
+            self.step,
+            self.num_steps,
+            blk,
+            self.num_blocks,
+            self.plen,
+            computed[1] - self.plen,
+            "bd3lm",
+            computed=computed,
+            block_span=span,
+            block_step=bstep,
+            block_num_steps=bsteps,
+        )
 
     def prefix(self, x, unmasked, info: StepInfo):
         """The prefix forwards (conditional, and unconditional under CFG) -> [(cache, last logits)]."""
@@ -104,7 +115,9 @@ def _plan(new: int, block_size: int, per_block: int, stochastic: bool) -> int:
     total = 0
     for b in range(math.ceil(new / block_size)):
         width = min(block_size, new - b * block_size)
-        total += per_block if stochastic else num_transfer_tokens(torch.ones(1, width, dtype=torch.bool), per_block).size(1)
+        total += (
+            per_block if stochastic else num_transfer_tokens(torch.ones(1, width, dtype=torch.bool), per_block).size(1)
+        )
     return total
 
 
@@ -171,6 +184,7 @@ def bd3lm_generate(
 
     def relayout(canvas: torch.Tensor) -> torch.Tensor:
         out = torch.full((b_sz, width + new), mask_id, dtype=torch.long, device=canvas.device)
+        assert left is not None
         out[:, :width] = left
         gen = canvas[:, plen:]
         out[:, width : width + gen.shape[1]] = gen
@@ -192,8 +206,9 @@ def bd3lm_generate(
             t0, t1 = x.shape[1], x.shape[1] + cur
             # the schedule of a fresh block (all masks) before its prefix forward: forwards draw no random numbers,
             # so the binomial draws stay where the reference makes them
-            schedule = num_transfer_tokens(torch.ones((b_sz, cur), dtype=torch.bool, device=x.device), per_block,
-                                           stochastic_transfer)
+            schedule = num_transfer_tokens(
+                torch.ones((b_sz, cur), dtype=torch.bool, device=x.device), per_block, stochastic_transfer
+            )
             caches = run.prefix(x, unmasked, run.info(blk, (t0, t1), (0, t0), 0, schedule.size(1)))
             x = torch.cat([x, torch.full((b_sz, cur), mask_id, dtype=torch.long, device=x.device)], dim=1)
             unmasked = torch.cat([unmasked, torch.zeros((b_sz, cur), dtype=torch.bool, device=x.device)], dim=1)
@@ -215,6 +230,7 @@ def bd3lm_generate(
             generated += cur
     out = relayout(x) if left_layout else x
     if return_history:
+        assert trace is not None  # trace_for made one
         return out, trace.history
     return out
 

@@ -49,7 +49,9 @@ def num_transfer_tokens(
             prob = 1 - ((1 - a_s) / (1 - a_t)).item()
             n = mask_num[i, 0].to(torch.float64)
             if stochastic:
-                out[i, j] = torch.distributions.Binomial(n, prob).sample().to(torch.int64)
+                out[i, j] = (
+                    torch.distributions.Binomial(n, torch.as_tensor(prob, dtype=torch.float64)).sample().to(torch.int64)
+                )
             else:
                 out[i, j] = torch.round(n * prob).to(torch.int64)
             out[i, j] = torch.minimum(out[i, j], mask_num[i, 0])
@@ -209,13 +211,25 @@ def mdlm_generate(
             for i in range(schedule.size(1)):
                 announce(StepInfo(step, head[0], blk, num_blocks, head[1], head[2], "mdlm"))
                 logits = _logits(model, x, attn, unmasked, mask_id, cfg_scale)
-                x = _step(x, logits, schedule[:, i], lens, (blk + 1) * block_size, mask_id, temperature, remasking,
-                          suppress_tokens, begin_suppress_tokens, right_shift_logits)
+                x = _step(
+                    x,
+                    logits,
+                    schedule[:, i],
+                    lens,
+                    (blk + 1) * block_size,
+                    mask_id,
+                    temperature,
+                    remasking,
+                    suppress_tokens,
+                    begin_suppress_tokens,
+                    right_shift_logits,
+                )
                 if rec is not None:
                     rec.record(step, x)
                 step += 1
     out = relayout(x) if relayout is not None else x
     if return_history:
+        assert trace is not None  # trace_for made one
         return out, trace.history
     return out
 
