@@ -194,6 +194,19 @@ def test_bd3lm_step_clock(models):
     assert [s[0] for s in seen] == [0, 0, 1, 2, 3, 4, 4, 5, 6, 7]
 
 
+def test_mdlm_step_clock(models):
+    """MDLM announces one step per forward, its semi-autoregressive block, and no block span (the whole canvas is
+    bidirectional); num_steps is the number of forwards the run makes."""
+    model = HookedMDM(models["a2d_qwen3"], FAMILIES["a2d_qwen3"], None, dict(CONFIGS["a2d_qwen3"]))
+    seen = []
+    with model.hooks({"blocks.0.hook_resid_post": lambda act, ctx: seen.append(ctx.info)}):
+        out = mdlm_generate(model, PROMPTS, max_new_tokens=8, block_size=4, steps=8, eos_id=IDS["eos"])
+    assert torch.equal(out, GOLDENS["case0"])
+    assert [i.step for i in seen] == list(range(8)) and {i.num_steps for i in seen} == {8}
+    assert [i.block for i in seen] == [0] * 4 + [1] * 4 and all(i.block_span is None for i in seen)
+    assert {(i.prompt_length, i.gen_length, i.sampler) for i in seen} == {(5, 8, "mdlm")}
+
+
 def test_sites_cache_and_hooks(models):
     for fam in FAMS:
         model = HookedMDM(models[fam], FAMILIES[fam], None, dict(CONFIGS[fam]))

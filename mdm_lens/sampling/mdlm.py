@@ -50,7 +50,7 @@ def num_transfer_tokens(
             n = mask_num[i, 0].to(torch.float64)
             if stochastic:
                 out[i, j] = (
-                    torch.distributions.Binomial(n, torch.as_tensor(prob, dtype=torch.float64)).sample().to(torch.int64)
+                    torch.distributions.Binomial(n, torch.as_tensor(prob, dtype=torch.float64, device=n.device)).sample().to(torch.int64)
                 )
             else:
                 out[i, j] = torch.round(n * prob).to(torch.int64)
