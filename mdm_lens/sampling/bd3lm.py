@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Int
 
-from .common import StepInfo, announcing, logits_of, resolve_mask_id
+from .common import StepInfo, announcing, logits_of
 from .llada import add_gumbel_noise
-from .mdlm import LeftLayout, Prompts, check_common, check_ids, num_transfer_tokens, prompt_list
+from .mdlm import LeftLayout, Prompts, check_common, num_transfer_tokens, prepare
 from .trace import DecodeTrace, trace_for
 
 
@@ -154,22 +154,11 @@ def bd3lm_generate(
     check_common(steps, block_size, remasking, temperature, cfg_scale)
     if steps_per_block is not None and not (isinstance(steps_per_block, int) and steps_per_block >= 1):
         raise ValueError(f"steps_per_block={steps_per_block!r} must be None or an integer >= 1")
-    device = prompts.device if isinstance(prompts, torch.Tensor) else getattr(model, "device", None)
-    mask_id = resolve_mask_id(model, mask_id, -1)
-    if mask_id < 0:
-        raise ValueError("mask_id is needed: pass mask_id=..., or run on a model that knows its mask token")
-    plist = prompt_list(prompts, attention_mask, device)
-    if right_shift_logits:
-        if any(p.numel() == 0 for p in plist) and bos_id is None:
-            raise ValueError("right_shift_logits with an empty prompt needs bos_id (the reference starts it with BOS)")
-        plist = [torch.tensor([bos_id], device=p.device) if p.numel() == 0 else p for p in plist]
-    check_ids(plist, mask_id)
+    plist, mask_id, new = prepare(
+        model, prompts, attention_mask, mask_id, right_shift_logits, bos_id, max_new_tokens, max_length
+    )
     lens = [int(p.shape[0]) for p in plist]
-    if not max_new_tokens:
-        if max_length is None or max_length <= max(lens):
-            raise ValueError(f"max_new_tokens={max_new_tokens!r}, max_length={max_length!r}: give max_new_tokens >= 1")
-        max_new_tokens = max_length - max(lens)
-    new, b_sz = int(max_new_tokens), len(plist)
+    b_sz, device = len(plist), plist[0].device
     plen = math.ceil(max(lens) / block_size) * block_size
     x = torch.full((b_sz, plen), pad_id, dtype=torch.long, device=device)
     for j, p in enumerate(plist):

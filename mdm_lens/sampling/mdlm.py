@@ -50,7 +50,9 @@ def num_transfer_tokens(
             n = mask_num[i, 0].to(torch.float64)
             if stochastic:
                 out[i, j] = (
-                    torch.distributions.Binomial(n, torch.as_tensor(prob, dtype=torch.float64, device=n.device)).sample().to(torch.int64)
+                    torch.distributions.Binomial(n, torch.as_tensor(prob, dtype=torch.float64, device=n.device))
+                    .sample()
+                    .to(torch.int64)
                 )
             else:
                 out[i, j] = torch.round(n * prob).to(torch.int64)
@@ -93,6 +95,32 @@ def check_ids(prompts: list, mask_id: int) -> None:
     for i, p in enumerate(prompts):
         if bool((p == mask_id).any()):
             raise ValueError(f"prompt {i} contains the mask token id {mask_id}; the sampler would generate there")
+
+
+def prepare(model, prompts: Prompts, attention_mask, mask_id, shift: bool, bos_id, max_new_tokens, max_length):
+    """What both dllm samplers do before the canvas: the mask id, per-prompt ids (an empty prompt starts with BOS
+    under `right_shift_logits`), and the response length (`max_new_tokens`, else `max_length - max(prompt)`)."""
+    device = prompts.device if isinstance(prompts, torch.Tensor) else getattr(model, "device", None)
+    mask_id = resolve_mask_id(model, mask_id, -1)
+    if mask_id < 0:
+        raise ValueError("mask_id is needed: pass mask_id=..., or run on a model that knows its mask token")
+    plist = prompt_list(prompts, attention_mask, device)
+    if not plist:
+        raise ValueError("no prompts given; pass a [batch, length] tensor or a list of id lists")
+    if shift:
+        if any(p.numel() == 0 for p in plist) and bos_id is None:
+            raise ValueError("right_shift_logits with an empty prompt needs bos_id (the reference starts it with BOS)")
+        plist = [torch.tensor([bos_id], device=p.device) if p.numel() == 0 else p for p in plist]
+    check_ids(plist, mask_id)
+    longest = max(int(p.shape[0]) for p in plist)
+    if not max_new_tokens:
+        if max_length is None or max_length <= longest:
+            raise ValueError(
+                f"max_new_tokens={max_new_tokens!r}, max_length={max_length!r}: give max_new_tokens >= 1 (or a "
+                f"max_length above the longest prompt, {longest})"
+            )
+        max_new_tokens = max_length - longest
+    return plist, mask_id, int(max_new_tokens)
 
 
 class LeftLayout:
@@ -163,24 +191,11 @@ def mdlm_generate(
     `left_layout`, `[pads, prompt, response]`; `pad_id` fills the pads, default EOS). `trace` / `return_history`
     record the canvas after each step (in the returned layout)."""
     check_common(steps, block_size, remasking, temperature, cfg_scale)
-    device = prompts.device if isinstance(prompts, torch.Tensor) else getattr(model, "device", None)
-    mask_id = resolve_mask_id(model, mask_id, -1)
-    if mask_id < 0:
-        raise ValueError("mask_id is needed: pass mask_id=..., or run on a model that knows its mask token")
-    plist = prompt_list(prompts, attention_mask, device)
-    if right_shift_logits:
-        if any(p.numel() == 0 for p in plist) and bos_id is None:
-            raise ValueError("right_shift_logits with an empty prompt needs bos_id (the reference starts it with BOS)")
-        plist = [torch.tensor([bos_id], device=p.device) if p.numel() == 0 else p for p in plist]
-    check_ids(plist, mask_id)
+    plist, mask_id, new = prepare(
+        model, prompts, attention_mask, mask_id, right_shift_logits, bos_id, max_new_tokens, max_length
+    )
     lens = [int(p.shape[0]) for p in plist]
-    if max_new_tokens:
-        max_length = max_new_tokens + max(lens)
-    elif max_length is None or max_length <= max(lens):
-        raise ValueError(f"max_new_tokens={max_new_tokens!r} and max_length={max_length!r}: give max_new_tokens >= 1")
-    else:
-        max_new_tokens = max_length - max(lens)
-    new, b_sz, width = int(max_new_tokens), len(plist), int(max_length)
+    b_sz, width, device = len(plist), max(lens) + new, plist[0].device
     x = torch.full((b_sz, width), eos_id, dtype=torch.long, device=device)
     attn = torch.zeros((b_sz, width), dtype=torch.long, device=device)
     for i, p in enumerate(plist):
