@@ -168,17 +168,7 @@ def bd3lm_generate(
         unmasked &= ~torch.isin(x, torch.as_tensor(cfg_keep_tokens, device=x.device))
     num_blocks = math.ceil(new / block_size)
     per_block = steps_per_block if steps_per_block is not None else math.ceil(steps / num_blocks)
-    width = max(lens)
-    left = prompt_list_left(plist, width, pad_id) if left_layout else None
-
-    def relayout(canvas: torch.Tensor) -> torch.Tensor:
-        out = torch.full((b_sz, width + new), mask_id, dtype=torch.long, device=canvas.device)
-        assert left is not None
-        out[:, :width] = left
-        gen = canvas[:, plen:]
-        out[:, width : width + gen.shape[1]] = gen
-        return out
-
+    relayout = _relayout_fn(prompt_list_left(plist, max(lens), pad_id), plen, new, mask_id)
     trace = trace_for(trace, mask_id, return_history)
     rec = LeftLayout(trace, relayout) if trace is not None and left_layout else trace
     if rec is not None:
@@ -204,13 +194,12 @@ def bd3lm_generate(
             attn, pos = block_causal(x, block_size, pad_id)
             attn, pos = attn[:, :, t0:t1, :], pos[:, t0:t1]
             for i in range(schedule.size(1)):
-                x_blk = x[:, t0:t1]
-                mask_blk = x_blk == mask_id
+                mask_blk = x[:, t0:t1] == mask_id
                 if not mask_blk.any():
                     break
                 info = run.info(blk, (t0, t1), (t0, t1), i, schedule.size(1))
-                logits = run.block(x_blk, attn, pos, caches, info, right_shift_logits)
-                x[:, t0:t1] = _denoise(logits, x_blk, mask_blk, schedule[:, i], temperature, remasking)
+                logits = run.block(x[:, t0:t1], attn, pos, caches, info, right_shift_logits)
+                x[:, t0:t1] = _denoise(logits, x[:, t0:t1], mask_blk, schedule[:, i], temperature, remasking)
                 if rec is not None:
                     rec.record(run.step, x)
                 run.step += 1
@@ -222,6 +211,21 @@ def bd3lm_generate(
         assert trace is not None  # trace_for made one
         return out, trace.history
     return out
+
+
+def _relayout_fn(left: torch.Tensor, plen: int, new: int, mask_id: int):
+    """BD3LM canvas (padded prompt of `plen` columns, blocks so far) -> [left-padded prompt, response of `new`],
+    columns not generated yet (or never, after an EOS stop) shown as the mask id."""
+    width = left.shape[1]
+
+    def relayout(canvas: torch.Tensor) -> torch.Tensor:
+        out = torch.full((left.shape[0], width + new), mask_id, dtype=torch.long, device=canvas.device)
+        out[:, :width] = left
+        gen = canvas[:, plen:]
+        out[:, width : width + gen.shape[1]] = gen
+        return out
+
+    return relayout
 
 
 def prompt_list_left(plist: list, width: int, pad_id: int) -> torch.Tensor:
