@@ -181,11 +181,20 @@ def test_bd3lm_step_clock(models):
             )
         )
 
+    heard = []
     with model.hooks({"blocks.0.hook_resid_post": hook}):
         out = bd3lm_generate(
-            model, PROMPTS, max_new_tokens=8, steps=8, block_size=4, eos_id=IDS["eos"], pad_id=IDS["pad"]
+            model,
+            PROMPTS,
+            max_new_tokens=8,
+            steps=8,
+            block_size=4,
+            eos_id=IDS["eos"],
+            pad_id=IDS["pad"],
+            on_step=heard.append,
         )
     assert torch.equal(out, GOLDENS["case6"])
+    assert [i.step for i in heard] == list(range(8)) and {i.num_steps for i in heard} == {8}  # once per step
     assert len(seen) == 2 + 8  # a prefix forward per block, 4 steps per block
     assert seen[0] == (0, (0, 8), [], (8, 12), 0, 0.0, 3 + 5)  # prompts of 5 and 3 left-padded to 8
     assert seen[1][:6] == (0, (8, 12), [(0, 8)], (8, 12), 0, 1.0)

@@ -11,11 +11,12 @@ takes the prefix's last logits), `stochastic_transfer`; generation stops after a
 Pad columns are found as `x == pad_id`, so a generated token equal to the pad id is padding from then on (as in
 the reference).
 
-The step clock, per forward: `step` is the denoising step the forward serves (a block's prefix forward serves the
-block's first step: its cache feeds every step of the block); `block_span` the block's canvas columns,
-`block_step` / `block_num_steps` the step within it; `computed` the columns the forward computes (the prefix, or
-the block, whose keys see the cached prefix); `prompt_length` the padded prompt width and `gen_length` the
-response columns the canvas holds at that forward (so `ctx.cached` is exactly the cached prefix).
+The step clock, per forward: `step` is the denoising step the forward serves (a block's prefix forward serves
+the block's first step: its cache feeds every step of the block; `on_step` hears each step once); `block_span`
+the block's canvas columns, `block_step` / `block_num_steps` the step within it; `computed` the columns the
+forward computes (the prefix, or the block, whose keys see the cached prefix); `prompt_length` the padded prompt
+width and `gen_length` the response columns the canvas holds at that forward (so `ctx.cached` is exactly the
+cached prefix).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Bool, Int
 
-from .common import StepInfo, announcing, logits_of
+from .common import StepClock, StepInfo, announcing, logits_of
 from .llada import add_gumbel_noise
 from .mdlm import LeftLayout, Prompts, check_common, num_transfer_tokens, prepare
 from .trace import DecodeTrace, trace_for
@@ -66,10 +67,15 @@ def _denoise(logits, x_blk, mask_blk: Bool[torch.Tensor, "b l"], counts, tempera
 
 
 class _Run:
-    """The per-run state the forwards share: the model, the clock, CFG's unconditional ids, step counters."""
+    """The per-run state the forwards share: the model, the clock, CFG's unconditional ids, step counters.
+
+    Every forward sets the model's clock first; `on_step` (progress bars, callers) hears each denoising step once,
+    at its conditional block forward, so its count is `num_steps` (prefix and CFG forwards only set the clock)."""
 
     def __init__(self, model, announce, block_size: int, pad_id: int, mask_id: int, cfg_scale: float, plen: int):
         self.model, self.announce, self.bs, self.pad, self.mask = model, announce, block_size, pad_id, mask_id
+        clock = getattr(model, "step_clock", None)
+        self.tick = clock.announce if isinstance(clock, StepClock) else (lambda info: None)
         self.cfg, self.plen = cfg_scale, plen
         self.step, self.num_steps, self.num_blocks = 0, 0, 0
 
@@ -93,7 +99,7 @@ class _Run:
         attn, pos = block_causal(x, self.bs, self.pad)
         outs = []
         for ids in [x] + ([torch.where(unmasked, self.mask, x)] if self.cfg > 0 else []):
-            self.announce(info)
+            self.tick(info)
             out = self.model(ids, attention_mask=attn, position_ids=pos, use_cache=True)
             outs.append((out.past_key_values, logits_of(out)[:, -1:, :]))
         return outs
@@ -101,8 +107,8 @@ class _Run:
     def block(self, x_blk, attn, pos, caches, info: StepInfo, shift: bool):
         """The block's logits against the cached prefix (CFG-combined; right-shifted when asked)."""
         logits = []
-        for past, _ in caches:
-            self.announce(info)
+        for k, (past, _) in enumerate(caches):
+            (self.announce if k == 0 else self.tick)(info)
             logits.append(logits_of(self.model(x_blk, attention_mask=attn, position_ids=pos, past_key_values=past)))
         out = logits[0] if self.cfg <= 0 else logits[1] + (self.cfg + 1.0) * (logits[0] - logits[1])
         if shift:
