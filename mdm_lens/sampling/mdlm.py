@@ -83,8 +83,9 @@ def prompt_list(prompts: Prompts, attention_mask: torch.Tensor | None, device: t
 
 
 def check_common(steps: int, block_size: int, remasking: str, temperature: float, cfg_scale: float) -> None:
-    if not (isinstance(steps, int) and steps >= 1) or not (isinstance(block_size, int) and block_size >= 1):
-        raise ValueError(f"steps={steps!r} and block_size={block_size!r} must be integers >= 1")
+    for key, val in (("steps", steps), ("block_size", block_size)):
+        if isinstance(val, bool) or not isinstance(val, int) or val < 1:
+            raise ValueError(f"{key}={val!r} is invalid: {key} must be an integer >= 1")
     if remasking not in REMASKING:
         raise ValueError(f"unknown remasking {remasking!r}; use one of {REMASKING}")
     if not (temperature >= 0 and math.isfinite(temperature)) or not (cfg_scale >= 0 and math.isfinite(cfg_scale)):
