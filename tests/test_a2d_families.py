@@ -157,6 +157,10 @@ def test_from_pretrained_picks_family_and_sampler(hub_folder, models):
         )
         assert out.sequences[:, :4].tolist() == ids.tolist() and out.tokens.shape == (2, 8)
         assert torch.equal(out.sequences, direct), variant
+    model.config["mdm_lens_sampler"] = {"variant": "bd3lm"}  # a BD3LM checkpoint says so once in config.json
+    again = model.generate(prompts, chat=False, max_new_tokens=8, steps=8, block_size=4, seed=0)
+    assert torch.equal(again.sequences, direct)
+    del model.config["mdm_lens_sampler"]
     with pytest.raises(ValueError, match="variant='bd3' is not an A2D sampler"):
         model.generate(prompts, chat=False, variant="bd3", max_new_tokens=4)
 
