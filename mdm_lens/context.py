@@ -81,6 +81,8 @@ class StepContext:
     @cached_property
     def padding(self) -> Bool[torch.Tensor, "batch pos"]:
         am = self.attention_mask
+        if am is not None and am.dim() == 4 and am.dtype == torch.bool:  # BD3LM's block-causal mask:
+            am = am.any(dim=-2).any(dim=1)  # a key column no query may see is padding
         if am is None or am.dim() != 2:
             return torch.zeros_like(self.input_ids, dtype=torch.bool)
         if am.shape[1] != self.input_ids.shape[1]:  # a canvas-wide mask for a cached forward's columns

@@ -12,6 +12,7 @@ from typing import Any
 from .base import FamilySpec, FastSupport, Site
 
 _MODULES = {"llada": "llada", "dream": "dream", "diffusion_gemma": "gemma", "llada2": "llada2", "lladamoe": "lladamoe"}
+_MODULES.update(a2d_qwen3="a2d_qwen3", a2d_qwen2="a2d_qwen2", a2d_llama="a2d_llama")  # dllm A2D (_a2d.py)
 
 
 def _load(name: str) -> ModuleType | None:
