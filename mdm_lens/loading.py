@@ -19,6 +19,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from . import organisms
+from .device_map import device_for, resolve_device_map
 from .families import detect_family
 from .families.base import resolve_mask_id
 from .families.base import FamilySpec
@@ -205,15 +206,8 @@ def _check_keys(model: nn.Module, found: set[str], folder: Path) -> None:
 
 
 def _device_for(key: str, device_map: dict[str, Any]) -> Any:
-    """Longest module-prefix match of a parameter name in an accelerate device map."""
-    best, dev = -1, None
-    for prefix, d in device_map.items():
-        if prefix == "" or key == prefix or key.startswith(prefix + "."):
-            if len(prefix) > best:
-                best, dev = len(prefix), d
-    if dev is None:
-        raise KeyError(f"device_map places no module containing {key!r}")
-    return dev
+    """Longest module-prefix match of a parameter name in an accelerate device map (mdm_lens.device_map)."""
+    return device_for(key, device_map)
 
 
 def _builder(spec: FamilySpec):
@@ -277,26 +271,8 @@ def _checkpoint_dtype(files: list[Path]) -> torch.dtype:
 
 
 def _device_map(model: nn.Module, device_map: Any, dtype: torch.dtype) -> dict[str, Any]:
-    """An accelerate device map (module prefix -> device) from a strategy name or a dict; no disk offload."""
-    if isinstance(device_map, str):
-        from accelerate import infer_auto_device_map
-        from accelerate.utils import get_balanced_memory
-
-        no_split = list(getattr(model, "no_split_modules", []))
-        max_mem = (
-            None
-            if device_map == "sequential"
-            else get_balanced_memory(
-                model, dtype=dtype, no_split_module_classes=no_split, low_zero=device_map == "balanced_low_0"
-            )
-        )
-        dmap = infer_auto_device_map(model, max_memory=max_mem, no_split_module_classes=no_split, dtype=dtype)
-    else:
-        dmap = dict(device_map)
-    bad = {k: v for k, v in dmap.items() if v in ("disk", "meta")}
-    if bad:
-        raise ValueError(f"disk offload is not supported; device_map puts {bad} there")
-    return dmap
+    """A checked accelerate device map (module prefix -> device) from a strategy name or a dict; no disk offload."""
+    return resolve_device_map(model, device_map, dtype)
 
 
 def load_model(
