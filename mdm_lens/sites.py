@@ -93,7 +93,18 @@ GLOBAL_ROLE_TABLE = {
     "ln_final": Role("ln_final.hook_out", _RES, ("unembed.hook_in",)),
     "logits": Role("hook_logits", ("batch", "pos", "d_vocab"), ("hook_unembed", "unembed.hook_out")),
 }
-ROLES: dict[str, Role] = {**GLOBAL_ROLE_TABLE, **STEER_ROLES, **NORM_ROLES, **ATTN_ROLES}
+# Mixture-of-experts internals (LLaDA2.x, LLaDA-MoE: mdm_lens.families._moe), one contract for every MoE family:
+# the gate's raw scores (ban an expert with -inf, force one with +inf), the chosen expert ids (int64, TL's name),
+# their combine weights (TL's name), each chosen expert's output before weighting, the shared experts' output.
+# The combined output stays `mlp_out`.
+MOE_ROLES = {
+    "router_logits": Role(_B + "mlp.hook_router_logits", ("batch", "pos", "n_experts")),
+    "expert_indices": Role(_B + "mlp.hook_expert_indices", ("batch", "pos", "top_k")),
+    "expert_weights": Role(_B + "mlp.hook_expert_weights", ("batch", "pos", "top_k")),
+    "expert_out": Role(_B + "mlp.hook_expert_out", ("batch", "pos", "top_k", "d_model")),
+    "shared_out": Role(_B + "mlp.hook_shared_out", _RES),
+}
+ROLES: dict[str, Role] = {**GLOBAL_ROLE_TABLE, **STEER_ROLES, **NORM_ROLES, **ATTN_ROLES, **MOE_ROLES}
 
 # the order sites appear in a table: per layer as a forward computes them, the global ones around the blocks
 LAYER_ORDER = (
@@ -118,6 +129,7 @@ LAYER_ORDER = (
     "mlp_pre_linear",
     "mlp_act",
     "mlp_post",
+    *MOE_ROLES,
     "mlp_out",
     "resid_post",
 )
@@ -159,7 +171,7 @@ _TL_ATTN = {"k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_sco
 _TL_MLP = {"pre", "post", "mid", "pre_linear"}
 _COMPACT = re.compile(r"([a-z]+)(\d+)([a-z]?.*)")
 # mdm-lens roles TL's builder does not know (it would return names that cannot exist): taken from ROLES
-_OWN = {"mlp_pre_linear", "embed_in", "rot_cos", "rot_sin", "ln_final", *NORM_ROLES}
+_OWN = {"mlp_pre_linear", "embed_in", "rot_cos", "rot_sin", "ln_final", *NORM_ROLES, *MOE_ROLES}
 
 
 def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 from .base import FamilySpec, FastSupport, Site
 
-_MODULES = {"llada": "llada", "dream": "dream", "diffusion_gemma": "gemma"}
+_MODULES = {"llada": "llada", "dream": "dream", "diffusion_gemma": "gemma", "llada2": "llada2", "lladamoe": "lladamoe"}
 
 
 def _load(name: str) -> ModuleType | None:

@@ -176,6 +176,7 @@ def site_table(
     n = dims["n_layers"]
     sizes = {k: dims[k] for k in ("d_model", "d_mlp", "n_heads", "d_head", "d_vocab")}
     sizes.update(one=1, n_kv_heads=dims.get("n_kv_heads") or dims["n_heads"])
+    sizes.update({k: dims[k] for k in ("n_experts", "top_k") if k in dims})  # MoE families
     present = set(paths)
 
     def make(role: str, layer: int | None) -> Site:
