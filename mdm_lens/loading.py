@@ -1,7 +1,8 @@
 """Load hub-layout checkpoints (local folder or hub id) straight into the native family modules.
 
 No `trust_remote_code`: config.json is parsed by the family, safetensors are read key by key onto
-a meta-initialised module (`load_state_dict(assign=True)`), so an 8B bf16 model never needs 2x memory.
+a meta-initialised module (`load_state_dict(assign=True)`) as views of each shard's memory map
+(`mapped_safetensors`), so a bf16 load reads only headers and never needs more than 1x the weight bytes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from .device_map import device_for, resolve_device_map
 from .families import detect_family
 from .families.base import resolve_mask_id
 from .families.base import FamilySpec
+from .mapped_safetensors import MappedSafetensors
 from .load_checks import (
     check_chat_template,
     check_mask_id,
@@ -311,8 +313,8 @@ def load_model(
 
     state: dict[str, torch.Tensor] = {}
     wanted = {k: v.dtype for k, v in model.state_dict().items()}
-    for file in files:
-        with open_safetensors(file, "a checkpoint shard") as f:
+    for file in files:  # views of each shard's mapping: nothing is read until a forward touches it
+        with MappedSafetensors(file, "a checkpoint shard") as f:
             for key in f.keys():
                 dev = _device_for(key, dmap) if dmap is not None else target
                 t = f.get_tensor(key)
