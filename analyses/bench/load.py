@@ -211,3 +211,12 @@ def run_load_bench(
         if not keep:
             shutil.rmtree(root, ignore_errors=True)
     return {"family": family, "shape": shape, "write_seconds": write_s, "n_shards": written["n_shards"], **result}
+
+
+def run_load_cli(model: str | None) -> dict[str, Any]:
+    """`mdm-lens bench load [--model X]`: X a checkpoint folder (measured as it is) or a shape `family/shape`
+    written to a temporary folder first (default llada/mid, 0.4 GB; llada/8b and llada2/mini need 16 / 32 GB)."""
+    if model and Path(model).is_dir():
+        return {"benchmark": "load", "folder": model, **measure_load(model)}
+    family, _, shape = (model or "llada/mid").partition("/")
+    return {"benchmark": "load", **run_load_bench(family, shape)}
