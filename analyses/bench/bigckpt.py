@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mdm_lens.families import detect_family
+from mdm_lens.loading import build_meta_model
 from mdm_lens.safefile import write_atomic, write_text_atomic
 
 __all__ = ["SHAPES", "hub_layout", "write_random_checkpoint", "weight_bytes"]
@@ -97,8 +98,7 @@ def hub_layout(config: dict) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
     spec = detect_family(config)
     if spec.build_model is None:
         raise ValueError(f"the {spec.name} family is served by transformers' loader; no native layout to write")
-    with torch.device("meta"):
-        model = spec.build_model(config)
+    model = build_meta_model(config, spec)
     tied = set(getattr(model, "tied_keys", lambda: {})())
     return {k: (tuple(v.shape), v.dtype) for k, v in sorted(model.state_dict().items()) if k not in tied}
 
