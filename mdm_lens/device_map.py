@@ -73,8 +73,7 @@ def _check_coverage(model: nn.Module, dmap: dict[str, Any]) -> None:
     if uncovered:
         shown = ", ".join(uncovered[:6]) + (f" ... ({len(uncovered)} in all)" if len(uncovered) > 6 else "")
         raise KeyError(
-            f"device_map places no module containing {shown}; add their modules (or '' for everything else) "
-            "to the map"
+            f"device_map places no module containing {shown}; add their modules (or '' for everything else) to the map"
         )
 
 

@@ -249,8 +249,18 @@ def check_sizes(config: dict, spec: FamilySpec, where: str = "config") -> None:
         )
 
 
-_INIT_FNS = ("uniform_", "normal_", "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_", "xavier_normal_",
-             "trunc_normal_", "zeros_", "ones_", "constant_")
+_INIT_FNS = (
+    "uniform_",
+    "normal_",
+    "kaiming_uniform_",
+    "kaiming_normal_",
+    "xavier_uniform_",
+    "xavier_normal_",
+    "trunc_normal_",
+    "zeros_",
+    "ones_",
+    "constant_",
+)
 
 
 @contextmanager

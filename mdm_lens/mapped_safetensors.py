@@ -92,7 +92,9 @@ class MappedSafetensors:
         dtype, shape, begin, end = self.entries[key]
         if end == begin or self._map is None:
             return torch.empty(shape, dtype=dtype)
-        flat = torch.frombuffer(self._map, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=self.start + begin)
+        flat = torch.frombuffer(
+            self._map, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=self.start + begin
+        )
         return flat.view(shape)
 
     def __enter__(self) -> "MappedSafetensors":

@@ -71,9 +71,7 @@ def test_masked_batch_and_likelihood_raise(gemma):
 def test_patching_by_masked_positions_raises(gemma):
     _, cache = gemma.run_with_cache(IDS)
     with pytest.raises(NoMaskTokenError, match=NAMED):
-        get_act_patch_resid_pre(
-            gemma, IDS, cache, lambda lg: lg.sum(), scope="masked", prompt_length=4, progress=False
-        )
+        get_act_patch_resid_pre(gemma, IDS, cache, lambda lg: lg.sum(), scope="masked", prompt_length=4, progress=False)
 
 
 def test_schedule_based_analyses_raise(gemma):

@@ -95,12 +95,13 @@ def _child(folder: str, dtype: str, tokens: int, device_map: str | None) -> dict
     import torch
 
     from mdm_lens import HookedMDM
+    from mdm_lens.loading import parse_dtype
 
     torch.set_grad_enabled(False)
     base = proc_status()
     t0 = time.perf_counter()
     with PeakSampler() as load_peak:
-        model = HookedMDM.from_pretrained(folder, dtype=dtype, device_map=device_map)
+        model = HookedMDM.from_pretrained(folder, dtype=parse_dtype(dtype), device_map=device_map)
     load_s = time.perf_counter() - t0
     after_load = proc_status()
     params = list(model.model.parameters())
@@ -201,7 +202,9 @@ def run_load_bench(
     root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(root).free
     if free < need * 1.05:
-        raise OSError(f"{root} has {free / 2**30:.1f} GiB free; the {family}/{shape} checkpoint needs {need / 2**30:.1f}")
+        raise OSError(
+            f"{root} has {free / 2**30:.1f} GiB free; the {family}/{shape} checkpoint needs {need / 2**30:.1f}"
+        )
     try:
         t0 = time.perf_counter()
         written = write_random_checkpoint(root, config)

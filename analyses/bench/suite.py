@@ -30,7 +30,19 @@ _ARGS: dict[str, tuple[list[str], list[str]]] = {
     "fit": ([], []),
     "fast": (
         ["--device", "{device}", "--dtype", "bfloat16", "--repeats", "3"],
-        [*_T, "--device", "{device}", "--gen-length", "16", "--block-length", "8", "--prompt-len", "8", "--repeats", "1"],
+        [
+            *_T,
+            "--device",
+            "{device}",
+            "--gen-length",
+            "16",
+            "--block-length",
+            "8",
+            "--prompt-len",
+            "8",
+            "--repeats",
+            "1",
+        ],
     ),
     "attn": (["--repeats", "3"], [*_T, "--prompt-len", "32", "--repeats", "1"]),
     "sae": (
@@ -62,7 +74,9 @@ def device_info(device: str) -> dict[str, Any]:
                 f"(torch.version.cuda={torch.version.cuda}); run on a GPU machine, or pass --device cpu for a dry run"
             )
         idx = torch.device(device).index or 0
-        info.update(device_name=torch.cuda.get_device_name(idx), cuda=torch.version.cuda, gpus=torch.cuda.device_count())
+        info.update(
+            device_name=torch.cuda.get_device_name(idx), cuda=torch.version.cuda, gpus=torch.cuda.device_count()
+        )
     else:
         info["device_name"] = platform.processor() or platform.machine()
     return info
@@ -76,8 +90,17 @@ def _run_one(name: str, args: list[str], timeout: float) -> dict[str, Any]:
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {"status": "timeout", "seconds": time.perf_counter() - t0, "command": ["mdm-lens", *cmd[3:]], "limit_s": timeout}
-        row: dict[str, Any] = {"seconds": time.perf_counter() - t0, "command": ["mdm-lens", *cmd[3:]], "exit": proc.returncode}
+            return {
+                "status": "timeout",
+                "seconds": time.perf_counter() - t0,
+                "command": ["mdm-lens", *cmd[3:]],
+                "limit_s": timeout,
+            }
+        row: dict[str, Any] = {
+            "seconds": time.perf_counter() - t0,
+            "command": ["mdm-lens", *cmd[3:]],
+            "exit": proc.returncode,
+        }
         if proc.returncode == 0 and out.is_file():
             row.update(status="ok", result=json.loads(out.read_text()))
         else:
