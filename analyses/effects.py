@@ -111,6 +111,9 @@ def _unmask_steps(inputs: dict, plen: int, mask_id: int, final: torch.Tensor) ->
 
 def step_effects(model, prompts, plan, *, seed: int = 0, **sampler_kwargs) -> StepEffects:
     """Same prompts and seed, unsteered vs steered; one record per denoising step."""
+    from mdm_lens.no_mask import require_mask_token
+
+    require_mask_token(model, "step_effects (per-step unmasking order)")
     sites = list(getattr(plan, "sites", []))
     base, lp_b, in_b, _ = _run(model, prompts, None, seed, sampler_kwargs, [])
     steer, lp_s, in_s, deltas = _run(model, prompts, plan, seed, sampler_kwargs, sites)

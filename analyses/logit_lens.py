@@ -209,6 +209,9 @@ def logit_lens(
     final norm and unembedding (`at_steps` / `layers` None: all; `steps` is the sampler's own step count). `positions="text"` keeps only response positions up
     to the first stop token (EOS / EOT): the fill after it is an easy, repeated token that dominates averages
     on short answers. Sampler options as in `model.generate`."""
+    from mdm_lens.no_mask import require_mask_token
+
+    require_mask_token(model, "logit_lens over denoising steps (reads still-masked positions)")
     if positions not in POSITIONS:
         raise ValueError(f"positions={positions!r}; use one of {POSITIONS}")
     if model.spec.sampler not in LENS_FAMILIES:

@@ -117,6 +117,7 @@ def _scope_positions(model, tokens, scope, attention_mask, prompt_length) -> tor
         info=info,
         prompt_length=info.prompt_length if info is not None else prompt_length,
         logits_shift=model.spec.logits_shift,
+        family=model.spec.name,
     )
     return ctx.scope_mask(scope).to(tokens.device)
 

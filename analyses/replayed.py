@@ -33,6 +33,9 @@ class ReplayedRun:
     @classmethod
     def of(cls, model, out, num_steps: int | None = None) -> ReplayedRun:
         """From `out = model.generate(...)` (any sampler of LLaDA / Dream: it carries the decode trace)."""
+        from mdm_lens.no_mask import require_mask_token
+
+        require_mask_token(model, "ReplayedRun (re-masks each step's undecided positions)")
         sched = Schedule.from_output(out)
         n = sched.num_steps if num_steps is None else int(num_steps)
         am = out.attention_mask[:, : out.prompt_length] if out.attention_mask is not None else None

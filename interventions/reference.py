@@ -84,6 +84,9 @@ class ReferenceAlignment:
 
     @contextmanager
     def attach(self, model):
+        from mdm_lens.no_mask import require_mask_token
+
+        require_mask_token(model, "ReferenceAlignment (it copies the canvas's mask positions)")
         for s in self.sites:
             model.site(s)
         self._model = model

@@ -56,8 +56,10 @@ class StepContext:
         num_steps: int | None = None,
         block: int | None = None,
         num_blocks: int | None = None,
+        family: str | None = None,
     ):
         self.input_ids = input_ids
+        self.family = family  # named in errors (a family without a mask token)
         self.attention_mask = attention_mask
         self.mask_id = mask_id
         if info is not None:
@@ -73,8 +75,12 @@ class StepContext:
         self._on_device: dict = {}
 
     def __repr__(self) -> str:
+        try:
+            t: object = self.t
+        except ValueError:  # NoMaskTokenError: t is undefined without a mask token
+            t = "undefined (no mask token)"
         return (
-            f"StepContext(site={self.site!r}, step={self.step}, num_steps={self.num_steps}, t={self.t}, "
+            f"StepContext(site={self.site!r}, step={self.step}, num_steps={self.num_steps}, t={t}, "
             f"block={self.block}, shape={tuple(self.input_ids.shape)}, main_rows={self.main_rows})"
         )
 
@@ -129,6 +135,10 @@ class StepContext:
 
     @cached_property
     def masked(self) -> Bool[torch.Tensor, "batch pos"]:
+        if self.mask_id < 0:  # no mask token (DiffusionGemma): "masked" would silently be empty
+            from .no_mask import NoMaskTokenError, no_mask_message
+
+            raise NoMaskTokenError(no_mask_message(self.family, "the 'masked' / 'predicts_masked' scope (and t)"))
         is_mask = self.input_ids == self.mask_id
         return is_mask & self.response_mask if self.prompt_length is not None else is_mask
 

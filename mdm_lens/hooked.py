@@ -269,6 +269,7 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
                     prompt_length=info.prompt_length if info is not None else prompt_length,
                     logits_shift=self.spec.logits_shift,
                     main_rows=main,
+                    family=self.spec.name,
                 )
                 try:
                     out = self.model(input_ids, **kwargs)
@@ -353,6 +354,9 @@ class HookedMDM(TLConveniences, TLCircuits, nn.Module):
         from .generation import special_ids
         from .prompts import encode_prompts
 
+        from .no_mask import require_mask_token
+
+        require_mask_token(self, "masked_batch (a canvas of mask tokens)")
         gen = self.default_gen_length if gen_length is None else int(gen_length)
         if gen <= 0:
             raise ValueError(f"gen_length must be positive, got {gen}")

@@ -204,6 +204,9 @@ def log_likelihoods(
     one right-padded forward (faster on a GPU; equal to float rounding).
     """
     _check(mc_num, batch_size, cfg_scale)
+    from .no_mask import require_mask_token
+
+    require_mask_token(model, "the Monte-Carlo likelihood (log_likelihoods / response_nlls)")
     pairs = list(pairs)
     mask_id = int(model.mask_id if mask_id is None else mask_id)
     max_rows = batch_size if max_rows is None else int(max_rows)

@@ -46,7 +46,7 @@ KINDS = (
 )  # organism corpus KINDS
 REMASKING = ("low_confidence", "random")  # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")  # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae", "view")
+BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae", "view", "load")
 from .demo import CACHES, SAMPLERS  # noqa: E402, F401  (stdlib-only copies, held equal to the library by tests)
 from .options import deprecated_alias  # noqa: E402
 
@@ -159,6 +159,10 @@ def cmd_bench(args) -> int:
         from analyses.bench.view import run_view_bench
 
         return _print_json(run_view_bench(args.model, args.gen_length or 256, args.steps or 256), args.json)
+    if args.what == "load":  # peak RSS of a bf16 load / weight bytes, anon vs file pages (analyses.bench.load)
+        from analyses.bench.load import run_load_cli
+
+        return _print_json(run_load_cli(args.model), args.json)
     if args.what == "sampler":
         from analyses.bench.sampler import run_sampler_bench as run
     else:
@@ -429,7 +433,8 @@ def _add_bench(sub) -> None:
         "Fast-dLLM's prefix / dual cache / dual cache + threshold (speedup, FLOPs ratio) and "
         "Linear-ACT on every layer on the fast path (hooked_ratio); attn: SDPA vs the eager path when attention "
         "patterns are hooked; sae: a 16x Top-K SAE spliced at every step vs unsteered, and SAE training "
-        "activations/s. On a GPU: mdm-lens bench fast "
+        "activations/s; load: peak RSS of a bf16 load over the weight bytes (--model a folder or llada/mid, "
+        "llada/8b, llada2/mini). On a GPU: mdm-lens bench fast "
         "--device cuda --dtype bfloat16 --repeats 3 (docs/fast_sampling.md).",
     )
     p.add_argument("what", choices=BENCHMARKS, help="which benchmark")

@@ -123,6 +123,9 @@ def dims(model: nn.Module) -> dict[str, Any]:
 
 
 def build_sites(model: nn.Module) -> list[Site]:
+    """Uniform-noise canvas sites (docs/diffusion_gemma.md): on the decoder, so `[batch, canvas, ...]` only; the
+    canvas holds random tokens and accepted ones, never a mask token. The `masked` scope and `t` exist only inside
+    `generate` (fresh-noise positions, `CanvasContext`); elsewhere they raise `NoMaskTokenError`."""
     b = "model.decoder.layers.{l}"
     paths = {
         "embed": "model.decoder.embed_tokens",
