@@ -82,6 +82,8 @@ ATTN_ROLES = {
     "attn_scores": Role(_B + "attn.hook_attn_scores", ("batch", "n_heads", "query", "key")),
     "pattern": Role(_B + "attn.hook_pattern", ("batch", "n_heads", "query", "key")),
     "z": Role(_B + "attn.hook_z", ("batch", "pos", "n_heads", "d_head"), (_B + "attn.o.hook_in",)),
+    # each head's write `z[:, :, h] @ W_O[h]` before the sum; computed only while hooked (families/_head_result.py)
+    "result": Role(_B + "attn.hook_result", ("batch", "pos", "n_heads", "d_model")),
 }
 GLOBAL_ROLE_TABLE = {
     "embed_in": Role("embed.hook_in", ("batch", "pos")),  # the token ids (long)
@@ -93,6 +95,9 @@ GLOBAL_ROLE_TABLE = {
     "ln_final": Role("ln_final.hook_out", _RES, ("unembed.hook_in",)),
     "logits": Role("hook_logits", ("batch", "pos", "d_vocab"), ("hook_unembed", "unembed.hook_out")),
 }
+# roles computed only on demand (TL: `hook_result` fires only under `use_attn_result`): "every site" in a cache
+# leaves them out unless `model.use_attn_result` is set; naming one caches it (the forward then computes it)
+ON_DEMAND_ROLES = frozenset({"result"})
 ROLES: dict[str, Role] = {**GLOBAL_ROLE_TABLE, **STEER_ROLES, **NORM_ROLES, **ATTN_ROLES}
 
 # the order sites appear in a table: per layer as a forward computes them, the global ones around the blocks
@@ -109,6 +114,7 @@ LAYER_ORDER = (
     "attn_scores",
     "pattern",
     "z",
+    "result",
     "attn_out",
     "resid_mid",
     "ln2_scale",
