@@ -61,6 +61,7 @@ def test_ilrr_verdict_against_greedy_and_against_sampling():
     assert "the paper's comparison" in md and "paper (arXiv 2601.21647, sentiment/toxicity)" in md
     assert "| ILRR vs k samples, random pick | **helped** |" in md
     assert "| ILRR vs k samples, closest to reference | **no detectable effect (n=40)** |" in md
-    assert "+10 to +60 points over sampling at equal compute" in md
+    assert "+10 to +60 points over sampling at equal compute" in md and "(sampling 0%)" in md
+    assert "helped: ILRR (positive reference) / k samples, closest to reference; no detectable effect (n=40)" in md
     said = res.verdict()
     assert said[0].startswith("ILRR (positive reference) vs no steering: helped, +60.0 points positive")

@@ -128,7 +128,8 @@ class ILRRStudyResult:
 
         def vs(m: str, b: str, label: str, paper: str) -> Verdict:
             r, base = self.row(m), self.row(b)
-            return Verdict(label, count_of(r), r["n"], count_of(base), base["n"], damage_words(r, base), paper)
+            damage = damage_words(r, base, "unsteered" if b == "none" else "sampling")
+            return Verdict(label, count_of(r), r["n"], count_of(base), base["n"], damage, paper)
 
         greedy = [vs(m, "none", LABELS[m], "-") for m in ("ilrr", *SAMPLERS)]
         sampling = [vs("ilrr", m, f"ILRR vs {LABELS[m]}", PAPER_ILRR_VS_SAMPLING) for m in SAMPLERS]

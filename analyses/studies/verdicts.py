@@ -56,11 +56,12 @@ def count_of(row: dict) -> int:
     return int(row["k"]) if row.get("k") is not None else round(row["rate"] * row["n"])
 
 
-def damage_words(s: dict, base: dict) -> str:
-    deg = f"{100 * s['degenerate']:.0f}% degenerate texts (unsteered {100 * base['degenerate']:.0f}%)"
+def damage_words(s: dict, base: dict, base_name: str = "unsteered") -> str:
+    """NLL (and its change) and degenerate share of `s` beside those of `base` (named `base_name`)."""
+    deg = f"{100 * s['degenerate']:.0f}% degenerate texts ({base_name} {100 * base['degenerate']:.0f}%)"
     if s.get("nll") is None or base.get("nll") is None:
         return deg
-    return f"NLL {s['nll']:.2f} vs {base['nll']:.2f} nats/token unsteered ({s['nll'] - base['nll']:+.2f}), {deg}"
+    return f"NLL {s['nll']:.2f} vs {base['nll']:.2f} nats/token {base_name} ({s['nll'] - base['nll']:+.2f}), {deg}"
 
 
 @dataclass
@@ -98,11 +99,12 @@ def verdict_table(
     """`title`, one sentence naming what helped and what hurt, then the table (`what`: the scored rate)."""
     if not rows:
         return []
+    # labels may hold commas ("k samples, random pick"): a slash between them
     by = {w: [r.label for r in rows if r.word.startswith(w)] for w in ("helped", "hurt", "no detectable")}
-    said = [f"{w}: {', '.join(v)}" for w, v in by.items() if v and w != "no detectable"]
+    said = [f"{w}: {' / '.join(v)}" for w, v in by.items() if v and w != "no detectable"]
     nothing = [r for r in rows if r.word.startswith("no detectable")]
     if nothing:
-        said.append(f"no detectable effect (n={min(r.n for r in nothing)}): {', '.join(by['no detectable'])}")
+        said.append(f"no detectable effect (n={min(r.n for r in nothing)}): {' / '.join(by['no detectable'])}")
     aim = "lower" if rows[0].lower_is_better else "higher"
     return [
         title,
