@@ -10,9 +10,10 @@ loads its OpenMP runtime:
 * `passive`: `OMP_WAIT_POLICY=PASSIVE` (idle workers sleep instead of spinning);
 * `one_thread`: `torch.set_num_threads(1)` in the worker (no worker threads at all).
 
-Each variant runs on the machine as it is (`load=0`) and beside `load` deliberate competitors (busy Python loops,
-one process each), variants interleaved so drift hits them alike; the median of `repeats` runs is reported, with
-the slowdown of each loaded time against the same variant unloaded and against `default` unloaded. The
+Each variant runs on the machine as it is (`ambient`: whatever else runs there; the load average is recorded) and
+beside `load` deliberate competitors (`with_competitors`: busy Python loops, one process each), variants
+interleaved so drift hits them alike; the median of `repeats` runs is reported, with the slowdown of each time
+with competitors against the same variant's ambient time and against `default`'s ambient time. The
 competitors are started and stopped by the benchmark itself (terminated in a `finally`)."""
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def run_threads_bench(
     load: int = 2,
     repeats: int = 3,
 ) -> dict:
-    """Median seconds per variant unloaded and beside `load` competing busy processes (module docstring)."""
+    """Median seconds per variant on the machine as it is and beside `load` busy processes (module docstring)."""
     from tqdm.auto import tqdm
 
     for name, value, low in (("n_prompts", n_prompts, 1), ("load", load, 1), ("repeats", repeats, 1)):
@@ -113,15 +114,17 @@ def run_threads_bench(
             raise ValueError(f"bench threads: {name}={value} must be >= {low}")
     settings = dict(model=model or "tiny-mdm", n_prompts=n_prompts, gen_length=gen_length, steps=steps)
     with tqdm(total=2 * repeats * len(VARIANTS), desc="bench threads") as bar:
+        load_before = [round(x, 2) for x in os.getloadavg()]
         idle = _measure(0, settings, repeats, bar)
         busy = _measure(load, settings, repeats, bar)
     base = idle["default"]["median_s"]
     rows = {
         v: {
-            "unloaded_s": round(idle[v]["median_s"], 3),
-            "loaded_s": round(busy[v]["median_s"], 3),
-            "loaded_vs_unloaded": round(busy[v]["median_s"] / idle[v]["median_s"], 2),
-            "loaded_vs_default_unloaded": round(busy[v]["median_s"] / base, 2),
+            "ambient_s": round(idle[v]["median_s"], 3),
+            "with_competitors_s": round(busy[v]["median_s"], 3),
+            "ambient_vs_default_ambient": round(idle[v]["median_s"] / base, 3),
+            "competitors_vs_ambient": round(busy[v]["median_s"] / idle[v]["median_s"], 2),
+            "competitors_vs_default_ambient": round(busy[v]["median_s"] / base, 2),
             "torch_threads": busy[v]["torch_threads"],
         }
         for v in VARIANTS
@@ -131,8 +134,9 @@ def run_threads_bench(
         "workload": settings,
         "competitors": load,
         "cpu_count": os.cpu_count(),
+        "load_average_at_start": load_before,
         "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
         "repeats": repeats,
         "variants": rows,
-        "runs": {"unloaded": idle, "loaded": busy},
+        "runs": {"ambient": idle, "with_competitors": busy},
     }

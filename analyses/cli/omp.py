@@ -3,11 +3,13 @@ variable once, at load).
 
 Why: a generation is thousands of small parallel regions. With OpenMP's default policy torch's idle worker
 threads spin between regions; when the cores are busy with other processes the spinning threads take the time
-slices the working ones need. `mdm-lens bench threads` (docs/bench/threads.json, 2 CPU cores, load average
-about 9 from other users, tiny-mdm answering 4 prompts) measured the default up to ten times slower than
-`OMP_WAIT_POLICY=PASSIVE`, which was also the fastest variant beside two deliberate busy processes, with no
-loss against the default when the generation had the cores. So the entry sets PASSIVE unless the user has
-set the variable (their value always wins)."""
+slices the working ones need. `mdm-lens bench threads` (docs/bench/threads.json: 2 CPU cores at load average
+about 10 from other users, tiny-mdm answering 4 prompts) measured 38.1 s with the default policy, 1.8 s with
+`OMP_WAIT_POLICY=PASSIVE` and 2.2 s with one thread; beside two more busy processes 90.7 s, 6.5 s and 7.1 s.
+PASSIVE keeps torch's thread count (both cores when they are free) and was the fastest in both settings, so the
+entry sets it unless the user has set the variable (their value always wins). An idle machine was not available
+to measure; there idle threads have nothing to steal from, and the README's demo time was measured before this
+choice."""
 
 from __future__ import annotations
 
