@@ -414,11 +414,20 @@ class ActivationCache(dict):
         return (stack, labels) if return_labels else stack
 
 
+def every_site_name(model) -> list[str]:
+    """What a cache of "every site" holds: each canonical site but the on-demand ones (`hook_result`, TL's
+    semantics: only with `model.set_use_attn_result(True)`), which cost n_heads times an attention output."""
+    from .sites import ON_DEMAND_ROLES
+
+    keep_all = model.use_attn_result
+    return [n for n in model.hook_names if keep_all or model.site(n).role not in ON_DEMAND_ROLES]
+
+
 def cache_names(model, names_filter: Union[None, str, Iterable[str], Callable[[str], bool]]) -> list[str]:
     """The names a `names_filter` selects, TL's way: None = every site; a string or list names sites (aliases
     allowed); a callable is asked about every name, aliases included. Unknown names raise naming the closest."""
     if names_filter is None:
-        return list(model.hook_names)
+        return every_site_name(model)
     if callable(names_filter):
         return [n for n in model.all_hook_names if names_filter(n)]
     if not isinstance(names_filter, (str, list, tuple, set, frozenset)) or not all(

@@ -25,6 +25,8 @@ from nnsight import NNsight
 from nnsight.intervention.batching import Batcher
 from nnsight.intervention.envoy import traceable
 
+from .activation_cache import every_site_name
+
 _DATA_KEYS = ("input_ids", "prompts")
 
 
@@ -150,7 +152,7 @@ class MDMEnvelope(NNsight):
         `tracer.cache` (device, dtype, ...)."""
         import nnsight
 
-        names = list(self._module.hook_names if sites is None else sites)
+        names = every_site_name(self._module) if sites is None else list(sites)
         chosen = {self._module.site(n).name: self._module.site(n) for n in names}
         canvas = [n for n, s in chosen.items() if s.role == "embed_in"]
         if canvas and sites is not None:

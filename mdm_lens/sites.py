@@ -82,6 +82,8 @@ ATTN_ROLES = {
     "attn_scores": Role(_B + "attn.hook_attn_scores", ("batch", "n_heads", "query", "key")),
     "pattern": Role(_B + "attn.hook_pattern", ("batch", "n_heads", "query", "key")),
     "z": Role(_B + "attn.hook_z", ("batch", "pos", "n_heads", "d_head"), (_B + "attn.o.hook_in",)),
+    # each head's write `z[:, :, h] @ W_O[h]` before the sum; computed only while hooked (families/_head_result.py)
+    "result": Role(_B + "attn.hook_result", ("batch", "pos", "n_heads", "d_model")),
 }
 GLOBAL_ROLE_TABLE = {
     "embed_in": Role("embed.hook_in", ("batch", "pos")),  # the token ids (long)
@@ -104,6 +106,9 @@ MOE_ROLES = {
     "expert_out": Role(_B + "mlp.hook_expert_out", ("batch", "pos", "top_k", "d_model")),
     "shared_out": Role(_B + "mlp.hook_shared_out", _RES),
 }
+# roles computed only on demand (TL: `hook_result` fires only under `use_attn_result`): "every site" in a cache
+# leaves them out unless `model.use_attn_result` is set; naming one caches it (the forward then computes it)
+ON_DEMAND_ROLES = frozenset({"result"})
 ROLES: dict[str, Role] = {**GLOBAL_ROLE_TABLE, **STEER_ROLES, **NORM_ROLES, **ATTN_ROLES, **MOE_ROLES}
 
 # the order sites appear in a table: per layer as a forward computes them, the global ones around the blocks
@@ -120,6 +125,7 @@ LAYER_ORDER = (
     "attn_scores",
     "pattern",
     "z",
+    "result",
     "attn_out",
     "resid_mid",
     "ln2_scale",

@@ -56,6 +56,22 @@ class _Part:
 class TLCircuits:
     """Mixed into HookedMDM (needs `model`, `site`, `_dims`, `n_layers`, `W_O`, `hooks`, `all_hook_names`)."""
 
+    # ------------------------------------------------------------------ per-head results (TL's use_attn_result)
+    @property
+    def use_attn_result(self) -> bool:
+        """Whether every layer computes `blocks.{l}.attn.hook_result` whether hooked or not (TL's
+        `cfg.use_attn_result`); a hooked layer computes it either way."""
+        from .families._head_result import HeadResultLinear
+
+        return any(m.use_attn_result for m in self.model.modules() if isinstance(m, HeadResultLinear))
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """TL's `set_use_attn_result`: per-head results at every layer (n_heads times an attention output of
+        memory per layer); needed for tools whose wrappers are not torch hooks (nnsight)."""
+        from .families._head_result import set_use_attn_result
+
+        set_use_attn_result(self.model, use_attn_result)
+
     # ------------------------------------------------------------------ projections
     def _attn_owner(self, layer: int) -> str:
         """Module path of the module holding this layer's q/k/v projections (the parent of its attention hooks)."""

@@ -25,7 +25,8 @@ def test_difference_interval_is_newcombes():
     assert (
         verdict((d, lo, hi)) == "helped"
         and verdict((-d, -hi, -lo)) == "hurt"
-        and verdict((0.1, -0.1, 0.3)) == "no clear change"
+        and verdict((0.1, -0.1, 0.3), n=20) == "no detectable effect (n=20)"
+        and verdict((d, lo, hi), lower_is_better=True) == "hurt"  # a refusal rate that went up
     )
 
 
@@ -51,9 +52,10 @@ def test_verdict_lines_say_helped_hurt_or_nothing_with_damage():
         "linear_act": _summary(0.3, 48, 1.9, 0.0),
     }
     lines = "\n".join(verdict_lines(summary))
-    assert "**mean_act helped**: 75.0% vs 25.0% unsteered, a difference of +50.0 points" in lines
-    assert "**gaussian_ot hurt**" in lines and "90% degenerate texts (unsteered 0%)" in lines
-    assert "**linear_act no clear change**" in lines and "NLL 1.90 vs 1.80 nats/token" in lines
+    assert "| mean_act | **helped** | 75.0% vs 25.0% | +50.0 [+" in lines
+    assert "| gaussian_ot | **hurt** |" in lines and "90% degenerate texts (unsteered 0%)" in lines
+    assert "| linear_act | **no detectable effect (n=48)** |" in lines and "NLL 1.90 vs 1.80 nats/token" in lines
+    assert "helped: mean_act; hurt: gaussian_ot; no detectable effect (n=48): linear_act." in lines
 
 
 def _val_recs(task, method, lam_acc):

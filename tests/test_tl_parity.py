@@ -57,7 +57,8 @@ def test_hook_names_are_exactly_tls(run):
     ours = set(model.all_hook_names)
     assert len(ours) == len(model.all_hook_names)  # no name belongs to two sites
     assert tl - ours == set()
-    extra = {"hook_logits"}
+    # hook_result: TL's bridge caches only the hooks that fire, and it fires only under use_attn_result (issue 25)
+    extra = {"hook_logits"} | {f"blocks.{l}.attn.hook_result" for l in range(model.n_layers)}
     if family == "dream":
         extra |= {
             f"blocks.{l}.{s}"
@@ -72,7 +73,8 @@ def test_hook_names_are_exactly_tls(run):
             )
         }
     assert ours - tl == extra
-    assert set(cache) == set(model.hook_names) >= {model.site(n).name for n in tl}  # run_with_cache: every site
+    every = set(model.hook_names) - {f"blocks.{l}.attn.hook_result" for l in range(model.n_layers)}
+    assert set(cache) == every >= {model.site(n).name for n in tl}  # run_with_cache: every site but on-demand ones
 
 
 def test_every_covered_name_carries_tls_tensor(run):

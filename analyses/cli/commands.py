@@ -46,7 +46,7 @@ KINDS = (
 )  # organism corpus KINDS
 REMASKING = ("low_confidence", "random")  # mdm_lens.sampling.llada
 DREAM_ALGS = ("origin", "maskgit_plus", "topk_margin", "entropy")  # mdm_lens.sampling.dream
-BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae", "view", "load")
+BENCHMARKS = ("sampler", "steer", "fit", "fast", "attn", "sae", "view", "load", "threads")
 from .demo import CACHES, SAMPLERS  # noqa: E402, F401  (stdlib-only copies, held equal to the library by tests)
 from .options import deprecated_alias  # noqa: E402
 
@@ -163,6 +163,12 @@ def cmd_bench(args) -> int:
         from analyses.bench.load import run_load_cli
 
         return _print_json(run_load_cli(args.model), args.json)
+    if args.what == "threads":  # OpenMP wait policy / thread count beside busy processes (analyses.bench.threads)
+        from analyses.bench.threads import run_threads_bench
+
+        gen, steps = args.gen_length or 16, args.steps or 16
+        got = run_threads_bench(args.model, args.prompts, gen, steps, args.load, args.repeats)
+        return _print_json(got, args.json)
     if args.what == "sampler":
         from analyses.bench.sampler import run_sampler_bench as run
     else:
@@ -434,7 +440,9 @@ def _add_bench(sub) -> None:
         "Linear-ACT on every layer on the fast path (hooked_ratio); attn: SDPA vs the eager path when attention "
         "patterns are hooked; sae: a 16x Top-K SAE spliced at every step vs unsteered, and SAE training "
         "activations/s; load: peak RSS of a bf16 load over the weight bytes (--model a folder or llada/mid, "
-        "llada/8b, llada2/mini). On a GPU: mdm-lens bench fast "
+        "llada/8b, llada2/mini); "
+        "threads: a tiny-mdm generation unloaded and beside busy processes under torch's default "
+        "OpenMP threads, OMP_WAIT_POLICY=PASSIVE and one thread. On a GPU: mdm-lens bench fast "
         "--device cuda --dtype bfloat16 --repeats 3 (docs/fast_sampling.md).",
     )
     p.add_argument("what", choices=BENCHMARKS, help="which benchmark")
@@ -466,6 +474,8 @@ def _add_bench(sub) -> None:
     p.add_argument("--dtype", choices=DTYPES, default=None, help="weight dtype (fast; default: float32)")
     p.add_argument("--batch", type=int, default=1, help="batch size")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per variant (the median is reported)")
+    p.add_argument("--load", type=int, default=2, help="busy competing processes started for the loaded runs (threads)")
+    p.add_argument("--prompts", type=int, default=8, help="prompts per timed generation (threads)")
     p.add_argument("--json", default=None, help="also write the JSON to this file (default: stdout only)")
     p.set_defaults(func=cmd_bench)
 
@@ -598,6 +608,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .omp import prefer_passive_wait  # before any subcommand imports torch (analyses/cli/omp.py says why)
+
+    prefer_passive_wait()
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)

@@ -24,7 +24,11 @@ METHODS = (
 def cmd_demo(args) -> int:
     from ..studies.demo import run_demo, table
 
-    summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
+    try:
+        summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
+    except KeyboardInterrupt:  # one line, no traceback: every finished generation is on disk and is reused
+        print(f"\ninterrupted; the generations so far are kept in {args.out}. Resume: {resume_command()}", file=sys.stderr)
+        return 130
     print(table(summary))
     print(
         f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG "

@@ -380,5 +380,6 @@ def run_demo(
         "generations": n_gen,
         "seconds": round(time.time() - t0, 1),
         "threads": torch.get_num_threads(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP default)"),
     }
     return write_report(out, "mdm-lens demo report", header, sections)

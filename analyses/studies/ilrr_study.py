@@ -35,6 +35,8 @@ from .runlog import Item
 if TYPE_CHECKING:
     from mdm_lens import HookedMDM
 
+    from .verdicts import Verdict
+
 REFERENCE = "It was a great experience. Everything was excellent and I felt happy. I would gladly recommend it."
 LABELS = {
     "none": "no steering (greedy)",
@@ -92,6 +94,9 @@ def pooled_response(model, prompts: Sequence[str], texts: Sequence[str], site: s
     return torch.stack([r if r is not None else torch.zeros(d, dtype=torch.float64) for r in rows])
 
 
+SAMPLERS = ("sample_random", "sample_best_ref")  # the sampling baselines, as the table lists them
+
+
 @dataclass
 class ILRRStudyResult:
     model: str
@@ -117,24 +122,40 @@ class ILRRStudyResult:
             "verdict": self.verdict(),
         }
 
+    def verdicts(self) -> tuple[list[Verdict], list[Verdict]]:
+        """(each method vs greedy no steering, ILRR vs each sampling baseline): one `Verdict` row each."""
+        from .verdicts import PAPER_ILRR_VS_SAMPLING, Verdict, count_of, damage_words
+
+        def vs(m: str, b: str, label: str, paper: str) -> Verdict:
+            r, base = self.row(m), self.row(b)
+            damage = damage_words(r, base, "unsteered" if b == "none" else "sampling")
+            return Verdict(label, count_of(r), r["n"], count_of(base), base["n"], damage, paper)
+
+        greedy = [vs(m, "none", LABELS[m], "-") for m in ("ilrr", *SAMPLERS)]
+        sampling = [vs("ilrr", m, f"ILRR vs {LABELS[m]}", PAPER_ILRR_VS_SAMPLING) for m in SAMPLERS]
+        return greedy, sampling
+
     def verdict(self) -> list[str]:
-        """Computed statements: does ILRR beat each rival with non-overlapping 95% intervals, and at what damage."""
-        il = self.row("ilrr")
+        """The verdicts as sentences (summary.json `verdict`)."""
+        greedy, sampling = self.verdicts()
         out = []
-        for m in ("none", "sample_random", "sample_best_ref"):
-            r = self.row(m)
-            diff = 100 * (il["rate"] - r["rate"])
-            sep = il["ci_low"] > r["ci_high"] or il["ci_high"] < r["ci_low"]
+        for v, label in [(v, f"{v.label} vs no steering") for v in greedy] + [(v, v.label) for v in sampling]:
+            d, lo, hi = v.diff
             out.append(
-                f"ILRR vs {LABELS[m]}: {diff:+.1f} points positive "
-                f"({'intervals do not overlap' if sep else 'the 95% intervals overlap: not significant'})"
+                f"{label}: {v.word}, {100 * d:+.1f} points positive (95% interval [{100 * lo:+.1f}, "
+                f"{100 * hi:+.1f}]); damage: {v.damage}"
             )
-        dn = (il["nll"] or 0) - (self.row("none")["nll"] or 0)
-        out.append(
-            f"ILRR damage: NLL {num(il['nll'])} vs {num(self.row('none')['nll'])} unsteered ({dn:+.3f} nats/token), "
-            f"degenerate {pct(il['degenerate'])} vs {pct(self.row('none')['degenerate'])}"
-        )
         return out
+
+    def verdict_markdown(self) -> list[str]:
+        """Two verdict tables: against greedy decoding, and ILRR against sampling (what the paper compares)."""
+        from .verdicts import PAPER_ILRR_SOURCE, verdict_table
+
+        greedy, sampling = self.verdicts()
+        title = "### Verdict against sampling at equal or greater compute (the paper's comparison)"
+        return verdict_table(greedy, "positive rate", "no steering", PAPER_ILRR_SOURCE) + verdict_table(
+            sampling, "positive rate", "sampling", PAPER_ILRR_SOURCE, title=title
+        )
 
     def table_markdown(self) -> str:
         c = self.config
@@ -153,7 +174,7 @@ class ILRRStudyResult:
                 f"| {LABELS[r['method']]} | {r['n']} | {pct(r['rate'])} | {ci(r)} | {num(r['nll'])} | "
                 f"{pct(r['degenerate'])} |"
             )
-        lines += [""] + [f"- {v}" for v in self.verdict()]
+        lines += [""] + self.verdict_markdown()
         return "\n".join(lines)
 
     def plot(self, path: str) -> str:

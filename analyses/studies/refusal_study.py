@@ -181,6 +181,28 @@ class RefusalStudyResult:
             "comparison": self.comparison(),
         }
 
+    def verdict_markdown(self) -> list[str]:
+        """The ablation's verdict on held-out harmful requests: a drop in refusal is what it aims for; damage is
+        the NLL, the degenerate share and the harmless requests still answered."""
+        from .verdicts import Verdict, count_of, damage_words, verdict_table
+
+        base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
+        hb, hs = self.row("none", "harmless"), self.row("directional_ablation", "harmless")
+        answered = ""
+        if hb.get("answered") is not None and hs.get("answered") is not None:
+            answered = f"; harmless requests answered {pct(hs['answered'])} vs {pct(hb['answered'])}"
+        row = Verdict(
+            "directional ablation (harmful requests)",
+            count_of(steer),
+            steer["n"],
+            count_of(base),
+            base["n"],
+            damage_words(steer, base) + answered,
+            f"refusal {100 * PAPER['baseline_rate']:.2f}% -> {100 * PAPER['steered_rate']:.2f}%",
+            lower_is_better=True,
+        )
+        return verdict_table([row], "refusal rate", "no steering", "Shnaidman et al., LLaDA-8B-Instruct")
+
     def table_markdown(self) -> str:
         c = self.config
         lines = [
@@ -200,7 +222,8 @@ class RefusalStudyResult:
                 f"{pct(r['answered'])} | {num(r['nll'])} | "
                 f"{pct(r['degenerate'])} |"
             )
-        lines += ["", "| finding | paper (LLaDA-8B-Instruct) | organism | agrees |", "|---|---|---|---|"]
+        lines += [""] + self.verdict_markdown()
+        lines += ["| finding | paper (LLaDA-8B-Instruct) | organism | agrees |", "|---|---|---|---|"]
         for f in self.comparison():
             lines.append(
                 f"| {f['finding']} | {f['paper']} | {f['organism']}{'; ' + f['note'] if f['note'] else ''} "

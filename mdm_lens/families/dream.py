@@ -23,6 +23,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from ..hook_points import HookPoint
+from ._head_result import HeadResultLinear
 from ._layers import AttentionHooks, RMSNorm, apply_rope, attend, rope_angles, site_table
 from .base import FamilySpec, FastSupport, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
@@ -77,7 +78,7 @@ class DreamAttention(nn.Module):
         self.q_proj = nn.Linear(d, cfg.num_attention_heads * hd, bias=True)
         self.k_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
         self.v_proj = nn.Linear(d, cfg.num_key_value_heads * hd, bias=True)
-        self.o_proj = nn.Linear(cfg.num_attention_heads * hd, d, bias=False)
+        self.o_proj = HeadResultLinear(cfg.num_attention_heads * hd, d, False, cfg.num_attention_heads)  # + hook_result
         self.attn_hooks = AttentionHooks(rotary=False)  # TL's Dream adapter has no rot_q / rot_k
 
     def forward(
@@ -271,6 +272,7 @@ def build_sites(model: nn.Module) -> list[Site]:
         "ln1_normalized": f"{b}.input_layernorm.hook_normalized",
         "ln1_out": f"{b}.input_layernorm",
         **{r: f"{b}.self_attn.attn_hooks.hook_{r}" for r in ("q", "k", "v", "attn_scores", "pattern", "z")},
+        "result": f"{b}.self_attn.o_proj.hook_result",
         "attn_out": f"{b}.self_attn.o_proj",
         "resid_mid": f"{b}.hook_resid_mid",
         "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",

@@ -23,6 +23,7 @@ from jaxtyping import Float, Int
 from torch import nn
 
 from ..hook_points import HookPoint
+from ._head_result import HeadResultLinear
 from ._layers import AttentionHooks, RMSNorm, apply_rope, attend, rope_angles, site_table
 from .base import FamilySpec, FastSupport, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
@@ -125,7 +126,7 @@ class LLaDABlock(nn.Module):
         self.q_proj = nn.Linear(d, d, bias=qkv_bias)
         self.k_proj = nn.Linear(d, kv, bias=qkv_bias)
         self.v_proj = nn.Linear(d, kv, bias=qkv_bias)
-        self.attn_out = nn.Linear(d, d, bias=bias)
+        self.attn_out = HeadResultLinear(d, d, bias, cfg.n_heads)  # an nn.Linear with TL's hook_result
         self.ff_proj = nn.Linear(d, cfg.hidden, bias=bias)
         self.up_proj = nn.Linear(d, cfg.hidden, bias=bias)
         self.ff_out = nn.Linear(cfg.hidden, d, bias=bias)
@@ -305,6 +306,7 @@ def build_sites(model: nn.Module) -> list[Site]:
         "ln1_normalized": f"{b}.attn_norm.hook_normalized",
         "ln1_out": f"{b}.attn_norm",
         **{r: f"{b}.attn_hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z")},
+        "result": f"{b}.attn_out.hook_result",
         "attn_out": f"{b}.attn_out",
         "resid_mid": f"{b}.hook_resid_mid",
         "ln2_scale": f"{b}.ff_norm.hook_scale",
