@@ -179,6 +179,9 @@ def test_a_stage_continues_from_another_runs_weights_and_records_it(tmp_path):
     diff = max((wa[k] - wb[k]).abs().max().item() for k in wa if k.startswith("model."))
     assert 0 < diff < 1e-3  # Adam moves an entry by at most ~lr (2e-4) per step
     assert train_v3.train(str(b), **stage)["step"] == 1  # a rerun resumes this stage (already done)
+    out = train_v3.export(str(b), str(tmp_path / "out"))
+    assert [st["step"] for st in out["stages"]] == [2, 1] and out["total"]["step"] == 3
+    assert "2. 1 steps" in (tmp_path / "out" / "README.md").read_text()
     with pytest.raises(FileNotFoundError, match="init_from"):
         train_v3.train(str(tmp_path / "c"), **{**stage, "init_from": str(tmp_path / "nothing")})
 

@@ -261,6 +261,18 @@ def _stage_parent(init_from: str, work_dir: Path) -> dict:
     }
 
 
+def stages(state: dict) -> list[dict]:
+    """The chain of training stages that made a checkpoint, first stage first (each: its settings and size)."""
+    keys = ("steps", "batch_size", "lr", "mix", "revision", "n_examples", "seed")
+    out, run, tail = [], state["run"], state
+    while True:
+        out.append({k: run.get(k) for k in keys} | {k: tail.get(k) for k in ("step", "tokens", "seconds")})
+        parent = run.get("init_from")
+        if parent is None:
+            return out[::-1]
+        run, tail = parent["run"], parent
+
+
 def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
     """The latest checkpoint in `work` as a hub-layout model folder `out` (weights in `dtype`)."""
     from mdm_lens.loading import save_pretrained
@@ -289,6 +301,8 @@ def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
         "n_params": sum(p.numel() for p in model.parameters()),
         "base": cfg.get("mdm_lens_base"),
     }
+    info["stages"] = stages(state)
+    info["total"] = {k: sum(st[k] or 0 for st in info["stages"]) for k in ("step", "tokens", "seconds")}
     write_text_atomic(json.dumps(info, indent=2), str(Path(out) / "training.json"))
     from .card import write_card
 
