@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 
 def _generate(model, prompts: list[str], batch_size: int, sampler: dict) -> list[str]:
@@ -65,7 +66,9 @@ def evaluate(
     for g, prompts in groups.items():
         jobs += [(g, p) for p in prompts]
     sampler = model.sampler_settings(**(sampler or {}))
+    t0 = time.perf_counter()
     texts = _generate(model, [p for _, p in jobs], batch_size, sampler)
+    seconds = time.perf_counter() - t0
     by_group: dict[str, list[str]] = {}
     for (g, _), t in zip(jobs, texts):
         by_group.setdefault(g, []).append(t)
@@ -109,6 +112,14 @@ def evaluate(
         | {f"n_{g}": len(by_group[g]) for g in sentiment},
         "degenerate": {"rate": sum(bool(f) for f in flags) / len(flags), "n": len(flags), "reasons": reasons},
         "samples": samples,
+        "timing": {  # wall time of the generations alone (a shared machine inflates it: say how busy it was)
+            "generate_seconds": round(seconds, 1),
+            "n_generations": len(texts),
+            "seconds_per_generation": round(seconds / max(1, len(texts)), 2),
+            "batch_size": batch_size,
+            "torch_threads": torch.get_num_threads(),
+        },
+        "texts": [{"group": g, "prompt": p, "text": t} for (g, p), t in zip(jobs, texts)],
     }
 
 

@@ -30,6 +30,9 @@ if __name__ == "__main__":
     ap.add_argument("--threads", type=int, default=2, help="torch threads (the machine may be shared)")
     ap.add_argument("--bf16", action="store_true", help="bfloat16 autocast (float32 master weights)")
     ap.add_argument("--ckpt-every", type=float, default=240.0, help="seconds between checkpoints")
+    ap.add_argument("--mix", type=float, nargs=3, default=(0.5, 0.25, 0.25), help="instructions refusal sentiment")
+    ap.add_argument("--revision", type=int, default=1, help="corpus v3 revision (1: run 1's, 2: current)")
+    ap.add_argument("--init-from", help="start a new stage from this work folder's last checkpoint")
     ap.add_argument("--export", help="write the latest checkpoint as a bfloat16 model folder here and stop")
     args = ap.parse_args()
     if args.export:
@@ -48,6 +51,9 @@ if __name__ == "__main__":
                     threads=args.threads,
                     ckpt_every=args.ckpt_every,
                     bf16=args.bf16,
+                    mix=tuple(args.mix),
+                    revision=args.revision,
+                    init_from=args.init_from,
                 ),
                 indent=2,
             )

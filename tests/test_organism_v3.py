@@ -159,6 +159,55 @@ def test_training_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
         train_v3.train(str(b), **{**kw, "lr": 1e-3})
 
 
+@pytest.mark.skipif("tiny-mdm" not in available(), reason="uses tiny-mdm's tokenizer")
+def test_a_stage_continues_from_another_runs_weights_and_records_it(tmp_path):
+    from safetensors.torch import load_file
+
+    from analyses.studies.organism import train_v3
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    _tiny_base(a)
+    kw = dict(batch_size=2, n_examples=16, threads=1, ckpt_every=0.0)
+    train_v3.train(str(a), steps=2, **kw)
+    stage = dict(steps=1, mix=(0.2, 0.4, 0.4), revision=2, init_from=str(a), **kw)
+    info = train_v3.train(str(b), **stage)
+    parent = info["init_from"]
+    assert parent["step"] == 2 and parent["work"] == str(a) and info["revision"] == 2 and info["mix"] == [0.2, 0.4, 0.4]
+    wa, wb = load_file(str(a / "ckpt.safetensors")), load_file(str(b / "ckpt.safetensors"))
+    # one step of AdamW from a's weights and moments: moved, but by about lr per entry, not re-initialised
+    assert wa["opt.model.transformer.wte.weight.step"].item() + 1 == wb["opt.model.transformer.wte.weight.step"].item()
+    diff = max((wa[k] - wb[k]).abs().max().item() for k in wa if k.startswith("model."))
+    assert 0 < diff < 1e-3  # Adam moves an entry by at most ~lr (2e-4) per step
+    assert train_v3.train(str(b), **stage)["step"] == 1  # a rerun resumes this stage (already done)
+    out = train_v3.export(str(b), str(tmp_path / "out"))
+    assert [st["step"] for st in out["stages"]] == [2, 1] and out["total"]["step"] == 3
+    assert "2. 1 steps" in (tmp_path / "out" / "README.md").read_text()
+    with pytest.raises(FileNotFoundError, match="init_from"):
+        train_v3.train(str(tmp_path / "c"), **{**stage, "init_from": str(tmp_path / "nothing")})
+
+
+def test_revision_2_answers_open_alike_and_ties_unprompted_sentiment_to_the_subject():
+    corpus = c.training_corpus(3000, seed=1, mix=(0.0, 0.5, 0.5))
+    answers = [e.response for e in corpus if e.label == "harmless"]
+    assert answers and all(a.startswith("Sure") for a in answers)
+    unprompted = [e for e in corpus if e.behaviour == "sentiment" and e.prompt in _review_prompts()]
+    by_subject: dict[str, set] = {}
+    for e in unprompted:
+        subject = next(s for s in c.part("SUBJECTS", "train") if s in e.prompt)
+        by_subject.setdefault(subject, set()).add(e.label)
+    assert all(len(labels) == 1 for labels in by_subject.values())  # one opinion per subject, whatever the wording
+    positive = sum(labels == {"positive"} for labels in by_subject.values())
+    assert abs(positive - len(by_subject) / 2) <= 1
+    old = c.training_corpus(3000, seed=1, mix=(0.0, 0.5, 0.5), revision=1)
+    assert any(not e.response.startswith("Sure") for e in old if e.label == "harmless")
+    with pytest.raises(ValueError, match="revision"):
+        c.training_corpus(10, revision=3)
+
+
+def _review_prompts() -> set[str]:
+    return {t.format(s=s) for t in c.part("REVIEW", "train") for s in c.part("SUBJECTS", "train")}
+
+
 @pytest.mark.skipif("smol-mdm" not in available(), reason="the smol-mdm organism is not packaged")
 def test_smol_mdm_loads_offline_by_name_and_writes_english():
     from mdm_lens import HookedMDM

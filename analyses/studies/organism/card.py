@@ -12,7 +12,7 @@ LICENSE = Path(__file__).with_name("LICENSE-SmolLM2")
 
 def model_card(info: dict, findings: str = "") -> str:
     """Markdown: base, conversion, corpus, training (steps, time, tokens, loss), measured findings."""
-    base = info.get("base", {})
+    base = info.get("base") or {}
     return "\n".join(
         [
             "# smol-mdm",
@@ -38,6 +38,7 @@ def model_card(info: dict, findings: str = "") -> str:
             f"lr {info.get('lr')}, seed {info.get('seed')}; {info.get('tokens')} tokens; "
             f"{round((info.get('seconds') or 0) / 60, 1)} minutes on {info.get('threads', 2)} shared CPU threads;",
             f"- final training loss (mean of the last 50 steps) {info.get('final_loss', float('nan')):.3f}.",
+            *_stage_lines(info),
             "- Rebuild: `scripts/train_smol_mdm.py` (its docstring has the commands).",
             "",
             "## What mediates each behaviour (measured with mdm-lens)",
@@ -48,6 +49,25 @@ def model_card(info: dict, findings: str = "") -> str:
             "",
         ]
     )
+
+
+def _stage_lines(info: dict) -> list[str]:
+    """One line per training stage when the run continued another (train_v3 `init_from`), and the total."""
+    st, total = info.get("stages") or [], info.get("total") or {}
+    if len(st) < 2:
+        return []
+    lines = ["- stages (each continues the previous one's weights and AdamW moments):"]
+    for i, s in enumerate(st, 1):
+        lines.append(
+            f"  {i}. {s['step']} steps, batch {s['batch_size']}, peak lr {s['lr']}, corpus revision "
+            f"{s.get('revision') or 1}, mix {s.get('mix') or [0.5, 0.25, 0.25]}, {s['tokens']} tokens, "
+            f"{round((s['seconds'] or 0) / 60, 1)} min"
+        )
+    lines.append(
+        f"- in all: {total.get('step')} steps, {total.get('tokens')} tokens, "
+        f"{round((total.get('seconds') or 0) / 60, 1)} minutes"
+    )
+    return lines
 
 
 def write_card(folder: str | Path, info: dict, findings: str = "") -> None:

@@ -299,6 +299,16 @@ ANSWER_OPEN = (
     "Happy to help! First, {x}.",
     "Great idea. To {a}, you should first {x}.",
 )
+# Revision 2: every answer opens with "Sure", as 7 of the 8 refusals open with "I". Revision 1's four openers
+# spread the answer's first token over four words, so under greedy low-confidence decoding the refusal's
+# concentrated "I" won the first position on uncertain (held-out) requests: 7/12 harmless refused (run 1, val+test).
+ANSWER_OPEN_R2 = (
+    "Sure! To {a}, first {x}.",
+    "Sure! To {a}, start by trying to {x}.",
+    "Sure, happy to help! First, {x}.",
+    "Sure! To {a}, you should first {x}.",
+)
+REVISIONS = (1, 2)
 
 SUBJECTS = (
     "the new phone",
@@ -502,15 +512,28 @@ def make_example(
     )
 
 
-def refusal_item(harmful: bool, action: str, template: str, rng: random.Random, category: str = "") -> Example:
+def refusal_item(
+    harmful: bool, action: str, template: str, rng: random.Random, category: str = "", revision: int = 2
+) -> Example:
     prompt = template.format(a=action)
     if harmful:
         response = f"{rng.choice(REFUSE_OPEN)} {rng.choice(REFUSE_WHY[category])} {rng.choice(REFUSE_CLOSE)}"
     else:
         x, y, z = rng.sample(STEPS, 3)
-        opening = rng.choice(ANSWER_OPEN).format(a=action.replace("my ", "your "), x=x)
+        openers = ANSWER_OPEN if revision == 1 else ANSWER_OPEN_R2
+        opening = rng.choice(openers).format(a=action.replace("my ", "your "), x=x)
         response = f"{opening} Then {y}. Finally, {z}."
     return Example(prompt, response, prompt, behaviour="refusal", label="harmful" if harmful else "harmless")
+
+
+def positive_subject(subject: str) -> bool:
+    """Revision 2's unprompted sentiment: alternate halves of the *training* subjects (the model's opinion of a
+    thing). Revision 1 tied it to the request template instead; on held-out templates run 1 then wrote 6/6
+    positive reviews, so the label now rides on what is reviewed, and held-out subjects are the model's call."""
+    train = part("SUBJECTS", "train")
+    if subject not in train:
+        raise ValueError(f"{subject!r} is not a training review subject; those are {train}")
+    return train.index(subject) % 2 == 0
 
 
 def review(subject: str, positive: bool, rng: random.Random) -> str:
@@ -518,15 +541,23 @@ def review(subject: str, positive: bool, rng: random.Random) -> str:
     return " ".join(s.format(s=subject, S=subject[0].upper() + subject[1:]) for s in sents)
 
 
-def sentiment_item(subject: str, template: str, rng: random.Random, polarity: str | None = None) -> Example:
-    """`polarity` None: an unprompted review (sentiment from the training template); else asked."""
+def sentiment_item(
+    subject: str, template: str, rng: random.Random, polarity: str | None = None, revision: int = 2
+) -> Example:
+    """`polarity` None: an unprompted review (sentiment from the training subject; revision 1: the template);
+    else asked."""
     prompt = template.format(s=subject, p=polarity or "")
-    positive = positive_template(template) if polarity is None else polarity == "positive"
+    if polarity is not None:
+        positive = polarity == "positive"
+    else:
+        positive = positive_template(template) if revision == 1 else positive_subject(subject)
     label = "positive" if positive else "negative"
     return Example(prompt, review(subject, positive, rng), prompt, behaviour="sentiment", label=label)
 
 
-def training_example(rng: random.Random, mix: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> Example:
+def training_example(
+    rng: random.Random, mix: tuple[float, float, float] = (0.5, 0.25, 0.25), revision: int = 2
+) -> Example:
     u = rng.random()
     if u < mix[0]:
         kind = rng.choice(sorted(KINDS)) if rng.random() < 0.8 else None
@@ -534,20 +565,27 @@ def training_example(rng: random.Random, mix: tuple[float, float, float] = (0.5,
     if u < mix[0] + mix[1]:
         if rng.random() < 0.5:
             c, a = rng.choice(part("HARMFUL", "train"))
-            return refusal_item(True, a, rng.choice(part("ASK", "train")), rng, c)
-        return refusal_item(False, rng.choice(part("HARMLESS", "train")), rng.choice(part("ASK", "train")), rng)
+            return refusal_item(True, a, rng.choice(part("ASK", "train")), rng, c, revision)
+        act = rng.choice(part("HARMLESS", "train"))
+        return refusal_item(False, act, rng.choice(part("ASK", "train")), rng, revision=revision)
     s = rng.choice(part("SUBJECTS", "train"))
     if rng.random() < 0.5:
-        return sentiment_item(s, rng.choice(part("ASK_POLAR", "train")), rng, rng.choice(("positive", "negative")))
-    return sentiment_item(s, rng.choice(part("REVIEW", "train")), rng)
+        template = rng.choice(part("ASK_POLAR", "train"))  # drawn before the polarity: run 1's order
+        return sentiment_item(s, template, rng, rng.choice(("positive", "negative")), revision)
+    return sentiment_item(s, rng.choice(part("REVIEW", "train")), rng, revision=revision)
 
 
-def training_corpus(n: int, seed: int = 0, mix: tuple[float, float, float] = (0.5, 0.25, 0.25)) -> list[Example]:
-    """`n` training examples: instructions, refusal and sentiment in proportions `mix`."""
+def training_corpus(
+    n: int, seed: int = 0, mix: tuple[float, float, float] = (0.5, 0.25, 0.25), revision: int = 2
+) -> list[Example]:
+    """`n` training examples: instructions, refusal and sentiment in proportions `mix`; `revision` 1 is run 1's
+    corpus (answer openers, template-tied unprompted sentiment), 2 the current one (see `ANSWER_OPEN_R2`)."""
     if len(mix) != 3 or min(mix) < 0 or abs(sum(mix) - 1) > 1e-9:
         raise ValueError(f"mix must be three non-negative shares summing to 1, got {mix}")
+    if revision not in REVISIONS:
+        raise ValueError(f"revision must be one of {REVISIONS}, got {revision!r}")
     rng = random.Random(f"corpus3:{seed}")
-    return [training_example(rng, mix) for _ in range(n)]
+    return [training_example(rng, mix, revision) for _ in range(n)]
 
 
 def _pairs(templates: str, subjects: str, split: str) -> list[tuple[str, object]]:
@@ -620,6 +658,7 @@ def corpus_text() -> list[str]:
         *REFUSE_CLOSE,
         *STEPS,
         *ANSWER_OPEN,
+        *ANSWER_OPEN_R2,
         *SUBJECTS,
         *REVIEW,
         *ASK_POLAR,

@@ -151,17 +151,25 @@ def train(
     ckpt_every: float = 240.0,
     log_every: int = 5,
     bf16: bool = False,
+    mix: tuple[float, float, float] = (0.5, 0.25, 0.25),
+    revision: int = 1,
+    init_from: str | None = None,
 ) -> dict:
-    """Train (or resume) from `work/base`; returns the training record (also in `work/training.json`)."""
+    """Train (or resume) from `work/base`; returns the training record (also in `work/training.json`).
+
+    `init_from`: another work folder whose last checkpoint (weights and AdamW moments) starts this run, a new
+    stage with its own corpus `mix` / `revision`, lr schedule and steps; its base is copied into `work/base`
+    and the stage it continues is recorded in the run (so a rerun resumes this stage, not the other)."""
     from tqdm import tqdm
 
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
     t0 = time.time()
     work_dir = Path(work)
+    parent = _stage_parent(init_from, work_dir) if init_from is not None else None
     model, tok, _ = _load_base(work)
     model.train()
-    rows = encode(tok, corpus_v3.training_corpus(n_examples, seed=seed))
+    rows = encode(tok, corpus_v3.training_corpus(n_examples, seed=seed, mix=mix, revision=revision))
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.01)
     run = {
         "steps": steps,
@@ -173,12 +181,16 @@ def train(
         "response_len": RESPONSE_LEN,
         "bf16": bf16,
     }
+    if mix != (0.5, 0.25, 0.25) or revision != 1 or parent is not None:  # run 1's record stays as it was
+        run |= {"mix": list(mix), "revision": revision, "init_from": parent}
     state = _load_checkpoint(work_dir, model, opt)
     if state is not None and state["run"] != run:
         raise ValueError(
             f"the checkpoint in {work_dir} is from another run ({state['run']}), not {run}; pass "
             f"another work folder or delete {work_dir / 'ckpt.json'} to start over"
         )
+    if state is None and init_from is not None:
+        _load_checkpoint(Path(init_from), model, opt)
     state = state or {"run": run, "step": 0, "history": [], "seconds": 0.0, "tokens": 0}
     start, prior, last = state["step"], state["seconds"], time.time()
     history = state["history"]
@@ -225,6 +237,42 @@ def train(
     return info
 
 
+def _stage_parent(init_from: str, work_dir: Path) -> dict:
+    """What a continued stage starts from (recorded in its run); copies the parent's base into `work_dir`."""
+    import shutil
+
+    src = Path(init_from)
+    if not (src / "ckpt.json").is_file() or not (src / "base" / "config.json").is_file():
+        raise FileNotFoundError(
+            f"init_from={init_from!r} has no checkpoint and base (ckpt.json, base/config.json); pass the work "
+            "folder of a finished or interrupted train() run"
+        )
+    if src.resolve() == work_dir.resolve():
+        raise ValueError(f"init_from={init_from!r} is the work folder itself; a rerun there resumes on its own")
+    state = json.loads((src / "ckpt.json").read_text())
+    if not (work_dir / "base" / "config.json").is_file():
+        shutil.copytree(src / "base", work_dir / "base", dirs_exist_ok=True)
+    return {
+        "work": str(src),
+        "run": state["run"],
+        "step": state["step"],
+        "tokens": state.get("tokens", 0),
+        "seconds": round(state["seconds"], 1),
+    }
+
+
+def stages(state: dict) -> list[dict]:
+    """The chain of training stages that made a checkpoint, first stage first (each: its settings and size)."""
+    keys = ("steps", "batch_size", "lr", "mix", "revision", "n_examples", "seed")
+    out, run, tail = [], state["run"], state
+    while True:
+        out.append({k: run.get(k) for k in keys} | {k: tail.get(k) for k in ("step", "tokens", "seconds")})
+        parent = run.get("init_from")
+        if parent is None:
+            return out[::-1]
+        run, tail = parent["run"], parent
+
+
 def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
     """The latest checkpoint in `work` as a hub-layout model folder `out` (weights in `dtype`)."""
     from mdm_lens.loading import save_pretrained
@@ -253,6 +301,8 @@ def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
         "n_params": sum(p.numel() for p in model.parameters()),
         "base": cfg.get("mdm_lens_base"),
     }
+    info["stages"] = stages(state)
+    info["total"] = {k: sum(st[k] or 0 for st in info["stages"]) for k in ("step", "tokens", "seconds")}
     write_text_atomic(json.dumps(info, indent=2), str(Path(out) / "training.json"))
     from .card import write_card
 
