@@ -192,6 +192,7 @@ def test_sites_resolve_with_right_width(family):
     n_layers = 1 + max(s.layer for s in sites if s.layer is not None)
     names = [s.name for s in sites]
     assert len(names) == len(set(names))
+    moe = {s.layer for s in sites if s.role == "expert_indices"}  # MoE layers: routed experts, no single MLP
     for layer in range(n_layers):  # every family has the steering roles (mdm_lens.sites.LAYER_ROLES)
         for suffix in (
             "hook_resid_pre",
@@ -203,7 +204,7 @@ def test_sites_resolve_with_right_width(family):
             "hook_mlp_out",
             "hook_resid_post",
         ):
-            assert f"blocks.{layer}.{suffix}" in names
+            assert (f"blocks.{layer}.{suffix}" in names) != (layer in moe and suffix.startswith("mlp.hook_p"))
     modules = dict(model.named_modules())
     for s in sites:
         assert s.module_path in modules, s
@@ -217,7 +218,11 @@ def test_sites_resolve_with_right_width(family):
     if spec.residual_writers is not None:
         for path in spec.residual_writers(model):
             assert isinstance(modules[path], (nn.Linear, nn.Embedding))
-        assert len(spec.residual_writers(model)) == 1 + 2 * n_layers
+        mlp_writers = 0  # a dense MLP's down projection, or an MoE layer's routed + shared experts' ones
+        for layer in range(n_layers):
+            routed, shared = spec.moe_writers(model, layer) if layer in moe else ([""], [])
+            mlp_writers += len(routed) + len(shared)
+        assert len(spec.residual_writers(model)) == 1 + n_layers + mlp_writers
 
 
 def test_site_tensors_are_what_they_claim():

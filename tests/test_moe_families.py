@@ -123,6 +123,22 @@ def test_bad_configs_are_refused_with_the_fix():
         llada2.build_model(tiny_config("llada2", intermediate_size=None))
 
 
+def test_bad_masks_are_refused_naming_the_shape():
+    """Wrong mask shapes, and a 4D mask leaving a query no key (NaN attention), raise before any NaN appears."""
+    model = llada2.build_model(tiny_config("llada2")).eval()
+    ids = torch.randint(0, 250, (2, 8))
+    with pytest.raises(ValueError, match=r"a padding mask must be \[2, n\]"):
+        model(ids, attention_mask=torch.ones(3, 8, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"4D \[2 or 1, 1, 8, n >= 8\]"):
+        model(ids, attention_mask=torch.zeros(1, 1, 5, 8))
+    dead = _block_causal(8, 4).float()
+    dead[..., 2, :] = float("-inf")
+    with pytest.raises(ValueError, match=r"hides every key from query row \[0, 0, 2\]"):
+        model(ids, attention_mask=dead)
+    with pytest.raises(ValueError, match="position_ids has shape"):
+        model(ids, position_ids=torch.arange(5)[None])
+
+
 def test_lladamoe_generates_with_llada_sampler_like_the_reference():
     """LLaDA-MoE decodes with LLaDA's generate.py: its spec hands model.generate the LLaDA sampler, and seeded
     generations on the native model are token-equal to generate.py run on the original LLaDA-MoE code."""

@@ -412,6 +412,37 @@ def tiny_config(**overrides: Any) -> dict[str, Any]:
     return {**cfg, **overrides}
 
 
+# config.json fields of inclusionAI/LLaDA2.0-mini that shape its weights (16.26B parameters; LLaDA2.1-mini shares
+# them): for load tests on a random 16B-shaped model (`build_model(LLADA2_MINI)` under torch.device("meta")).
+LLADA2_MINI: dict[str, Any] = {
+    "architectures": ["LLaDA2MoeModelLM"],
+    "model_type": "llada2_moe",
+    "vocab_size": 157184,
+    "hidden_size": 2048,
+    "intermediate_size": 5120,
+    "moe_intermediate_size": 512,
+    "num_hidden_layers": 20,
+    "first_k_dense_replace": 1,
+    "num_attention_heads": 16,
+    "num_key_value_heads": 4,
+    "head_dim": 128,
+    "partial_rotary_factor": 0.5,
+    "use_qkv_bias": False,
+    "use_qk_norm": True,
+    "use_bias": False,
+    "rms_norm_eps": 1e-6,
+    "rope_theta": 600000,
+    "max_position_embeddings": 32768,
+    "num_experts": 256,
+    "num_shared_experts": 1,
+    "num_experts_per_tok": 8,
+    "n_group": 8,
+    "topk_group": 4,
+    "routed_scaling_factor": 2.5,
+    "tie_word_embeddings": False,
+    "pad_token_id": 156892,
+}
+
 # LLaDA2's block-diffusion sampler (the hub generate's defaults), `generate` and the KV-cached fast path.
 from ._llada2_gen import FAST, RECOMMENDED, generate  # noqa: E402
 

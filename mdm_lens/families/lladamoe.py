@@ -181,6 +181,9 @@ class LLaDAMoEModelLM(nn.Module):
         self.model = LLaDAMoEModel(self.cfg)
         self.lm_head = nn.Linear(self.cfg.hidden_size, self.cfg.vocab_size, bias=False)
         self.hook_logits = HookPoint()
+        self.tie_weights()
+
+    def tie_weights(self) -> None:
         if self.cfg.tie_word_embeddings:
             self.lm_head.weight = self.model.embed_tokens.weight
 
