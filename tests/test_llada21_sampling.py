@@ -58,3 +58,14 @@ def test_bad_editing_options_are_refused():
         llada21_generate(lambda *a, **k: None, torch.tensor([[5, 6]]), gen_length=8, num_to_transfer=0, mask_id=MASK)
     with pytest.raises(ValueError, match=r"editing_threshold=2 must be a number in \[0, 1\]"):
         llada21_generate(lambda *a, **k: None, torch.tensor([[5, 6]]), gen_length=8, editing_threshold=2, mask_id=MASK)
+
+
+def test_kv_cached_editing_equals_uncached(golden):
+    model = native_model(golden[0])
+    case = next(c for c in CASES21 if c["name"] == "greedy_transfer2_post3")
+    settings = {k: v for k, v in case["settings"].items() if k not in ("steps", "minimal_topk")}
+    prompt = torch.tensor(case["prompt"])
+    plain, cached = {}, {}
+    a = llada21_generate(model, prompt, stats=plain, **settings)
+    b = llada21_generate(model, prompt, stats=cached, kv_cache=True, **settings)
+    assert torch.equal(a, b) and plain["forwards"] == cached["forwards"] and cached["columns"] < plain["columns"]

@@ -36,6 +36,7 @@ from .llada2 import (
     select_columns,
     start_canvas,
 )
+from .llada2_cached import CachedWindow
 from .trace import DecodeTrace, trace_for
 
 
@@ -114,13 +115,16 @@ def llada21_generate(
     eos_id: int | None = None,
     mask_id: int | None = None,
     *,
+    kv_cache: bool = False,
     on_step: Callable[[StepInfo], None] | None = None,
     trace: DecodeTrace | None = None,
     return_history: bool = False,
     stats: dict | None = None,
 ):
     """LLaDA2.1 block diffusion with editing; returns prompt + `gen_length` columns (and the canvas after every
-    forward when `return_history`). `stats` receives `forwards` and `columns`."""
+    forward when `return_history`). `stats` receives `forwards` and `columns`. `kv_cache=True` caches the finished
+    blocks' keys/values as `llada2_generate_cached` does (editing touches only the current block, so they are
+    final too)."""
     for name, v, lo in (("num_to_transfer", num_to_transfer, 1), ("max_post_steps", max_post_steps, 0)):
         if isinstance(v, bool) or not isinstance(v, int) or v < lo:
             raise ValueError(f"{name}={v!r} must be an integer >= {lo}")
@@ -130,7 +134,8 @@ def llada21_generate(
     mask_id = resolve_mask_id(model, mask_id, MASK_ID)
     check_prompt(prompt, mask_id)
     x = start_canvas(prompt, plan, mask_id)
-    window = FullWindow(model, *padded_inputs(plan, attention_mask, x.shape[0], x.device, model_dtype(model)))
+    inputs = padded_inputs(plan, attention_mask, x.shape[0], x.device, model_dtype(model))
+    window = CachedWindow(model, *inputs) if kv_cache else FullWindow(model, *inputs)
     opts = {
         "temperature": temperature, "top_k": top_k, "top_p": top_p, "threshold": threshold,
         "editing_threshold": editing_threshold, "max_post_steps": max_post_steps, "num_to_transfer": num_to_transfer,
@@ -140,7 +145,7 @@ def llada21_generate(
     if trace is not None:
         trace.start(x[:, : plan.prompt_length + gen_length])
     with announcing(model, on_step) as announce:
-        denoise_blocks_editing(window, x, plan, opts, announce, trace, "llada21")
+        denoise_blocks_editing(window, x, plan, opts, announce, trace, "llada21_cached" if kv_cache else "llada21")
     if stats is not None:
         stats.update(window.stats)
     seqs = x[:, : plan.prompt_length + gen_length]
