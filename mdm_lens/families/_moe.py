@@ -196,12 +196,21 @@ class MoEBlock(nn.Module):
             raise ValueError(f"hook_expert_indices returned expert ids outside 0..{self.n_experts - 1}")
 
     def run_experts(self, h: Float[torch.Tensor, "n d"], idx: Int[torch.Tensor, "n k"]) -> Float[torch.Tensor, "n k d"]:
-        """Each chosen expert's output per (token, slot): one batched call per expert that has tokens."""
-        out = h.new_zeros(*idx.shape, h.shape[-1])
-        for e in idx.unique().tolist():
-            tok, slot = (idx == e).nonzero(as_tuple=True)
-            out[tok, slot] = self.experts[e](h[tok])
-        return out
+        """Each chosen expert's output per (token, slot): one batched call per expert that has tokens. One stable
+        sort groups the (token, slot) pairs by expert (tokens ascending within an expert, as the reference
+        batches them); one host sync reads the group sizes."""
+        k, d = idx.shape[-1], h.shape[-1]
+        flat = idx.reshape(-1)
+        order = flat.argsort(stable=True)
+        sizes = torch.bincount(flat, minlength=self.n_experts).tolist()
+        out = h.new_zeros(flat.numel(), d)
+        start = 0
+        for e, n in enumerate(sizes):
+            if n:
+                pairs = order[start : start + n]
+                out[pairs] = self.experts[e](h[pairs // k])
+                start += n
+        return out.view(*idx.shape, d)
 
     def forward(self, h: Float[torch.Tensor, "b p d"], shared: nn.Module | None = None) -> Float[torch.Tensor, "b p d"]:
         b, p, d = h.shape

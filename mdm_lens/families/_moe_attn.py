@@ -3,6 +3,7 @@ masks as their reference code builds them, and the mixed dense / MoE site table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import takewhile
 from typing import Any
 
@@ -79,21 +80,79 @@ def attention_bias(
     return mask
 
 
-def mixed_site_table(
-    dims: dict[str, Any],
-    common: dict[str, str | tuple[str, str]],
-    dense: dict[str, str],
-    moe: dict[str, str],
-    linears: dict[str, str],
-    dense_linears: dict[str, str],
-    moe_layers: set[int],
-    moe_linears: dict[str, str] | None = None,
-) -> list[Site]:
-    """The site table of a model whose layers are dense or MoE: `common` sites everywhere, `dense` / `moe`
-    ones (and their writing linears) on their layers only, in the usual order."""
-    a = site_table(dims, {**common, **dense}, {**linears, **dense_linears})
-    m = site_table(dims, {**common, **moe}, {**linears, **(moe_linears or {})})
-    head = list(takewhile(lambda s: s.layer is None, a))
-    tail = list(takewhile(lambda s: s.layer is None, reversed(a)))[::-1]
-    body = [s for layer in range(dims["n_layers"]) for s in (m if layer in moe_layers else a) if s.layer == layer]
+@dataclass(frozen=True)
+class MoELayout:
+    """Where an MoE family keeps things (module paths under the LM wrapper; `{l}` = layer): the embedding, the
+    attention module and its output linear, the shared experts' down projection (None: no shared experts)."""
+
+    embed: str
+    attn: str
+    attn_out: str
+    shared_down: str | None
+    n_layers: int
+    moe_layers: frozenset[int]
+    n_experts: int
+    tied: bool
+
+
+def moe_site_table(dims: dict[str, Any], lay: MoELayout) -> list[Site]:
+    """The site table of a model whose layers are dense (TL's MLP sites) or MoE (`sites.MOE_ROLES`, and
+    `mlp_out` = the MoE block's output, which no single linear writes), in the usual order."""
+    b, a = "model.layers.{l}", f"model.layers.{{l}}.{lay.attn}"
+    common: dict[str, str | tuple[str, str]] = {
+        "embed_in": (lay.embed, "input"),
+        "embed": lay.embed,
+        "resid_pre": f"{b}.hook_resid_pre",
+        "ln1_scale": f"{b}.input_layernorm.hook_scale",
+        "ln1_normalized": f"{b}.input_layernorm.hook_normalized",
+        "ln1_out": f"{b}.input_layernorm",
+        **{r: f"{a}.hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z")},
+        "attn_out": f"{a}.{lay.attn_out}",
+        "resid_mid": f"{b}.hook_resid_mid",
+        "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
+        "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",
+        "ln2_out": f"{b}.post_attention_layernorm",
+        "resid_post": f"{b}.hook_resid_post",
+        "scale": "model.norm.hook_scale",
+        "normalized": "model.norm.hook_normalized",
+        "ln_final": "model.norm",
+        "logits": "hook_logits",
+    }
+    linears = {"embed": lay.embed, "attn_out": f"{a}.{lay.attn_out}", **({} if lay.tied else {"logits": "lm_head"})}
+    dense_linears = {
+        "mlp_pre": f"{b}.mlp.gate_proj",
+        "mlp_pre_linear": f"{b}.mlp.up_proj",
+        "mlp_out": f"{b}.mlp.down_proj",
+    }
+    dense = {**dense_linears, "mlp_act": f"{b}.mlp.act", "mlp_post": f"{b}.mlp.hook_post"}
+    moe = {r: f"{b}.mlp.hook_{r}" for r in ("router_logits", "expert_indices", "expert_weights", "expert_out")}
+    moe_linears = {}
+    if lay.shared_down is not None:
+        moe["shared_out"] = f"{b}.mlp.hook_shared_out"
+        moe_linears["shared_out"] = lay.shared_down
+    moe["mlp_out"] = f"{b}.mlp"
+    t_dense = site_table(dims, {**common, **dense}, {**linears, **dense_linears})
+    t_moe = site_table(dims, {**common, **moe}, {**linears, **moe_linears})
+    head = list(takewhile(lambda s: s.layer is None, t_dense))
+    tail = list(takewhile(lambda s: s.layer is None, reversed(t_dense)))[::-1]
+    body = [s for i in range(lay.n_layers) for s in (t_moe if i in lay.moe_layers else t_dense) if s.layer == i]
     return head + body + tail
+
+
+def moe_writers_of(lay: MoELayout, layer: int) -> tuple[list[str], list[str]]:
+    """The down projections writing MoE layer `layer`'s output: every routed expert's, the shared experts'."""
+    if layer not in lay.moe_layers:
+        return [], []
+    routed = [f"model.layers.{layer}.mlp.experts.{e}.down_proj" for e in range(lay.n_experts)]
+    return routed, ([lay.shared_down.format(l=layer)] if lay.shared_down is not None else [])
+
+
+def moe_residual_writers(lay: MoELayout) -> list[str]:
+    """Layers writing the residual stream: embeddings, attention out, every MLP down projection (dense; each
+    routed expert and the shared experts on MoE layers), for folding a directional ablation."""
+    out = [lay.embed]
+    for i in range(lay.n_layers):
+        out.append(f"model.layers.{i}.{lay.attn}.{lay.attn_out}")
+        routed, shared = moe_writers_of(lay, i)
+        out += routed + shared if i in lay.moe_layers else [f"model.layers.{i}.mlp.down_proj"]
+    return out

@@ -30,7 +30,15 @@ from torch import nn
 from ..hook_points import HookPoint
 from ._layers import AttentionHooks, RMSNorm, attend
 from ._moe import DenseMLP, GroupedSigmoid, MoEBlock
-from ._moe_attn import apply_partial_rope, attention_bias, mixed_site_table, partial_rope
+from ._moe_attn import (
+    MoELayout,
+    apply_partial_rope,
+    attention_bias,
+    moe_residual_writers,
+    moe_site_table,
+    moe_writers_of,
+    partial_rope,
+)
 from .base import FamilySpec, Site
 from .kv_cache import KV, CachedOutput, LayerKV, layer_caches
 
@@ -272,79 +280,30 @@ def dims(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def build_sites(model: nn.Module) -> list[Site]:
+def layout(model: nn.Module) -> MoELayout:
     cfg = _cfg(model)
-    b, a = "model.layers.{l}", "model.layers.{l}.attention"
-    common: dict[str, str | tuple[str, str]] = {
-        "embed_in": ("model.word_embeddings", "input"),
-        "embed": "model.word_embeddings",
-        "resid_pre": f"{b}.hook_resid_pre",
-        "ln1_scale": f"{b}.input_layernorm.hook_scale",
-        "ln1_normalized": f"{b}.input_layernorm.hook_normalized",
-        "ln1_out": f"{b}.input_layernorm",
-        **{r: f"{a}.hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z")},
-        "attn_out": f"{a}.dense",
-        "resid_mid": f"{b}.hook_resid_mid",
-        "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
-        "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",
-        "ln2_out": f"{b}.post_attention_layernorm",
-        "resid_post": f"{b}.hook_resid_post",
-        "scale": "model.norm.hook_scale",
-        "normalized": "model.norm.hook_normalized",
-        "ln_final": "model.norm",
-        "logits": "hook_logits",
-    }
-    dense = {
-        "mlp_pre": f"{b}.mlp.gate_proj",
-        "mlp_pre_linear": f"{b}.mlp.up_proj",
-        "mlp_act": f"{b}.mlp.act",
-        "mlp_post": f"{b}.mlp.hook_post",
-        "mlp_out": f"{b}.mlp.down_proj",
-    }
-    moe = {r: f"{b}.mlp.hook_{r}" for r in ("router_logits", "expert_indices", "expert_weights", "expert_out")}
-    if cfg.num_shared_experts is not None:
-        moe["shared_out"] = f"{b}.mlp.hook_shared_out"
-    moe["mlp_out"] = f"{b}.mlp"
-    linears = {"embed": "model.word_embeddings", "attn_out": f"{a}.dense"}
-    if not cfg.tie_word_embeddings:
-        linears["logits"] = "lm_head"
-    dense_linears = {
-        "mlp_pre": dense["mlp_pre"],
-        "mlp_pre_linear": dense["mlp_pre_linear"],
-        "mlp_out": dense["mlp_out"],
-    }
-    moe_layers = {i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)}
-    moe_linears = (
-        {"shared_out": "model.layers.{l}.mlp.shared_experts.down_proj"} if cfg.num_shared_experts is not None else {}
+    return MoELayout(
+        embed="model.word_embeddings",
+        attn="attention",
+        attn_out="dense",
+        shared_down="model.layers.{l}.mlp.shared_experts.down_proj" if cfg.num_shared_experts is not None else None,
+        n_layers=cfg.num_hidden_layers,
+        moe_layers=frozenset(i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)),
+        n_experts=cfg.num_experts or 0,
+        tied=cfg.tie_word_embeddings,
     )
-    return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers, moe_linears)
+
+
+def build_sites(model: nn.Module) -> list[Site]:
+    return moe_site_table(dims(model), layout(model))
 
 
 def residual_writers(model: nn.Module) -> list[str]:
-    """Layers writing the residual stream: embeddings, attention out, and every MLP down projection (dense,
-    each routed expert and the shared experts), for folding a directional ablation."""
-    cfg = _cfg(model)
-    out = ["model.word_embeddings"]
-    for i in range(cfg.num_hidden_layers):
-        mlp = f"model.layers.{i}.mlp"
-        out.append(f"model.layers.{i}.attention.dense")
-        if not cfg.is_moe(i):
-            out.append(f"{mlp}.down_proj")
-            continue
-        out += [f"{mlp}.experts.{e}.down_proj" for e in range(cfg.num_experts or 0)]
-        if cfg.num_shared_experts is not None:
-            out.append(f"{mlp}.shared_experts.down_proj")
-    return out
+    return moe_residual_writers(layout(model))
 
 
 def moe_writers(model: nn.Module, layer: int) -> tuple[list[str], list[str]]:
-    """The down projections writing MoE layer `layer`'s output: every routed expert's, the shared experts'."""
-    cfg = _cfg(model)
-    if not cfg.is_moe(layer):
-        return [], []
-    routed = [f"model.layers.{layer}.mlp.experts.{e}.down_proj" for e in range(cfg.num_experts or 0)]
-    shared = [f"model.layers.{layer}.mlp.shared_experts.down_proj"] if cfg.num_shared_experts is not None else []
-    return routed, shared
+    return moe_writers_of(layout(model), layer)
 
 
 def hub_keys(cfg: LLaDA2Config) -> list[str]:

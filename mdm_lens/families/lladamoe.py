@@ -26,7 +26,15 @@ from ..hook_points import HookPoint
 from . import llada as _llada
 from ._layers import AttentionHooks, RMSNorm, attend
 from ._moe import DenseMLP, ExpertMLP, MoEBlock, SoftmaxTopK
-from ._moe_attn import apply_partial_rope, attention_bias, mixed_site_table, partial_rope
+from ._moe_attn import (
+    MoELayout,
+    apply_partial_rope,
+    attention_bias,
+    moe_residual_writers,
+    moe_site_table,
+    moe_writers_of,
+    partial_rope,
+)
 from .base import FamilySpec, Site
 
 MASK_ID = 156895  # "<|mask|>" of inclusionAI/LLaDA-MoE-7B-A1B's tokenizer
@@ -241,82 +249,32 @@ def dims(model: nn.Module) -> dict[str, Any]:
     }
 
 
-def build_sites(model: nn.Module) -> list[Site]:
+def layout(model: nn.Module) -> MoELayout:
     cfg = _cfg(model)
-    b, a = "model.layers.{l}", "model.layers.{l}.self_attn"
-    common: dict[str, str | tuple[str, str]] = {
-        "embed_in": ("model.embed_tokens", "input"),
-        "embed": "model.embed_tokens",
-        "resid_pre": f"{b}.hook_resid_pre",
-        "ln1_scale": f"{b}.input_layernorm.hook_scale",
-        "ln1_normalized": f"{b}.input_layernorm.hook_normalized",
-        "ln1_out": f"{b}.input_layernorm",
-        **{r: f"{a}.hooks.hook_{r}" for r in ("q", "k", "v", "rot_q", "rot_k", "attn_scores", "pattern", "z")},
-        "attn_out": f"{a}.o_proj",
-        "resid_mid": f"{b}.hook_resid_mid",
-        "ln2_scale": f"{b}.post_attention_layernorm.hook_scale",
-        "ln2_normalized": f"{b}.post_attention_layernorm.hook_normalized",
-        "ln2_out": f"{b}.post_attention_layernorm",
-        "resid_post": f"{b}.hook_resid_post",
-        "scale": "model.norm.hook_scale",
-        "normalized": "model.norm.hook_normalized",
-        "ln_final": "model.norm",
-        "logits": "hook_logits",
-    }
-    dense = {
-        "mlp_pre": f"{b}.mlp.gate_proj",
-        "mlp_pre_linear": f"{b}.mlp.up_proj",
-        "mlp_act": f"{b}.mlp.act",
-        "mlp_post": f"{b}.mlp.hook_post",
-        "mlp_out": f"{b}.mlp.down_proj",
-    }
-    moe = {r: f"{b}.mlp.hook_{r}" for r in ("router_logits", "expert_indices", "expert_weights", "expert_out")}
-    if cfg.shared_expert_intermediate_size is not None:
-        moe["shared_out"] = f"{b}.mlp.hook_shared_out"
-    moe["mlp_out"] = f"{b}.mlp"
-    linears = {"embed": "model.embed_tokens", "attn_out": f"{a}.o_proj"}
-    if not cfg.tie_word_embeddings:
-        linears["logits"] = "lm_head"
-    dense_linears = {
-        "mlp_pre": dense["mlp_pre"],
-        "mlp_pre_linear": dense["mlp_pre_linear"],
-        "mlp_out": dense["mlp_out"],
-    }
-    moe_layers = {i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)}
-    moe_linears = (
-        {"shared_out": "model.layers.{l}.shared_expert.down_proj"}
+    return MoELayout(
+        embed="model.embed_tokens",
+        attn="self_attn",
+        attn_out="o_proj",
+        shared_down="model.layers.{l}.shared_expert.down_proj"
         if cfg.shared_expert_intermediate_size is not None
-        else {}
+        else None,
+        n_layers=cfg.num_hidden_layers,
+        moe_layers=frozenset(i for i in range(cfg.num_hidden_layers) if cfg.is_moe(i)),
+        n_experts=cfg.num_experts,
+        tied=cfg.tie_word_embeddings,
     )
-    return mixed_site_table(dims(model), common, dense, moe, linears, dense_linears, moe_layers, moe_linears)
+
+
+def build_sites(model: nn.Module) -> list[Site]:
+    return moe_site_table(dims(model), layout(model))
 
 
 def residual_writers(model: nn.Module) -> list[str]:
-    """Embeddings, attention out, and every MLP down projection (dense, routed experts, shared expert)."""
-    cfg = _cfg(model)
-    out = ["model.embed_tokens"]
-    for i in range(cfg.num_hidden_layers):
-        p = f"model.layers.{i}"
-        out.append(f"{p}.self_attn.o_proj")
-        if not cfg.is_moe(i):
-            out.append(f"{p}.mlp.down_proj")
-            continue
-        out += [f"{p}.mlp.experts.{e}.down_proj" for e in range(cfg.num_experts)]
-        if cfg.shared_expert_intermediate_size is not None:
-            out.append(f"{p}.shared_expert.down_proj")
-    return out
+    return moe_residual_writers(layout(model))
 
 
 def moe_writers(model: nn.Module, layer: int) -> tuple[list[str], list[str]]:
-    """The down projections writing MoE layer `layer`'s output: every routed expert's, the shared experts'."""
-    cfg = _cfg(model)
-    if not cfg.is_moe(layer):
-        return [], []
-    routed = [f"model.layers.{layer}.mlp.experts.{e}.down_proj" for e in range(cfg.num_experts or 0)]
-    shared = (
-        [f"model.layers.{layer}.shared_expert.down_proj"] if cfg.shared_expert_intermediate_size is not None else []
-    )
-    return routed, shared
+    return moe_writers_of(layout(model), layer)
 
 
 def hub_keys(cfg: LLaDAMoEConfig) -> list[str]:
