@@ -89,6 +89,12 @@ class StepContext:
         am = self.attention_mask
         if am is not None and am.dim() == 4 and am.dtype == torch.bool:  # BD3LM's block-causal mask:
             am = am.any(dim=-2).any(dim=1)  # a key column no query may see is padding
+        elif am is not None and am.dim() == 4 and self.block_span is not None:
+            # block diffusion (LLaDA2) passes its 4-D block mask, which hides padded keys from every query but
+            # their own; the last query row sees every other key of the window, so the keys hidden from it are pads
+            row = am[:, 0, -1, -self.input_ids.shape[1] :].to(self.input_ids.device)
+            pads = row == float("-inf") if row.dtype.is_floating_point else ~row.bool()
+            return pads.expand(self.input_ids.shape).clone()
         if am is None or am.dim() != 2:
             return torch.zeros_like(self.input_ids, dtype=torch.bool)
         if am.shape[1] != self.input_ids.shape[1]:  # a canvas-wide mask for a cached forward's columns

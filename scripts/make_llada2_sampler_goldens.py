@@ -1,9 +1,11 @@
 """Regenerate tests/fixtures/llada2_sampler_goldens.safetensors from the ORIGINAL LLaDA2 generate.
 
-    python scripts/make_llada2_sampler_goldens.py --ref DIR [--dllm-src DIR] [--out FILE]
+    python scripts/make_llada2_sampler_goldens.py --ref DIR [--ref21 DIR] [--dllm-src DIR] [--out FILE]
 
 `--ref`: a folder holding the hub's `modeling_llada2_moe.py` + `configuration_llada2_moe.py` (ZHZisZZ/dllm
-`dllm/pipelines/llada2/models/`, the code of inclusionAI/LLaDA2.0-mini). `--dllm-src`: optional, a folder
+`dllm/pipelines/llada2/models/`, the code of inclusionAI/LLaDA2.0-mini). `--ref21`: the same for LLaDA2.1
+(`dllm/pipelines/llada21/models/`: `modeling_llada21_moe.py` + `configuration_llada21_moe.py`); its `generate`
+(token editing) runs on the same weights for the cases `CASES21`, stored as `c21_{i}.*`. `--dllm-src`: optional, a folder
 holding dllm's source tree (`dllm/pipelines/llada2/sampler.py`, `dllm/core/samplers/base.py`,
 `dllm/core/schedulers/`); its `LLaDA2Sampler` is then run on the same cases and compared too (printed, not
 stored). The code targets transformers 4.x: run this in such an environment (the project's reference venv).
@@ -34,18 +36,19 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
-from llada2_sampler_cases import CASES, CONFIG, LM_HEAD_SCALE  # noqa: E402
+from llada2_sampler_cases import CASES, CASES21, CONFIG, LM_HEAD_SCALE  # noqa: E402
 from tie_margin import DELTA  # noqa: E402
 
 from mdm_lens.sampling.llada2 import llada2_generate, reference_answer  # noqa: E402
+from mdm_lens.sampling.llada21 import llada21_generate  # noqa: E402
 
 
-def load_reference(folder: str):
-    pkg = types.ModuleType("llada2_reference")
+def load_reference(folder: str, version: str = "llada2"):
+    pkg = types.ModuleType(f"{version}_reference")
     pkg.__path__ = [folder]
-    sys.modules["llada2_reference"] = pkg
-    cfg = importlib.import_module("llada2_reference.configuration_llada2_moe")
-    mod = importlib.import_module("llada2_reference.modeling_llada2_moe")
+    sys.modules[f"{version}_reference"] = pkg
+    cfg = importlib.import_module(f"{version}_reference.configuration_{version}_moe")
+    mod = importlib.import_module(f"{version}_reference.modeling_{version}_moe")
     return cfg.LLaDA2MoeConfig, mod.LLaDA2MoeModelLM
 
 
@@ -90,15 +93,54 @@ def hub_run(model_cls, model, case: dict, jitter_seed: int | None = None):
     return answer[0], shim.calls
 
 
-def ours(model, case: dict) -> torch.Tensor:
+def ours(model, case: dict, fn=llada2_generate) -> torch.Tensor:
     def forward(ids, attention_mask, position_ids):
         return model(ids, attention_mask=attention_mask, position_ids=position_ids).logits
 
     forward.dtype = next(model.parameters()).dtype
     torch.manual_seed(case["seed"])
     s = dict(case["settings"])
-    seqs = llada2_generate(forward, torch.tensor(case["prompt"]), **s)
+    seqs = fn(forward, torch.tensor(case["prompt"]), **s)
     return reference_answer(seqs, len(case["prompt"][0]), s["eos_id"])[0]
+
+
+def store(tensors: dict, key: str, case: dict, answer: torch.Tensor, calls: list) -> None:
+    """The prompt, the reference's answer, and its forwards' input ids and block logits (for replay)."""
+    width = max(c[0].shape[1] for c in calls)
+    inputs = torch.full((len(calls), width), -1, dtype=torch.long)
+    for j, (ids, _) in enumerate(calls):
+        inputs[j, : ids.shape[1]] = ids[0]
+    bl = case["settings"]["block_length"]
+    tensors[f"{key}.prompt"] = torch.tensor(case["prompt"])
+    tensors[f"{key}.answer"] = answer.contiguous()
+    tensors[f"{key}.inputs"] = inputs
+    tensors[f"{key}.logits"] = torch.stack([lg[:, -bl:] for _, lg in calls]).contiguous()
+
+
+def run21(folder: str, base: torch.nn.Module, tensors: dict) -> list[dict]:
+    """LLaDA2.1's hub generate (editing) on the same weights: the cases of CASES21."""
+    config_cls, model_cls = load_reference(folder, "llada21")
+    cfg = config_cls(**CONFIG)
+    cfg._attn_implementation = "sdpa"
+    model21 = model_cls(cfg).eval()
+    model21.load_state_dict(base.float().state_dict())
+    meta = []
+    for i, case in enumerate(CASES21):
+        model = model21.to(torch.bfloat16) if case["dtype"] == "bfloat16" else model21.float()
+        answer, calls = hub_run(model_cls, model, case)
+        mine = ours(model, {**case, "settings": without(case["settings"], "steps", "minimal_topk")}, llada21_generate)
+        margin = all(torch.equal(hub_run(model_cls, model, case, jitter_seed=j)[0], answer) for j in range(3))
+        store(tensors, f"c21_{i}", case, answer, calls)
+        print(
+            f"2.1 case {i} {case['name']:<22} {case['dtype']:<8} forwards {len(calls):>2}  answer {len(answer):>2} "
+            f"tokens  ours equal: {torch.equal(mine, answer)}  tie margin: {margin}"
+        )
+        meta.append({"name": case["name"], "margin": margin, "ours_equal": bool(torch.equal(mine, answer))})
+    return meta
+
+
+def without(settings: dict, *keys: str) -> dict:
+    return {k: v for k, v in settings.items() if k not in keys}
 
 
 def dllm_run(src: str, model, case: dict) -> torch.Tensor:
@@ -132,6 +174,7 @@ def dllm_run(src: str, model, case: dict) -> torch.Tensor:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--ref", required=True)
+    ap.add_argument("--ref21", default=None)
     ap.add_argument("--dllm-src", default=None)
     ap.add_argument("--out", default=str(ROOT / "tests/fixtures/llada2_sampler_goldens.safetensors"))
     args = ap.parse_args()
@@ -146,15 +189,7 @@ def main() -> None:
         jittered = [hub_run(model_cls, model, case, jitter_seed=j)[0] for j in range(3)]
         margin = all(torch.equal(j, answer) for j in jittered)
         n = len(case["prompt"][0])
-        width = max(c[0].shape[1] for c in calls)
-        inputs = torch.full((len(calls), width), -1, dtype=torch.long)
-        for j, (ids, _) in enumerate(calls):
-            inputs[j, : ids.shape[1]] = ids[0]
-        bl = case["settings"]["block_length"]
-        tensors[f"case{i}.prompt"] = torch.tensor(case["prompt"])
-        tensors[f"case{i}.answer"] = answer.contiguous()
-        tensors[f"case{i}.inputs"] = inputs
-        tensors[f"case{i}.logits"] = torch.stack([lg[:, -bl:] for _, lg in calls]).contiguous()
+        store(tensors, f"case{i}", case, answer, calls)
         line = (
             f"case {i} {case['name']:<22} {case['dtype']:<8} forwards {len(calls):>2}  answer {len(answer):>2} "
             f"tokens  ours equal: {torch.equal(mine, answer)}  tie margin: {margin}"
@@ -166,7 +201,9 @@ def main() -> None:
         print(line)
         meta.append({"name": case["name"], "margin": margin, "ours_equal": bool(torch.equal(mine, answer))})
     base.float()
-    save_file(tensors, args.out, metadata={"config": json.dumps(CONFIG), "cases": json.dumps(meta)})
+    meta21 = run21(args.ref21, base, tensors) if args.ref21 else []
+    metadata = {"config": json.dumps(CONFIG), "cases": json.dumps(meta), "cases21": json.dumps(meta21)}
+    save_file(tensors, args.out, metadata=metadata)
     print("wrote", args.out)
 
 

@@ -71,8 +71,29 @@ CASES: list[dict] = [
 ]
 
 
-def load_golden():
-    """-> (tensors, per-case metadata) of tests/fixtures/llada2_sampler_goldens.safetensors."""
+def _case21(name: str, prompt: list[int], dtype: str = "float32", seed: int = 0, **settings) -> dict:
+    """LLaDA2.1's generate (editing): `steps` / `minimal_topk` are passed to the reference, which ignores them."""
+    base = {"gen_length": 24, "block_length": 8, "steps": 8, "minimal_topk": 1, "threshold": 0.95}
+    base |= {"editing_threshold": 0.9, "max_post_steps": 16, "num_to_transfer": 1, "eos_id": NEVER, "mask_id": MASK}
+    return {"name": name, "prompt": [prompt], "dtype": dtype, "seed": seed, "settings": {**base, **settings}}
+
+
+CASES21: list[dict] = [
+    _case21("greedy_edit_0.5", P5, threshold=0.7, editing_threshold=0.5, max_post_steps=4),
+    _case21("greedy_transfer2_post3", P8, threshold=0.8, num_to_transfer=2, editing_threshold=0.6, max_post_steps=3),
+    _case21(
+        "sample_edit", P5, seed=5, temperature=0.8, top_k=30, threshold=0.6, editing_threshold=0.4, max_post_steps=4
+    ),
+    _case21(
+        "eos_early_stop", P5, eos_id=97, threshold=0.7, editing_threshold=0.5, max_post_steps=4, eos_early_stop=True
+    ),
+    _case21("bf16_edit", P8, dtype="bfloat16", threshold=0.7, editing_threshold=0.5),
+]
+
+
+def load_golden(cases: str = "cases"):
+    """-> (tensors, per-case metadata) of tests/fixtures/llada2_sampler_goldens.safetensors (`cases`: "cases" for
+    LLaDA2.0's, "cases21" for LLaDA2.1's)."""
     import json
     from pathlib import Path
 
@@ -82,7 +103,7 @@ def load_golden():
         meta = f.metadata()
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     assert json.loads(meta["config"]) == CONFIG, "the fixture was made from another config: rerun the script"
-    return tensors, json.loads(meta["cases"])
+    return tensors, json.loads(meta[cases])
 
 
 def native_model(tensors):

@@ -9,6 +9,7 @@ import torch
 from llada2_sampler_cases import CASES, EOS, MASK, load_golden, native_model
 
 from mdm_lens.sampling.llada2 import block_causal_mask, llada2_generate, reference_answer
+from mdm_lens.sampling.llada2_cached import llada2_generate_cached
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,8 @@ def test_model_generate_picks_llada2_sampler_and_settings(golden, native):
 
 
 def test_rows_decode_independently_and_padding_is_hidden(native):
-    """Greedy rows of a batch equal the rows run alone; a left-padded row does not depend on its pad ids."""
+    """Greedy rows of a batch equal the rows run alone; a left-padded row does not depend on its pad ids, the
+    cached path agrees, and hooks see the pads as the `padding` scope."""
     a, b = torch.tensor([[5, 9, 17, 33, 40]]), torch.tensor([[11, 4, 60, 23, 7]])
     kw = {"gen_length": 16, "block_length": 8, "steps": 8, "threshold": 0.7, "eos_id": EOS, "mask_id": MASK}
     both = llada2_generate(native, torch.cat([a, b]), **kw)
@@ -107,11 +109,21 @@ def test_rows_decode_independently_and_padding_is_hidden(native):
     for r in range(2):
         assert torch.equal(reference_answer(both, 5, EOS)[r], reference_answer(alone, 5, EOS)[r])
     am = torch.tensor([[0, 0, 1, 1, 1], [1, 1, 1, 1, 1]])
-    runs = [
-        llada2_generate(native, torch.tensor([[pad, pad, 17, 33, 40], [5, 9, 17, 33, 40]]), attention_mask=am, **kw)
-        for pad in (1, 2)
-    ]
-    assert torch.equal(runs[0][:, 5:], runs[1][:, 5:])
+    scopes: list = []
+
+    def hook(act, ctx):
+        scopes.append((ctx.computed, ctx.scope_mask("padding").clone(), ctx.scope_mask("prompt").clone()))
+
+    runs = []
+    for fn, pad in ((llada2_generate, 1), (llada2_generate, 2), (llada2_generate_cached, 1)):
+        with native.hooks({"blocks.0.hook_resid_post": hook}):
+            ids = torch.tensor([[pad, pad, 17, 33, 40], [5, 9, 17, 33, 40]])
+            runs.append(fn(native, ids, attention_mask=am, **kw))
+    assert torch.equal(runs[0][:, 5:], runs[1][:, 5:]) and torch.equal(runs[2], runs[0])
+    for (lo, hi), padding, prompt in scopes:  # pads are the `padding` scope, not `prompt`, cached or not
+        cols = torch.arange(lo, hi)
+        assert torch.equal(padding[0], cols < 2) and not bool(padding[1].any())
+        assert torch.equal(prompt[0], (cols >= 2) & (cols < 5)) and torch.equal(prompt[1], cols < 5)
 
 
 @pytest.mark.parametrize(
