@@ -45,3 +45,17 @@ def test_ctrl_c_in_demo_prints_one_resume_line(monkeypatch, capsys, tmp_path):
     assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 130
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("interrupted;") and err[0].endswith(f"demo --quick --out {tmp_path}/d")
+
+
+def test_bench_threads_refuses_bad_sizes_before_starting_anything():
+    import pytest
+
+    from analyses.bench.threads import run_threads_bench
+
+    for kw, msg in (
+        ({"load": 0}, "load=0 must be >= 1"),
+        ({"repeats": 0}, "repeats=0"),
+        ({"n_prompts": 0}, "n_prompts"),
+    ):
+        with pytest.raises(ValueError, match=msg):
+            run_threads_bench(**kw)

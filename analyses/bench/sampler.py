@@ -8,6 +8,8 @@ from typing import Callable
 
 import torch
 
+from mdm_lens.activation_cache import every_site_name
+
 MID = {
     "d_model": 1024,
     "n_layers": 8,
@@ -72,7 +74,8 @@ def sampler_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch:
         return go
 
     def hooked():
-        noop = {name: (lambda act, ctx: None) for name in model.hook_names}
+        # every site a cache of "all" takes (on-demand per-head results left out, as TL leaves them out)
+        noop = {name: (lambda act, ctx: None) for name in every_site_name(model)}
         with model.hooks(noop):
             return run(model)()
 
@@ -81,7 +84,7 @@ def sampler_bench(model, *, gen_length: int, steps: int, prompt_len: int, batch:
         "seconds": med,
         "wrapper_ratio": med["wrapper"] / med["bare"],
         "all_sites_noop_ratio": med["all_sites_noop"] / med["bare"],
-        "n_sites": len(model.hook_names),
+        "n_sites": len(every_site_name(model)),
         "settings": {
             **kw,
             "prompt_len": prompt_len,
