@@ -19,9 +19,9 @@ def test_sites_lists_canonical_names(saved_tiny, capsys):
     lines = capsys.readouterr().out.splitlines()
     names = [line.split("\t")[0] for line in lines]
     assert "blocks.1.hook_mlp_out" in names and "hook_logits" in names
-    # token ids, embeddings, final scale / normalized / output, logits; 23 sites per block (mdm_lens.sites: 15,
-    # + LLaDA's attention internals q, k, v, rot_q, rot_k, attn_scores, pattern, z)
-    assert len(names) == len(set(names)) == 6 + 2 * 23
+    # token ids, embeddings, final scale / normalized / output, logits; 24 sites per block (mdm_lens.sites: 15,
+    # + LLaDA's attention internals q, k, v, rot_q, rot_k, attn_scores, pattern, z, and TL's per-head result)
+    assert len(names) == len(set(names)) == 6 + 2 * 24
 
 
 def test_generate_prints_json_lines(saved_tiny, capsys):
