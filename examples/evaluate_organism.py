@@ -134,8 +134,13 @@ def main(argv=None) -> dict:
     ap.add_argument("--n-per-group", type=int, help="at most this many refusal / review prompts per group")
     ap.add_argument("--steps", type=int, help="override the packaged sampler's denoising steps")
     ap.add_argument("--block-length", type=int, help="override the packaged sampler's block length")
+    ap.add_argument(
+        "--eos-last", action="store_true", help="confidence_eos_eot_inf: commit EOS/EOT tokens last (LLaDA's option)"
+    )
     args = ap.parse_args(argv)
     over = {k: v for k, v in (("steps", args.steps), ("block_length", args.block_length)) if v is not None}
+    if args.eos_last:
+        over["confidence_eos_eot_inf"] = True
     res = evaluate(
         args.model, args.n_per_kind, args.split, args.seed, args.batch_size, over, args.kind or None, args.n_per_group
     )

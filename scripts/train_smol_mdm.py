@@ -6,6 +6,11 @@
         --work /work/scratch-organism/run1 --steps 240 --batch-size 8 --lr 2e-4 --threads 1 --ckpt-every 240
     python scripts/train_smol_mdm.py --work /work/scratch-organism/run1 --export mdm_lens/organisms/smol-mdm
 
+    # stage 2 (2026-12-07, run 2): corpus revision 2, more refusal data, from run 1's weights and AdamW moments
+    OMP_NUM_THREADS=1 OMP_WAIT_POLICY=PASSIVE python scripts/train_smol_mdm.py --work /work/scratch-organism/run2 \
+        --init-from /work/scratch-organism/run1 --steps 300 --batch-size 8 --lr 1.5e-4 --threads 1 \
+        --ckpt-every 300 --mix 0.45 0.3 0.25 --revision 2
+
 The first command converts the base once (work/base: 13 of the 30 blocks, the 2,031 tokens corpus v3 uses) and
 trains; checkpoints go to --work every --ckpt-every seconds (atomically) and rerunning the same command
 continues from the last one (the run settings must match; --threads may change). Those are the commands of the
