@@ -27,7 +27,9 @@ def cmd_demo(args) -> int:
     try:
         summary = run_demo(args.out, model_name=args.model, quick=args.quick, seed=args.seed)
     except KeyboardInterrupt:  # one line, no traceback: every finished generation is on disk and is reused
-        print(f"\ninterrupted; the generations so far are kept in {args.out}. Resume: {resume_command()}", file=sys.stderr)
+        print(
+            f"\ninterrupted; the generations so far are kept in {args.out}. Resume: {resume_command()}", file=sys.stderr
+        )
         return 130
     print(table(summary))
     print(
