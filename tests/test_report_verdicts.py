@@ -84,6 +84,17 @@ def test_lambda_at_the_edge_is_a_warning_not_a_baseline_column():
     assert c["lambda"] == 0.1 and c["edge"] == "lower"
     recs = _val_recs("t", "none", {None: 0.25}) + _val_recs("t", "m", {0.1: 0.25, 0.5: 1.0, 1.0: 0.25})
     assert choose_lambda(recs, "t", "m", cfg)["edge"] is None
+    # flat validation: the tie rule picks the smallest λ, which says nothing about an optimum beyond the grid
+    recs = _val_recs("t", "none", {None: 0.25}) + _val_recs("t", "m", {0.1: 0.5, 0.5: 0.5, 1.0: 0.5})
+    c = choose_lambda(recs, "t", "m", cfg)
+    assert c["lambda"] == 0.1 and c["edge"] is None and c["flat"]
+    # a tie with the inner neighbour only (the score falls further in): no edge warning either, and not flat
+    recs = _val_recs("t", "none", {None: 0.25}) + _val_recs("t", "m", {0.1: 0.5, 0.5: 0.5, 1.0: 0.25})
+    c = choose_lambda(recs, "t", "m", cfg)
+    assert c["edge"] is None and not c["flat"]
+    # the upper edge strictly above its neighbour: the optimum may lie beyond the grid
+    recs = _val_recs("t", "none", {None: 0.25}) + _val_recs("t", "m", {0.1: 0.25, 0.5: 0.5, 1.0: 0.75})
+    assert choose_lambda(recs, "t", "m", cfg)["edge"] == "upper"
     rows = [
         {"method": "none"},
         {"method": "m", "lambda_edge": "lower", "baseline_flag": None},

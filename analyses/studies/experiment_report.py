@@ -55,11 +55,18 @@ def choose_lambda(recs: Sequence[dict], task: str, method: str, cfg) -> dict:
         how = "no λ within the damage cap: the least damaging λ"
     grid = sorted(cfg.lambdas)
     edge = None if len(grid) < 2 else "lower" if best == grid[0] else "upper" if best == grid[-1] else None
+    # an edge λ that only ties its inner neighbour was picked by the tie rule, not because the score still rises
+    # towards the edge: no sign that the optimum lies outside the grid, so no edge warning (the row says "flat")
+    inner = None if edge is None else grid[1] if edge == "lower" else grid[-2]
+    if inner is not None and table[best]["accuracy"] <= table[inner]["accuracy"]:
+        edge = None
+    flat = len({v["accuracy"] for v in table.values()}) == 1
     return {
         "lambda": best,
         "how": how,
         "at_edge": edge is not None,
         "edge": edge,
+        "flat": flat,
         "validation": {str(k): v for k, v in table.items()},
         "unsteered_validation": base,
     }
@@ -100,6 +107,8 @@ def baseline_flag(row: dict, recs: list[dict], base_recs: list[dict], choice: di
         reasons.append(f"degenerate texts ({100 * row['degenerate']:.0f}%)")
     if choice and choice["at_edge"]:
         reasons.append(f"λ={choice['lambda']} at the grid's edge")
+    if choice and choice.get("flat"):
+        reasons.append("validation accuracy equal at every λ")
     return "; ".join(reasons) or "different texts, same score"
 
 
