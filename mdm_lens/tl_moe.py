@@ -54,10 +54,12 @@ def moe_layers(model: Any) -> list[int]:
 
 def check_dense(model: Any, layer: int, role: str) -> None:
     """Raise, naming the layer and the accessors to use, when a dense-MLP weight is asked of an MoE layer."""
-    if role not in ("mlp_pre", "mlp_pre_linear", "mlp_out") or moe_block(model, layer) is None:
-        return
-    name = _TL_NAMES[role]
-    raise TypeError(
+    if role in _TL_NAMES and moe_block(model, layer) is not None:
+        raise moe_weight_error(model, layer, _TL_NAMES[role])
+
+
+def moe_weight_error(model: Any, layer: int, name: str) -> TypeError:
+    return TypeError(
         f"{name}: layer {layer} of this {model.spec.name} model is a mixture of experts, so it has no single "
         f"{name}; use model.expert_weights({layer}).{name} ([n_experts, ...], routed experts), "
         f"model.blocks[{layer}].mlp.experts[e].{name} (one expert, TL's form) or "
@@ -145,13 +147,11 @@ class MoEMLPView:
 
     @property
     def W_in(self) -> torch.Tensor:
-        check_dense(self._model, self._layer, "mlp_pre_linear")
-        raise AssertionError("unreachable")
+        raise moe_weight_error(self._model, self._layer, "W_in")
 
     @property
     def W_out(self) -> torch.Tensor:
-        check_dense(self._model, self._layer, "mlp_out")
-        raise AssertionError("unreachable")
+        raise moe_weight_error(self._model, self._layer, "W_out")
 
 
 class DenseMLPView:
