@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Float
 
 from .factored_matrix import FactoredMatrix
+from .tl_moe import ExpertWeights, mlp_view
 
 
 class BlockView:
@@ -29,12 +30,13 @@ class BlockView:
     def __init__(self, model, layer: int):
         self.layer, self._model = layer, model
         self.attn = _Part(model, layer, ("W_Q", "W_K", "W_V", "W_O", "b_Q", "b_K", "b_V", "b_O"))
-        self.mlp = _Part(model, layer, ("W_in", "W_gate", "W_out", "b_in", "b_out"))
+        self.mlp = mlp_view(model, layer)  # dense: W_in ...; MoE: experts[e].W_in, shared_experts, W_router
 
     @property
     def module(self) -> torch.nn.Module:
         """The native block module (its attention module for a family that nests it, e.g. Dream's layer)."""
-        return self._model.model.get_submodule(self._model._attn_owner(self.layer).rsplit(".self_attn", 1)[0])
+        path = self._model.site(f"blocks.{self.layer}.hook_resid_pre").module_path
+        return self._model.model.get_submodule(path.rsplit(".", 1)[0])
 
     def __repr__(self) -> str:
         return f"BlockView(layer={self.layer})"
@@ -76,14 +78,29 @@ class TLCircuits:
     def _attn_owner(self, layer: int) -> str:
         """Module path of the module holding this layer's q/k/v projections (the parent of its attention hooks)."""
         path = self.site(f"blocks.{layer}.attn.hook_z").module_path
-        return path.rsplit(".attn_hooks.", 1)[0]
+        parts = path.split(".")
+        for n in range(len(parts) - 1, 0, -1):  # the nearest ancestor holding the projections (q_proj or fused)
+            owner = ".".join(parts[:n])
+            mod = self.model.get_submodule(owner)
+            if hasattr(mod, "q_proj") or hasattr(mod, "query_key_value"):
+                return owner
+        raise NotImplementedError(f"the {self.spec.name} family has no q_proj / query_key_value near {path}")
 
-    def _proj(self, layer: int, which: str) -> torch.nn.Linear:
+    def _proj(self, layer: int, which: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(weight `[heads * d_head, d_model]`, bias or None) of this layer's q, k or v projection; a fused
+        `query_key_value` (LLaDA2) is sliced as its forward splits it: q heads, then k heads, then v heads."""
         owner = self.model.get_submodule(self._attn_owner(layer))
         lin = getattr(owner, f"{which}_proj", None)
-        if not isinstance(lin, torch.nn.Linear):
+        if isinstance(lin, torch.nn.Linear):
+            return lin.weight, lin.bias
+        fused = getattr(owner, "query_key_value", None)
+        if not isinstance(fused, torch.nn.Linear):
             raise NotImplementedError(f"the {self.spec.name} family has no single {which}_proj linear layer")
-        return lin
+        d = self._dims()
+        sizes = [self._heads(w) * d["d_head"] for w in "qkv"]
+        start = sum(sizes[: "qkv".index(which)])
+        rows = slice(start, start + sizes["qkv".index(which)])
+        return fused.weight[rows], None if fused.bias is None else fused.bias[rows]
 
     def _heads(self, which: str) -> int:
         d = self._dims()
@@ -94,17 +111,17 @@ class TLCircuits:
         h = self._heads(which)
         return torch.stack(
             [
-                self._proj(layer, which).weight.reshape(h, d["d_head"], d["d_model"]).transpose(-1, -2)
+                self._proj(layer, which)[0].reshape(h, d["d_head"], d["d_model"]).transpose(-1, -2)
                 for layer in range(self.n_layers)
             ]
         )
 
     def _stack_b(self, which: str, name: str) -> torch.Tensor:
         d = self._dims()
-        biases = [self._proj(layer, which).bias for layer in range(self.n_layers)]
+        biases = [self._proj(layer, which)[1] for layer in range(self.n_layers)]
         if any(b is None for b in biases):
             raise AttributeError(
-                f"{name}: the {self.spec.name} family's {which}_proj has no bias (TL raises too); "
+                f"{name}: the {self.spec.name} family's {which} projection has no bias (TL raises too); "
                 "use torch.zeros if an analysis needs one"
             )
         return torch.stack([b.reshape(self._heads(which), d["d_head"]) for b in biases])
@@ -136,8 +153,11 @@ class TLCircuits:
     def _linear_bias(self, role: str, name: str) -> torch.Tensor:
         from .sites import get_act_name
 
+        from .tl_moe import check_dense
+
         out = []
         for layer in range(self.n_layers):
+            check_dense(self, layer, role)
             lin = self.site(get_act_name(role, layer)).linear
             bias = None if lin is None else self.model.get_submodule(lin).bias
             if bias is None:
@@ -173,6 +193,27 @@ class TLCircuits:
     def OV(self) -> FactoredMatrix:
         """`W_V @ W_O` per layer and head, `[n_layers, n_heads, d_model, d_model]`, kept factored."""
         return FactoredMatrix(self._expand_kv(self.W_V), self.W_O)
+
+    # ------------------------------------------------------------------ mixture-of-experts layers (tl_moe.py)
+    @property
+    def moe_layers(self) -> list[int]:
+        """Indices of the mixture-of-experts layers (empty for a dense family)."""
+        from .tl_moe import moe_layers
+
+        return moe_layers(self)
+
+    def expert_weights(self, layer: int) -> ExpertWeights:
+        """Routed experts of MoE layer `layer`, stacked in TL's layout: `.W_gate` / `.W_in`
+        `[n_experts, d_model, d_expert]`, `.W_out` `[n_experts, d_expert, d_model]`."""
+        from .tl_moe import expert_weights
+
+        return expert_weights(self, layer)
+
+    def shared_expert_weights(self, layer: int) -> ExpertWeights | None:
+        """Shared experts of MoE layer `layer` (`.W_gate`, `.W_in` `[d_model, d_shared]`, `.W_out`), or None."""
+        from .tl_moe import shared_expert_weights
+
+        return shared_expert_weights(self, layer)
 
     @property
     def blocks(self) -> list[BlockView]:

@@ -129,8 +129,11 @@ class TLConveniences:
         return torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
 
     def _linear_weights(self, role: str) -> list[torch.Tensor]:
+        from .tl_moe import check_dense
+
         out = []
         for layer in range(self.n_layers):
+            check_dense(self, layer, role)  # an MoE layer has no single W_in: the error names the accessors
             lin = self.site(get_act_name(role, layer)).linear
             if lin is None:
                 raise NotImplementedError(f"no single linear layer writes {role!r} in the {self.spec.name} family")
