@@ -223,7 +223,9 @@ def logit_lens(
         )
     # every family whose sampler's forwards a full forward replays (FamilySpec.step_forward_refusal)
     shift = check_full_forward_replay(
-        model, model.sampler_settings(**sampler_kwargs), "logit_lens over denoising steps (reads still-masked positions)"
+        model,
+        model.sampler_settings(**sampler_kwargs),
+        "logit_lens over denoising steps (reads still-masked positions)",
     )
     sampler_kwargs.pop("return_history", None)
     out = model.generate(prompts, seed=seed, chat=chat, return_history=True, **sampler_kwargs)

@@ -17,8 +17,7 @@ from typing import Any
 from .no_mask import require_mask_token
 
 FIX = (
-    "record the sampler's own activations instead, with model.cache_steps([...]) (or hooks) around "
-    "model.generate(...)"
+    "record the sampler's own activations instead, with model.cache_steps([...]) (or hooks) around model.generate(...)"
 )
 
 

@@ -252,7 +252,9 @@ def trace_generation(
     lens = attention = None
     if steps:  # the steered run's lens and attention are read with its plan attached
         with model.steer(plan) if plan is not None else nullcontext():
-            lens, attention = _replay(model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k, shift)
+            lens, attention = _replay(
+                model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k, shift
+            )
     feats = None
     if features is not None:
         f_i = torch.stack([store["features"][s][0] for s in range(n_steps)])
