@@ -98,3 +98,12 @@ def test_replay_refusal_names_the_family_own_reason(family, why, models):
     with pytest.raises(ValueError, match=why) as err:
         model.generate(["hello"], seed=0, replay=object())
     assert "noise" not in str(err.value) and "lladamoe" in str(err.value)
+
+
+def test_replayed_run_refuses_block_diffusion(models):
+    from analyses.replayed import ReplayedRun
+
+    model = _model(models, "llada2")
+    out = model.generate(["hello"], seed=0, gen_length=8, steps=4, block_length=4)
+    with pytest.raises(NotImplementedError, match=r"ReplayedRun .* llada2 family's .* block-causal mask"):
+        ReplayedRun.of(model, out)
