@@ -28,7 +28,6 @@ import torch
 
 from mdm_lens.safefile import save_figure_atomic
 
-LENS_FAMILIES = ("llada", "dream")
 POSITIONS = ("all", "text")  # every response position, or only up to the response's first stop token
 
 
@@ -209,15 +208,10 @@ def logit_lens(
     final norm and unembedding (`at_steps` / `layers` None: all; `steps` is the sampler's own step count). `positions="text"` keeps only response positions up
     to the first stop token (EOS / EOT): the fill after it is an easy, repeated token that dominates averages
     on short answers. Sampler options as in `model.generate`."""
-    from mdm_lens.no_mask import require_mask_token
+    from mdm_lens.step_replay import check_full_forward_replay
 
-    require_mask_token(model, "logit_lens over denoising steps (reads still-masked positions)")
     if positions not in POSITIONS:
         raise ValueError(f"positions={positions!r}; use one of {POSITIONS}")
-    if model.spec.sampler not in LENS_FAMILIES:
-        raise NotImplementedError(
-            f"the per-step logit lens runs on the {LENS_FAMILIES} samplers; the {model.spec.name} family has none here"
-        )
     if sampler_kwargs.get("sampler", "reference") != "reference":
         raise ValueError(
             f"logit_lens(sampler={sampler_kwargs['sampler']!r}) is refused: the lens replays each step's "
@@ -227,13 +221,18 @@ def logit_lens(
             "measured). Use sampler='reference', or record the fast sampler's own activations with "
             "model.cache_steps([...]) during model.generate(..., sampler='fast')"
         )
+    # every family whose sampler's forwards a full forward replays (FamilySpec.step_forward_refusal)
+    shift = check_full_forward_replay(
+        model,
+        model.sampler_settings(**sampler_kwargs),
+        "logit_lens over denoising steps (reads still-masked positions)",
+    )
     sampler_kwargs.pop("return_history", None)
     out = model.generate(prompts, seed=seed, chat=chat, return_history=True, **sampler_kwargs)
     n_steps, n_layers = out.history.shape[0], model.n_layers
     steps, layers = _check_choice("steps", at_steps, n_steps), _check_choice("layers", layers, n_layers)
     mask_id, plen = model.mask_id, out.prompt_length
     gen = out.tokens.shape[1]
-    shift = 1 if model.spec.logits_shift else 0
     final, dec = out.tokens, out.decode_step  # [b, gen]
     in_text = _in_text(model, final)  # [b, gen]
     attn = None

@@ -33,9 +33,12 @@ class ReplayedRun:
     @classmethod
     def of(cls, model, out, num_steps: int | None = None) -> ReplayedRun:
         """From `out = model.generate(...)` (any sampler of LLaDA / Dream: it carries the decode trace)."""
-        from mdm_lens.no_mask import require_mask_token
+        from mdm_lens.step_replay import check_full_forward_replay
 
-        require_mask_token(model, "ReplayedRun (re-masks each step's undecided positions)")
+        # one full forward per step must be what the sampler computed: block diffusion is refused (its settings
+        # as the checkpoint / recommended give them: a per-call variant= is not recorded in `out`)
+        what = "ReplayedRun (re-masks each step's undecided positions)"
+        check_full_forward_replay(model, model.sampler_settings(), what)
         sched = Schedule.from_output(out)
         n = sched.num_steps if num_steps is None else int(num_steps)
         am = out.attention_mask[:, : out.prompt_length] if out.attention_mask is not None else None

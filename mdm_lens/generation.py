@@ -208,6 +208,12 @@ def own_rng(seed: int, device: torch.device) -> Iterator[None]:
         yield
 
 
+def _replay_families() -> list[str]:
+    from .families import FAMILIES
+
+    return [name for name, spec in FAMILIES.items() if spec.replay_refusal is None and spec.generate is not None]
+
+
 def replay_kwargs(model, replay, mode: str, input_ids: torch.Tensor, kwargs: dict) -> dict:
     """`{"replay": Replay}` for the sampler, or {} (mdm_lens.sampling.replay); checked before the first forward."""
     from .sampling.replay import Schedule, check_mode
@@ -215,10 +221,10 @@ def replay_kwargs(model, replay, mode: str, input_ids: torch.Tensor, kwargs: dic
     check_mode(mode)
     if replay is None:
         return {}
-    if model.spec.sampler not in ("llada", "dream"):
+    if model.spec.replay_refusal is not None:  # each family's own reason (FamilySpec.replay_refusal)
         raise ValueError(
-            f"replay=: the {model.spec.name} family's canvas starts as noise, with no unmasking order to "
-            "replay; replay runs on LLaDA and Dream"
+            f"replay= is refused for the {model.spec.name} family: {model.spec.replay_refusal}. Run replay= on a "
+            f"family whose sampler takes a schedule ({', '.join(_replay_families())}), or compare runs with the same seed"
         )
     schedule = Schedule.from_output(replay)
     steps = kwargs.get("steps")

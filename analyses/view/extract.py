@@ -21,7 +21,7 @@ from typing import Any
 import torch
 from jaxtyping import Float, Int
 
-VIEW_FAMILIES = ("llada", "dream")
+from mdm_lens.step_replay import check_full_forward_replay
 
 
 @dataclass
@@ -69,27 +69,25 @@ class Trace:
         return int(self.topk_ids.shape[0])
 
 
-def _check(model, k: int) -> None:
-    if model.spec.sampler not in VIEW_FAMILIES:
-        raise NotImplementedError(
-            f"the viewer needs a decode trace (mask tokens unmasked step by step): the "
-            f"{VIEW_FAMILIES} samplers have one; the {model.spec.name} family has none"
-        )
+def _check(model, k: int, settings: dict[str, Any]) -> int:
+    """Refuse runs the viewer cannot replay faithfully (mdm_lens.step_replay); return the logit shift."""
     if not (isinstance(k, int) and 1 <= k <= 32):
         raise ValueError(f"top_k={k!r}: must be an integer in 1..32 (the viewer stores top-k per position and step)")
+    what = "the trace viewer (decode trace of mask tokens unmasked step by step, lens replayed per step)"
+    return check_full_forward_replay(model, settings, what)
 
 
-def _response_slice(model, plen: int, gen: int) -> slice:
-    """Where the logits predicting response tokens sit: Dream's state at j-1 predicts token j."""
-    shift = 1 if model.spec.logits_shift else 0
+def _response_slice(shift: int, plen: int, gen: int) -> slice:
+    """Where the logits predicting response tokens sit: with a shift (Dream, dllm's `right_shift_logits`) the
+    state at j-1 predicts token j."""
     return slice(plen - shift, plen - shift + gen)
 
 
-def _record_hooks(model, k: int, features: FeatureSpec | None, store: dict) -> dict:
+def _record_hooks(model, k: int, features: FeatureSpec | None, store: dict, shift: int) -> dict:
     """Hooks that keep, per step, the top-k of the response predictions (and features) of the generation's row."""
 
     def on_logits(act, ctx):
-        sl = _response_slice(model, ctx.prompt_length, ctx.info.gen_length)
+        sl = _response_slice(shift, ctx.prompt_length, ctx.info.gen_length)
         p = act[:1, sl].float().softmax(-1)
         v, i = p.topk(k, dim=-1)
         store["topk"][ctx.step] = (i[0].to("cpu", torch.int32), v[0].to("cpu", torch.float16))
@@ -140,6 +138,7 @@ def _replay(
     attn_layers: list[int],
     k: int,
     attn_k: int,
+    shift: int,
 ) -> tuple[dict | None, dict | None]:
     """Per chosen step: each lens layer's top-k at every response position (TL's logit lens), and each attention
     layer's top-`attn_k` keys for every response query, per head."""
@@ -156,7 +155,7 @@ def _replay(
         ids = torch.cat([prompt_ids, canvas], 1).to(model.input_device)
         _, cache = model.run_with_cache(ids, names_filter=names, prompt_length=plen)
         if lens_layers:
-            stack = cache.accumulated_resid(apply_ln=True, pos_slice=_response_slice(model, plen, gen))
+            stack = cache.accumulated_resid(apply_ln=True, pos_slice=_response_slice(shift, plen, gen))
             per = [(stack[l + 1, 0].float() @ W_U).softmax(-1).topk(k, dim=-1) for l in lens_layers]
             lens_i.append(torch.stack([p.indices for p in per]).cpu())
             lens_p.append(torch.stack([p.values for p in per]).cpu())
@@ -229,10 +228,10 @@ def trace_generation(
     layers (attention: all layers only while layers x heads <= 256, else the last layer), [] for none."""
     if not isinstance(prompt, str):
         raise TypeError(f"prompt is a {type(prompt).__name__}; the viewer takes one str per generation")
-    _check(model, top_k)
-    store: dict = {"topk": {}, "features": {}}
     sampler_kwargs.pop("return_history", None)
-    with model.hooks(_record_hooks(model, top_k, features, store)):
+    shift = _check(model, top_k, model.sampler_settings(**sampler_kwargs))
+    store: dict = {"topk": {}, "features": {}}
+    with model.hooks(_record_hooks(model, top_k, features, store, shift)):
         out = model.generate([prompt], plan=plan, seed=seed, chat=chat, return_history=True, **sampler_kwargs)
     n_steps = out.history.shape[0]
     if sorted(store["topk"]) != list(range(n_steps)):
@@ -253,7 +252,9 @@ def trace_generation(
     lens = attention = None
     if steps:  # the steered run's lens and attention are read with its plan attached
         with model.steer(plan) if plan is not None else nullcontext():
-            lens, attention = _replay(model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k)
+            lens, attention = _replay(
+                model, prompt_ids, out.history[:, :1], steps, lens_l, attn_l, top_k, attn_k, shift
+            )
     feats = None
     if features is not None:
         f_i = torch.stack([store["features"][s][0] for s in range(n_steps)])

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..step_replay import block_causal_reason
 from ._a2d import A2DConfig, A2DLMHeadModel
 from ._layers import site_table
 from .base import FamilySpec, Site
@@ -215,6 +216,14 @@ def tiny_config(arch: str, model_type: str, architecture: str, style: str, **ove
     return {**cfg, **overrides}
 
 
+def step_forward_refusal(name: str, settings: dict[str, Any]) -> str | None:
+    """MDLM runs full forwards over `[prompt, response]` (padding masked): a full forward replays its steps.
+    BD3LM is block-causal over a growing window: refused, with the reason."""
+    if settings.get("variant", "mdlm") == "bd3lm":
+        return block_causal_reason(name, "BD3LM (variant='bd3lm')")
+    return None
+
+
 def make_spec(name: str, arch: str, model_type: str, architecture: str, mask_id: int, style: str) -> FamilySpec:
     """The FamilySpec of one A2D family; `mask_id` is only the fallback (config, then tokenizer, win)."""
 
@@ -235,6 +244,11 @@ def make_spec(name: str, arch: str, model_type: str, architecture: str, mask_id:
         length_key="max_new_tokens",
         position_key="max_position_embeddings",
         generate=generate,
+        step_forward_refusal=lambda settings: step_forward_refusal(name, settings),
+        replay_refusal=(
+            "dllm's MDLM / BD3LM samplers take no recorded unmasking schedule: replay= is implemented in the "
+            "LLaDA and Dream samplers only"
+        ),
         build_model=model_builder(arch),
         size_fields=SIZE_FIELDS,
         heads_split_width=False,  # head_dim may be given (Qwen3-0.6B: 16 heads x 128 over width 1024)

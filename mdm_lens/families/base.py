@@ -76,6 +76,12 @@ class FamilySpec:
     # generate(model, input_ids, attention_mask, settings, on_step=, trace=, return_history=) -> sequences
     generate: Callable[..., Any] | None = None
     fast: FastSupport | None = None  # Fast-dLLM's KV-cached sampler, where the family has one
+    # why a full forward of a step's input canvas is NOT the forward the sampler made under these settings
+    # (block-causal attention over a growing window, ...), or None where it is; None: always faithful.
+    # The per-step logit lens and trace viewer replay steps this way (mdm_lens.step_replay)
+    step_forward_refusal: Callable[[dict[str, Any]], str | None] | None = None
+    # why `generate(replay=...)` cannot run on this family's sampler, or None where the sampler takes a schedule
+    replay_refusal: str | None = None
     # -------- loading
     build_model: Callable[[dict[str, Any]], nn.Module] | None = None
     # a loader of its own (folder, dtype, device, device_map) -> module, for families served by transformers

@@ -359,6 +359,7 @@ SPEC = FamilySpec(
     dims=dims,
     length_key="max_new_tokens",
     generate=generate,
+    replay_refusal="its canvas starts as uniform noise (no mask token), with no unmasking order to replay",
     build_model=build_model,
     from_pretrained=from_pretrained,
     size_fields=(

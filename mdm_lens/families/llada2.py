@@ -404,6 +404,7 @@ LLADA2_MINI: dict[str, Any] = {
 
 # LLaDA2's block-diffusion sampler (the hub generate's defaults), `generate` and the KV-cached fast path.
 from ._llada2_gen import FAST, RECOMMENDED, generate  # noqa: E402
+from ..step_replay import block_causal_reason  # noqa: E402
 
 SPEC = FamilySpec(
     name="llada2",
@@ -420,6 +421,11 @@ SPEC = FamilySpec(
     position_key="max_position_embeddings",
     generate=generate,
     fast=FAST,
+    step_forward_refusal=lambda settings: block_causal_reason("llada2", "llada2"),
+    replay_refusal=(
+        "LLaDA2's block-diffusion sampler (threshold decoding, blocks that end early) takes no recorded "
+        "unmasking schedule: replay= is implemented in the LLaDA and Dream samplers only"
+    ),
     build_model=build_model,
     size_fields=(
         "num_hidden_layers",
