@@ -341,10 +341,10 @@ def table(summary: dict) -> str:
             )
     if "refusal" in summary:
         b = summary["refusal"]["best"]
-        rows.append(
-            f"(ablation at layer {b['layer']}, {b['role']}, scope {b['scope']}: the best sweep cell "
-            "on validation; the paper: 87.56% -> 0.00% on LLaDA-8B-Instruct)"
-        )
+        rows += [  # two lines: the table fits a 100-column terminal
+            f"(ablation at layer {b['layer']}, {b['role']}, scope {b['scope']}: the best sweep cell on validation;",
+            " the paper: 87.56% -> 0.00% on LLaDA-8B-Instruct)",
+        ]
     from .verdicts_terminal import terminal_verdicts
 
     rows += terminal_verdicts(summary)
