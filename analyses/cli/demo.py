@@ -33,7 +33,7 @@ def cmd_demo(args) -> int:
         return 130
     print(table(summary))
     print(
-        f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG "
+        f"\nreport written to {os.path.abspath(args.out)}\n(summary.md, summary.json, CSV and PNG "
         f"figures; all {summary['generations']} generations in generations.jsonl); {summary['seconds']:.0f} s"
     )
     return 0
