@@ -19,7 +19,7 @@ def test_moments_and_effects(tmp_path):
     assert os.path.getsize(tmp_path / "e" / "effects.csv") and os.path.getsize(tmp_path / "e" / "effects.png")
 
 
-def test_sweep_and_experiment(tmp_path):
+def test_sweep_and_experiment(tmp_path, capsys):
     assert main(["sweep", "--out", str(tmp_path / "s"), "--n", "6", "--n-eval", "2", "--roles", "mlp_out"]) == 0
     assert os.path.getsize(tmp_path / "s" / "sweep.png")
     recs = json.load(open(tmp_path / "s" / "sweep.json"))
@@ -55,6 +55,10 @@ def test_sweep_and_experiment(tmp_path):
     )
     res = json.load(open(tmp_path / "x" / "result.json"))
     assert set(res["summary"]) == {"none", "linear_act"} and res["config"]["lambdas"] == [1.0]
+    from test_verdicts_terminal import MD_ROW, TERM_ROW, _rows  # the printed verdict is summary.md's
+
+    md = open(tmp_path / "x" / "summary.md").read()
+    assert _rows(capsys.readouterr().out, TERM_ROW) == _rows(md, MD_ROW) != []
 
 
 def _prompt_files(tmp_path):

@@ -57,6 +57,12 @@ def test_quick_demo_writes_the_report(tmp_path):
     ):
         assert needle in md, needle
     assert "NLL" in table(summary)
+    # the terminal gives summary.md's verdicts row for row (as tests/test_verdicts_terminal.py), and says "smoke"
+    from test_verdicts_terminal import MD_ROW, TERM_ROW, _rows
+
+    term = table(summary)
+    assert len(_rows(md, MD_ROW)) >= 4 and _rows(term, TERM_ROW) == _rows(md, MD_ROW)
+    assert term.startswith("SMOKE RUN (--quick)")
     # the refusal and ILRR sections (analyses.studies.refusal_study / ilrr_study): the summary.json contract
     full = json.load(open(os.path.join(out, "summary.json")))
     assert set(full["refusal"]["best"]) == {"layer", "role", "scope"}

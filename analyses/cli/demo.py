@@ -33,7 +33,7 @@ def cmd_demo(args) -> int:
         return 130
     print(table(summary))
     print(
-        f"\nreport written to {os.path.abspath(args.out)} (summary.md, summary.json, CSV and PNG "
+        f"\nreport written to {os.path.abspath(args.out)}\n(summary.md, summary.json, CSV and PNG "
         f"figures; all {summary['generations']} generations in generations.jsonl); {summary['seconds']:.0f} s"
     )
     return 0
@@ -113,6 +113,12 @@ def cmd_experiment(args) -> int:
             f"{m:<22} {100 * s['accuracy']:5.1f}%  [{100 * s['ci_low']:.1f}, {100 * s['ci_high']:.1f}]  "
             f"NLL {nll}  degenerate {100 * s['degenerate']:.0f}%"
         )
+    from ..studies.experiment_plots import method_label
+    from ..studies.verdicts import ifeval_verdicts
+    from ..studies.verdicts_terminal import verdict_block
+
+    verdicts = ifeval_verdicts(result["summary"], method_label)  # the rows of summary.md's ### Verdict
+    print("\n".join(verdict_block(verdicts, "IFEval", "strict accuracy", "no steering")))
     print(f"result: {paths['json']}; report: {paths['md']}; {world} process(es), {time.time() - t0:.0f} s")
     return 0
 

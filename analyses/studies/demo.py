@@ -278,6 +278,9 @@ SMOKE = (
 )
 
 
+SMOKE_LINE = "SMOKE RUN (--quick): tiny sizes check the pipeline; these numbers are not results."
+
+
 def smoke_warning(header: dict) -> list[str]:
     """The banner a `--quick` report opens with (none for a full run)."""
     return [SMOKE, ""] if header.get("quick") else []
@@ -311,8 +314,11 @@ def gather_generations(out: str, parts=("experiment", "composition", "refusal", 
 
 def table(summary: dict) -> str:
     """What the terminal shows: the IFEval methods table (accuracy, interval, damage), then one block each for
-    refusal ablation and ILRR (rates with 95% intervals and damage), when the summary has them."""
-    rows = [f"{'IFEval method':<22}{'accuracy':>10}   {'95% interval':<14}{'NLL':>7}  degenerate"]
+    refusal ablation and ILRR (rates with 95% intervals and damage), when the summary has them; then each
+    section's verdict (`verdicts_terminal`: the same rows as summary.md's ### Verdict blocks); a smoke run says so
+    first and last."""
+    rows = [SMOKE_LINE, ""] if summary.get("quick") else []
+    rows += [f"{'IFEval method':<22}{'accuracy':>10}   {'95% interval':<14}{'NLL':>7}  degenerate"]
     for m, s in summary["ifeval"]["methods"].items():
         rows.append(
             f"{method_label(m):<22}{100 * s['accuracy']:>9.1f}%   [{100 * s['ci_low']:5.1f}, "
@@ -335,10 +341,15 @@ def table(summary: dict) -> str:
             )
     if "refusal" in summary:
         b = summary["refusal"]["best"]
-        rows.append(
-            f"(ablation at layer {b['layer']}, {b['role']}, scope {b['scope']}: the best sweep cell "
-            "on validation; the paper: 87.56% -> 0.00% on LLaDA-8B-Instruct)"
-        )
+        rows += [  # two lines: the table fits a 100-column terminal
+            f"(ablation at layer {b['layer']}, {b['role']}, scope {b['scope']}: the best sweep cell on validation;",
+            " the paper: 87.56% -> 0.00% on LLaDA-8B-Instruct)",
+        ]
+    from .verdicts_terminal import terminal_verdicts
+
+    rows += terminal_verdicts(summary)
+    if summary.get("quick"):
+        rows += ["", SMOKE_LINE]
     return "\n".join(rows)
 
 

@@ -124,16 +124,7 @@ class ILRRStudyResult:
 
     def verdicts(self) -> tuple[list[Verdict], list[Verdict]]:
         """(each method vs greedy no steering, ILRR vs each sampling baseline): one `Verdict` row each."""
-        from .verdicts import PAPER_ILRR_VS_SAMPLING, Verdict, count_of, damage_words
-
-        def vs(m: str, b: str, label: str, paper: str) -> Verdict:
-            r, base = self.row(m), self.row(b)
-            damage = damage_words(r, base, "unsteered" if b == "none" else "sampling")
-            return Verdict(label, count_of(r), r["n"], count_of(base), base["n"], damage, paper)
-
-        greedy = [vs(m, "none", LABELS[m], "-") for m in ("ilrr", *SAMPLERS)]
-        sampling = [vs("ilrr", m, f"ILRR vs {LABELS[m]}", PAPER_ILRR_VS_SAMPLING) for m in SAMPLERS]
-        return greedy, sampling
+        return ilrr_verdicts(self.test)
 
     def verdict(self) -> list[str]:
         """The verdicts as sentences (summary.json `verdict`)."""
@@ -361,6 +352,22 @@ def _test_rows(trecs: list[dict], seed: int) -> list[dict]:
     rows.append(rate_row(picks_random, "positive", method="sample_random"))
     rows.append(rate_row(picks_ref, "positive", method="sample_best_ref"))
     return rows
+
+
+def ilrr_verdicts(test: list[dict]) -> tuple[list[Verdict], list[Verdict]]:
+    """(each method vs greedy no steering, ILRR vs each sampling baseline) from the study's `test` rows (also
+    those in summary.json): the `Verdict`s that summary.md and the terminal both format."""
+    from .verdicts import PAPER_ILRR_VS_SAMPLING, Verdict, count_of, damage_words
+
+    def vs(m: str, b: str, label: str, paper: str) -> Verdict:
+        r = next(x for x in test if x["method"] == m)
+        base = next(x for x in test if x["method"] == b)
+        damage = damage_words(r, base, "unsteered" if b == "none" else "sampling")
+        return Verdict(label, count_of(r), r["n"], count_of(base), base["n"], damage, paper)
+
+    greedy = [vs(m, "none", LABELS[m], "-") for m in ("ilrr", *SAMPLERS)]
+    sampling = [vs("ilrr", m, f"ILRR vs {LABELS[m]}", PAPER_ILRR_VS_SAMPLING) for m in SAMPLERS]
+    return greedy, sampling
 
 
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from mdm_lens import HookedMDM
 
     from ..sweep import Cell
+    from .verdicts import Verdict
 
 SWEEP_ROLES = ("resid_mid", "resid_post", "attn_out")  # the paper's Attn Res, MLP Res and Attn-only
 SCOPES = ("prompt", "response", "all")  # "all" = prompt + response
@@ -184,24 +185,10 @@ class RefusalStudyResult:
     def verdict_markdown(self) -> list[str]:
         """The ablation's verdict on held-out harmful requests: a drop in refusal is what it aims for; damage is
         the NLL, the degenerate share and the harmless requests still answered."""
-        from .verdicts import Verdict, count_of, damage_words, verdict_table
+        from .verdicts import verdict_table
 
-        base, steer = self.row("none", "harmful"), self.row("directional_ablation", "harmful")
-        hb, hs = self.row("none", "harmless"), self.row("directional_ablation", "harmless")
-        answered = ""
-        if hb.get("answered") is not None and hs.get("answered") is not None:
-            answered = f"; harmless requests answered {pct(hs['answered'])} vs {pct(hb['answered'])}"
-        row = Verdict(
-            "directional ablation (harmful requests)",
-            count_of(steer),
-            steer["n"],
-            count_of(base),
-            base["n"],
-            damage_words(steer, base) + answered,
-            f"refusal {100 * PAPER['baseline_rate']:.2f}% -> {100 * PAPER['steered_rate']:.2f}%",
-            lower_is_better=True,
-        )
-        return verdict_table([row], "refusal rate", "no steering", "Shnaidman et al., LLaDA-8B-Instruct")
+        rows = refusal_verdicts(self.test)
+        return verdict_table(rows, "refusal rate", "no steering", "Shnaidman et al., LLaDA-8B-Instruct")
 
     def table_markdown(self) -> str:
         c = self.config
@@ -515,6 +502,33 @@ def _test_items(test: dict[str, list[str]], best: dict, cfg: RefusalConfig) -> l
             {"split": "test", "method": "directional_ablation", "cell": bcell, "harmful": kind == "harmful"},
         )
     return items
+
+
+def refusal_verdicts(test: list[dict]) -> list[Verdict]:
+    """The ablation against no steering on held-out harmful requests, from the study's `test` rows (also those
+    in summary.json): the one `Verdict` that summary.md and the terminal both format."""
+    from .verdicts import Verdict, count_of, damage_words
+
+    def row(method: str, prompts: str) -> dict:
+        return next(r for r in test if r["method"] == method and r["prompts"] == prompts)
+
+    base, steer = row("none", "harmful"), row("directional_ablation", "harmful")
+    hb, hs = row("none", "harmless"), row("directional_ablation", "harmless")
+    answered = ""
+    if hb.get("answered") is not None and hs.get("answered") is not None:
+        answered = f"; harmless requests answered {pct(hs['answered'])} vs {pct(hb['answered'])}"
+    return [
+        Verdict(
+            "directional ablation (harmful requests)",
+            count_of(steer),
+            steer["n"],
+            count_of(base),
+            base["n"],
+            damage_words(steer, base) + answered,
+            f"refusal {100 * PAPER['baseline_rate']:.2f}% -> {100 * PAPER['steered_rate']:.2f}%",
+            lower_is_better=True,
+        )
+    ]
 
 
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):

@@ -123,11 +123,18 @@ def verdict_table(
 
 def verdict_lines(summary: dict, label=lambda m: m, baseline: str = "none") -> list[str]:
     """The IFEval verdict: every steered method against `baseline` (pooled accuracy counts from the summary)."""
+    rows = ifeval_verdicts(summary, label, baseline)
+    return verdict_table(rows, "strict IFEval accuracy", "no steering", PAPER_IFEVAL_SOURCE)
+
+
+def ifeval_verdicts(summary: dict, label=lambda m: m, baseline: str = "none") -> list[Verdict]:
+    """One `Verdict` per steered method of an IFEval summary (`{method: {accuracy, n, nll, degenerate}}`) against
+    `baseline`; summary.md and the terminal both format these rows, so they cannot disagree."""
     base = summary.get(baseline)
     if base is None:
         return []
     bk = round(base["accuracy"] * base["n"])
-    rows = [
+    return [
         Verdict(
             label(m),
             round(s["accuracy"] * s["n"]),
@@ -140,4 +147,3 @@ def verdict_lines(summary: dict, label=lambda m: m, baseline: str = "none") -> l
         for m, s in summary.items()
         if m != baseline
     ]
-    return verdict_table(rows, "strict IFEval accuracy", "no steering", PAPER_IFEVAL_SOURCE)
