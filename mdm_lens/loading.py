@@ -26,6 +26,9 @@ from .families import detect_family
 from .families.base import resolve_mask_id
 from .families.base import FamilySpec
 from .mapped_safetensors import MappedSafetensors
+from .quantized import CONFIG_KEY as _QUANT_KEY
+from .quantized import SCHEME as _QUANT_SCHEME
+from .quantized import dequantize_state, quantize_state
 from .load_checks import (
     check_chat_template,
     check_mask_id,
@@ -347,15 +350,19 @@ def load_model(
     dmap = None if device_map is None else _device_map(model, device_map, dtype)
     target = torch.device(device) if device is not None else torch.device("cpu")
 
-    state: dict[str, torch.Tensor] = {}
-    wanted = {k: v.dtype for k, v in model.state_dict().items()}
+    raw: dict[str, torch.Tensor] = {}
+    source: dict[str, Path] = {}
     for file in files:  # views of each shard's mapping: nothing is read until a forward touches it
         with MappedSafetensors(file, "a checkpoint shard") as f:
             for key in f.keys():
-                dev = _device_for(key, dmap) if dmap is not None else target
-                t = f.get_tensor(key)
-                check_tensor_dtype(key, t, wanted.get(key), file)
-                state[key] = t.to(device=dev, dtype=dtype if t.is_floating_point() else t.dtype)
+                raw[key], source[key] = f.get_tensor(key), file
+    raw = dequantize_state(raw, config, str(folder), dtype)  # int8-rowwise organisms; else unchanged
+    state: dict[str, torch.Tensor] = {}
+    wanted = {k: v.dtype for k, v in model.state_dict().items()}
+    for key, t in raw.items():
+        dev = _device_for(key, dmap) if dmap is not None else target
+        check_tensor_dtype(key, t, wanted.get(key), source[key])
+        state[key] = t.to(device=dev, dtype=dtype if t.is_floating_point() else t.dtype)
     _check_keys(model, set(state), folder)
     optional = set(getattr(model, "tied_keys", lambda: {})())
     model.load_state_dict(state, strict=not optional, assign=True)
@@ -409,15 +416,26 @@ def _weight_file_names(folder: Path) -> set[str]:
 
 
 def save_pretrained(
-    model: nn.Module, tokenizer, config: dict, folder: str | os.PathLike, shard_size: int | None = None
+    model: nn.Module,
+    tokenizer,
+    config: dict,
+    folder: str | os.PathLike,
+    shard_size: int | None = None,
+    int8: bool = False,
 ) -> Path:
     """Write hub layout: config.json, model.safetensors or shards of <= shard_size bytes + index json.
+
+    `int8=True` writes row-wise int8 weights (`mdm_lens.quantized`, about a quarter of float32's bytes) and
+    records the scheme in config.json, which `load_model` reads back into float weights.
 
     All or nothing: every file is written under a temporary name first and moved into place only once all
     are written (weights first, config.json last), so a failure at any point (full disk, Ctrl-C) leaves
     the previous checkpoint in `folder` loadable. Weight files of the previous layout that the new one
     does not use (e.g. old shards after a single-file save) are removed afterwards.
     """
+    if int8 and hasattr(model, "save_pretrained"):
+        raise ValueError("int8=True is for native mdm-lens models; a transformers model saves float weights only")
+    config = {k: v for k, v in config.items() if k != _QUANT_KEY} | ({_QUANT_KEY: _QUANT_SCHEME} if int8 else {})
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     old = _weight_file_names(folder)
@@ -427,7 +445,7 @@ def save_pretrained(
             if hasattr(model, "save_pretrained"):  # a transformers model: its own writer handles tied weights
                 model.save_pretrained(str(staging), max_shard_size=shard_size or "50GB")
             else:
-                _stage_weights(w, model, folder, shard_size)
+                _stage_weights(w, model, folder, shard_size, int8)
             if tokenizer is not None:
                 tokenizer.save_pretrained(str(staging))
             produced = sorted(
@@ -445,9 +463,10 @@ def save_pretrained(
     return folder
 
 
-def _stage_weights(w: StagedWrites, model: nn.Module, folder: Path, shard_size: int | None) -> None:
+def _stage_weights(w: StagedWrites, model: nn.Module, folder: Path, shard_size: int | None, int8: bool) -> None:
     tied = set(getattr(model, "tied_keys", lambda: {})())
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items() if k not in tied}
+    state = quantize_state(state) if int8 else state
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key in sorted(state):

@@ -70,18 +70,25 @@ QUICK = dict(
     sampler={"steps": 8, "gen_length": 16, "block_length": 16},
 )
 
-# smol-mdm (corpus v3): a coarser sweep (every other layer, residual stream, two scopes), fewer prompts, 4 MC rows
+# smol-mdm (corpus v3): a coarser sweep (six layers from a quarter to 85% of the depth, `smol_layers`; residual
+# stream, two scopes), fewer prompts, 4 MC rows
 SMOL = dict(
     n_calib=32,
     n_val=8,
     n_test=16,
     n_harmless=16,
-    layers=(1, 3, 5, 7, 9, 11),
     roles=("resid_post",),
     scopes=("prompt", "all"),
     mc_num=4,
     mc_batch=4,
 )
+
+
+def smol_layers(n_layers: int, k: int = 6) -> tuple[int, ...]:
+    """`k` layers spread from 25% to 85% of the depth: where Arditi et al. find the refusal direction (mid layers;
+    the 30-block base's probe found it at block 22 of 30), at a sixth of a full sweep's cost."""
+    lo, hi = 0.25 * (n_layers - 1), 0.85 * (n_layers - 1)
+    return tuple(dict.fromkeys(round(lo + i * (hi - lo) / (k - 1)) for i in range(k)))
 
 
 @dataclass
@@ -536,7 +543,8 @@ def demo_section(model, out: str, model_name: str, quick: bool = False, seed: in
     sweep heatmap at `out/refusal_sweep.png`; summary.json gets `refusal.{baseline_rate, steered_rate, best, ...}`."""
     from ..records import Section
 
-    size = QUICK if quick else SMOL if model.config.get("mdm_lens_corpus") == "v3" else {}
+    v3 = model.config.get("mdm_lens_corpus") == "v3"
+    size = QUICK if quick else SMOL | {"layers": smol_layers(model.n_layers)} if v3 else {}
     res = run_refusal_study(
         model,
         RefusalConfig(**size, seed=seed),

