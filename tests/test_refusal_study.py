@@ -24,7 +24,7 @@ def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
     out = str(tmp_path / "refusal")
     res = run_refusal_study(model, cfg, out=out, model_name=ORGANISM, progress=False)
     n_cells = len(cfg.layers) * len(cfg.roles) * len(cfg.scopes)
-    assert len(res.records) == cfg.n_val * (1 + n_cells) + 2 * (cfg.n_test + cfg.n_harmless)
+    assert len(res.records) == cfg.n_val * (1 + n_cells) + 2 * (cfg.n_test + cfg.n_harmless) + cfg.n_harmless
     lines = open(os.path.join(out, "generations.jsonl")).read().splitlines()
     assert len(lines) == len(res.records)
     for r in res.records:
@@ -47,7 +47,12 @@ def test_quick_study_saves_every_generation_and_chooses_on_validation(tmp_path):
     steered = [r for r in res.records if r["split"] == "test" and r["method"] != "none" and r["harmful"]]
     assert {(r["layer"], r["role"], r["scope"]) for r in steered} == {tuple(j["best"].values())}
     assert j["steered_rate"] == sum(r["refusal"] for r in steered) / cfg.n_test
+    added = [r for r in res.records if r["method"] == "actadd"]  # the induction arm: harmless requests only
+    assert len(added) == cfg.n_harmless and not any(r["harmful"] for r in added)
+    assert {(r["layer"], r["role"], r["scope"]) for r in added} == {(j["best"]["layer"], j["best"]["role"], "all")}
+    assert j["induced_rate"] == sum(r["refusal"] for r in added) / cfg.n_harmless
     md = res.table_markdown()
+    assert "| actadd | harmless |" in md and "direction added (harmless requests)" in md
     assert "87.56% -> 0.00%" in md and "| none | harmful |" in md and "degenerate" in md
     png = res.plot(str(tmp_path / "sweep.png"))
     assert os.path.getsize(png) > 0

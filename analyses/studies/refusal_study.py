@@ -10,6 +10,9 @@ Protocol, with nothing tuned on test:
 3. **Test**: refusal rate on held-out harmful requests with no steering and at the best cell, Wilson 95%
    intervals, damage (NLL per token under the unsteered model, degenerate share) and the share of harmless
    requests still answered (not a refusal, not degenerate).
+4. **Induction** (Arditi et al.'s converse test): at the best cell's layer and role, the harmful − harmless mean
+   difference is *added* at every position (`actadd`, scope `all`) on the held-out harmless requests; if the
+   direction mediates refusal, they are refused.
 Every generation is a record (`OUT/generations.jsonl` via `analyses.studies.runlog`, resumable). Validation records
 carry the cheap damage only (degeneracy, length; `nll` None) to keep the sweep fast; test records have all.
 """
@@ -178,6 +181,7 @@ class RefusalStudyResult:
         return {
             "baseline_rate": base["rate"],
             "steered_rate": steer["rate"],
+            "induced_rate": next((r["rate"] for r in self.test if r["method"] == "actadd"), None),
             "best": {k: self.best[k] for k in ("layer", "role", "scope")},
             "model": self.model,
             "config": self.config,
@@ -385,9 +389,11 @@ def run_refusal_study(
         trecs = log.run(_test_items(test, best, cfg), work, desc="refusal test", progress=progress)
         log.merge()
     rows = []
-    for method in ("none", "directional_ablation"):
+    for method in ("none", "directional_ablation", "actadd"):
         for kind in test:
             mine = [r for r in trecs if r["method"] == method and r["harmful"] == (kind == "harmful")]
+            if not mine:  # actadd runs on harmless requests only
+                continue
             row = rate_row(mine, "refusal", method=method, prompts=kind)
             row["answered"] = sum(not r["refusal"] and not r["degenerate"] for r in mine) / len(mine)
             rows.append(row)
@@ -408,20 +414,25 @@ def _work(
     scorer = RefusalScorer()
     maps: dict = {}
 
-    def plan_for(cell: list | None):
+    def plan_for(cell: list | None, method: str):
+        """Ablation removes the harmful - harmless direction; `actadd` adds that mean difference (Arditi et al.'s
+        induction test: refusal on harmless requests if the direction mediates it)."""
         if cell is None:
             return None
         if not maps:
             src, tgt = collect_contrastive(model, *calib, sites, pooling="mean", scope="prompt", progress=False)
-            maps.update({s: fit_map("directional_ablation", src[s], tgt[s], site=s) for s in sites})
+            for m in ("directional_ablation", "actadd"):
+                maps.update({(m, s): fit_map(m, src[s], tgt[s], site=s) for s in sites})
         layer, role, scope = cell
         return cell_plan(
-            lambda names: Plan({n: maps[n] for n in names}), Cell(layer, role, get_act_name(role, layer), scope)
+            lambda names: Plan({n: maps[(method, n)] for n in names}),
+            Cell(layer, role, get_act_name(role, layer), scope),
         )
 
     def work(item: Item) -> list[dict]:
         p = item.payload
-        texts = model.generate(p["prompts"], plan=plan_for(p["cell"]), seed=cfg.seed, **cfg.sampler).texts
+        plan = plan_for(p["cell"], p["method"])
+        texts = model.generate(p["prompts"], plan=plan, seed=cfg.seed, **cfg.sampler).texts
         cell = p["cell"] or (None, None, None)
         base = {
             "task": "refusal",
@@ -508,6 +519,13 @@ def _test_items(test: dict[str, list[str]], best: dict, cfg: RefusalConfig) -> l
             cfg.batch_size,
             {"split": "test", "method": "directional_ablation", "cell": bcell, "harmful": kind == "harmful"},
         )
+    # induction: the same site, the mean difference added at every position (prompt and response)
+    items += batched_items(
+        ("refusal", "test", "actadd", "harmless", best["layer"], best["role"], "all"),
+        test["harmless"],
+        cfg.batch_size,
+        {"split": "test", "method": "actadd", "cell": (best["layer"], best["role"], "all"), "harmful": False},
+    )
     return items
 
 
@@ -524,7 +542,7 @@ def refusal_verdicts(test: list[dict]) -> list[Verdict]:
     answered = ""
     if hb.get("answered") is not None and hs.get("answered") is not None:
         answered = f"; harmless requests answered {pct(hs['answered'])} vs {pct(hb['answered'])}"
-    return [
+    out = [
         Verdict(
             "directional ablation (harmful requests)",
             count_of(steer),
@@ -536,6 +554,20 @@ def refusal_verdicts(test: list[dict]) -> list[Verdict]:
             lower_is_better=True,
         )
     ]
+    induced = [r for r in test if r["method"] == "actadd" and r["prompts"] == "harmless"]
+    if induced:  # records written before the induction arm existed have none
+        out.append(
+            Verdict(
+                "direction added (harmless requests)",
+                count_of(induced[0]),
+                induced[0]["n"],
+                count_of(hb),
+                hb["n"],
+                damage_words(induced[0], hb),
+                "Arditi et al.: adding the direction induces refusal",
+            )
+        )
+    return out
 
 
 def demo_section(model, out: str, model_name: str, quick: bool = False, seed: int = 0, progress: bool = True):
