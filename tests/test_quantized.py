@@ -65,3 +65,11 @@ def test_damaged_or_unknown_scheme_refused(int8_folder):
 def test_nan_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         quantize_state({"w": torch.tensor([[1.0, float("nan")]])})
+    cfg = tiny_config("llada")
+    model = build_random_model(cfg, seed=4)
+    with torch.no_grad():
+        next(p for p in model.parameters() if p.ndim == 2)[0, 0] = float("nan")
+    tok = build_test_tokenizer(style="llada", vocab_size=cfg["vocab_size"])
+    with pytest.raises(ValueError, match="NaN"):
+        save_pretrained(model, tok, cfg, tmp_path / "out", int8=True)
+    assert not [p.name for p in (tmp_path / "out").iterdir() if not p.name.startswith(".")]  # nothing written
